@@ -1,0 +1,535 @@
+//! The offline engine: values in, one [`Report`] out.
+//!
+//! An [`Analyzer`] takes JSON values (from [`crate::reader::JsonSplitter`] or one EventBridge event at a
+//! time), keeps the session index and per-session aggregates, and at the end joins failures to their
+//! issuing calls, groups them and decides. Records may come in any order and repeat. Work can be split:
+//! [`Analyzer::fork`] makes a sibling that shares the failure de-duplication, and [`Analyzer::merge`]
+//! folds it back, so each thread reads its own files.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use aho_corasick::AhoCorasick;
+
+use crate::assess::{Facts, assess};
+use crate::classify::{Failure, IdentityHints, Issuance, Observation, classify, role_name};
+use crate::model::{Client, StsCall};
+use crate::reader::{JsonSplitter, ReadError};
+use crate::record::{EnvelopeContext, Record};
+use crate::remediation::remediation;
+use crate::report::{Group, Report};
+use crate::time::{Epoch, format_time};
+
+/// Limits on what one group lists, so a storm cannot grow a report without bound.
+const MAX_LISTED: usize = 20;
+const MAX_EVENT_NAMES: usize = 100;
+/// Wrappers inside wrappers (SNS in SQS in a file) are followed this deep.
+const MAX_NESTING: u8 = 4;
+
+/// A value can only matter if it contains one of these: the expiry family (`ExpiredToken…`,
+/// `RequestExpired`, "…is expired", "…has expired") or an issuing call's name. Everything else is
+/// counted without being parsed.
+static INTERESTING: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::new(["xpired", "AssumeRole", "GetSessionToken", "GetFederationToken"])
+        .expect("valid patterns")
+});
+
+/// Which failures to count.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Window {
+    /// Failures before this are ignored.
+    pub since: Option<Epoch>,
+    /// Failures after this are ignored.
+    pub until: Option<Epoch>,
+}
+
+impl Window {
+    fn contains(&self, t: Epoch) -> bool {
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+}
+
+/// Accumulates records and reports on them.
+pub struct Analyzer {
+    window: Window,
+    seen: Arc<Mutex<HashSet<u64>>>,
+    records: u64,
+    skipped: u64,
+    failures: u64,
+    sessions: HashMap<SessionKey, Agg>,
+    issuances: HashMap<String, Issuance>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct SessionKey {
+    account: Option<String>,
+    principal: Option<String>,
+    session: Option<String>,
+    access_key_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct GroupKey {
+    account: Option<String>,
+    principal: Option<String>,
+    session: Option<String>,
+}
+
+/// What is kept of the earliest failure: it decides the session the group's age is measured on.
+#[derive(Clone, Debug, Default)]
+struct FirstFailure {
+    access_key_id: Option<String>,
+    creation_date: Option<Epoch>,
+    hints: IdentityHints,
+    token_call: Option<StsCall>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Agg {
+    principal: Option<String>,
+    failures: u64,
+    first: Epoch,
+    last: Epoch,
+    first_failure: FirstFailure,
+    token_call_failures: u64,
+    request_expired_failures: u64,
+    error_codes: BTreeMap<String, u64>,
+    event_names: BTreeMap<String, u64>,
+    source_ips: BTreeSet<String>,
+    access_key_ids: BTreeSet<String>,
+    clients: BTreeMap<Client, (u64, Epoch)>,
+}
+
+impl Agg {
+    fn add(&mut self, f: Failure) {
+        if self.failures == 0 || f.time < self.first {
+            self.first = f.time;
+            self.first_failure = FirstFailure {
+                access_key_id: f.access_key_id.clone(),
+                creation_date: f.creation_date,
+                hints: f.hints,
+                token_call: f.token_call,
+            };
+        }
+        if self.failures == 0 || f.time > self.last {
+            self.last = f.time;
+        }
+        self.failures += 1;
+        self.token_call_failures += u64::from(f.token_call.is_some());
+        self.request_expired_failures += u64::from(f.error_code == "RequestExpired");
+        *self.error_codes.entry(f.error_code).or_default() += 1;
+        if self.event_names.len() < MAX_EVENT_NAMES || self.event_names.contains_key(&f.event_name) {
+            *self.event_names.entry(f.event_name).or_default() += 1;
+        }
+        if let Some(ip) = f.source_ip
+            && self.source_ips.len() < MAX_LISTED
+        {
+            self.source_ips.insert(ip);
+        }
+        if let Some(key) = f.access_key_id
+            && self.access_key_ids.len() < MAX_LISTED
+        {
+            self.access_key_ids.insert(key);
+        }
+        if let Some(c) = f.client {
+            let e = self.clients.entry(c).or_insert((0, f.time));
+            e.0 += 1;
+            e.1 = e.1.min(f.time);
+        }
+        if self.principal.is_none() {
+            self.principal = f.principal;
+        }
+    }
+
+    fn merge(&mut self, other: Agg) {
+        if other.failures == 0 {
+            return;
+        }
+        if self.failures == 0 || other.first < self.first {
+            self.first = other.first;
+            self.first_failure = other.first_failure;
+        }
+        if self.failures == 0 || other.last > self.last {
+            self.last = other.last;
+        }
+        // Prefer the fuller spelling of the principal (a sessionIssuer ARN keeps the role's path).
+        if other.principal.as_ref().map(String::len) > self.principal.as_ref().map(String::len) {
+            self.principal = other.principal;
+        }
+        self.failures += other.failures;
+        self.token_call_failures += other.token_call_failures;
+        self.request_expired_failures += other.request_expired_failures;
+        for (k, v) in other.error_codes {
+            *self.error_codes.entry(k).or_default() += v;
+        }
+        for (k, v) in other.event_names {
+            if self.event_names.len() < MAX_EVENT_NAMES || self.event_names.contains_key(&k) {
+                *self.event_names.entry(k).or_default() += v;
+            }
+        }
+        for ip in other.source_ips {
+            if self.source_ips.len() < MAX_LISTED {
+                self.source_ips.insert(ip);
+            }
+        }
+        for key in other.access_key_ids {
+            if self.access_key_ids.len() < MAX_LISTED {
+                self.access_key_ids.insert(key);
+            }
+        }
+        for (c, (n, t)) in other.clients {
+            let e = self.clients.entry(c).or_insert((0, t));
+            e.0 += n;
+            e.1 = e.1.min(t);
+        }
+    }
+
+    /// Most failures, ties to the client seen first.
+    fn client(&self) -> Option<Client> {
+        self.clients
+            .iter()
+            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+            .map(|(c, _)| *c)
+    }
+}
+
+/// Groups match whatever spelling of a role ARN a record used: with or without its path.
+fn principal_key(principal: &str) -> &str {
+    role_name(principal).unwrap_or(principal)
+}
+
+fn group_key(account: &Option<String>, principal: &Option<String>, session: &Option<String>) -> GroupKey {
+    GroupKey {
+        account: account.clone(),
+        principal: principal.as_deref().map(|p| principal_key(p).to_owned()),
+        session: session.clone(),
+    }
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new(Window::default())
+    }
+}
+
+impl Analyzer {
+    /// An empty analyzer counting failures inside `window`.
+    pub fn new(window: Window) -> Self {
+        Analyzer {
+            window,
+            seen: Arc::default(),
+            records: 0,
+            skipped: 0,
+            failures: 0,
+            sessions: HashMap::new(),
+            issuances: HashMap::new(),
+        }
+    }
+
+    /// An empty sibling that shares this one's record of failures already counted.
+    pub fn fork(&self) -> Self {
+        Analyzer {
+            seen: Arc::clone(&self.seen),
+            ..Analyzer::new(self.window)
+        }
+    }
+
+    /// Folds a sibling's records in.
+    pub fn merge(&mut self, other: Analyzer) {
+        self.records += other.records;
+        self.skipped += other.skipped;
+        self.failures += other.failures;
+        for (k, agg) in other.sessions {
+            self.sessions.entry(k).or_default().merge(agg);
+        }
+        for (k, i) in other.issuances {
+            self.issuances.entry(k).or_insert(i);
+        }
+    }
+
+    /// Records read so far, duplicates included.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Reads every value of a (decompressed) stream. On error, what was read before it is kept.
+    pub fn read(&mut self, src: impl Read) -> Result<(), ReadError> {
+        let mut splitter = JsonSplitter::new(src);
+        while let Some(value) = splitter.next_value()? {
+            self.feed_value(value);
+        }
+        Ok(())
+    }
+
+    /// Takes one JSON value: a record, an EventBridge envelope, or a wrapper (SQS message, SNS
+    /// notification, lookup-events result) carrying them.
+    pub fn feed_value(&mut self, bytes: &[u8]) {
+        self.feed_nested(bytes, 0);
+    }
+
+    fn feed_nested(&mut self, bytes: &[u8], depth: u8) {
+        if !INTERESTING.is_match(bytes) {
+            self.records += 1;
+            return;
+        }
+        match serde_json::from_slice::<Record>(bytes) {
+            Ok(item) => self.feed_item(item, depth),
+            Err(_) => {
+                self.records += 1;
+                self.skipped += 1;
+            }
+        }
+    }
+
+    fn feed_item(&mut self, item: Record, depth: u8) {
+        if item.event_time.get().is_none()
+            && let Some(carried) = item.carried_json()
+            && depth < MAX_NESTING
+        {
+            let mut inner = JsonSplitter::new(carried.as_bytes());
+            loop {
+                match inner.next_value() {
+                    Ok(Some(v)) => self.feed_nested(v, depth + 1),
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.records += 1;
+                        self.skipped += 1;
+                        break;
+                    }
+                }
+            }
+            return;
+        }
+        self.records += 1;
+        match item.detail {
+            Some(detail) if item.event_time.get().is_none() => {
+                let env = EnvelopeContext {
+                    account: item.account.0,
+                    region: item.region.0,
+                };
+                self.observe(&detail, &env);
+            }
+            _ => self.observe(&item, &EnvelopeContext::default()),
+        }
+    }
+
+    /// Takes one decoded record.
+    pub fn observe(&mut self, rec: &Record, env: &EnvelopeContext) {
+        match classify(rec, env) {
+            Observation::Failure(f) => self.add_failure(f),
+            Observation::Issuance(i) => {
+                self.issuances.entry(i.access_key_id.clone()).or_insert(i);
+            }
+            Observation::Other => {
+                if rec.event_time.get().and_then(crate::time::parse_time).is_none() {
+                    self.skipped += 1;
+                }
+            }
+        }
+    }
+
+    fn add_failure(&mut self, f: Failure) {
+        if !self.window.contains(f.time) {
+            return;
+        }
+        if let Some(id) = &f.event_id {
+            let mut h = DefaultHasher::new();
+            id.hash(&mut h);
+            // A poisoned lock only means another thread panicked mid-insert; the set is still usable.
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if !seen.insert(h.finish()) {
+                return;
+            }
+        }
+        self.failures += 1;
+        let key = SessionKey {
+            account: f.account.clone(),
+            principal: f.principal.clone(),
+            session: f.session.clone(),
+            access_key_id: f.access_key_id.clone(),
+        };
+        self.sessions.entry(key).or_default().add(f);
+    }
+
+    /// Joins, groups and decides.
+    pub fn report(self) -> Report {
+        let mut groups: HashMap<GroupKey, Agg> = HashMap::new();
+        for (mut key, agg) in self.sessions {
+            if let Some(i) = key.access_key_id.as_ref().and_then(|k| self.issuances.get(k)) {
+                key.account = key.account.or_else(|| i.account.clone());
+                key.principal = key.principal.or_else(|| i.principal.clone());
+                key.session = key.session.or_else(|| i.session.clone());
+            }
+            let gk = group_key(&key.account, &key.principal, &key.session);
+            let entry = groups.entry(gk).or_default();
+            entry.merge(Agg {
+                principal: agg.principal.clone().or(key.principal),
+                ..agg
+            });
+        }
+
+        let mut issued_times: HashMap<GroupKey, Vec<Epoch>> = HashMap::new();
+        for i in self.issuances.values() {
+            issued_times
+                .entry(group_key(&i.account, &i.principal, &i.session))
+                .or_default()
+                .push(i.issued_at);
+        }
+
+        let mut out: Vec<Group> = groups
+            .into_iter()
+            .map(|(key, agg)| {
+                let issuance = agg
+                    .first_failure
+                    .access_key_id
+                    .as_ref()
+                    .and_then(|k| self.issuances.get(k));
+                let times = issued_times.get(&key).map(Vec::as_slice).unwrap_or_default();
+                build_group(key, &agg, issuance, times)
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(b.failures.cmp(&a.failures))
+                .then_with(|| {
+                    (&a.account, &a.principal, &a.session).cmp(&(&b.account, &b.principal, &b.session))
+                })
+        });
+        Report {
+            records: self.records,
+            failures: self.failures,
+            skipped_records: self.skipped,
+            groups: out,
+        }
+    }
+}
+
+fn build_group(key: GroupKey, agg: &Agg, issuance: Option<&Issuance>, issued_times: &[Epoch]) -> Group {
+    let facts = Facts {
+        principal: agg.principal.as_deref(),
+        session: key.session.as_deref(),
+        failures: agg.failures,
+        first_failure: agg.first,
+        last_failure: agg.last,
+        token_call_failures: agg.token_call_failures,
+        token_call: agg.first_failure.token_call,
+        request_expired_failures: agg.request_expired_failures,
+        creation_date: agg.first_failure.creation_date,
+        access_key_id: agg.first_failure.access_key_id.as_deref(),
+        hints: agg.first_failure.hints.clone(),
+        issuance,
+        issued_times,
+    };
+    let a = assess(&facts);
+    let client = agg.client();
+    Group {
+        account: key.account,
+        principal: agg.principal.clone(),
+        session: key.session,
+        access_key_ids: agg.access_key_ids.iter().cloned().collect(),
+        failures: agg.failures,
+        first_failure: format_time(agg.first),
+        last_failure: format_time(agg.last),
+        issued_at: a.issued_at.map(format_time),
+        lease_seconds: a.lease.map(|l| l.seconds),
+        lease_source: a.lease.map(|l| l.source),
+        age_at_first_failure_seconds: a.age_at_first_failure,
+        verdict: a.verdict,
+        severity: a.severity,
+        credential_source: a.credential_source,
+        client,
+        error_codes: agg.error_codes.clone(),
+        event_names: agg.event_names.clone(),
+        source_ips: agg.source_ips.iter().cloned().collect(),
+        remediation: remediation(a.verdict, a.credential_source, client),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Verdict;
+
+    fn failure_json(id: &str, time: &str, key: &str) -> String {
+        format!(
+            r#"{{"eventTime":"{time}","eventSource":"s3.amazonaws.com","eventName":"GetObject","errorCode":"ExpiredToken",
+            "eventID":"{id}","recipientAccountId":"123456789012","userAgent":"Boto3/1.34.0 Botocore/1.34.0",
+            "userIdentity":{{"type":"AssumedRole","principalId":"AROAEXAMPLE:job","accessKeyId":"{key}",
+              "arn":"arn:aws:sts::123456789012:assumed-role/etl/job"}}}}"#
+        )
+    }
+
+    const ISSUE: &str = r#"{"eventTime":"2026-11-02T08:00:00Z","eventSource":"sts.amazonaws.com","eventName":"AssumeRole",
+        "eventID":"i1","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/ci"},
+        "requestParameters":{"roleArn":"arn:aws:iam::123456789012:role/etl","roleSessionName":"job"},
+        "responseElements":{"credentials":{"accessKeyId":"ASIAKEY1","expiration":"Nov 2, 2026, 9:00:00 AM"}}}"#;
+
+    #[test]
+    fn failures_are_joined_to_an_issuing_call_that_comes_later() {
+        let mut a = Analyzer::default();
+        a.feed_value(failure_json("f1", "2026-11-02T09:00:10Z", "ASIAKEY1").as_bytes());
+        a.feed_value(failure_json("f2", "2026-11-02T09:05:00Z", "ASIAKEY1").as_bytes());
+        a.feed_value(ISSUE.as_bytes());
+        let r = a.report();
+        assert_eq!((r.records, r.failures), (3, 2));
+        let g = &r.groups[0];
+        assert_eq!(g.verdict, Verdict::StaleCache);
+        assert_eq!(g.age_at_first_failure_seconds, Some(3610));
+        assert_eq!(g.lease_seconds, Some(3600));
+    }
+
+    #[test]
+    fn a_repeated_event_id_counts_once_across_forks() {
+        let mut a = Analyzer::default();
+        let mut b = a.fork();
+        let f = failure_json("same", "2026-11-02T09:00:10Z", "ASIAKEY1");
+        a.feed_value(f.as_bytes());
+        b.feed_value(f.as_bytes());
+        a.merge(b);
+        let r = a.report();
+        assert_eq!((r.records, r.failures, r.groups[0].failures), (2, 1, 1));
+    }
+
+    #[test]
+    fn an_envelope_in_an_sqs_body_is_unwrapped() {
+        let envelope = format!(
+            r#"{{"version":"0","detail-type":"AWS API Call via CloudTrail","account":"123456789012","detail":{}}}"#,
+            failure_json("f1", "2026-11-02T09:00:10Z", "ASIAKEY1")
+        );
+        let sqs = serde_json::json!({"messageId": "m1", "body": envelope}).to_string();
+        let mut a = Analyzer::default();
+        a.read(format!(r#"{{"Records":[{sqs}]}}"#).as_bytes()).unwrap();
+        let r = a.report();
+        assert_eq!((r.records, r.failures), (1, 1));
+        assert_eq!(r.groups[0].session.as_deref(), Some("job"));
+    }
+
+    #[test]
+    fn failures_outside_the_window_are_not_counted() {
+        let mut a = Analyzer::new(Window {
+            since: crate::time::parse_time("2026-11-02T09:01:00Z"),
+            until: None,
+        });
+        a.feed_value(failure_json("f1", "2026-11-02T09:00:10Z", "ASIAKEY1").as_bytes());
+        a.feed_value(failure_json("f2", "2026-11-02T09:05:00Z", "ASIAKEY1").as_bytes());
+        let r = a.report();
+        assert_eq!((r.records, r.failures), (2, 1));
+    }
+
+    #[test]
+    fn uninteresting_and_unusable_values_are_counted_not_grouped() {
+        let mut a = Analyzer::default();
+        a.feed_value(br#"{"eventTime":"2026-11-02T09:00:00Z","eventName":"ListBuckets"}"#);
+        a.feed_value(br#"{"errorCode":"ExpiredToken"}"#);
+        a.feed_value(br#"{"errorCode":"ExpiredToken", oops}"#);
+        let r = a.report();
+        assert_eq!(
+            (r.records, r.skipped_records, r.failures, r.groups.len()),
+            (3, 2, 0, 0)
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! The tokenwatch engine: CloudTrail records in, expired-credential findings out.
+//!
+//! Data flow: bytes (trail files, NDJSON, EventBridge envelopes, SQS/SNS wrappers, lookup-events output,
+//! plain or gzip) are split into record-sized values by [`reader`]; a cheap substring test lets through
+//! only values that may be an expiry failure or an STS issuing call; those are decoded into the lenient
+//! [`record::Record`] and [`classify`]-ed into a failure, an issuance or nothing. The [`analyze::Analyzer`]
+//! keeps the session index and per-session aggregates, then joins, groups and decides each group's
+//! verdict, lease, credential source, client and severity with the pure functions of [`assess`], and writes
+//! the fix with [`remediation`]. The result is a [`report::Report`].
+//!
+//! Nothing here reads a clock, the network or the environment: time comes in with the records, and the
+//! crate depends on no AWS SDK, no Lambda runtime and no async runtime. The rules are in docs/rules.md.
+
+pub mod analyze;
+pub mod assess;
+pub mod classify;
+pub mod model;
+pub mod reader;
+pub mod record;
+pub mod remediation;
+pub mod report;
+pub mod time;
+
+pub use analyze::{Analyzer, Window};
+pub use model::{Client, CredentialSource, LeaseSource, Severity, StsCall, Verdict};
+pub use report::{Group, Report};
