@@ -119,7 +119,7 @@ impl Agg {
         }
         self.failures += 1;
         self.token_call_failures += u64::from(f.token_call.is_some());
-        self.request_expired_failures += u64::from(f.error_code == "RequestExpired");
+        self.request_expired_failures += u64::from(f.error_code.ends_with("RequestExpired"));
         *self.error_codes.entry(f.error_code).or_default() += 1;
         if self.event_names.len() < MAX_EVENT_NAMES || self.event_names.contains_key(&f.event_name) {
             *self.event_names.entry(f.event_name).or_default() += 1;

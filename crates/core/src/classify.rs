@@ -108,6 +108,8 @@ const NEVER: [&str; 5] = [
 /// Is this `errorCode`/`errorMessage` pair an expired-credential failure?
 pub fn is_expiry(error_code: Option<&str>, error_message: Option<&str>) -> bool {
     if let Some(code) = error_code {
+        // EC2 and other query-protocol services prefix codes with the fault's side.
+        let code = code.strip_prefix("Client.").or_else(|| code.strip_prefix("Server.")).unwrap_or(code);
         if code == "RequestExpired"
             || code.ends_with("ExpiredToken")
             || code.ends_with("ExpiredTokenException")
@@ -133,12 +135,13 @@ static CLIENTS: LazyLock<Vec<(Regex, Client)>> = LazyLock::new(|| {
         (r"aws-sdk-go-v2", Client::GoV2),
         (r"aws-sdk-go/", Client::GoV1),
         (r"aws-sdk-js/3|aws-sdk-js-v3", Client::JsV3),
-        (r"aws-sdk-js/2", Client::JsV2),
+        (r"aws-sdk-js/2|aws-sdk-nodejs/2", Client::JsV2),
         (r"aws-sdk-rust", Client::Rust),
+        // PowerShell's agent also names the .NET SDK it is built on.
+        (r"AWSPowerShell|aws-powershell", Client::Powershell),
         (r"aws-sdk-dotnet", Client::Dotnet),
         (r"aws-sdk-php", Client::Php),
         (r"aws-sdk-ruby", Client::Ruby),
-        (r"AWSPowerShell|aws-powershell", Client::Powershell),
         (
             r"console\.amazonaws\.com|signin\.amazonaws\.com|AWS-Console",
             Client::Console,
