@@ -1,1 +1,3 @@
-//! placeholder
+//! End-to-end tests across crates: one test binary (see Cargo.toml).
+
+mod simulated;

@@ -1,1 +1,173 @@
-fn main() {}
+//! `tokenwatch`: find AWS credentials cached past their lease in CloudTrail.
+
+mod inputs;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokenwatch_core::time::{Epoch, parse_bound};
+use tokenwatch_core::{Analyzer, Window};
+
+/// Find AWS credentials cached past their lease: ExpiredToken failures that begin at the end of an STS
+/// session, told apart from refresh races, paused processes, clock skew and stale web identity tokens.
+#[derive(Parser)]
+#[command(name = "tokenwatch", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyze CloudTrail files offline: trail log files (plain or .gz), NDJSON, EventBridge envelopes
+    /// (also SQS- and SNS-wrapped) and `aws cloudtrail lookup-events` output, in files and folders.
+    Analyze(AnalyzeArgs),
+    /// Write a synthetic CloudTrail corpus (gzip trail files with incidents mixed into healthy traffic) and
+    /// print what it injected, as JSON, on stdout.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Parser)]
+struct AnalyzeArgs {
+    /// Files or folders (read recursively: *.json, *.json.gz, *.gz, *.ndjson, *.jsonl); `-` for stdin.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Count failures from this time on: an ISO-8601 time, a date, or a span back from now (24h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Count failures up to this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+    /// Files read at once (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// Aligned columns for a terminal.
+    Table,
+    /// The report document of SPEC.md.
+    Json,
+    /// A summary table and a section per group.
+    Markdown,
+}
+
+#[derive(Parser)]
+struct SimulateArgs {
+    /// Folder to write the trail files under (as AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/).
+    #[arg(long)]
+    out: PathBuf,
+    /// Records to write.
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    /// Records per trail file.
+    #[arg(long, default_value_t = 2_000)]
+    records_per_file: usize,
+    /// Seed: the same seed writes the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tokenwatch: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Analyze(args) => analyze(args),
+        Command::Simulate(args) => simulate(args),
+    }
+}
+
+fn now() -> Epoch {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as Epoch)
+        .unwrap_or_default()
+}
+
+fn bound(raw: Option<&str>, flag: &str) -> Result<Option<Epoch>> {
+    raw.map(|r| {
+        parse_bound(r, now()).with_context(|| {
+            format!("{flag} '{r}': expected an ISO-8601 time, a date or a span like 24h or 7d")
+        })
+    })
+    .transpose()
+}
+
+/// Exit status: 0 all read, 1 nothing could be done, 2 the report is partial (some input unreadable).
+fn analyze(args: AnalyzeArgs) -> Result<ExitCode> {
+    let window = Window {
+        since: bound(args.since.as_deref(), "--since")?,
+        until: bound(args.until.as_deref(), "--until")?,
+    };
+    if let (Some(s), Some(u)) = (window.since, window.until)
+        && s > u
+    {
+        bail!("--since is after --until");
+    }
+    let mut errors = Vec::new();
+    let found = inputs::discover(&args.paths, &mut errors);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut analyzer = Analyzer::new(window);
+    inputs::read_all(&mut analyzer, found, jobs, &mut errors);
+    let report = analyzer.report();
+
+    let rendered = match args.format {
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+        Format::Table => report.to_table(),
+        Format::Markdown => report.to_markdown(),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(rendered.as_bytes()).context("writing the report")?;
+    out.flush().context("writing the report")?;
+    for e in &errors {
+        eprintln!("tokenwatch: {}: {}", e.name, e.reason);
+    }
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "tokenwatch: {} input(s) could not be read in full; the report covers the rest",
+            errors.len()
+        );
+        Ok(ExitCode::from(2))
+    }
+}
+
+fn simulate(args: SimulateArgs) -> Result<ExitCode> {
+    let opts = tokenwatch_simulate::Options {
+        records: args.records,
+        records_per_file: args.records_per_file,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let summary = tokenwatch_simulate::write_corpus(&args.out, &opts)
+        .with_context(|| format!("writing the corpus under {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} records in {} files ({} MB of JSON, {} MB gzip) with {} failures in {} incidents",
+        summary.records,
+        summary.files,
+        summary.json_bytes >> 20,
+        summary.gzip_bytes >> 20,
+        summary.failures,
+        summary.groups.len()
+    );
+    println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -109,7 +109,10 @@ const NEVER: [&str; 5] = [
 pub fn is_expiry(error_code: Option<&str>, error_message: Option<&str>) -> bool {
     if let Some(code) = error_code {
         // EC2 and other query-protocol services prefix codes with the fault's side.
-        let code = code.strip_prefix("Client.").or_else(|| code.strip_prefix("Server.")).unwrap_or(code);
+        let code = code
+            .strip_prefix("Client.")
+            .or_else(|| code.strip_prefix("Server."))
+            .unwrap_or(code);
         if code == "RequestExpired"
             || code.ends_with("ExpiredToken")
             || code.ends_with("ExpiredTokenException")

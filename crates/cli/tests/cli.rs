@@ -1,0 +1,301 @@
+//! Runs the built `tokenwatch` binary as a user would.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples")
+}
+
+fn scenarios() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(samples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("expected.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 13, "the bundled scenarios are missing: {dirs:?}");
+    dirs
+}
+
+fn tokenwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn analyze_json(paths: &[&Path]) -> (Value, Output) {
+    let mut args = vec!["analyze", "--format", "json"];
+    let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = tokenwatch(&args);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (report, out)
+}
+
+fn key(g: &Value) -> (String, String, String) {
+    (
+        g["account"].to_string(),
+        g["principal"].to_string(),
+        g["session"].to_string(),
+    )
+}
+
+/// The acceptance check: each scenario yields exactly the groups its expected.json lists, with the
+/// expected value for every field expected.json names.
+#[test]
+fn every_sample_yields_exactly_its_expected_findings() {
+    let mut mismatches = Vec::new();
+    for dir in scenarios() {
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        let (report, out) = analyze_json(&[&dir]);
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for field in ["records", "failures", "skipped_records"] {
+            if report[field] != expected[field] {
+                mismatches.push(format!(
+                    "{name}: {field} is {} but expected {}",
+                    report[field], expected[field]
+                ));
+            }
+        }
+        let got = report["groups"].as_array().unwrap();
+        let want = expected["groups"].as_array().unwrap();
+        let mut got_keys: Vec<_> = got.iter().map(key).collect();
+        let mut want_keys: Vec<_> = want.iter().map(key).collect();
+        got_keys.sort();
+        want_keys.sort();
+        if got_keys != want_keys {
+            mismatches.push(format!("{name}: groups {got_keys:?} but expected {want_keys:?}"));
+            continue;
+        }
+        for w in want {
+            let g = got.iter().find(|g| key(g) == key(w)).unwrap();
+            for (field, value) in w.as_object().unwrap() {
+                if &g[field] != value {
+                    mismatches.push(format!(
+                        "{name} {:?}: {field} is {} but expected {value}",
+                        key(w),
+                        g[field]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
+}
+
+#[test]
+fn look_alikes_produce_no_group() {
+    let dir = scenarios()
+        .into_iter()
+        .find(|d| d.to_string_lossy().contains("look-alikes"))
+        .unwrap();
+    let (report, _) = analyze_json(&[&dir]);
+    assert_eq!(report["failures"], 0);
+    assert_eq!(report["groups"], Value::Array(vec![]));
+    assert!(report["records"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn all_samples_at_once_are_the_union_of_each() {
+    let (all, out) = analyze_json(&[&samples()]);
+    assert!(out.status.success());
+    let mut each_records = 0;
+    let mut each_groups = 0;
+    for dir in scenarios() {
+        let (r, _) = analyze_json(&[&dir]);
+        each_records += r["records"].as_u64().unwrap();
+        each_groups += r["groups"].as_array().unwrap().len();
+    }
+    assert_eq!(all["records"].as_u64().unwrap(), each_records);
+    assert_eq!(all["groups"].as_array().unwrap().len(), each_groups);
+}
+
+/// Every field SPEC.md names is present in every group, `null` where unknown.
+#[test]
+fn report_groups_carry_every_spec_field() {
+    let (report, _) = analyze_json(&[&samples()]);
+    let fields = [
+        "account",
+        "principal",
+        "session",
+        "access_key_ids",
+        "failures",
+        "first_failure",
+        "last_failure",
+        "issued_at",
+        "lease_seconds",
+        "lease_source",
+        "age_at_first_failure_seconds",
+        "verdict",
+        "severity",
+        "credential_source",
+        "client",
+        "error_codes",
+        "event_names",
+        "source_ips",
+        "remediation",
+    ];
+    for g in report["groups"].as_array().unwrap() {
+        for f in fields {
+            assert!(g.get(f).is_some(), "{f} missing in {g}");
+        }
+    }
+}
+
+#[test]
+fn table_shows_group_verdict_age_against_lease_client_and_fix() {
+    let dir = scenarios().into_iter().next().unwrap();
+    let out = tokenwatch(&["analyze", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let header = text.lines().next().unwrap();
+    for col in ["GROUP", "VERDICT", "FAILURES", "AGE / LEASE", "CLIENT", "FIX"] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(text.contains("stale-cache") && text.contains("1h"), "{text}");
+    assert!(text.contains("expired-credential failures"), "{text}");
+}
+
+#[test]
+fn markdown_has_a_section_per_group() {
+    let (report, _) = analyze_json(&[&samples()]);
+    let out = tokenwatch(&["analyze", "--format", "markdown", samples().to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("# tokenwatch report"));
+    assert_eq!(
+        text.matches("\n## ").count(),
+        report["groups"].as_array().unwrap().len()
+    );
+}
+
+#[test]
+fn a_corrupt_file_is_named_with_its_reason_and_the_rest_is_analysed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = scenarios().into_iter().next().unwrap();
+    for f in std::fs::read_dir(&good).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, tmp.path().join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(tmp.path().join("garbage.json"), b"\x00\x01 this is not json").unwrap();
+    std::fs::write(
+        tmp.path().join("truncated.json.gz"),
+        &gzip(br#"{"Records":[{"eventTime":"2026"#)[..20],
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("cut.json"),
+        br#"{"Records":[{"eventName":"a"},{"eventName"#,
+    )
+    .unwrap();
+    let (report, out) = analyze_json(&[tmp.path()]);
+    let (alone, _) = analyze_json(&[&good]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "partial results exit 2");
+    for name in ["garbage.json", "truncated.json.gz", "cut.json"] {
+        assert!(stderr.contains(name), "{name} not named in: {stderr}");
+    }
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
+    assert_eq!(
+        report["groups"], alone["groups"],
+        "the good file is analysed as if alone"
+    );
+    assert_eq!(
+        report["records"].as_u64(),
+        alone["records"].as_u64().map(|n| n + 1),
+        "cut.json's whole record counts"
+    );
+}
+
+#[test]
+fn a_missing_path_is_reported_and_the_others_still_read() {
+    let dir = scenarios().into_iter().next().unwrap();
+    let (report, out) = analyze_json(&[Path::new("/nonexistent/trail.json"), &dir]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/trail.json"));
+    assert!(!report["groups"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn stdin_is_read_for_dash_gzip_included() {
+    let dir = scenarios().into_iter().next().unwrap();
+    let gz = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".gz"));
+    let input = match gz {
+        Some(p) => std::fs::read(p).unwrap(),
+        None => {
+            gzip(&std::fs::read(std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path()).unwrap())
+        }
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .args(["analyze", "--format", "json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["records"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn since_and_until_bound_the_failures_counted() {
+    let (all, _) = analyze_json(&[&samples()]);
+    let out = tokenwatch(&[
+        "analyze",
+        "--format",
+        "json",
+        "--since",
+        "2100-01-01",
+        samples().to_str().unwrap(),
+    ]);
+    let future: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(future["failures"], 0);
+    assert_eq!(future["records"], all["records"], "records are still read");
+    let out = tokenwatch(&[
+        "analyze",
+        "--format",
+        "json",
+        "--until",
+        "2000-01-01T00:00:00Z",
+        samples().to_str().unwrap(),
+    ]);
+    let past: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(past["failures"], 0);
+}
+
+#[test]
+fn a_bad_flag_value_is_a_clear_error() {
+    let out = tokenwatch(&["analyze", "--since", "whenever", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--since 'whenever'"), "{stderr}");
+    let out = tokenwatch(&["analyze", "--format", "yaml", "."]);
+    assert!(!out.status.success());
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    child.wait_with_output().unwrap().stdout
+}
