@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 records="${1:-1000000}"
 corpus="bench/corpus/$records"
+summary="bench/corpus/$records.summary.json"
 out="bench/out"
 mkdir -p "$out"
 
@@ -18,15 +19,15 @@ command -v jq >/dev/null || { echo "bench: jq is needed for the baseline (apt-ge
 cargo build --release --locked -p tokenwatch --quiet
 bin=target/release/tokenwatch
 
-if [ ! -f "$corpus/summary.json" ]; then
+if [ ! -f "$summary" ]; then
   rm -rf "$corpus"
   echo "generating $records records under $corpus ..." >&2
   "$bin" simulate --records "$records" --out "$corpus" > "$out/summary.tmp"
-  mv "$out/summary.tmp" "$corpus/summary.json"
+  mv "$out/summary.tmp" "$summary"
 fi
-json_bytes=$(jq .json_bytes "$corpus/summary.json")
-gzip_bytes=$(jq .gzip_bytes "$corpus/summary.json")
-want_failures=$(jq .failures "$corpus/summary.json")
+json_bytes=$(jq .json_bytes "$summary")
+gzip_bytes=$(jq .gzip_bytes "$summary")
+want_failures=$(jq .failures "$summary")
 find "$corpus" -name '*.json.gz' | sort > "$out/files.txt"
 
 # Warm the page cache so every contender reads from memory.

@@ -55,12 +55,114 @@ impl Window {
 /// Accumulates records and reports on them.
 pub struct Analyzer {
     window: Window,
-    seen: Arc<Mutex<HashSet<u64>>>,
+    shared: Arc<Shared>,
     records: u64,
     skipped: u64,
     failures: u64,
     sessions: HashMap<SessionKey, Agg>,
-    issuances: HashMap<String, Issuance>,
+}
+
+/// What forks of one analyzer share: failures already counted, and the session index. Both are touched
+/// only for failures and issuing calls (a few percent of records), so the locks are rarely contended.
+#[derive(Default)]
+struct Shared {
+    seen: Mutex<HashSet<u64>>,
+    index: Mutex<SessionIndex>,
+}
+
+fn hash64(s: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// Who a session belongs to: account, principal, session name.
+type Identity = (Option<String>, Option<String>, Option<String>);
+
+/// Every issued session seen, compactly: memory grows with distinct sessions (tens of bytes each, the
+/// names interned), not with records.
+#[derive(Default)]
+struct SessionIndex {
+    identities: Vec<Identity>,
+    identity_ids: HashMap<Identity, u32>,
+    by_key: HashMap<u64, Issued>,
+}
+
+#[derive(Clone, Copy)]
+struct Issued {
+    identity: u32,
+    issued_at: Epoch,
+    expiration: Option<Epoch>,
+    duration_seconds: Option<u32>,
+    call: StsCall,
+    chained: bool,
+}
+
+impl SessionIndex {
+    fn insert(&mut self, i: Issuance) {
+        let key = hash64(&i.access_key_id);
+        if self.by_key.contains_key(&key) {
+            return;
+        }
+        let identity = (i.account, i.principal, i.session);
+        let id = match self.identity_ids.get(&identity) {
+            Some(id) => *id,
+            None => {
+                let id = self.identities.len() as u32;
+                self.identities.push(identity.clone());
+                self.identity_ids.insert(identity, id);
+                id
+            }
+        };
+        self.by_key.insert(
+            key,
+            Issued {
+                identity: id,
+                issued_at: i.issued_at,
+                expiration: i.expiration,
+                duration_seconds: i.duration_seconds.map(|d| d.min(u64::from(u32::MAX)) as u32),
+                call: i.call,
+                chained: i.chained,
+            },
+        );
+    }
+
+    fn get(&self, access_key_id: &str) -> Option<Issuance> {
+        let issued = self.by_key.get(&hash64(access_key_id))?;
+        let (account, principal, session) = self.identities[issued.identity as usize].clone();
+        Some(Issuance {
+            access_key_id: access_key_id.to_owned(),
+            account,
+            principal,
+            session,
+            issued_at: issued.issued_at,
+            duration_seconds: issued.duration_seconds.map(u64::from),
+            expiration: issued.expiration,
+            call: issued.call,
+            chained: issued.chained,
+        })
+    }
+
+    /// When sessions of each group were issued.
+    fn issued_times(&self) -> HashMap<GroupKey, Vec<Epoch>> {
+        let mut by_identity: HashMap<u32, Vec<Epoch>> = HashMap::new();
+        for issued in self.by_key.values() {
+            by_identity
+                .entry(issued.identity)
+                .or_default()
+                .push(issued.issued_at);
+        }
+        by_identity
+            .into_iter()
+            .map(|(id, times)| {
+                let (account, principal, session) = &self.identities[id as usize];
+                (group_key(account, principal, session), times)
+            })
+            .fold(HashMap::new(), |mut acc, (k, mut times)| {
+                acc.entry(k).or_insert_with(Vec::new).append(&mut times);
+                acc
+            })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -201,6 +303,11 @@ fn principal_key(principal: &str) -> &str {
     role_name(principal).unwrap_or(principal)
 }
 
+/// A poisoned lock only means another thread panicked mid-update; the data is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn group_key(account: &Option<String>, principal: &Option<String>, session: &Option<String>) -> GroupKey {
     GroupKey {
         account: account.clone(),
@@ -220,19 +327,18 @@ impl Analyzer {
     pub fn new(window: Window) -> Self {
         Analyzer {
             window,
-            seen: Arc::default(),
+            shared: Arc::default(),
             records: 0,
             skipped: 0,
             failures: 0,
             sessions: HashMap::new(),
-            issuances: HashMap::new(),
         }
     }
 
-    /// An empty sibling that shares this one's record of failures already counted.
+    /// An empty sibling that shares this one's session index and record of failures already counted.
     pub fn fork(&self) -> Self {
         Analyzer {
-            seen: Arc::clone(&self.seen),
+            shared: Arc::clone(&self.shared),
             ..Analyzer::new(self.window)
         }
     }
@@ -244,9 +350,6 @@ impl Analyzer {
         self.failures += other.failures;
         for (k, agg) in other.sessions {
             self.sessions.entry(k).or_default().merge(agg);
-        }
-        for (k, i) in other.issuances {
-            self.issuances.entry(k).or_insert(i);
         }
     }
 
@@ -320,9 +423,7 @@ impl Analyzer {
     pub fn observe(&mut self, rec: &Record, env: &EnvelopeContext) {
         match classify(rec, env) {
             Observation::Failure(f) => self.add_failure(f),
-            Observation::Issuance(i) => {
-                self.issuances.entry(i.access_key_id.clone()).or_insert(i);
-            }
+            Observation::Issuance(i) => lock(&self.shared.index).insert(i),
             Observation::Other => {
                 if rec.event_time.get().and_then(crate::time::parse_time).is_none() {
                     self.skipped += 1;
@@ -335,14 +436,10 @@ impl Analyzer {
         if !self.window.contains(f.time) {
             return;
         }
-        if let Some(id) = &f.event_id {
-            let mut h = DefaultHasher::new();
-            id.hash(&mut h);
-            // A poisoned lock only means another thread panicked mid-insert; the set is still usable.
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if !seen.insert(h.finish()) {
-                return;
-            }
+        if let Some(id) = &f.event_id
+            && !lock(&self.shared.seen).insert(hash64(id))
+        {
+            return;
         }
         self.failures += 1;
         let key = SessionKey {
@@ -356,12 +453,13 @@ impl Analyzer {
 
     /// Joins, groups and decides.
     pub fn report(self) -> Report {
+        let index = lock(&self.shared.index);
         let mut groups: HashMap<GroupKey, Agg> = HashMap::new();
         for (mut key, agg) in self.sessions {
-            if let Some(i) = key.access_key_id.as_ref().and_then(|k| self.issuances.get(k)) {
-                key.account = key.account.or_else(|| i.account.clone());
-                key.principal = key.principal.or_else(|| i.principal.clone());
-                key.session = key.session.or_else(|| i.session.clone());
+            if let Some(i) = key.access_key_id.as_deref().and_then(|k| index.get(k)) {
+                key.account = key.account.or(i.account);
+                key.principal = key.principal.or(i.principal);
+                key.session = key.session.or(i.session);
             }
             let gk = group_key(&key.account, &key.principal, &key.session);
             let entry = groups.entry(gk).or_default();
@@ -371,24 +469,17 @@ impl Analyzer {
             });
         }
 
-        let mut issued_times: HashMap<GroupKey, Vec<Epoch>> = HashMap::new();
-        for i in self.issuances.values() {
-            issued_times
-                .entry(group_key(&i.account, &i.principal, &i.session))
-                .or_default()
-                .push(i.issued_at);
-        }
-
+        let issued_times = index.issued_times();
         let mut out: Vec<Group> = groups
             .into_iter()
             .map(|(key, agg)| {
                 let issuance = agg
                     .first_failure
                     .access_key_id
-                    .as_ref()
-                    .and_then(|k| self.issuances.get(k));
+                    .as_deref()
+                    .and_then(|k| index.get(k));
                 let times = issued_times.get(&key).map(Vec::as_slice).unwrap_or_default();
-                build_group(key, &agg, issuance, times)
+                build_group(key, &agg, issuance.as_ref(), times)
             })
             .collect();
         out.sort_by(|a, b| {
