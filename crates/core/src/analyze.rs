@@ -7,25 +7,21 @@
 //! folds it back, so each thread reads its own files.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use aho_corasick::AhoCorasick;
 
-use crate::assess::{Facts, assess};
-use crate::classify::{Failure, IdentityHints, Issuance, Observation, classify, role_name};
-use crate::model::{Client, StsCall};
+use crate::classify::{Failure, Issuance, Observation, classify};
+use crate::model::StsCall;
 use crate::reader::{JsonSplitter, ReadError};
 use crate::record::{EnvelopeContext, Record};
-use crate::remediation::remediation;
 use crate::report::{Group, Report};
-use crate::time::{Epoch, format_time};
+use crate::stats::{FailureStats, GroupKey, group_key};
+use crate::time::Epoch;
 
-/// Limits on what one group lists, so a storm cannot grow a report without bound.
-const MAX_LISTED: usize = 20;
-const MAX_EVENT_NAMES: usize = 100;
 /// Wrappers inside wrappers (SNS in SQS in a file) are followed this deep.
 const MAX_NESTING: u8 = 4;
 
@@ -59,7 +55,7 @@ pub struct Analyzer {
     records: u64,
     skipped: u64,
     failures: u64,
-    sessions: HashMap<SessionKey, Agg>,
+    sessions: HashMap<SessionKey, FailureStats>,
 }
 
 /// What forks of one analyzer share: failures already counted, and the session index. Both are touched
@@ -173,147 +169,9 @@ struct SessionKey {
     access_key_id: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct GroupKey {
-    account: Option<String>,
-    principal: Option<String>,
-    session: Option<String>,
-}
-
-/// What is kept of the earliest failure: it decides the session the group's age is measured on.
-#[derive(Clone, Debug, Default)]
-struct FirstFailure {
-    access_key_id: Option<String>,
-    creation_date: Option<Epoch>,
-    hints: IdentityHints,
-    token_call: Option<StsCall>,
-}
-
-#[derive(Clone, Debug, Default)]
-struct Agg {
-    principal: Option<String>,
-    failures: u64,
-    first: Epoch,
-    last: Epoch,
-    first_failure: FirstFailure,
-    token_call_failures: u64,
-    request_expired_failures: u64,
-    error_codes: BTreeMap<String, u64>,
-    event_names: BTreeMap<String, u64>,
-    source_ips: BTreeSet<String>,
-    access_key_ids: BTreeSet<String>,
-    clients: BTreeMap<Client, (u64, Epoch)>,
-}
-
-impl Agg {
-    fn add(&mut self, f: Failure) {
-        if self.failures == 0 || f.time < self.first {
-            self.first = f.time;
-            self.first_failure = FirstFailure {
-                access_key_id: f.access_key_id.clone(),
-                creation_date: f.creation_date,
-                hints: f.hints,
-                token_call: f.token_call,
-            };
-        }
-        if self.failures == 0 || f.time > self.last {
-            self.last = f.time;
-        }
-        self.failures += 1;
-        self.token_call_failures += u64::from(f.token_call.is_some());
-        self.request_expired_failures += u64::from(f.error_code.ends_with("RequestExpired"));
-        *self.error_codes.entry(f.error_code).or_default() += 1;
-        if self.event_names.len() < MAX_EVENT_NAMES || self.event_names.contains_key(&f.event_name) {
-            *self.event_names.entry(f.event_name).or_default() += 1;
-        }
-        if let Some(ip) = f.source_ip
-            && self.source_ips.len() < MAX_LISTED
-        {
-            self.source_ips.insert(ip);
-        }
-        if let Some(key) = f.access_key_id
-            && self.access_key_ids.len() < MAX_LISTED
-        {
-            self.access_key_ids.insert(key);
-        }
-        if let Some(c) = f.client {
-            let e = self.clients.entry(c).or_insert((0, f.time));
-            e.0 += 1;
-            e.1 = e.1.min(f.time);
-        }
-        if self.principal.is_none() {
-            self.principal = f.principal;
-        }
-    }
-
-    fn merge(&mut self, other: Agg) {
-        if other.failures == 0 {
-            return;
-        }
-        if self.failures == 0 || other.first < self.first {
-            self.first = other.first;
-            self.first_failure = other.first_failure;
-        }
-        if self.failures == 0 || other.last > self.last {
-            self.last = other.last;
-        }
-        // Prefer the fuller spelling of the principal (a sessionIssuer ARN keeps the role's path).
-        if other.principal.as_ref().map(String::len) > self.principal.as_ref().map(String::len) {
-            self.principal = other.principal;
-        }
-        self.failures += other.failures;
-        self.token_call_failures += other.token_call_failures;
-        self.request_expired_failures += other.request_expired_failures;
-        for (k, v) in other.error_codes {
-            *self.error_codes.entry(k).or_default() += v;
-        }
-        for (k, v) in other.event_names {
-            if self.event_names.len() < MAX_EVENT_NAMES || self.event_names.contains_key(&k) {
-                *self.event_names.entry(k).or_default() += v;
-            }
-        }
-        for ip in other.source_ips {
-            if self.source_ips.len() < MAX_LISTED {
-                self.source_ips.insert(ip);
-            }
-        }
-        for key in other.access_key_ids {
-            if self.access_key_ids.len() < MAX_LISTED {
-                self.access_key_ids.insert(key);
-            }
-        }
-        for (c, (n, t)) in other.clients {
-            let e = self.clients.entry(c).or_insert((0, t));
-            e.0 += n;
-            e.1 = e.1.min(t);
-        }
-    }
-
-    /// Most failures, ties to the client seen first.
-    fn client(&self) -> Option<Client> {
-        self.clients
-            .iter()
-            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
-            .map(|(c, _)| *c)
-    }
-}
-
-/// Groups match whatever spelling of a role ARN a record used: with or without its path.
-fn principal_key(principal: &str) -> &str {
-    role_name(principal).unwrap_or(principal)
-}
-
 /// A poisoned lock only means another thread panicked mid-update; the data is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn group_key(account: &Option<String>, principal: &Option<String>, session: &Option<String>) -> GroupKey {
-    GroupKey {
-        account: account.clone(),
-        principal: principal.as_deref().map(|p| principal_key(p).to_owned()),
-        session: session.clone(),
-    }
 }
 
 impl Default for Analyzer {
@@ -454,7 +312,7 @@ impl Analyzer {
     /// Joins, groups and decides.
     pub fn report(self) -> Report {
         let index = lock(&self.shared.index);
-        let mut groups: HashMap<GroupKey, Agg> = HashMap::new();
+        let mut groups: HashMap<GroupKey, FailureStats> = HashMap::new();
         for (mut key, agg) in self.sessions {
             if let Some(i) = key.access_key_id.as_deref().and_then(|k| index.get(k)) {
                 key.account = key.account.or(i.account);
@@ -463,7 +321,7 @@ impl Analyzer {
             }
             let gk = group_key(&key.account, &key.principal, &key.session);
             let entry = groups.entry(gk).or_default();
-            entry.merge(Agg {
+            entry.merge(FailureStats {
                 principal: agg.principal.clone().or(key.principal),
                 ..agg
             });
@@ -479,7 +337,7 @@ impl Analyzer {
                     .as_deref()
                     .and_then(|k| index.get(k));
                 let times = issued_times.get(&key).map(Vec::as_slice).unwrap_or_default();
-                build_group(key, &agg, issuance.as_ref(), times)
+                agg.to_group(&key, issuance.as_ref(), times)
             })
             .collect();
         out.sort_by(|a, b| {
@@ -496,47 +354,6 @@ impl Analyzer {
             skipped_records: self.skipped,
             groups: out,
         }
-    }
-}
-
-fn build_group(key: GroupKey, agg: &Agg, issuance: Option<&Issuance>, issued_times: &[Epoch]) -> Group {
-    let facts = Facts {
-        principal: agg.principal.as_deref(),
-        session: key.session.as_deref(),
-        failures: agg.failures,
-        first_failure: agg.first,
-        last_failure: agg.last,
-        token_call_failures: agg.token_call_failures,
-        token_call: agg.first_failure.token_call,
-        request_expired_failures: agg.request_expired_failures,
-        creation_date: agg.first_failure.creation_date,
-        access_key_id: agg.first_failure.access_key_id.as_deref(),
-        hints: agg.first_failure.hints.clone(),
-        issuance,
-        issued_times,
-    };
-    let a = assess(&facts);
-    let client = agg.client();
-    Group {
-        account: key.account,
-        principal: agg.principal.clone(),
-        session: key.session,
-        access_key_ids: agg.access_key_ids.iter().cloned().collect(),
-        failures: agg.failures,
-        first_failure: format_time(agg.first),
-        last_failure: format_time(agg.last),
-        issued_at: a.issued_at.map(format_time),
-        lease_seconds: a.lease.map(|l| l.seconds),
-        lease_source: a.lease.map(|l| l.source),
-        age_at_first_failure_seconds: a.age_at_first_failure,
-        verdict: a.verdict,
-        severity: a.severity,
-        credential_source: a.credential_source,
-        client,
-        error_codes: agg.error_codes.clone(),
-        event_names: agg.event_names.clone(),
-        source_ips: agg.source_ips.iter().cloned().collect(),
-        remediation: remediation(a.verdict, a.credential_source, client),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod reader;
 pub mod record;
 pub mod remediation;
 pub mod report;
+pub mod stats;
 pub mod time;
 
 pub use analyze::{Analyzer, Window};
