@@ -195,25 +195,37 @@ pub fn lease(issuance: Option<&Issuance>, source: CredentialSource) -> Lease {
     Lease { seconds, source }
 }
 
-/// How urgent, per the severity table in docs/rules.md.
+/// How urgent, per the severity table in docs/rules.md: the verdict's severity, raised by volume.
 pub fn severity(verdict: Verdict, f: &Facts) -> Severity {
+    let base = verdict_severity(verdict, f);
     let many = f.failures >= 1000;
-    let base = match verdict {
-        Verdict::StaleCache if many || f.last_failure - f.first_failure >= 7200 => Severity::Critical,
-        Verdict::StaleCache => Severity::High,
-        Verdict::PausedProcess | Verdict::WebIdentityTokenExpired | Verdict::Unknown if many => {
-            Severity::High
-        }
-        Verdict::PausedProcess | Verdict::WebIdentityTokenExpired | Verdict::Unknown => Severity::Medium,
+    let raised = match verdict {
+        Verdict::StaleCache if many => Severity::Critical,
+        Verdict::PausedProcess | Verdict::WebIdentityTokenExpired | Verdict::Unknown if many => Severity::High,
         Verdict::ClockSkew if f.failures >= 100 => Severity::Medium,
+        _ => base,
+    };
+    lowered_for_request_expired(base.max(raised), f)
+}
+
+/// The severity an incident pages at: the verdict's and its duration's, never its volume, so that a
+/// storm of failures from one session is one page (its count is in the message).
+pub fn paging_severity(verdict: Verdict, f: &Facts) -> Severity {
+    lowered_for_request_expired(verdict_severity(verdict, f), f)
+}
+
+fn verdict_severity(verdict: Verdict, f: &Facts) -> Severity {
+    match verdict {
+        Verdict::StaleCache if f.last_failure - f.first_failure >= 7200 => Severity::Critical,
+        Verdict::StaleCache => Severity::High,
+        Verdict::PausedProcess | Verdict::WebIdentityTokenExpired | Verdict::Unknown => Severity::Medium,
         Verdict::ClockSkew => Severity::Low,
         Verdict::RefreshRace => Severity::Info,
-    };
-    if f.failures > 0 && f.request_expired_failures == f.failures {
-        base.lower()
-    } else {
-        base
     }
+}
+
+fn lowered_for_request_expired(s: Severity, f: &Facts) -> Severity {
+    if f.failures > 0 && f.request_expired_failures == f.failures { s.lower() } else { s }
 }
 
 #[cfg(test)]

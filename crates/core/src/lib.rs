@@ -11,10 +11,14 @@
 //! Nothing here reads a clock, the network or the environment: time comes in with the records, and the
 //! crate depends on no AWS SDK, no Lambda runtime and no async runtime. The rules are in docs/rules.md.
 
+pub mod alert;
 pub mod analyze;
 pub mod assess;
 pub mod classify;
+pub mod incident;
+pub mod memory;
 pub mod model;
+pub mod ports;
 pub mod reader;
 pub mod record;
 pub mod remediation;

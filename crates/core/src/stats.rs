@@ -16,7 +16,7 @@ pub const MAX_LISTED: usize = 20;
 pub const MAX_EVENT_NAMES: usize = 100;
 
 /// Account + principal + session: what failures are grouped by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupKey {
     /// Account id.
     pub account: Option<String>,

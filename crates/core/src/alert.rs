@@ -1,0 +1,388 @@
+//! Alerts as SNS publishes them: a subject, one message per protocol (`MessageStructure=json`), and the
+//! message attributes subscription filter policies route on (SPEC.md "Alerts").
+//!
+//! Every value that comes from an event (principal, session, addresses, call names) is attacker-
+//! controlled: it is stripped of control characters and length-capped before it goes anywhere, and only
+//! serialized by serde (JSON) or placed in plain text lines, so it can never break a message's structure.
+//! No secret reaches an alert: the engine never reads session tokens or secret keys at all.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::model::Severity;
+use crate::remediation::one_line;
+use crate::report::{Group, duration};
+
+/// The alert document's schema version (the `schema` field of the JSON message).
+pub const SCHEMA: u32 = 1;
+/// SNS allows 100 characters of subject.
+pub const MAX_SUBJECT: usize = 100;
+const MAX_SMS: usize = 140;
+
+/// Why an alert is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    /// An incident's first page.
+    Open,
+    /// The incident's severity rose since it was paged.
+    Escalation,
+    /// The incident ended: a newer session was issued, or it was quiet for the cool-down.
+    Resolved,
+}
+
+impl AlertKind {
+    fn state(self) -> &'static str {
+        match self {
+            AlertKind::Open | AlertKind::Escalation => "open",
+            AlertKind::Resolved => "resolved",
+        }
+    }
+}
+
+/// How the human-readable messages are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AlertFormat {
+    /// Plain text for e-mail and `default`, JSON for machines.
+    #[default]
+    Standard,
+    /// `default` and `https` carry an AWS Chatbot custom notification (Slack, Teams, Chime).
+    Chatbot,
+}
+
+/// What an alert needs besides the group.
+#[derive(Clone, Debug, Default)]
+pub struct AlertContext {
+    /// Region for console links.
+    pub region: String,
+    /// Message format.
+    pub format: AlertFormat,
+    /// A `tokenwatch drill`: said loudly everywhere.
+    pub drill: bool,
+}
+
+/// One SNS publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// Unique per incident, kind and severity: a retry of the same alert has the same id.
+    pub alert_id: String,
+    /// ≤ 100 printable ASCII characters.
+    pub subject: String,
+    /// The `MessageStructure=json` message: `default`, `email`, `sms`, `sqs`, `lambda`, `https`.
+    pub message: String,
+    /// `MessageAttributes` (all of type String).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Strips control characters and caps the length (in characters), marking a cut with `…`.
+pub fn clean(s: &str, max: usize) -> String {
+    let kept: Vec<char> = s.chars().filter(|c| !c.is_control()).take(max + 1).collect();
+    if kept.len() <= max {
+        kept.into_iter().collect()
+    } else {
+        kept[..max.saturating_sub(1)].iter().chain(['…'].iter()).collect()
+    }
+}
+
+/// Printable ASCII only (for subjects and attributes), capped.
+fn ascii(s: &str, max: usize) -> String {
+    let mapped: String = s.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).collect();
+    if mapped.len() <= max { mapped } else { format!("{}...", &mapped[..max.saturating_sub(3)]) }
+}
+
+/// The group with every event-supplied value cleaned and capped.
+fn cleaned(group: &Group) -> Group {
+    let mut g = group.clone();
+    let c = |o: &Option<String>, max| o.as_deref().map(|s| clean(s, max));
+    g.account = c(&group.account, 32);
+    g.principal = c(&group.principal, 512);
+    g.session = c(&group.session, 128);
+    g.access_key_ids = group.access_key_ids.iter().map(|k| clean(k, 128)).collect();
+    g.source_ips = group.source_ips.iter().map(|ip| clean(ip, 128)).collect();
+    g.error_codes = group.error_codes.iter().map(|(k, v)| (clean(k, 128), *v)).collect();
+    g.event_names = group.event_names.iter().map(|(k, v)| (clean(k, 128), *v)).collect();
+    g
+}
+
+/// The CloudTrail console, filtered to a key's events. Keys that are not key-shaped get no link.
+fn console_link(region: &str, key: &str) -> Option<String> {
+    let shaped = (16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let region_ok = !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    (shaped && region_ok).then(|| {
+        format!("https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events?AccessKeyId={key}")
+    })
+}
+
+/// Renders the alert for `group` (whose `severity` is the one paged at).
+pub fn render(group: &Group, incident_id: &str, kind: AlertKind, ctx: &AlertContext) -> Alert {
+    let g = cleaned(group);
+    let label = g.label();
+    let alert_id = ascii(&format!("{incident_id}#{}#{}", serde_plain(kind), g.severity), 600);
+    let links: Vec<String> = g.access_key_ids.iter().filter_map(|k| console_link(&ctx.region, k)).collect();
+
+    let tag = if ctx.drill { "[tokenwatch DRILL]" } else { "[tokenwatch]" };
+    let head = match kind {
+        AlertKind::Resolved => "RESOLVED".to_owned(),
+        AlertKind::Escalation => format!("ESCALATED {}", g.severity.as_str().to_uppercase()),
+        AlertKind::Open => g.severity.as_str().to_uppercase(),
+    };
+    let tail = format!(" ({} failures)", g.failures);
+    let fixed = format!("{tag} {head} {} ", g.verdict);
+    let room = MAX_SUBJECT.saturating_sub(fixed.len() + tail.len());
+    let subject = ascii(&format!("{fixed}{}{tail}", ascii(&label, room)), MAX_SUBJECT);
+
+    let mut doc = serde_json::to_value(&g).unwrap_or_default();
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("schema".into(), json!(SCHEMA));
+        obj.insert("alert_id".into(), json!(alert_id));
+        obj.insert("incident_id".into(), json!(clean(incident_id, 600)));
+        obj.insert("state".into(), json!(kind.state()));
+        obj.insert("kind".into(), json!(kind));
+        obj.insert("drill".into(), json!(ctx.drill));
+        obj.insert("links".into(), json!({ "cloudtrail": links }));
+    }
+    let machine = doc.to_string();
+    let text = text_message(&g, kind, ctx, &subject, &links, &alert_id);
+    let sms = clean(&format!("{} {} {} {} failures", tag, head, label, g.failures), MAX_SMS);
+    let human = match ctx.format {
+        AlertFormat::Standard => text.clone(),
+        AlertFormat::Chatbot => chatbot(&g, kind, &subject, &text, incident_id),
+    };
+    let https = if ctx.format == AlertFormat::Chatbot { human.clone() } else { machine.clone() };
+    let message = json!({
+        "default": human,
+        "email": text,
+        "sms": sms,
+        "sqs": machine,
+        "lambda": machine,
+        "https": https,
+    })
+    .to_string();
+
+    let attributes = BTreeMap::from([
+        ("kind".to_owned(), serde_plain(kind).to_owned()),
+        ("severity".to_owned(), g.severity.as_str().to_owned()),
+        ("verdict".to_owned(), g.verdict.as_str().to_owned()),
+        ("account".to_owned(), ascii(g.account.as_deref().unwrap_or("unknown"), 256)),
+        ("principal".to_owned(), ascii(g.principal.as_deref().unwrap_or("unknown"), 256)),
+        ("credential_source".to_owned(), g.credential_source.as_str().to_owned()),
+        ("drill".to_owned(), ctx.drill.to_string()),
+    ]);
+    Alert { alert_id, subject, message, attributes }
+}
+
+fn serde_plain(kind: AlertKind) -> &'static str {
+    match kind {
+        AlertKind::Open => "open",
+        AlertKind::Escalation => "escalation",
+        AlertKind::Resolved => "resolved",
+    }
+}
+
+fn text_message(g: &Group, kind: AlertKind, ctx: &AlertContext, subject: &str, links: &[String], id: &str) -> String {
+    let mut t = String::new();
+    if ctx.drill {
+        t.push_str("THIS IS A DRILL sent by `tokenwatch drill`: no workload failed. It proves the path from EventBridge to this channel.\n\n");
+    }
+    let _ = writeln!(t, "{subject}\n");
+    let what = match kind {
+        AlertKind::Resolved => "The incident is over: a newer session was issued or the group stayed quiet for the cool-down.",
+        AlertKind::Escalation => "The incident is still going on and got worse since it was paged.",
+        AlertKind::Open => match g.verdict {
+            crate::Verdict::StaleCache => "Credentials were cached past their lease and the workload keeps using them.",
+            crate::Verdict::RefreshRace => "A refreshing client renewed its credentials a little late and recovered.",
+            crate::Verdict::PausedProcess => "A process slept holding a session and woke after it expired.",
+            crate::Verdict::ClockSkew => "Calls were rejected while the session was still valid: a clock or a presigned URL is off.",
+            crate::Verdict::WebIdentityTokenExpired => "An expired OIDC token or SAML assertion was presented to STS.",
+            crate::Verdict::Unknown => "Calls failed with expired credentials; the session's age could not be measured.",
+        },
+    };
+    let _ = writeln!(t, "{what}\n");
+    let age = g.age_at_first_failure_seconds.map(duration).unwrap_or_else(|| "unknown".into());
+    let lease = g.lease_seconds.map(|l| duration(l as i64)).unwrap_or_else(|| "unknown".into());
+    let rows = [
+        ("Principal", g.principal.clone().unwrap_or_else(|| "unknown".into())),
+        ("Session", g.session.clone().unwrap_or_else(|| "none".into())),
+        ("Account", g.account.clone().unwrap_or_else(|| "unknown".into())),
+        ("Failures", format!("{} from {} to {}", g.failures, g.first_failure, g.last_failure)),
+        ("Age at first failure", format!("{age} of a {lease} lease ({})", g.lease_source.map(|s| s.as_str()).unwrap_or("unknown"))),
+        ("Credential source", g.credential_source.to_string()),
+        ("Client", g.client.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into())),
+        ("Access keys", g.access_key_ids.join(", ")),
+        ("Error codes", counts(&g.error_codes)),
+        ("Calls", counts(&g.event_names)),
+        ("Source IPs", g.source_ips.join(", ")),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(t, "{k}: {v}");
+    }
+    if kind != AlertKind::Resolved {
+        let _ = writeln!(t, "\nFix: {}", g.remediation);
+    }
+    for l in links {
+        let _ = writeln!(t, "\nCloudTrail: {l}");
+    }
+    let _ = writeln!(t, "\nAlert id: {id}");
+    t
+}
+
+fn counts(m: &BTreeMap<String, u64>) -> String {
+    let mut v: Vec<_> = m.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter().take(10).map(|(k, n)| format!("{k} ×{n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// An AWS Chatbot custom notification (its `client-markdown` is escaped: values cannot add links or markup).
+fn chatbot(g: &Group, kind: AlertKind, subject: &str, text: &str, incident_id: &str) -> String {
+    let md = |s: &str| -> String {
+        s.chars()
+            .flat_map(|c| if "\\`*_[]<>|#!~".contains(c) { vec!['\\', c] } else { vec![c] })
+            .collect()
+    };
+    json!({
+        "version": "1.0",
+        "source": "custom",
+        "id": clean(incident_id, 200),
+        "content": {
+            "textType": "client-markdown",
+            "title": subject,
+            "description": md(&clean(text, 3500)),
+            "nextSteps": if kind == AlertKind::Resolved { vec![] } else { vec![md(one_line(&g.remediation))] },
+        },
+        "metadata": {
+            "threadId": clean(incident_id, 200),
+            "summary": subject,
+            "eventType": serde_plain(kind),
+            "relatedResources": g.principal.iter().collect::<Vec<_>>(),
+        }
+    })
+    .to_string()
+}
+
+/// The severity label shown for an alert about `group` paged at `severity`.
+pub fn with_severity(group: &Group, severity: Severity) -> Group {
+    Group { severity, ..group.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Client, CredentialSource, LeaseSource, Verdict};
+    use serde_json::Value;
+
+    fn group(principal: &str, session: &str) -> Group {
+        Group {
+            account: Some("123456789012".into()),
+            principal: Some(principal.into()),
+            session: Some(session.into()),
+            access_key_ids: vec!["ASIAEXAMPLEEXAMPLE01".into()],
+            failures: 83,
+            first_failure: "2026-11-02T09:00:14Z".into(),
+            last_failure: "2026-11-02T09:31:40Z".into(),
+            issued_at: Some("2026-11-02T08:00:00Z".into()),
+            lease_seconds: Some(3600),
+            lease_source: Some(LeaseSource::DefaultAssumeRole),
+            age_at_first_failure_seconds: Some(3614),
+            verdict: Verdict::StaleCache,
+            severity: Severity::High,
+            credential_source: CredentialSource::AssumeRole,
+            client: Some(Client::Boto3),
+            error_codes: BTreeMap::from([("ExpiredToken".into(), 83)]),
+            event_names: BTreeMap::from([("s3:ListBuckets".into(), 40), ("s3:GetBucketAcl".into(), 43)]),
+            source_ips: vec!["10.1.2.3".into()],
+            remediation: "Let botocore refresh the role: configure it.".into(),
+        }
+    }
+
+    fn ctx() -> AlertContext {
+        AlertContext { region: "us-east-1".into(), ..Default::default() }
+    }
+
+    fn messages(a: &Alert) -> serde_json::Map<String, Value> {
+        serde_json::from_str::<Value>(&a.message).unwrap().as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_subject_reads_like_the_spec_example() {
+        let a = render(&group("arn:aws:iam::123456789012:role/etl-pipeline-role", "nightly-etl"), "inc", AlertKind::Open, &ctx());
+        assert_eq!(a.subject, "[tokenwatch] HIGH stale-cache etl-pipeline-role/nightly-etl (83 failures)");
+    }
+
+    #[test]
+    fn every_protocol_gets_its_message_and_machines_get_the_group() {
+        let a = render(&group("arn:aws:iam::123456789012:role/r", "s"), "inc-1", AlertKind::Open, &ctx());
+        let m = messages(&a);
+        for key in ["default", "email", "sms", "sqs", "lambda", "https"] {
+            assert!(m[key].as_str().is_some_and(|s| !s.is_empty()), "{key}");
+        }
+        let doc: Value = serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(doc["schema"], 1);
+        assert_eq!(doc["state"], "open");
+        assert_eq!(doc["verdict"], "stale-cache");
+        assert_eq!(doc["failures"], 83);
+        assert_eq!(doc["alert_id"], Value::String(a.alert_id.clone()));
+        assert!(doc["links"]["cloudtrail"][0].as_str().unwrap().contains("AccessKeyId=ASIAEXAMPLEEXAMPLE01"));
+        assert!(m["sms"].as_str().unwrap().chars().count() <= MAX_SMS);
+        for attr in ["severity", "verdict", "account", "principal", "credential_source", "kind"] {
+            assert!(a.attributes.contains_key(attr), "{attr}");
+        }
+        assert_eq!(a.attributes["severity"], "high");
+    }
+
+    #[test]
+    fn hostile_values_give_a_well_formed_capped_alert() {
+        let evil = format!("x\n\r\u{1b}[31m**bold** [link](http://evil)|`code`<script>{}", "A".repeat(100_000));
+        let mut g = group(&format!("arn:aws:iam::123456789012:role/{evil}"), &evil);
+        g.source_ips = vec![evil.clone()];
+        g.event_names = BTreeMap::from([(evil.clone(), 1)]);
+        for format in [AlertFormat::Standard, AlertFormat::Chatbot] {
+            let a = render(&g, &evil, AlertKind::Open, &AlertContext { format, ..ctx() });
+            assert!(a.subject.len() <= MAX_SUBJECT && a.subject.bytes().all(|b| (0x20..0x7f).contains(&b)), "{}", a.subject);
+            assert!(a.message.len() < 64 * 1024, "message of {} bytes", a.message.len());
+            let m = messages(&a);
+            let doc: Value = serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap();
+            assert!(doc["session"].as_str().unwrap().chars().count() <= 128);
+            for v in m.values() {
+                let text = v.as_str().unwrap();
+                assert!(!text.contains('\u{1b}') && !text.contains('\r'), "control characters leaked");
+            }
+            for v in a.attributes.values() {
+                assert!(v.len() <= 256 && v.bytes().all(|b| (0x20..0x7f).contains(&b)));
+            }
+        }
+        let chat = render(&g, "i", AlertKind::Open, &AlertContext { format: AlertFormat::Chatbot, ..ctx() });
+        let desc: Value = serde_json::from_str(messages(&chat)["default"].as_str().unwrap()).unwrap();
+        assert!(!desc["content"]["description"].as_str().unwrap().contains("[link](http"), "markdown escaped");
+    }
+
+    #[test]
+    fn drills_and_resolutions_say_so() {
+        let g = group("arn:aws:iam::123456789012:role/r", "s");
+        let drill = render(&g, "i", AlertKind::Open, &AlertContext { drill: true, ..ctx() });
+        assert!(drill.subject.starts_with("[tokenwatch DRILL]"));
+        assert!(messages(&drill)["email"].as_str().unwrap().starts_with("THIS IS A DRILL"));
+        assert_eq!(drill.attributes["drill"], "true");
+        let resolved = render(&g, "i", AlertKind::Resolved, &ctx());
+        assert!(resolved.subject.contains("RESOLVED"));
+        let doc: Value = serde_json::from_str(messages(&resolved)["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(doc["state"], "resolved");
+        assert_ne!(resolved.alert_id, render(&g, "i", AlertKind::Open, &ctx()).alert_id);
+    }
+
+    #[test]
+    fn malformed_keys_and_regions_get_no_link() {
+        assert!(console_link("us-east-1", "ASIAEXAMPLEEXAMPLE01").is_some());
+        assert!(console_link("us-east-1", "ASIA<script>").is_none());
+        assert!(console_link("us-east-1/../evil", "ASIAEXAMPLEEXAMPLE01").is_none());
+    }
+
+    #[test]
+    fn clean_caps_and_strips() {
+        assert_eq!(clean("a\nb", 10), "ab");
+        assert_eq!(clean("abcdef", 4), "abc…");
+        assert_eq!(clean("abcd", 4), "abcd");
+    }
+}

@@ -1,0 +1,191 @@
+//! In-memory twins of the ports: the reference behaviour the DynamoDB and SNS adapters must match, used
+//! by tests and the offline drill. [`MemoryStore::fail_next`] and [`RecordingSink::fail_next`] inject
+//! transient faults.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::alert::Alert;
+use crate::classify::{Failure, Issuance};
+use crate::incident::{GroupState, Incident};
+use crate::model::Severity;
+use crate::ports::{AlertSink, Change, PortError, StateStore};
+use crate::stats::{FailureStats, GroupKey};
+use crate::time::Epoch;
+
+#[derive(Default)]
+struct Inner {
+    groups: HashMap<GroupKey, GroupState>,
+    events: HashSet<String>,
+    sessions: HashMap<String, Issuance>,
+}
+
+/// A [`StateStore`] in a mutex.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    failing: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+impl MemoryStore {
+    /// The next `n` calls fail with a transient error.
+    pub fn fail_next(&self, n: usize) {
+        self.failing.store(n, Ordering::SeqCst);
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> Result<std::sync::MutexGuard<'_, Inner>, PortError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(PortError::Transient("injected fault".into()));
+        }
+        Ok(self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+fn stats_of<'a>(failures: impl Iterator<Item = &'a Failure>) -> FailureStats {
+    let mut s = FailureStats::default();
+    for f in failures {
+        s.add(f.clone());
+    }
+    s
+}
+
+impl StateStore for MemoryStore {
+    async fn load(&self, key: &GroupKey) -> Result<Option<GroupState>, PortError> {
+        Ok(self.enter()?.groups.get(key).cloned())
+    }
+
+    async fn record_failures(
+        &self,
+        key: &GroupKey,
+        failures: &[Failure],
+        change: Change<'_>,
+    ) -> Result<Option<Vec<usize>>, PortError> {
+        let mut inner = self.enter()?;
+        let current = inner.groups.get(key).and_then(|g| g.incident.id.clone());
+        if let Change::Restart { expected, .. } = change
+            && current.as_deref() != expected
+        {
+            return Ok(None);
+        }
+        let applied: Vec<usize> = (0..failures.len())
+            .filter(|&i| failures[i].event_id.as_ref().is_none_or(|id| inner.events.insert(id.clone())))
+            .collect();
+        let delta = stats_of(applied.iter().map(|&i| &failures[i]));
+        let group = inner.groups.entry(key.clone()).or_insert_with(|| GroupState { key: key.clone(), ..Default::default() });
+        match change {
+            Change::Add { incident } => {
+                group.stats.merge(delta);
+                group.incident.id.get_or_insert_with(|| incident.to_owned());
+            }
+            Change::Restart { incident, .. } => {
+                group.stats = delta;
+                group.incident = Incident { id: Some(incident.to_owned()), paged: None, resolved_at: None };
+            }
+        }
+        Ok(Some(applied))
+    }
+
+    async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<(), PortError> {
+        let mut inner = self.enter()?;
+        inner.sessions.entry(issuance.access_key_id.clone()).or_insert_with(|| issuance.clone());
+        let group = inner.groups.entry(key.clone()).or_insert_with(|| GroupState { key: key.clone(), ..Default::default() });
+        group.issued_times.insert(issuance.issued_at);
+        Ok(())
+    }
+
+    async fn session(&self, access_key_id: &str) -> Result<Option<Issuance>, PortError> {
+        Ok(self.enter()?.sessions.get(access_key_id).cloned())
+    }
+
+    async fn claim_page(&self, key: &GroupKey, incident: &str, severity: Severity) -> Result<bool, PortError> {
+        let mut inner = self.enter()?;
+        let Some(g) = inner.groups.get_mut(key) else { return Ok(false) };
+        if g.incident.id.as_deref() != Some(incident) || g.incident.paged.is_some_and(|p| p >= severity) {
+            return Ok(false);
+        }
+        g.incident.paged = Some(severity);
+        Ok(true)
+    }
+
+    async fn release_page(
+        &self,
+        key: &GroupKey,
+        incident: &str,
+        severity: Severity,
+        previous: Option<Severity>,
+    ) -> Result<(), PortError> {
+        let mut inner = self.enter()?;
+        if let Some(g) = inner.groups.get_mut(key)
+            && g.incident.id.as_deref() == Some(incident)
+            && g.incident.paged == Some(severity)
+        {
+            g.incident.paged = previous;
+        }
+        Ok(())
+    }
+
+    async fn resolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<bool, PortError> {
+        let mut inner = self.enter()?;
+        let Some(g) = inner.groups.get_mut(key) else { return Ok(false) };
+        if g.incident.id.as_deref() != Some(incident) || g.incident.resolved_at.is_some() {
+            return Ok(false);
+        }
+        g.incident.resolved_at = Some(at);
+        Ok(true)
+    }
+
+    async fn unresolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<(), PortError> {
+        let mut inner = self.enter()?;
+        if let Some(g) = inner.groups.get_mut(key)
+            && g.incident.id.as_deref() == Some(incident)
+            && g.incident.resolved_at == Some(at)
+        {
+            g.incident.resolved_at = None;
+        }
+        Ok(())
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<GroupState>, PortError> {
+        let inner = self.enter()?;
+        let mut open: Vec<GroupState> = inner.groups.values().filter(|g| g.is_open()).cloned().collect();
+        open.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(open)
+    }
+}
+
+/// An [`AlertSink`] that keeps what it was given.
+#[derive(Default)]
+pub struct RecordingSink {
+    alerts: Mutex<Vec<Alert>>,
+    failing: AtomicUsize,
+}
+
+impl RecordingSink {
+    /// The next `n` publishes fail with a transient error.
+    pub fn fail_next(&self, n: usize) {
+        self.failing.store(n, Ordering::SeqCst);
+    }
+
+    /// What was published, in order.
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.alerts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl AlertSink for RecordingSink {
+    async fn publish(&self, alert: &Alert) -> Result<(), PortError> {
+        if self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(PortError::Transient("injected fault".into()));
+        }
+        self.alerts.lock().unwrap_or_else(|e| e.into_inner()).push(alert.clone());
+        Ok(())
+    }
+}

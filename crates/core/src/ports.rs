@@ -1,0 +1,100 @@
+//! The detector's two ports, in domain words: where state lives ([`StateStore`], DynamoDB in production)
+//! and where alerts go ([`AlertSink`], SNS). [`crate::memory`] has in-memory twins for tests and demos.
+//!
+//! Declared with `-> impl Future + Send` rather than `async fn` so that the futures are `Send` and
+//! clippy's `async_fn_in_trait` holds; implementations may still be written as `async fn`.
+
+use std::future::Future;
+
+use crate::alert::Alert;
+use crate::classify::{Failure, Issuance};
+use crate::incident::GroupState;
+use crate::model::Severity;
+use crate::stats::GroupKey;
+use crate::time::Epoch;
+
+/// Why a port call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// Worth retrying: throttling, 5xx, timeouts, connection errors.
+    #[error("{0}")]
+    Transient(String),
+    /// Will fail again: validation, a missing table or topic, access denied.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// How a batch of new failures changes a group's stored state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// Add to the incident with this id (set on the item if it has none yet).
+    Add {
+        /// The incident.
+        incident: &'a str,
+    },
+    /// Start a new incident: replace the counters with these failures' and clear `paged` and
+    /// `resolved_at`, but only if the stored incident id is still `expected`.
+    Restart {
+        /// The incident id the caller read (`None`: the item had none).
+        expected: Option<&'a str>,
+        /// The new incident's id.
+        incident: &'a str,
+    },
+}
+
+/// Where the detector keeps state between invocations.
+pub trait StateStore: Sync {
+    /// The group's state, `None` if nothing of it was ever recorded.
+    fn load(&self, key: &GroupKey) -> impl Future<Output = Result<Option<GroupState>, PortError>> + Send;
+
+    /// Records failures of one group atomically with its counters, each `eventID` once across all
+    /// invocations (failures without an id are always counted). After it, the stored stats equal the
+    /// previous ones merged with the new failures' ([`crate::stats::FailureStats::merge`]: counts added,
+    /// first/last the min/max). Returns the indexes of `failures` that were new, or `None` when a
+    /// [`Change::Restart`] found another incident id (nothing was written; reload and decide again).
+    fn record_failures(
+        &self,
+        key: &GroupKey,
+        failures: &[Failure],
+        change: Change<'_>,
+    ) -> impl Future<Output = Result<Option<Vec<usize>>, PortError>> + Send;
+
+    /// Indexes an issued session by its access key and adds its issue time to its group.
+    fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The session issued with this access key, if its issuing call was recorded.
+    fn session(&self, access_key_id: &str) -> impl Future<Output = Result<Option<Issuance>, PortError>> + Send;
+
+    /// Claims the page of `incident` at `severity`: true for exactly one caller, and only while the
+    /// incident is current and was paged below `severity` (or not at all).
+    fn claim_page(
+        &self,
+        key: &GroupKey,
+        incident: &str,
+        severity: Severity,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Gives a claim back when its alert could not be published, so that the retry pages.
+    fn release_page(
+        &self,
+        key: &GroupKey,
+        incident: &str,
+        severity: Severity,
+        previous: Option<Severity>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Marks `incident` resolved at `at`: true for exactly one caller while it is current and open.
+    fn resolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Undoes [`StateStore::resolve`] when the resolved notice could not be published.
+    fn unresolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Every group with an open incident, for the scheduled sweep.
+    fn open_incidents(&self) -> impl Future<Output = Result<Vec<GroupState>, PortError>> + Send;
+}
+
+/// Where alerts go.
+pub trait AlertSink: Sync {
+    /// Publishes one alert.
+    fn publish(&self, alert: &Alert) -> impl Future<Output = Result<(), PortError>> + Send;
+}
