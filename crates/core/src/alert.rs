@@ -89,8 +89,15 @@ pub fn clean(s: &str, max: usize) -> String {
 
 /// Printable ASCII only (for subjects and attributes), capped.
 fn ascii(s: &str, max: usize) -> String {
-    let mapped: String = s.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).collect();
-    if mapped.len() <= max { mapped } else { format!("{}...", &mapped[..max.saturating_sub(3)]) }
+    let mapped: String = s
+        .chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect();
+    if mapped.len() <= max {
+        mapped
+    } else {
+        format!("{}...", &mapped[..max.saturating_sub(3)])
+    }
 }
 
 /// The group with every event-supplied value cleaned and capped.
@@ -102,15 +109,27 @@ fn cleaned(group: &Group) -> Group {
     g.session = c(&group.session, 128);
     g.access_key_ids = group.access_key_ids.iter().map(|k| clean(k, 128)).collect();
     g.source_ips = group.source_ips.iter().map(|ip| clean(ip, 128)).collect();
-    g.error_codes = group.error_codes.iter().map(|(k, v)| (clean(k, 128), *v)).collect();
-    g.event_names = group.event_names.iter().map(|(k, v)| (clean(k, 128), *v)).collect();
+    g.error_codes = group
+        .error_codes
+        .iter()
+        .map(|(k, v)| (clean(k, 128), *v))
+        .collect();
+    g.event_names = group
+        .event_names
+        .iter()
+        .map(|(k, v)| (clean(k, 128), *v))
+        .collect();
     g
 }
 
 /// The CloudTrail console, filtered to a key's events. Keys that are not key-shaped get no link.
 fn console_link(region: &str, key: &str) -> Option<String> {
-    let shaped = (16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-    let region_ok = !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let shaped =
+        (16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let region_ok = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     (shaped && region_ok).then(|| {
         format!("https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events?AccessKeyId={key}")
     })
@@ -120,10 +139,21 @@ fn console_link(region: &str, key: &str) -> Option<String> {
 pub fn render(group: &Group, incident_id: &str, kind: AlertKind, ctx: &AlertContext) -> Alert {
     let g = cleaned(group);
     let label = g.label();
-    let alert_id = ascii(&format!("{incident_id}#{}#{}", serde_plain(kind), g.severity), 600);
-    let links: Vec<String> = g.access_key_ids.iter().filter_map(|k| console_link(&ctx.region, k)).collect();
+    let alert_id = ascii(
+        &format!("{incident_id}#{}#{}", serde_plain(kind), g.severity),
+        600,
+    );
+    let links: Vec<String> = g
+        .access_key_ids
+        .iter()
+        .filter_map(|k| console_link(&ctx.region, k))
+        .collect();
 
-    let tag = if ctx.drill { "[tokenwatch DRILL]" } else { "[tokenwatch]" };
+    let tag = if ctx.drill {
+        "[tokenwatch DRILL]"
+    } else {
+        "[tokenwatch]"
+    };
     let head = match kind {
         AlertKind::Resolved => "RESOLVED".to_owned(),
         AlertKind::Escalation => format!("ESCALATED {}", g.severity.as_str().to_uppercase()),
@@ -146,12 +176,19 @@ pub fn render(group: &Group, incident_id: &str, kind: AlertKind, ctx: &AlertCont
     }
     let machine = doc.to_string();
     let text = text_message(&g, kind, ctx, &subject, &links, &alert_id);
-    let sms = clean(&format!("{} {} {} {} failures", tag, head, label, g.failures), MAX_SMS);
+    let sms = clean(
+        &format!("{} {} {} {} failures", tag, head, label, g.failures),
+        MAX_SMS,
+    );
     let human = match ctx.format {
         AlertFormat::Standard => text.clone(),
         AlertFormat::Chatbot => chatbot(&g, kind, &subject, &text, incident_id),
     };
-    let https = if ctx.format == AlertFormat::Chatbot { human.clone() } else { machine.clone() };
+    let https = if ctx.format == AlertFormat::Chatbot {
+        human.clone()
+    } else {
+        machine.clone()
+    };
     let message = json!({
         "default": human,
         "email": text,
@@ -166,12 +203,26 @@ pub fn render(group: &Group, incident_id: &str, kind: AlertKind, ctx: &AlertCont
         ("kind".to_owned(), serde_plain(kind).to_owned()),
         ("severity".to_owned(), g.severity.as_str().to_owned()),
         ("verdict".to_owned(), g.verdict.as_str().to_owned()),
-        ("account".to_owned(), ascii(g.account.as_deref().unwrap_or("unknown"), 256)),
-        ("principal".to_owned(), ascii(g.principal.as_deref().unwrap_or("unknown"), 256)),
-        ("credential_source".to_owned(), g.credential_source.as_str().to_owned()),
+        (
+            "account".to_owned(),
+            ascii(g.account.as_deref().unwrap_or("unknown"), 256),
+        ),
+        (
+            "principal".to_owned(),
+            ascii(g.principal.as_deref().unwrap_or("unknown"), 256),
+        ),
+        (
+            "credential_source".to_owned(),
+            g.credential_source.as_str().to_owned(),
+        ),
         ("drill".to_owned(), ctx.drill.to_string()),
     ]);
-    Alert { alert_id, subject, message, attributes }
+    Alert {
+        alert_id,
+        subject,
+        message,
+        attributes,
+    }
 }
 
 fn serde_plain(kind: AlertKind) -> &'static str {
@@ -182,35 +233,77 @@ fn serde_plain(kind: AlertKind) -> &'static str {
     }
 }
 
-fn text_message(g: &Group, kind: AlertKind, ctx: &AlertContext, subject: &str, links: &[String], id: &str) -> String {
+fn text_message(
+    g: &Group,
+    kind: AlertKind,
+    ctx: &AlertContext,
+    subject: &str,
+    links: &[String],
+    id: &str,
+) -> String {
     let mut t = String::new();
     if ctx.drill {
         t.push_str("THIS IS A DRILL sent by `tokenwatch drill`: no workload failed. It proves the path from EventBridge to this channel.\n\n");
     }
     let _ = writeln!(t, "{subject}\n");
     let what = match kind {
-        AlertKind::Resolved => "The incident is over: a newer session was issued or the group stayed quiet for the cool-down.",
+        AlertKind::Resolved => {
+            "The incident is over: a newer session was issued or the group stayed quiet for the cool-down."
+        }
         AlertKind::Escalation => "The incident is still going on and got worse since it was paged.",
         AlertKind::Open => match g.verdict {
-            crate::Verdict::StaleCache => "Credentials were cached past their lease and the workload keeps using them.",
-            crate::Verdict::RefreshRace => "A refreshing client renewed its credentials a little late and recovered.",
+            crate::Verdict::StaleCache => {
+                "Credentials were cached past their lease and the workload keeps using them."
+            }
+            crate::Verdict::RefreshRace => {
+                "A refreshing client renewed its credentials a little late and recovered."
+            }
             crate::Verdict::PausedProcess => "A process slept holding a session and woke after it expired.",
-            crate::Verdict::ClockSkew => "Calls were rejected while the session was still valid: a clock or a presigned URL is off.",
-            crate::Verdict::WebIdentityTokenExpired => "An expired OIDC token or SAML assertion was presented to STS.",
-            crate::Verdict::Unknown => "Calls failed with expired credentials; the session's age could not be measured.",
+            crate::Verdict::ClockSkew => {
+                "Calls were rejected while the session was still valid: a clock or a presigned URL is off."
+            }
+            crate::Verdict::WebIdentityTokenExpired => {
+                "An expired OIDC token or SAML assertion was presented to STS."
+            }
+            crate::Verdict::Unknown => {
+                "Calls failed with expired credentials; the session's age could not be measured."
+            }
         },
     };
     let _ = writeln!(t, "{what}\n");
-    let age = g.age_at_first_failure_seconds.map(duration).unwrap_or_else(|| "unknown".into());
-    let lease = g.lease_seconds.map(|l| duration(l as i64)).unwrap_or_else(|| "unknown".into());
+    let age = g
+        .age_at_first_failure_seconds
+        .map(duration)
+        .unwrap_or_else(|| "unknown".into());
+    let lease = g
+        .lease_seconds
+        .map(|l| duration(l as i64))
+        .unwrap_or_else(|| "unknown".into());
     let rows = [
-        ("Principal", g.principal.clone().unwrap_or_else(|| "unknown".into())),
+        (
+            "Principal",
+            g.principal.clone().unwrap_or_else(|| "unknown".into()),
+        ),
         ("Session", g.session.clone().unwrap_or_else(|| "none".into())),
         ("Account", g.account.clone().unwrap_or_else(|| "unknown".into())),
-        ("Failures", format!("{} from {} to {}", g.failures, g.first_failure, g.last_failure)),
-        ("Age at first failure", format!("{age} of a {lease} lease ({})", g.lease_source.map(|s| s.as_str()).unwrap_or("unknown"))),
+        (
+            "Failures",
+            format!("{} from {} to {}", g.failures, g.first_failure, g.last_failure),
+        ),
+        (
+            "Age at first failure",
+            format!(
+                "{age} of a {lease} lease ({})",
+                g.lease_source.map(|s| s.as_str()).unwrap_or("unknown")
+            ),
+        ),
         ("Credential source", g.credential_source.to_string()),
-        ("Client", g.client.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into())),
+        (
+            "Client",
+            g.client
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        ),
         ("Access keys", g.access_key_ids.join(", ")),
         ("Error codes", counts(&g.error_codes)),
         ("Calls", counts(&g.event_names)),
@@ -232,14 +325,24 @@ fn text_message(g: &Group, kind: AlertKind, ctx: &AlertContext, subject: &str, l
 fn counts(m: &BTreeMap<String, u64>) -> String {
     let mut v: Vec<_> = m.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    v.iter().take(10).map(|(k, n)| format!("{k} ×{n}")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .take(10)
+        .map(|(k, n)| format!("{k} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An AWS Chatbot custom notification (its `client-markdown` is escaped: values cannot add links or markup).
 fn chatbot(g: &Group, kind: AlertKind, subject: &str, text: &str, incident_id: &str) -> String {
     let md = |s: &str| -> String {
         s.chars()
-            .flat_map(|c| if "\\`*_[]<>|#!~".contains(c) { vec!['\\', c] } else { vec![c] })
+            .flat_map(|c| {
+                if "\\`*_[]<>|#!~".contains(c) {
+                    vec!['\\', c]
+                } else {
+                    vec![c]
+                }
+            })
             .collect()
     };
     json!({
@@ -264,7 +367,10 @@ fn chatbot(g: &Group, kind: AlertKind, subject: &str, text: &str, incident_id: &
 
 /// The severity label shown for an alert about `group` paged at `severity`.
 pub fn with_severity(group: &Group, severity: Severity) -> Group {
-    Group { severity, ..group.clone() }
+    Group {
+        severity,
+        ..group.clone()
+    }
 }
 
 #[cfg(test)]
@@ -298,22 +404,42 @@ mod tests {
     }
 
     fn ctx() -> AlertContext {
-        AlertContext { region: "us-east-1".into(), ..Default::default() }
+        AlertContext {
+            region: "us-east-1".into(),
+            ..Default::default()
+        }
     }
 
     fn messages(a: &Alert) -> serde_json::Map<String, Value> {
-        serde_json::from_str::<Value>(&a.message).unwrap().as_object().unwrap().clone()
+        serde_json::from_str::<Value>(&a.message)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .clone()
     }
 
     #[test]
     fn the_subject_reads_like_the_spec_example() {
-        let a = render(&group("arn:aws:iam::123456789012:role/etl-pipeline-role", "nightly-etl"), "inc", AlertKind::Open, &ctx());
-        assert_eq!(a.subject, "[tokenwatch] HIGH stale-cache etl-pipeline-role/nightly-etl (83 failures)");
+        let a = render(
+            &group("arn:aws:iam::123456789012:role/etl-pipeline-role", "nightly-etl"),
+            "inc",
+            AlertKind::Open,
+            &ctx(),
+        );
+        assert_eq!(
+            a.subject,
+            "[tokenwatch] HIGH stale-cache etl-pipeline-role/nightly-etl (83 failures)"
+        );
     }
 
     #[test]
     fn every_protocol_gets_its_message_and_machines_get_the_group() {
-        let a = render(&group("arn:aws:iam::123456789012:role/r", "s"), "inc-1", AlertKind::Open, &ctx());
+        let a = render(
+            &group("arn:aws:iam::123456789012:role/r", "s"),
+            "inc-1",
+            AlertKind::Open,
+            &ctx(),
+        );
         let m = messages(&a);
         for key in ["default", "email", "sms", "sqs", "lambda", "https"] {
             assert!(m[key].as_str().is_some_and(|s| !s.is_empty()), "{key}");
@@ -324,9 +450,21 @@ mod tests {
         assert_eq!(doc["verdict"], "stale-cache");
         assert_eq!(doc["failures"], 83);
         assert_eq!(doc["alert_id"], Value::String(a.alert_id.clone()));
-        assert!(doc["links"]["cloudtrail"][0].as_str().unwrap().contains("AccessKeyId=ASIAEXAMPLEEXAMPLE01"));
+        assert!(
+            doc["links"]["cloudtrail"][0]
+                .as_str()
+                .unwrap()
+                .contains("AccessKeyId=ASIAEXAMPLEEXAMPLE01")
+        );
         assert!(m["sms"].as_str().unwrap().chars().count() <= MAX_SMS);
-        for attr in ["severity", "verdict", "account", "principal", "credential_source", "kind"] {
+        for attr in [
+            "severity",
+            "verdict",
+            "account",
+            "principal",
+            "credential_source",
+            "kind",
+        ] {
             assert!(a.attributes.contains_key(attr), "{attr}");
         }
         assert_eq!(a.attributes["severity"], "high");
@@ -334,28 +472,56 @@ mod tests {
 
     #[test]
     fn hostile_values_give_a_well_formed_capped_alert() {
-        let evil = format!("x\n\r\u{1b}[31m**bold** [link](http://evil)|`code`<script>{}", "A".repeat(100_000));
+        let evil = format!(
+            "x\n\r\u{1b}[31m**bold** [link](http://evil)|`code`<script>{}",
+            "A".repeat(100_000)
+        );
         let mut g = group(&format!("arn:aws:iam::123456789012:role/{evil}"), &evil);
         g.source_ips = vec![evil.clone()];
         g.event_names = BTreeMap::from([(evil.clone(), 1)]);
         for format in [AlertFormat::Standard, AlertFormat::Chatbot] {
             let a = render(&g, &evil, AlertKind::Open, &AlertContext { format, ..ctx() });
-            assert!(a.subject.len() <= MAX_SUBJECT && a.subject.bytes().all(|b| (0x20..0x7f).contains(&b)), "{}", a.subject);
-            assert!(a.message.len() < 64 * 1024, "message of {} bytes", a.message.len());
+            assert!(
+                a.subject.len() <= MAX_SUBJECT && a.subject.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{}",
+                a.subject
+            );
+            assert!(
+                a.message.len() < 64 * 1024,
+                "message of {} bytes",
+                a.message.len()
+            );
             let m = messages(&a);
             let doc: Value = serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap();
             assert!(doc["session"].as_str().unwrap().chars().count() <= 128);
             for v in m.values() {
                 let text = v.as_str().unwrap();
-                assert!(!text.contains('\u{1b}') && !text.contains('\r'), "control characters leaked");
+                assert!(
+                    !text.contains('\u{1b}') && !text.contains('\r'),
+                    "control characters leaked"
+                );
             }
             for v in a.attributes.values() {
                 assert!(v.len() <= 256 && v.bytes().all(|b| (0x20..0x7f).contains(&b)));
             }
         }
-        let chat = render(&g, "i", AlertKind::Open, &AlertContext { format: AlertFormat::Chatbot, ..ctx() });
+        let chat = render(
+            &g,
+            "i",
+            AlertKind::Open,
+            &AlertContext {
+                format: AlertFormat::Chatbot,
+                ..ctx()
+            },
+        );
         let desc: Value = serde_json::from_str(messages(&chat)["default"].as_str().unwrap()).unwrap();
-        assert!(!desc["content"]["description"].as_str().unwrap().contains("[link](http"), "markdown escaped");
+        assert!(
+            !desc["content"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("[link](http"),
+            "markdown escaped"
+        );
     }
 
     #[test]
@@ -363,13 +529,21 @@ mod tests {
         let g = group("arn:aws:iam::123456789012:role/r", "s");
         let drill = render(&g, "i", AlertKind::Open, &AlertContext { drill: true, ..ctx() });
         assert!(drill.subject.starts_with("[tokenwatch DRILL]"));
-        assert!(messages(&drill)["email"].as_str().unwrap().starts_with("THIS IS A DRILL"));
+        assert!(
+            messages(&drill)["email"]
+                .as_str()
+                .unwrap()
+                .starts_with("THIS IS A DRILL")
+        );
         assert_eq!(drill.attributes["drill"], "true");
         let resolved = render(&g, "i", AlertKind::Resolved, &ctx());
         assert!(resolved.subject.contains("RESOLVED"));
         let doc: Value = serde_json::from_str(messages(&resolved)["sqs"].as_str().unwrap()).unwrap();
         assert_eq!(doc["state"], "resolved");
-        assert_ne!(resolved.alert_id, render(&g, "i", AlertKind::Open, &ctx()).alert_id);
+        assert_ne!(
+            resolved.alert_id,
+            render(&g, "i", AlertKind::Open, &ctx()).alert_id
+        );
     }
 
     #[test]

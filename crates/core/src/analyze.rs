@@ -270,6 +270,7 @@ impl Analyzer {
                 let env = EnvelopeContext {
                     account: item.account.0,
                     region: item.region.0,
+                    source: item.source.0,
                 };
                 self.observe(&detail, &env);
             }

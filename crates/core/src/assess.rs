@@ -201,7 +201,9 @@ pub fn severity(verdict: Verdict, f: &Facts) -> Severity {
     let many = f.failures >= 1000;
     let raised = match verdict {
         Verdict::StaleCache if many => Severity::Critical,
-        Verdict::PausedProcess | Verdict::WebIdentityTokenExpired | Verdict::Unknown if many => Severity::High,
+        Verdict::PausedProcess | Verdict::WebIdentityTokenExpired | Verdict::Unknown if many => {
+            Severity::High
+        }
         Verdict::ClockSkew if f.failures >= 100 => Severity::Medium,
         _ => base,
     };
@@ -225,7 +227,11 @@ fn verdict_severity(verdict: Verdict, f: &Facts) -> Severity {
 }
 
 fn lowered_for_request_expired(s: Severity, f: &Facts) -> Severity {
-    if f.failures > 0 && f.request_expired_failures == f.failures { s.lower() } else { s }
+    if f.failures > 0 && f.request_expired_failures == f.failures {
+        s.lower()
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]

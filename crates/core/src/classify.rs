@@ -476,7 +476,7 @@ mod tests {
             .replace(r#""recipientAccountId":"123456789012","#, "");
         let env = EnvelopeContext {
             account: Some("999999999999".into()),
-            region: None,
+            ..Default::default()
         };
         let Observation::Failure(f) = classify(&record(&rec), &env) else {
             panic!()

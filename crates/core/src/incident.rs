@@ -42,7 +42,10 @@ impl GroupState {
 
     /// When the failing session was issued, as far as the state knows.
     pub fn failing_session_issued_at(&self, issuance: Option<&Issuance>) -> Option<Epoch> {
-        self.stats.first_failure.creation_date.or(issuance.map(|i| i.issued_at))
+        self.stats
+            .first_failure
+            .creation_date
+            .or(issuance.map(|i| i.issued_at))
     }
 }
 
@@ -51,10 +54,25 @@ pub fn group_id(key: &GroupKey) -> String {
     let part = |p: &Option<String>| -> String {
         match p {
             None => "-".to_owned(),
-            Some(s) => s.chars().take(256).flat_map(|c| if c == '|' || c == '\\' { vec!['\\', c] } else { vec![c] }).collect(),
+            Some(s) => s
+                .chars()
+                .take(256)
+                .flat_map(|c| {
+                    if c == '|' || c == '\\' {
+                        vec!['\\', c]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect(),
         }
     };
-    format!("{}|{}|{}", part(&key.account), part(&key.principal), part(&key.session))
+    format!(
+        "{}|{}|{}",
+        part(&key.account),
+        part(&key.principal),
+        part(&key.session)
+    )
 }
 
 /// The id of an incident starting at `first_failure`.
@@ -79,7 +97,10 @@ impl Suppression {
     /// Does it silence this group at `now`?
     pub fn matches(&self, key: &GroupKey, principal: Option<&str>, now: Epoch) -> bool {
         now < self.expires
-            && wildcard(&self.principal, principal.or(key.principal.as_deref()).unwrap_or(""))
+            && wildcard(
+                &self.principal,
+                principal.or(key.principal.as_deref()).unwrap_or(""),
+            )
             && wildcard(&self.session, key.session.as_deref().unwrap_or(""))
     }
 }
@@ -117,7 +138,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { min_severity: Severity::Low, cooldown: 3600, suppressions: Vec::new() }
+        Policy {
+            min_severity: Severity::Low,
+            cooldown: 3600,
+            suppressions: Vec::new(),
+        }
     }
 }
 
@@ -155,7 +180,11 @@ pub fn decide(state: &GroupState, group: &Group, policy: &Policy, now: Epoch) ->
     if state.stats.failures == 0 || !state.is_open() {
         return Decision::Quiet("no open incident");
     }
-    if policy.suppressions.iter().any(|s| s.matches(&state.key, group.principal.as_deref(), now)) {
+    if policy
+        .suppressions
+        .iter()
+        .any(|s| s.matches(&state.key, group.principal.as_deref(), now))
+    {
         return Decision::Quiet("suppressed");
     }
     if group.verdict == Verdict::RefreshRace {
@@ -170,7 +199,10 @@ pub fn decide(state: &GroupState, group: &Group, policy: &Policy, now: Epoch) ->
     }
     match state.incident.paged {
         Some(paged) if paged >= severity => Decision::Quiet("already paged"),
-        paged => Decision::Page { severity, escalation: paged.is_some() },
+        paged => Decision::Page {
+            severity,
+            escalation: paged.is_some(),
+        },
     }
 }
 
@@ -180,7 +212,10 @@ fn might_still_be_a_refresh_race(state: &GroupState, group: &Group, now: Epoch) 
     if group.verdict != Verdict::StaleCache {
         return false;
     }
-    let (Some(issued_at), Some(lease)) = (group.issued_at.as_deref().and_then(parse_time), group.lease_seconds) else {
+    let (Some(issued_at), Some(lease)) = (
+        group.issued_at.as_deref().and_then(parse_time),
+        group.lease_seconds,
+    ) else {
         return false;
     };
     let last_age = state.stats.last - issued_at;
@@ -231,12 +266,19 @@ mod tests {
             source_ip: None,
             client: Some(Client::Boto3),
             token_call: None,
-            hints: IdentityHints { identity_type: Some("AssumedRole".into()), ..Default::default() },
+            hints: IdentityHints {
+                identity_type: Some("AssumedRole".into()),
+                ..Default::default()
+            },
         }
     }
 
     fn key() -> GroupKey {
-        GroupKey { account: Some("123456789012".into()), principal: Some("etl".into()), session: Some("job".into()) }
+        GroupKey {
+            account: Some("123456789012".into()),
+            principal: Some("etl".into()),
+            session: Some("job".into()),
+        }
     }
 
     fn state(ages: &[i64]) -> GroupState {
@@ -246,7 +288,10 @@ mod tests {
         }
         GroupState {
             key: key(),
-            incident: Incident { id: Some(incident_id(&key(), stats.first)), ..Default::default() },
+            incident: Incident {
+                id: Some(incident_id(&key(), stats.first)),
+                ..Default::default()
+            },
             stats,
             issued_times: BTreeSet::from([T0]),
         }
@@ -261,10 +306,19 @@ mod tests {
     fn a_stale_cache_pages_once_at_high() {
         let s = state(&[3700, 3800]);
         let now = T0 + 3900;
-        assert_eq!(decide(&s, &group(&s), &Policy::default(), now), Decision::Page { severity: Severity::High, escalation: false });
+        assert_eq!(
+            decide(&s, &group(&s), &Policy::default(), now),
+            Decision::Page {
+                severity: Severity::High,
+                escalation: false
+            }
+        );
         let mut paged = s.clone();
         paged.incident.paged = Some(Severity::High);
-        assert_eq!(decide(&paged, &group(&paged), &Policy::default(), now), Decision::Quiet("already paged"));
+        assert_eq!(
+            decide(&paged, &group(&paged), &Policy::default(), now),
+            Decision::Quiet("already paged")
+        );
     }
 
     #[test]
@@ -274,22 +328,37 @@ mod tests {
         s.incident.paged = Some(Severity::High);
         let g = group(&s);
         assert_eq!(g.severity, Severity::Critical, "the report still says critical");
-        assert_eq!(decide(&s, &g, &Policy::default(), T0 + 9000), Decision::Quiet("already paged"));
+        assert_eq!(
+            decide(&s, &g, &Policy::default(), T0 + 9000),
+            Decision::Quiet("already paged")
+        );
         let mut long = state(&[3610, 3610 + 7200]);
         long.incident.paged = Some(Severity::High);
         assert_eq!(
             decide(&long, &group(&long), &Policy::default(), T0 + 20_000),
-            Decision::Page { severity: Severity::Critical, escalation: true }
+            Decision::Page {
+                severity: Severity::Critical,
+                escalation: true
+            }
         );
     }
 
     #[test]
     fn failures_at_the_boundary_are_held_through_the_refresh_window() {
         let s = state(&[3605, 3650]);
-        assert_eq!(decide(&s, &group(&s), &Policy::default(), T0 + 3700), Decision::Hold);
-        assert!(matches!(decide(&s, &group(&s), &Policy::default(), T0 + 3605 + 301), Decision::Page { .. }));
+        assert_eq!(
+            decide(&s, &group(&s), &Policy::default(), T0 + 3700),
+            Decision::Hold
+        );
+        assert!(matches!(
+            decide(&s, &group(&s), &Policy::default(), T0 + 3605 + 301),
+            Decision::Page { .. }
+        ));
         let later = state(&[3605, 3900]);
-        assert!(matches!(decide(&later, &group(&later), &Policy::default(), T0 + 3901), Decision::Page { .. }));
+        assert!(matches!(
+            decide(&later, &group(&later), &Policy::default(), T0 + 3901),
+            Decision::Page { .. }
+        ));
     }
 
     #[test]
@@ -298,7 +367,10 @@ mod tests {
         s.issued_times.insert(T0 + 3640);
         let g = group(&s);
         assert_eq!(g.verdict, Verdict::RefreshRace);
-        assert!(matches!(decide(&s, &g, &Policy::default(), T0 + 9999), Decision::Quiet(_)));
+        assert!(matches!(
+            decide(&s, &g, &Policy::default(), T0 + 9999),
+            Decision::Quiet(_)
+        ));
     }
 
     #[test]
@@ -313,24 +385,42 @@ mod tests {
             }],
             ..Policy::default()
         };
-        assert_eq!(decide(&s, &group(&s), &policy, T0 + 3800), Decision::Quiet("suppressed"));
-        assert!(matches!(decide(&s, &group(&s), &policy, T0 + 10_001), Decision::Page { .. }));
+        assert_eq!(
+            decide(&s, &group(&s), &policy, T0 + 3800),
+            Decision::Quiet("suppressed")
+        );
+        assert!(matches!(
+            decide(&s, &group(&s), &policy, T0 + 10_001),
+            Decision::Page { .. }
+        ));
     }
 
     #[test]
     fn below_the_floor_is_quiet() {
         let s = state(&[600]);
         assert_eq!(group(&s).verdict, Verdict::ClockSkew);
-        let policy = Policy { min_severity: Severity::Medium, ..Policy::default() };
-        assert_eq!(decide(&s, &group(&s), &policy, T0 + 700), Decision::Quiet("below the paging floor"));
-        assert!(matches!(decide(&s, &group(&s), &Policy::default(), T0 + 700), Decision::Page { .. }));
+        let policy = Policy {
+            min_severity: Severity::Medium,
+            ..Policy::default()
+        };
+        assert_eq!(
+            decide(&s, &group(&s), &policy, T0 + 700),
+            Decision::Quiet("below the paging floor")
+        );
+        assert!(matches!(
+            decide(&s, &group(&s), &Policy::default(), T0 + 700),
+            Decision::Page { .. }
+        ));
     }
 
     #[test]
     fn incidents_end_with_a_newer_session_or_quiet_and_restart_after() {
         let s = state(&[3700]);
         assert!(resolved_by_issuance(&s, Some(T0), T0 + 3800));
-        assert!(!resolved_by_issuance(&s, Some(T0), T0), "the failing session itself");
+        assert!(
+            !resolved_by_issuance(&s, Some(T0), T0),
+            "the failing session itself"
+        );
         let policy = Policy::default();
         assert!(!resolved_by_quiet(&s, &policy, T0 + 3700 + 3599));
         assert!(resolved_by_quiet(&s, &policy, T0 + 3700 + 3600));
@@ -339,14 +429,29 @@ mod tests {
         let mut resolved = s.clone();
         resolved.incident.resolved_at = Some(T0 + 3800);
         assert!(starts_new_incident(&resolved, &[failure("x", 3900)], &policy));
-        assert!(!starts_new_incident(&resolved, &[failure("x", 3750)], &policy), "a late record of the old one");
-        assert!(starts_new_incident(&GroupState::default(), &[failure("x", 1)], &policy));
+        assert!(
+            !starts_new_incident(&resolved, &[failure("x", 3750)], &policy),
+            "a late record of the old one"
+        );
+        assert!(starts_new_incident(
+            &GroupState::default(),
+            &[failure("x", 1)],
+            &policy
+        ));
     }
 
     #[test]
     fn group_ids_are_unambiguous() {
-        let a = GroupKey { account: Some("1".into()), principal: Some("a|b".into()), session: Some("c".into()) };
-        let b = GroupKey { account: Some("1".into()), principal: Some("a".into()), session: Some("b|c".into()) };
+        let a = GroupKey {
+            account: Some("1".into()),
+            principal: Some("a|b".into()),
+            session: Some("c".into()),
+        };
+        let b = GroupKey {
+            account: Some("1".into()),
+            principal: Some("a".into()),
+            session: Some("b|c".into()),
+        };
         assert_ne!(group_id(&a), group_id(&b));
         assert_eq!(group_id(&GroupKey::default()), "-|-|-");
     }

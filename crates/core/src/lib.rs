@@ -18,6 +18,7 @@ pub mod classify;
 pub mod incident;
 pub mod memory;
 pub mod model;
+pub mod pipeline;
 pub mod ports;
 pub mod reader;
 pub mod record;

@@ -42,7 +42,11 @@ impl MemoryStore {
 
     fn enter(&self) -> Result<std::sync::MutexGuard<'_, Inner>, PortError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
             return Err(PortError::Transient("injected fault".into()));
         }
         Ok(self.inner.lock().unwrap_or_else(|e| e.into_inner()))
@@ -76,10 +80,18 @@ impl StateStore for MemoryStore {
             return Ok(None);
         }
         let applied: Vec<usize> = (0..failures.len())
-            .filter(|&i| failures[i].event_id.as_ref().is_none_or(|id| inner.events.insert(id.clone())))
+            .filter(|&i| {
+                failures[i]
+                    .event_id
+                    .as_ref()
+                    .is_none_or(|id| inner.events.insert(id.clone()))
+            })
             .collect();
         let delta = stats_of(applied.iter().map(|&i| &failures[i]));
-        let group = inner.groups.entry(key.clone()).or_insert_with(|| GroupState { key: key.clone(), ..Default::default() });
+        let group = inner.groups.entry(key.clone()).or_insert_with(|| GroupState {
+            key: key.clone(),
+            ..Default::default()
+        });
         match change {
             Change::Add { incident } => {
                 group.stats.merge(delta);
@@ -87,7 +99,11 @@ impl StateStore for MemoryStore {
             }
             Change::Restart { incident, .. } => {
                 group.stats = delta;
-                group.incident = Incident { id: Some(incident.to_owned()), paged: None, resolved_at: None };
+                group.incident = Incident {
+                    id: Some(incident.to_owned()),
+                    paged: None,
+                    resolved_at: None,
+                };
             }
         }
         Ok(Some(applied))
@@ -95,8 +111,14 @@ impl StateStore for MemoryStore {
 
     async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<(), PortError> {
         let mut inner = self.enter()?;
-        inner.sessions.entry(issuance.access_key_id.clone()).or_insert_with(|| issuance.clone());
-        let group = inner.groups.entry(key.clone()).or_insert_with(|| GroupState { key: key.clone(), ..Default::default() });
+        inner
+            .sessions
+            .entry(issuance.access_key_id.clone())
+            .or_insert_with(|| issuance.clone());
+        let group = inner.groups.entry(key.clone()).or_insert_with(|| GroupState {
+            key: key.clone(),
+            ..Default::default()
+        });
         group.issued_times.insert(issuance.issued_at);
         Ok(())
     }
@@ -105,9 +127,16 @@ impl StateStore for MemoryStore {
         Ok(self.enter()?.sessions.get(access_key_id).cloned())
     }
 
-    async fn claim_page(&self, key: &GroupKey, incident: &str, severity: Severity) -> Result<bool, PortError> {
+    async fn claim_page(
+        &self,
+        key: &GroupKey,
+        incident: &str,
+        severity: Severity,
+    ) -> Result<bool, PortError> {
         let mut inner = self.enter()?;
-        let Some(g) = inner.groups.get_mut(key) else { return Ok(false) };
+        let Some(g) = inner.groups.get_mut(key) else {
+            return Ok(false);
+        };
         if g.incident.id.as_deref() != Some(incident) || g.incident.paged.is_some_and(|p| p >= severity) {
             return Ok(false);
         }
@@ -134,7 +163,9 @@ impl StateStore for MemoryStore {
 
     async fn resolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<bool, PortError> {
         let mut inner = self.enter()?;
-        let Some(g) = inner.groups.get_mut(key) else { return Ok(false) };
+        let Some(g) = inner.groups.get_mut(key) else {
+            return Ok(false);
+        };
         if g.incident.id.as_deref() != Some(incident) || g.incident.resolved_at.is_some() {
             return Ok(false);
         }
@@ -182,10 +213,17 @@ impl RecordingSink {
 
 impl AlertSink for RecordingSink {
     async fn publish(&self, alert: &Alert) -> Result<(), PortError> {
-        if self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
             return Err(PortError::Transient("injected fault".into()));
         }
-        self.alerts.lock().unwrap_or_else(|e| e.into_inner()).push(alert.clone());
+        self.alerts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(alert.clone());
         Ok(())
     }
 }

@@ -60,10 +60,17 @@ pub trait StateStore: Sync {
     ) -> impl Future<Output = Result<Option<Vec<usize>>, PortError>> + Send;
 
     /// Indexes an issued session by its access key and adds its issue time to its group.
-    fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn record_issuance(
+        &self,
+        key: &GroupKey,
+        issuance: &Issuance,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// The session issued with this access key, if its issuing call was recorded.
-    fn session(&self, access_key_id: &str) -> impl Future<Output = Result<Option<Issuance>, PortError>> + Send;
+    fn session(
+        &self,
+        access_key_id: &str,
+    ) -> impl Future<Output = Result<Option<Issuance>, PortError>> + Send;
 
     /// Claims the page of `incident` at `severity`: true for exactly one caller, and only while the
     /// incident is current and was paged below `severity` (or not at all).
@@ -84,10 +91,20 @@ pub trait StateStore: Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Marks `incident` resolved at `at`: true for exactly one caller while it is current and open.
-    fn resolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> impl Future<Output = Result<bool, PortError>> + Send;
+    fn resolve(
+        &self,
+        key: &GroupKey,
+        incident: &str,
+        at: Epoch,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// Undoes [`StateStore::resolve`] when the resolved notice could not be published.
-    fn unresolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn unresolve(
+        &self,
+        key: &GroupKey,
+        incident: &str,
+        at: Epoch,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Every group with an open incident, for the scheduled sweep.
     fn open_incidents(&self) -> impl Future<Output = Result<Vec<GroupState>, PortError>> + Send;

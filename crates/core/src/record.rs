@@ -148,6 +148,8 @@ pub struct Record {
     pub account: Text,
     /// EventBridge `region`.
     pub region: Text,
+    /// EventBridge `source` (`aws.sts`, or `tokenwatch.drill` for a drill).
+    pub source: Text,
     /// SQS message `body` (a JSON string).
     pub body: Text,
     /// SNS notification `Message` (a JSON string), as delivered over HTTP or to SQS.
@@ -286,6 +288,8 @@ pub struct EnvelopeContext {
     pub account: Option<String>,
     /// The EventBridge `region`.
     pub region: Option<String>,
+    /// The EventBridge `source`.
+    pub source: Option<String>,
 }
 
 /// Reads a nested record (an EventBridge `detail`); a non-object becomes an empty record.

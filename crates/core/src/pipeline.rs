@@ -1,0 +1,652 @@
+//! The detector's work on one batch of events: record issuing calls and failures in the state store,
+//! decide per group, and page through the alert sink, once per incident.
+//!
+//! Safe to run concurrently and to retry: failures are counted once per `eventID` by the store, a page is
+//! published only by the caller that claimed it, and a claim whose publish failed is given back so the
+//! retry pages. An event that cannot be read is reported and dropped (never retried); an event whose
+//! handling hit a port error is reported for retry.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::alert::{AlertContext, AlertKind, render, with_severity};
+use crate::classify::{Failure, Issuance, Observation, classify};
+use crate::incident::{
+    Decision, GroupState, Policy, decide, incident_id, resolved_by_issuance, resolved_by_quiet,
+    starts_new_incident,
+};
+use crate::model::Severity;
+use crate::ports::{AlertSink, Change, PortError, StateStore};
+use crate::reader::JsonSplitter;
+use crate::record::{EnvelopeContext, Record};
+use crate::report::Group;
+use crate::stats::{FailureStats, GroupKey, group_key};
+use crate::time::Epoch;
+
+/// The EventBridge `source` of events put by `tokenwatch drill`.
+pub const DRILL_SOURCE: &str = "tokenwatch.drill";
+
+/// The detector's collaborators.
+pub struct Detector<'a, S, A> {
+    /// State between invocations.
+    pub store: &'a S,
+    /// Where alerts go.
+    pub sink: &'a A,
+    /// Paging floor, cool-down, suppressions.
+    pub policy: &'a Policy,
+    /// Region and message format of alerts.
+    pub alerts: &'a AlertContext,
+}
+
+/// Counters for one batch, by verdict where one is known (for CloudWatch embedded metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// New (not duplicate) failures, by the verdict of their group.
+    pub failures: BTreeMap<&'static str, u64>,
+    /// Failures already recorded by an earlier delivery.
+    pub duplicates: u64,
+    /// Incidents opened, by verdict.
+    pub incidents_opened: BTreeMap<&'static str, u64>,
+    /// Alerts published, by kind (`open`, `escalation`, `resolved`).
+    pub alerts_published: BTreeMap<&'static str, u64>,
+    /// Decisions not to page, by reason.
+    pub alerts_withheld: BTreeMap<&'static str, u64>,
+    /// Issuing calls recorded.
+    pub issuances: u64,
+    /// Events that could not be read.
+    pub unreadable: u64,
+}
+
+/// What happened to a batch.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Indexes of events to deliver again: a port failed while handling them.
+    pub retry: BTreeSet<usize>,
+    /// Events that could not be read, and why: dropped, never retried.
+    pub unreadable: Vec<(usize, String)>,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+/// Reads one event: an EventBridge envelope, a bare record, or one wrapped in an SNS or SQS string.
+pub fn decode(bytes: &[u8]) -> Result<Vec<(Record, EnvelopeContext)>, String> {
+    decode_nested(bytes, 0)
+}
+
+fn decode_nested(bytes: &[u8], depth: u8) -> Result<Vec<(Record, EnvelopeContext)>, String> {
+    let rec: Record = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    if rec.event_time.get().is_some() {
+        return Ok(vec![(rec, EnvelopeContext::default())]);
+    }
+    if let Some(detail) = rec.detail {
+        let env = EnvelopeContext {
+            account: rec.account.0,
+            region: rec.region.0,
+            source: rec.source.0,
+        };
+        return Ok(vec![(*detail, env)]);
+    }
+    if let Some(carried) = rec.carried_json()
+        && depth < 3
+    {
+        let mut out = Vec::new();
+        let mut inner = JsonSplitter::new(carried.as_bytes());
+        while let Some(v) = inner.next_value().map_err(|e| e.to_string())? {
+            out.extend(decode_nested(v, depth + 1)?);
+        }
+        return Ok(out);
+    }
+    Err("neither a CloudTrail record nor an EventBridge event".into())
+}
+
+struct Pending {
+    index: usize,
+    failure: Failure,
+    drill: bool,
+}
+
+impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
+    /// Handles a batch of events (each one EventBridge event, as bytes) at time `now`.
+    pub async fn process(&self, events: &[&[u8]], now: Epoch) -> Outcome {
+        let mut out = Outcome::default();
+        let mut groups: BTreeMap<GroupKey, Vec<Pending>> = BTreeMap::new();
+        let mut issuances: Vec<(usize, Issuance)> = Vec::new();
+        for (index, bytes) in events.iter().enumerate() {
+            let records = match decode(bytes) {
+                Ok(r) => r,
+                Err(reason) => {
+                    out.metrics.unreadable += 1;
+                    out.unreadable.push((index, reason));
+                    continue;
+                }
+            };
+            for (rec, env) in records {
+                let drill = env.source.as_deref() == Some(DRILL_SOURCE);
+                match classify(&rec, &env) {
+                    Observation::Failure(failure) => match self.identify(failure).await {
+                        Ok(failure) => {
+                            let key = group_key(&failure.account, &failure.principal, &failure.session);
+                            groups.entry(key).or_default().push(Pending {
+                                index,
+                                failure,
+                                drill,
+                            });
+                        }
+                        Err(_) => {
+                            out.retry.insert(index);
+                        }
+                    },
+                    Observation::Issuance(i) => issuances.push((index, i)),
+                    Observation::Other => {}
+                }
+            }
+        }
+        for (index, issuance) in issuances {
+            if self.on_issuance(&issuance, now, &mut out.metrics).await.is_err() {
+                out.retry.insert(index);
+            }
+        }
+        for (key, pending) in groups {
+            let indexes: BTreeSet<usize> = pending.iter().map(|p| p.index).collect();
+            if self
+                .on_failures(&key, pending, now, &mut out.metrics)
+                .await
+                .is_err()
+            {
+                out.retry.extend(indexes);
+            }
+        }
+        out
+    }
+
+    /// The scheduled sweep: ends incidents quiet for the cool-down and pages held ones whose refresh
+    /// window has passed.
+    pub async fn sweep(&self, now: Epoch) -> Result<Metrics, PortError> {
+        let mut metrics = Metrics::default();
+        for state in self.store.open_incidents().await? {
+            if resolved_by_quiet(&state, self.policy, now) {
+                self.resolve(&state, now, &mut metrics).await?;
+            } else {
+                self.maybe_page(&state, false, now, &mut metrics).await?;
+            }
+        }
+        Ok(metrics)
+    }
+
+    /// Fills in the identity of a failure that names only its access key, from the session index.
+    async fn identify(&self, mut f: Failure) -> Result<Failure, PortError> {
+        if (f.principal.is_none() || f.session.is_none() || f.account.is_none())
+            && let Some(key) = f.access_key_id.as_deref()
+            && let Some(i) = self.store.session(key).await?
+        {
+            f.account = f.account.or(i.account);
+            f.principal = f.principal.or(i.principal);
+            f.session = f.session.or(i.session);
+        }
+        Ok(f)
+    }
+
+    async fn on_issuance(
+        &self,
+        issuance: &Issuance,
+        now: Epoch,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
+        let key = group_key(&issuance.account, &issuance.principal, &issuance.session);
+        self.store.record_issuance(&key, issuance).await?;
+        metrics.issuances += 1;
+        let Some(state) = self.store.load(&key).await? else {
+            return Ok(());
+        };
+        if !state.is_open() {
+            return Ok(());
+        }
+        let failing = self.failing_session(&state).await?;
+        if resolved_by_issuance(
+            &state,
+            state.failing_session_issued_at(failing.as_ref()),
+            issuance.issued_at,
+        ) {
+            // A refresh race resolves itself: let the decision see the new session before the incident ends.
+            let mut seen = state.clone();
+            seen.issued_times.insert(issuance.issued_at);
+            self.maybe_page(&seen, false, now, metrics).await?;
+            self.resolve(&state, issuance.issued_at.max(state.stats.last), metrics)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn on_failures(
+        &self,
+        key: &GroupKey,
+        pending: Vec<Pending>,
+        now: Epoch,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
+        let drill = pending.iter().any(|p| p.drill);
+        let mut seen = BTreeSet::new();
+        let failures: Vec<Failure> = pending
+            .into_iter()
+            .map(|p| p.failure)
+            .filter(|f| f.event_id.as_ref().is_none_or(|id| seen.insert(id.clone())))
+            .collect();
+        let earliest = failures.iter().map(|f| f.time).min().unwrap_or(now);
+        let new_id = incident_id(key, earliest);
+        for _attempt in 0..3 {
+            let before = self.store.load(key).await?.unwrap_or_else(|| GroupState {
+                key: key.clone(),
+                ..Default::default()
+            });
+            let restart = starts_new_incident(&before, &failures, self.policy);
+            if restart && before.is_open() && before.stats.failures > 0 {
+                self.resolve(&before, before.stats.last, metrics).await?;
+            }
+            let change = if restart {
+                Change::Restart {
+                    expected: before.incident.id.as_deref(),
+                    incident: &new_id,
+                }
+            } else {
+                Change::Add {
+                    incident: before.incident.id.as_deref().unwrap_or(&new_id),
+                }
+            };
+            let Some(applied) = self.store.record_failures(key, &failures, change).await? else {
+                continue; // another invocation restarted the incident first
+            };
+            metrics.duplicates += (failures.len() - applied.len()) as u64;
+            let mut delta = FailureStats::default();
+            for &i in &applied {
+                delta.add(failures[i].clone());
+            }
+            let mut after = before.clone();
+            if restart {
+                after.stats = delta;
+                after.incident.id = Some(new_id.clone());
+                after.incident.paged = None;
+                after.incident.resolved_at = None;
+            } else {
+                after.stats.merge(delta);
+                after.incident.id.get_or_insert_with(|| new_id.clone());
+            }
+            let group = self.group_of(&after).await?;
+            *metrics.failures.entry(group.verdict.as_str()).or_default() += applied.len() as u64;
+            if restart {
+                *metrics
+                    .incidents_opened
+                    .entry(group.verdict.as_str())
+                    .or_default() += 1;
+            }
+            return self.maybe_page(&after, drill, now, metrics).await;
+        }
+        Err(PortError::Transient(
+            "the incident kept changing under concurrent updates".into(),
+        ))
+    }
+
+    async fn failing_session(&self, state: &GroupState) -> Result<Option<Issuance>, PortError> {
+        match state.stats.first_failure.access_key_id.as_deref() {
+            Some(key) => self.store.session(key).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn group_of(&self, state: &GroupState) -> Result<Group, PortError> {
+        let issuance = self.failing_session(state).await?;
+        let times: Vec<Epoch> = state.issued_times.iter().copied().collect();
+        Ok(state.stats.to_group(&state.key, issuance.as_ref(), &times))
+    }
+
+    async fn maybe_page(
+        &self,
+        state: &GroupState,
+        drill: bool,
+        now: Epoch,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
+        let Some(incident) = state.incident.id.as_deref() else {
+            return Ok(());
+        };
+        let group = self.group_of(state).await?;
+        let decision = match decide(state, &group, self.policy, now) {
+            // A drill proves the path: it pages whatever the floor, hold or suppressions say.
+            Decision::Hold | Decision::Quiet(_) if drill && state.incident.paged.is_none() => {
+                Decision::Page {
+                    severity: crate::incident::paging_severity(&group, &state.stats),
+                    escalation: false,
+                }
+            }
+            d => d,
+        };
+        let (severity, escalation) = match decision {
+            Decision::Page { severity, escalation } => (severity, escalation),
+            Decision::Hold => {
+                *metrics
+                    .alerts_withheld
+                    .entry("held for the refresh window")
+                    .or_default() += 1;
+                return Ok(());
+            }
+            Decision::Quiet(reason) => {
+                *metrics.alerts_withheld.entry(reason).or_default() += 1;
+                return Ok(());
+            }
+        };
+        if !self.store.claim_page(&state.key, incident, severity).await? {
+            *metrics.alerts_withheld.entry("already paged").or_default() += 1;
+            return Ok(());
+        }
+        let kind = if escalation {
+            AlertKind::Escalation
+        } else {
+            AlertKind::Open
+        };
+        let ctx = AlertContext {
+            drill: drill || self.alerts.drill,
+            ..self.alerts.clone()
+        };
+        let alert = render(&with_severity(&group, severity), incident, kind, &ctx);
+        if let Err(e) = self.sink.publish(&alert).await {
+            self.store
+                .release_page(&state.key, incident, severity, state.incident.paged)
+                .await?;
+            return Err(e);
+        }
+        *metrics
+            .alerts_published
+            .entry(if escalation { "escalation" } else { "open" })
+            .or_default() += 1;
+        Ok(())
+    }
+
+    async fn resolve(&self, state: &GroupState, at: Epoch, metrics: &mut Metrics) -> Result<(), PortError> {
+        let Some(incident) = state.incident.id.as_deref() else {
+            return Ok(());
+        };
+        if !self.store.resolve(&state.key, incident, at).await? {
+            return Ok(());
+        }
+        let Some(paged) = state.incident.paged else {
+            return Ok(());
+        };
+        let group = self.group_of(state).await?;
+        let alert = render(
+            &with_severity(&group, paged.max(Severity::Info)),
+            incident,
+            AlertKind::Resolved,
+            self.alerts,
+        );
+        if let Err(e) = self.sink.publish(&alert).await {
+            self.store.unresolve(&state.key, incident, at).await?;
+            return Err(e);
+        }
+        *metrics.alerts_published.entry("resolved").or_default() += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryStore, RecordingSink};
+    use serde_json::{Value, json};
+
+    const T0: Epoch = 1_793_606_400; // 2026-11-02T08:00:00Z
+
+    fn iso(t: Epoch) -> String {
+        crate::time::format_time(t)
+    }
+
+    fn failure_event(id: &str, age: i64, session: &str) -> Vec<u8> {
+        json!({
+            "version": "0", "id": format!("eb-{id}"), "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3",
+            "account": "123456789012", "time": iso(T0 + age), "region": "us-east-1", "resources": [],
+            "detail": {
+                "eventVersion": "1.08", "eventTime": iso(T0 + age), "eventSource": "s3.amazonaws.com",
+                "eventName": "GetObject", "errorCode": "ExpiredToken", "eventID": id,
+                "errorMessage": "The provided token has expired.", "recipientAccountId": "123456789012",
+                "userAgent": "Boto3/1.34.0 md/Botocore#1.34.0 Botocore/1.34.0",
+                "userIdentity": {"type": "AssumedRole", "principalId": format!("AROAEXAMPLE:{session}"),
+                    "arn": format!("arn:aws:sts::123456789012:assumed-role/etl/{session}"), "accessKeyId": "ASIAEXAMPLEKEY000001",
+                    "sessionContext": {"sessionIssuer": {"type": "Role", "arn": "arn:aws:iam::123456789012:role/etl"},
+                        "attributes": {"creationDate": iso(T0), "mfaAuthenticated": "false"}}}
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn issuance_event(at: i64, session: &str, key: &str) -> Vec<u8> {
+        json!({
+            "version": "0", "detail-type": "AWS API Call via CloudTrail", "source": "aws.sts", "account": "123456789012",
+            "detail": {
+                "eventTime": iso(T0 + at), "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "eventID": format!("iss-{at}"),
+                "recipientAccountId": "123456789012",
+                "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/ci"},
+                "requestParameters": {"roleArn": "arn:aws:iam::123456789012:role/etl", "roleSessionName": session},
+                "responseElements": {"credentials": {"accessKeyId": key, "expiration": "Nov 2, 2026, 10:00:00 AM"}}
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    struct Rig {
+        store: MemoryStore,
+        sink: RecordingSink,
+        policy: Policy,
+        alerts: AlertContext,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            Rig {
+                store: MemoryStore::default(),
+                sink: RecordingSink::default(),
+                policy: Policy::default(),
+                alerts: AlertContext {
+                    region: "us-east-1".into(),
+                    ..Default::default()
+                },
+            }
+        }
+        fn detector(&self) -> Detector<'_, MemoryStore, RecordingSink> {
+            Detector {
+                store: &self.store,
+                sink: &self.sink,
+                policy: &self.policy,
+                alerts: &self.alerts,
+            }
+        }
+        fn docs(&self) -> Vec<Value> {
+            self.sink
+                .alerts()
+                .iter()
+                .map(|a| {
+                    let m: Value = serde_json::from_str(&a.message).unwrap();
+                    serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap()
+                })
+                .collect()
+        }
+    }
+
+    async fn run(rig: &Rig, events: &[Vec<u8>], now: Epoch) -> Outcome {
+        let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        rig.detector().process(&refs, now).await
+    }
+
+    #[tokio::test]
+    async fn a_stale_cache_pages_once_with_its_count() {
+        let rig = Rig::new();
+        let batch1: Vec<Vec<u8>> = (0..5)
+            .map(|i| failure_event(&format!("e{i}"), 3800 + i, "job"))
+            .collect();
+        let batch2: Vec<Vec<u8>> = (5..9)
+            .map(|i| failure_event(&format!("e{i}"), 3800 + i, "job"))
+            .collect();
+        run(&rig, &batch1, T0 + 3900).await;
+        let out = run(&rig, &batch2, T0 + 3910).await;
+        run(&rig, &batch1, T0 + 3920).await; // redelivered
+        let docs = rig.docs();
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        assert_eq!(docs[0]["verdict"], "stale-cache");
+        assert_eq!(docs[0]["severity"], "high");
+        assert_eq!(docs[0]["state"], "open");
+        assert!(out.retry.is_empty());
+        let state = rig
+            .store
+            .load(&group_key(
+                &Some("123456789012".into()),
+                &Some("etl".into()),
+                &Some("job".into()),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.stats.failures, 9);
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_is_retried_and_pages_exactly_once() {
+        let rig = Rig::new();
+        rig.sink.fail_next(1);
+        let batch: Vec<Vec<u8>> = (0..3)
+            .map(|i| failure_event(&format!("f{i}"), 3800 + i, "job"))
+            .collect();
+        let first = run(&rig, &batch, T0 + 3900).await;
+        assert_eq!(
+            first.retry,
+            BTreeSet::from([0, 1, 2]),
+            "the whole group is retried"
+        );
+        assert!(rig.sink.alerts().is_empty());
+        let second = run(&rig, &batch, T0 + 3905).await;
+        assert!(second.retry.is_empty());
+        assert_eq!(rig.sink.alerts().len(), 1);
+        assert_eq!(second.metrics.duplicates, 3, "the retry counted nothing twice");
+        run(&rig, &batch, T0 + 3906).await;
+        assert_eq!(rig.sink.alerts().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_store_fault_marks_the_events_for_retry_and_loses_nothing() {
+        let rig = Rig::new();
+        rig.store.fail_next(1);
+        let batch: Vec<Vec<u8>> = (0..2)
+            .map(|i| failure_event(&format!("g{i}"), 3800 + i, "job"))
+            .collect();
+        assert_eq!(run(&rig, &batch, T0 + 3900).await.retry.len(), 2);
+        assert!(run(&rig, &batch, T0 + 3901).await.retry.is_empty());
+        assert_eq!(rig.docs().len(), 1);
+        assert_eq!(rig.docs()[0]["failures"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_newer_session_resolves_the_incident_with_a_notice() {
+        let rig = Rig::new();
+        run(&rig, &[failure_event("h1", 3900, "job")], T0 + 3950).await;
+        run(
+            &rig,
+            &[issuance_event(4000, "job", "ASIANEWKEY0000000001")],
+            T0 + 4001,
+        )
+        .await;
+        let docs = rig.docs();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(
+            (docs[0]["state"].as_str(), docs[1]["state"].as_str()),
+            (Some("open"), Some("resolved"))
+        );
+        run(&rig, &[failure_event("h2", 3950, "job")], T0 + 4002).await;
+        assert_eq!(
+            rig.docs().len(),
+            2,
+            "a late record of the resolved incident pages nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_race_is_held_and_never_pages() {
+        let rig = Rig::new();
+        run(
+            &rig,
+            &[failure_event("r1", 3605, "svc"), failure_event("r2", 3640, "svc")],
+            T0 + 3650,
+        )
+        .await;
+        assert!(
+            rig.sink.alerts().is_empty(),
+            "held while a refresh may still come"
+        );
+        run(
+            &rig,
+            &[issuance_event(3660, "svc", "ASIANEWKEY0000000002")],
+            T0 + 3661,
+        )
+        .await;
+        rig.detector().sweep(T0 + 3605 + 400).await.unwrap();
+        assert!(rig.sink.alerts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_sweep_pages_a_held_incident_that_did_not_recover_and_resolves_quiet_ones() {
+        let rig = Rig::new();
+        run(&rig, &[failure_event("s1", 3605, "svc")], T0 + 3610).await;
+        assert!(rig.sink.alerts().is_empty());
+        rig.detector().sweep(T0 + 3605 + 301).await.unwrap();
+        assert_eq!(rig.docs().len(), 1);
+        rig.detector().sweep(T0 + 3605 + 3600).await.unwrap();
+        let docs = rig.docs();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1]["state"], "resolved");
+        run(&rig, &[failure_event("s2", 3605 + 7300, "svc")], T0 + 3605 + 7301).await;
+        assert_eq!(
+            rig.docs().len(),
+            3,
+            "failures after the resolution open a new incident"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreadable_events_are_dropped_and_the_rest_handled() {
+        let rig = Rig::new();
+        let events = vec![
+            b"not json".to_vec(),
+            br#"{"hello":"world"}"#.to_vec(),
+            failure_event("u1", 3800, "job"),
+        ];
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert_eq!(out.unreadable.iter().map(|u| u.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert!(out.retry.is_empty());
+        assert_eq!(rig.sink.alerts().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_drill_pages_and_says_so() {
+        let rig = Rig::new();
+        let mut ev: Value = serde_json::from_slice(&failure_event("d1", 3605, "drill")).unwrap();
+        ev["source"] = json!(DRILL_SOURCE);
+        run(&rig, &[ev.to_string().into_bytes()], T0 + 3606).await;
+        let alerts = rig.sink.alerts();
+        assert_eq!(
+            alerts.len(),
+            1,
+            "pages at once, without waiting out the refresh window"
+        );
+        assert!(alerts[0].subject.contains("DRILL"));
+        assert_eq!(alerts[0].attributes["drill"], "true");
+    }
+
+    #[tokio::test]
+    async fn decode_reads_envelopes_records_and_wrapped_events() {
+        let env = failure_event("w1", 3700, "job");
+        assert_eq!(decode(&env).unwrap().len(), 1);
+        let sns =
+            json!({"Type": "Notification", "Message": String::from_utf8(env.clone()).unwrap()}).to_string();
+        assert_eq!(
+            decode(sns.as_bytes()).unwrap()[0].1.account.as_deref(),
+            Some("123456789012")
+        );
+        assert!(decode(b"[]").is_err());
+    }
+}
