@@ -1,3 +1,4 @@
 //! End-to-end tests across crates: one test binary (see Cargo.toml).
 
+mod detector;
 mod simulated;

@@ -239,7 +239,8 @@ pub fn starts_new_incident(state: &GroupState, failures: &[Failure], policy: &Po
     };
     match (&state.incident.id, state.incident.resolved_at) {
         (None, _) => true,
-        (Some(_), Some(resolved)) => earliest > resolved,
+        // The old session's stragglers, seconds after a newer one resolved the incident, still belong to it.
+        (Some(_), Some(resolved)) => earliest > resolved + EDGE,
         (Some(_), None) => state.stats.failures > 0 && earliest - state.stats.last >= policy.cooldown,
     }
 }
@@ -428,7 +429,7 @@ mod tests {
         assert!(starts_new_incident(&s, &[failure("x", 3700 + 3600)], &policy));
         let mut resolved = s.clone();
         resolved.incident.resolved_at = Some(T0 + 3800);
-        assert!(starts_new_incident(&resolved, &[failure("x", 3900)], &policy));
+        assert!(starts_new_incident(&resolved, &[failure("x", 3800 + EDGE + 1)], &policy));
         assert!(
             !starts_new_incident(&resolved, &[failure("x", 3750)], &policy),
             "a late record of the old one"
@@ -438,6 +439,15 @@ mod tests {
             &[failure("x", 1)],
             &policy
         ));
+    }
+
+    #[test]
+    fn stragglers_right_after_a_refresh_do_not_open_a_new_incident() {
+        let mut resolved = state(&[3605]);
+        resolved.incident.resolved_at = Some(T0 + 3640);
+        let policy = Policy::default();
+        assert!(!starts_new_incident(&resolved, &[failure("late", 3660)], &policy));
+        assert!(!starts_new_incident(&resolved, &[failure("late", 3640 + EDGE)], &policy));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod alert;
 pub mod analyze;
 pub mod assess;
 pub mod classify;
+pub mod events;
 pub mod incident;
 pub mod memory;
 pub mod model;

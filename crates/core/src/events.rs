@@ -1,0 +1,90 @@
+//! Any input tokenwatch reads, as the EventBridge events CloudTrail would have delivered: how the samples
+//! are fed to the detector, to a local EventBridge, and to `tokenwatch drill`.
+
+use serde_json::{Value, json};
+
+use crate::reader::{JsonSplitter, ReadError};
+
+/// Every record in `input` (any container form [`crate::analyze::Analyzer::read`] takes, already
+/// decompressed) as one EventBridge event: envelopes are kept as they are, wrappers are opened, bare
+/// records get the envelope EventBridge gives them (`source` is `aws.<service>`).
+pub fn eventbridge_events(input: &[u8]) -> Result<Vec<Value>, ReadError> {
+    let mut out = Vec::new();
+    let mut splitter = JsonSplitter::new(input);
+    while let Some(v) = splitter.next_value()? {
+        if let Ok(value) = serde_json::from_slice::<Value>(v) {
+            collect(value, &mut out, 0);
+        }
+    }
+    Ok(out)
+}
+
+fn collect(v: Value, out: &mut Vec<Value>, depth: u8) {
+    if v.get("eventTime").is_some() {
+        out.push(envelope(v));
+        return;
+    }
+    if v.get("detail").is_some() {
+        out.push(v);
+        return;
+    }
+    let carried = ["CloudTrailEvent", "body", "Message"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .or_else(|| v.get("Sns").and_then(|s| s.get("Message")).and_then(Value::as_str));
+    if let Some(text) = carried
+        && depth < 3
+        && let Ok(inner) = eventbridge_events(text.as_bytes())
+    {
+        for e in inner {
+            collect(e, out, depth + 1);
+        }
+    }
+}
+
+/// The envelope EventBridge puts around a CloudTrail record.
+pub fn envelope(record: Value) -> Value {
+    let service = record
+        .get("eventSource")
+        .and_then(Value::as_str)
+        .and_then(|s| s.strip_suffix(".amazonaws.com"))
+        .unwrap_or("cloudtrail")
+        .to_owned();
+    let account = record.get("recipientAccountId").cloned().unwrap_or(Value::Null);
+    let region = record.get("awsRegion").cloned().unwrap_or(Value::Null);
+    let time = record.get("eventTime").cloned().unwrap_or(Value::Null);
+    let id = record.get("eventID").cloned().unwrap_or(Value::Null);
+    json!({
+        "version": "0",
+        "id": id,
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": format!("aws.{service}"),
+        "account": account,
+        "time": time,
+        "region": region,
+        "resources": [],
+        "detail": record,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_container_gives_one_event_per_record() {
+        let rec = json!({"eventTime": "2026-11-02T09:00:00Z", "eventSource": "s3.amazonaws.com", "eventID": "e1",
+            "recipientAccountId": "123456789012"});
+        let env = envelope(rec.clone());
+        assert_eq!(env["source"], "aws.s3");
+        assert_eq!(env["detail"], rec);
+        let trail = json!({"Records": [rec, rec]}).to_string();
+        assert_eq!(eventbridge_events(trail.as_bytes()).unwrap().len(), 2);
+        let sqs = json!({"Records": [{"messageId": "m", "body": env.to_string()}]}).to_string();
+        assert_eq!(eventbridge_events(sqs.as_bytes()).unwrap(), vec![env.clone()]);
+        let lookup = json!({"Events": [{"CloudTrailEvent": rec.to_string()}]}).to_string();
+        assert_eq!(eventbridge_events(lookup.as_bytes()).unwrap()[0]["detail"]["eventID"], "e1");
+        let sns = json!({"Records": [{"Sns": {"Message": env.to_string()}}]}).to_string();
+        assert_eq!(eventbridge_events(sns.as_bytes()).unwrap().len(), 1);
+    }
+}

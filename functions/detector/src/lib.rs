@@ -1,0 +1,192 @@
+//! The tokenwatch detector Lambda: takes CloudTrail events from EventBridge (directly, or through an SQS
+//! queue in batches) and scheduled sweeps, runs them through the core pipeline against the state table
+//! and the alert topic, and reports which SQS messages must be retried (`batchItemFailures`), so one bad
+//! message never re-drives its batch. `main.rs` only wires configuration, clients and this handler.
+
+pub mod config;
+pub mod emf;
+
+use serde_json::{Value, json};
+use tokenwatch_core::pipeline::{Detector, Metrics};
+use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
+use tokenwatch_core::time::Epoch;
+use tracing::{info, warn};
+
+/// Why an invocation failed as a whole (Lambda then retries it).
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Some of the event's work hit a transient fault; nothing was lost, the retry finishes it.
+    #[error("retry: {0}")]
+    Retry(String),
+    /// A port failed during the scheduled sweep.
+    #[error("sweep failed: {0}")]
+    Sweep(#[from] PortError),
+}
+
+/// The kinds of payload the function is invoked with.
+#[derive(Debug, PartialEq)]
+pub enum Invocation<'a> {
+    /// An SQS batch: each message's id and body (one EventBridge event).
+    Sqs(Vec<(&'a str, &'a str)>),
+    /// An EventBridge schedule: sweep open incidents.
+    Scheduled,
+    /// One EventBridge event delivered directly.
+    Event,
+}
+
+/// Tells the payload's kind from its shape.
+pub fn invocation(payload: &Value) -> Invocation<'_> {
+    if let Some(records) = payload.get("Records").and_then(Value::as_array)
+        && records.iter().all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
+        && !records.is_empty()
+    {
+        return Invocation::Sqs(
+            records
+                .iter()
+                .map(|r| {
+                    (
+                        r.get("messageId").and_then(Value::as_str).unwrap_or(""),
+                        r.get("body").and_then(Value::as_str).unwrap_or(""),
+                    )
+                })
+                .collect(),
+        );
+    }
+    if payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        return Invocation::Scheduled;
+    }
+    Invocation::Event
+}
+
+/// Handles one invocation at time `now`.
+pub async fn handle<S: StateStore, A: AlertSink>(
+    payload: Value,
+    detector: &Detector<'_, S, A>,
+    now: Epoch,
+) -> Result<Value, HandlerError> {
+    match invocation(&payload) {
+        Invocation::Sqs(messages) => {
+            let bodies: Vec<&[u8]> = messages.iter().map(|(_, body)| body.as_bytes()).collect();
+            let out = detector.process(&bodies, now).await;
+            for (i, reason) in &out.unreadable {
+                warn!(message_id = messages[*i].0, %reason, "Skipped an event that is not a CloudTrail event.");
+            }
+            emit(&out.metrics, now);
+            let failures: Vec<Value> = out.retry.iter().map(|&i| json!({ "itemIdentifier": messages[i].0 })).collect();
+            if !failures.is_empty() {
+                warn!(failed = failures.len(), of = messages.len(), "Messages left for retry after a transient fault.");
+            }
+            Ok(json!({ "batchItemFailures": failures }))
+        }
+        Invocation::Scheduled => {
+            let metrics = detector.sweep(now).await?;
+            emit(&metrics, now);
+            Ok(json!({ "swept": true }))
+        }
+        Invocation::Event => {
+            let bytes = payload.to_string();
+            let out = detector.process(&[bytes.as_bytes()], now).await;
+            let id = payload.get("id").and_then(Value::as_str).unwrap_or("");
+            for (_, reason) in &out.unreadable {
+                warn!(event_id = id, %reason, "Skipped an event that is not a CloudTrail event.");
+            }
+            emit(&out.metrics, now);
+            if out.retry.is_empty() { Ok(json!({})) } else { Err(HandlerError::Retry(format!("event {id}"))) }
+        }
+    }
+}
+
+fn emit(metrics: &Metrics, now: Epoch) {
+    for line in emf::lines(metrics, now) {
+        // Embedded metric format must be a line of its own on stdout, outside the tracing layer.
+        println!("{line}");
+    }
+    let published: u64 = metrics.alerts_published.values().sum();
+    if published > 0 {
+        info!(published, "Alerts published.");
+    }
+}
+
+/// JSON logs on stderr, at `RUST_LOG` or info.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .without_time()
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenwatch_core::alert::AlertContext;
+    use tokenwatch_core::incident::Policy;
+    use tokenwatch_core::memory::{MemoryStore, RecordingSink};
+
+    const NOW: Epoch = 1_793_610_900;
+
+    fn failure(id: &str) -> String {
+        json!({"version": "0", "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "account": "123456789012",
+            "detail": {"eventTime": "2026-11-02T09:05:00Z", "eventSource": "s3.amazonaws.com", "eventName": "GetObject",
+                "errorCode": "ExpiredToken", "eventID": id, "recipientAccountId": "123456789012",
+                "userIdentity": {"type": "AssumedRole", "principalId": "AROAEXAMPLE:job", "accessKeyId": "ASIAEXAMPLEKEY000001",
+                    "arn": "arn:aws:sts::123456789012:assumed-role/etl/job",
+                    "sessionContext": {"attributes": {"creationDate": "2026-11-02T08:00:00Z"}}}}})
+        .to_string()
+    }
+
+    fn sqs(bodies: &[(&str, String)]) -> Value {
+        json!({"Records": bodies.iter().map(|(id, b)| json!({"messageId": id, "eventSource": "aws:sqs", "body": b})).collect::<Vec<_>>()})
+    }
+
+    async fn with_detector<F, Fut>(f: F)
+    where
+        F: FnOnce(MemoryStore, RecordingSink) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        f(MemoryStore::default(), RecordingSink::default()).await;
+    }
+
+    #[tokio::test]
+    async fn an_sqs_batch_reports_only_the_messages_to_retry() {
+        with_detector(|store, sink| async move {
+            let (policy, alerts) = (Policy::default(), AlertContext::default());
+            let d = Detector { store: &store, sink: &sink, policy: &policy, alerts: &alerts };
+            sink.fail_next(1);
+            let batch = sqs(&[("m1", failure("e1")), ("m2", "garbage".into()), ("m3", failure("e2"))]);
+            let out = handle(batch.clone(), &d, NOW).await.unwrap();
+            let ids: Vec<&str> = out["batchItemFailures"].as_array().unwrap().iter().map(|f| f["itemIdentifier"].as_str().unwrap()).collect();
+            assert_eq!(ids, ["m1", "m3"], "the unreadable m2 is dropped, not retried");
+            let again = handle(sqs(&[("m1", failure("e1")), ("m3", failure("e2"))]), &d, NOW).await.unwrap();
+            assert_eq!(again["batchItemFailures"], json!([]));
+            assert_eq!(sink.alerts().len(), 1);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_direct_event_fails_the_invocation_when_it_must_be_retried() {
+        with_detector(|store, sink| async move {
+            let (policy, alerts) = (Policy::default(), AlertContext::default());
+            let d = Detector { store: &store, sink: &sink, policy: &policy, alerts: &alerts };
+            store.fail_next(1);
+            let event: Value = serde_json::from_str(&failure("e9")).unwrap();
+            assert!(matches!(handle(event.clone(), &d, NOW).await, Err(HandlerError::Retry(_))));
+            assert!(handle(event, &d, NOW).await.is_ok());
+            assert_eq!(sink.alerts().len(), 1);
+        })
+        .await;
+    }
+
+    #[test]
+    fn payload_kinds_are_told_apart() {
+        assert!(matches!(invocation(&sqs(&[("m", "{}".into())])), Invocation::Sqs(v) if v.len() == 1));
+        assert_eq!(invocation(&json!({"detail-type": "Scheduled Event", "source": "aws.events"})), Invocation::Scheduled);
+        assert_eq!(invocation(&json!({"detail-type": "AWS API Call via CloudTrail"})), Invocation::Event);
+        assert_eq!(invocation(&json!({"Records": []})), Invocation::Event);
+    }
+}

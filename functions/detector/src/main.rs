@@ -1,0 +1,2 @@
+//! Placeholder until the AWS adapters land.
+fn main() {}
