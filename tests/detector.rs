@@ -40,7 +40,10 @@ pub fn scenario_events(dir: &Path) -> Vec<Value> {
             continue;
         }
         let mut bytes = Vec::new();
-        decompressing(std::fs::File::open(&path).unwrap()).unwrap().read_to_end(&mut bytes).unwrap();
+        decompressing(std::fs::File::open(&path).unwrap())
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
         events.extend(eventbridge_events(&bytes).unwrap());
     }
     events.sort_by_key(|e| event_time(e));
@@ -48,12 +51,16 @@ pub fn scenario_events(dir: &Path) -> Vec<Value> {
 }
 
 pub fn event_time(e: &Value) -> Epoch {
-    e["detail"]["eventTime"].as_str().and_then(parse_time).unwrap_or_default()
+    e["detail"]["eventTime"]
+        .as_str()
+        .and_then(parse_time)
+        .unwrap_or_default()
 }
 
 /// The pages a scenario must produce: one per expected group that pages at the default floor.
 pub fn expected_pages(dir: &Path) -> Vec<Value> {
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     expected["groups"]
         .as_array()
         .unwrap()
@@ -87,7 +94,11 @@ pub async fn feed_scenario<S: StateStore, A: AlertSink>(detector: &Detector<'_, 
         let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
         let now = chunk.iter().map(event_time).max().unwrap_or_default() + 60;
         let out = detector.process(&refs, now).await;
-        assert!(out.retry.is_empty() && out.unreadable.is_empty(), "{}: {out:?}", dir.display());
+        assert!(
+            out.retry.is_empty() && out.unreadable.is_empty(),
+            "{}: {out:?}",
+            dir.display()
+        );
     }
     detector.sweep(last + 400).await.unwrap();
 }
@@ -96,25 +107,57 @@ pub async fn feed_scenario<S: StateStore, A: AlertSink>(detector: &Detector<'_, 
 pub fn check_pages(dir: &Path, alerts: &[Alert]) -> Vec<String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let docs = documents(alerts);
-    let open: Vec<(&Value, &Alert)> = docs.iter().zip(alerts).filter(|(d, _)| d["state"] == "open").collect();
+    let open: Vec<(&Value, &Alert)> = docs
+        .iter()
+        .zip(alerts)
+        .filter(|(d, _)| d["state"] == "open")
+        .collect();
     let want = expected_pages(dir);
     let mut problems = Vec::new();
     if open.len() != want.len() {
-        problems.push(format!("{name}: {} open alerts, expected {}: {:?}", open.len(), want.len(), alerts.iter().map(|a| &a.subject).collect::<Vec<_>>()));
+        problems.push(format!(
+            "{name}: {} open alerts, expected {}: {:?}",
+            open.len(),
+            want.len(),
+            alerts.iter().map(|a| &a.subject).collect::<Vec<_>>()
+        ));
     }
     for w in &want {
-        let Some((doc, alert)) = open.iter().find(|(d, _)| d["principal"] == w["principal"] && d["session"] == w["session"]) else {
-            problems.push(format!("{name}: no alert for {} / {}", w["principal"], w["session"]));
+        let Some((doc, alert)) = open
+            .iter()
+            .find(|(d, _)| d["principal"] == w["principal"] && d["session"] == w["session"])
+        else {
+            problems.push(format!(
+                "{name}: no alert for {} / {}",
+                w["principal"], w["session"]
+            ));
             continue;
         };
-        for field in ["verdict", "credential_source", "client", "lease_seconds", "account"] {
+        for field in [
+            "verdict",
+            "credential_source",
+            "client",
+            "lease_seconds",
+            "account",
+        ] {
             if doc[field] != w[field] {
-                problems.push(format!("{name}: alert {field} is {} but expected {}", doc[field], w[field]));
+                problems.push(format!(
+                    "{name}: alert {field} is {} but expected {}",
+                    doc[field], w[field]
+                ));
             }
         }
-        for (attr, field) in [("verdict", "verdict"), ("credential_source", "credential_source"), ("account", "account"), ("principal", "principal")] {
+        for (attr, field) in [
+            ("verdict", "verdict"),
+            ("credential_source", "credential_source"),
+            ("account", "account"),
+            ("principal", "principal"),
+        ] {
             if Some(alert.attributes[attr].as_str()) != w[field].as_str() {
-                problems.push(format!("{name}: attribute {attr} is {} but expected {}", alert.attributes[attr], w[field]));
+                problems.push(format!(
+                    "{name}: attribute {attr} is {} but expected {}",
+                    alert.attributes[attr], w[field]
+                ));
             }
         }
         if alert.attributes["severity"] != doc["severity"].as_str().unwrap() {
@@ -127,14 +170,18 @@ pub fn check_pages(dir: &Path, alerts: &[Alert]) -> Vec<String> {
 /// The state table holds every expected group with its exact failure count.
 pub async fn check_counts<S: StateStore>(dir: &Path, store: &S) -> Vec<String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let mut problems = Vec::new();
     for g in expected["groups"].as_array().unwrap() {
         let text = |k: &str| g[k].as_str().map(str::to_owned);
         let key = tokenwatch_core::stats::group_key(&text("account"), &text("principal"), &text("session"));
         let count = store.load(&key).await.unwrap().map(|s| s.stats.failures);
         if count != g["failures"].as_u64() {
-            problems.push(format!("{name}: state table holds {count:?} failures of {}, expected {}", g["session"], g["failures"]));
+            problems.push(format!(
+                "{name}: state table holds {count:?} failures of {}, expected {}",
+                g["session"], g["failures"]
+            ));
         }
     }
     problems
@@ -142,7 +189,11 @@ pub async fn check_counts<S: StateStore>(dir: &Path, store: &S) -> Vec<String> {
 
 /// `failures` failures of one session, each delivered twice, shuffled, in batches of 10 over 8 handler
 /// threads running at once on `runtime`. Call from `block_in_place` inside a multi-thread runtime.
-pub fn storm<S: StateStore, A: AlertSink>(detector: &Detector<'_, S, A>, failures: usize, runtime: &tokio::runtime::Handle) {
+pub fn storm<S: StateStore, A: AlertSink>(
+    detector: &Detector<'_, S, A>,
+    failures: usize,
+    runtime: &tokio::runtime::Handle,
+) {
     let base = parse_time("2026-11-02T08:00:00Z").unwrap();
     let mut events: Vec<Vec<u8>> = (0..failures)
         .flat_map(|i| {
@@ -254,7 +305,12 @@ pub fn check_hostile(alerts: &[Alert]) -> Vec<String> {
                 problems.push(format!("{k}: control characters"));
             }
         }
-        if m["email"].as_str().unwrap_or_default().lines().any(|l| l.starts_with("Subject: injected")) {
+        if m["email"]
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("Subject: injected"))
+        {
             problems.push("a header was injected into the e-mail text".into());
         }
         let doc: Value = serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap();
@@ -270,7 +326,10 @@ pub fn policy() -> Policy {
 }
 
 pub fn alert_context() -> AlertContext {
-    AlertContext { region: "us-east-1".into(), ..Default::default() }
+    AlertContext {
+        region: "us-east-1".into(),
+        ..Default::default()
+    }
 }
 
 /// Counts per key, for messages.
@@ -291,8 +350,18 @@ mod memory {
     async fn every_sample_pages_exactly_what_its_expected_findings_imply() {
         let mut problems = Vec::new();
         for dir in scenarios() {
-            let (store, sink, policy, alerts) = (MemoryStore::default(), RecordingSink::default(), policy(), alert_context());
-            let detector = Detector { store: &store, sink: &sink, policy: &policy, alerts: &alerts };
+            let (store, sink, policy, alerts) = (
+                MemoryStore::default(),
+                RecordingSink::default(),
+                policy(),
+                alert_context(),
+            );
+            let detector = Detector {
+                store: &store,
+                sink: &sink,
+                policy: &policy,
+                alerts: &alerts,
+            };
             feed_scenario(&detector, &dir).await;
             problems.extend(check_pages(&dir, &sink.alerts()));
             problems.extend(check_counts(&dir, &store).await);
@@ -302,25 +371,56 @@ mod memory {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_storm_is_one_page_with_an_exact_count() {
-        let (store, sink, policy, alerts) = (MemoryStore::default(), RecordingSink::default(), policy(), alert_context());
-        let detector = Detector { store: &store, sink: &sink, policy: &policy, alerts: &alerts };
+        let (store, sink, policy, alerts) = (
+            MemoryStore::default(),
+            RecordingSink::default(),
+            policy(),
+            alert_context(),
+        );
+        let detector = Detector {
+            store: &store,
+            sink: &sink,
+            policy: &policy,
+            alerts: &alerts,
+        };
         let runtime = tokio::runtime::Handle::current();
         tokio::task::block_in_place(|| storm(&detector, 10_000, &runtime));
-        let key = group_key(&Some("123456789012".into()), &Some("ingest-role".into()), &Some("ingest".into()));
+        let key = group_key(
+            &Some("123456789012".into()),
+            &Some("ingest-role".into()),
+            &Some("ingest".into()),
+        );
         let state = store.load(&key).await.unwrap().unwrap();
         assert_eq!(state.stats.failures, 10_000);
         let published = sink.alerts();
         let kinds = tally(published.iter().map(|a| a.attributes["kind"].as_str()));
-        assert_eq!(kinds, BTreeMap::from([("open", 1)]), "{:?}", published.iter().map(|a| &a.subject).collect::<Vec<_>>());
+        assert_eq!(
+            kinds,
+            BTreeMap::from([("open", 1)]),
+            "{:?}",
+            published.iter().map(|a| &a.subject).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]
     async fn hostile_values_give_well_formed_alerts_without_secrets() {
-        let (store, sink, policy, alerts) = (MemoryStore::default(), RecordingSink::default(), policy(), alert_context());
-        let detector = Detector { store: &store, sink: &sink, policy: &policy, alerts: &alerts };
+        let (store, sink, policy, alerts) = (
+            MemoryStore::default(),
+            RecordingSink::default(),
+            policy(),
+            alert_context(),
+        );
+        let detector = Detector {
+            store: &store,
+            sink: &sink,
+            policy: &policy,
+            alerts: &alerts,
+        };
         let events = hostile_events();
         let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
-        let out = detector.process(&refs, parse_time("2026-11-02T09:20:00Z").unwrap()).await;
+        let out = detector
+            .process(&refs, parse_time("2026-11-02T09:20:00Z").unwrap())
+            .await;
         assert!(out.retry.is_empty());
         let problems = check_hostile(&sink.alerts());
         assert!(problems.is_empty(), "{problems:?}");

@@ -31,7 +31,11 @@ fn collect(v: Value, out: &mut Vec<Value>, depth: u8) {
     let carried = ["CloudTrailEvent", "body", "Message"]
         .iter()
         .find_map(|k| v.get(*k).and_then(Value::as_str))
-        .or_else(|| v.get("Sns").and_then(|s| s.get("Message")).and_then(Value::as_str));
+        .or_else(|| {
+            v.get("Sns")
+                .and_then(|s| s.get("Message"))
+                .and_then(Value::as_str)
+        });
     if let Some(text) = carried
         && depth < 3
         && let Ok(inner) = eventbridge_events(text.as_bytes())
@@ -83,7 +87,10 @@ mod tests {
         let sqs = json!({"Records": [{"messageId": "m", "body": env.to_string()}]}).to_string();
         assert_eq!(eventbridge_events(sqs.as_bytes()).unwrap(), vec![env.clone()]);
         let lookup = json!({"Events": [{"CloudTrailEvent": rec.to_string()}]}).to_string();
-        assert_eq!(eventbridge_events(lookup.as_bytes()).unwrap()[0]["detail"]["eventID"], "e1");
+        assert_eq!(
+            eventbridge_events(lookup.as_bytes()).unwrap()[0]["detail"]["eventID"],
+            "e1"
+        );
         let sns = json!({"Records": [{"Sns": {"Message": env.to_string()}}]}).to_string();
         assert_eq!(eventbridge_events(sns.as_bytes()).unwrap().len(), 1);
     }

@@ -429,7 +429,11 @@ mod tests {
         assert!(starts_new_incident(&s, &[failure("x", 3700 + 3600)], &policy));
         let mut resolved = s.clone();
         resolved.incident.resolved_at = Some(T0 + 3800);
-        assert!(starts_new_incident(&resolved, &[failure("x", 3800 + EDGE + 1)], &policy));
+        assert!(starts_new_incident(
+            &resolved,
+            &[failure("x", 3800 + EDGE + 1)],
+            &policy
+        ));
         assert!(
             !starts_new_incident(&resolved, &[failure("x", 3750)], &policy),
             "a late record of the old one"
@@ -447,7 +451,11 @@ mod tests {
         resolved.incident.resolved_at = Some(T0 + 3640);
         let policy = Policy::default();
         assert!(!starts_new_incident(&resolved, &[failure("late", 3660)], &policy));
-        assert!(!starts_new_incident(&resolved, &[failure("late", 3640 + EDGE)], &policy));
+        assert!(!starts_new_incident(
+            &resolved,
+            &[failure("late", 3640 + EDGE)],
+            &policy
+        ));
     }
 
     #[test]

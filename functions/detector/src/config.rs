@@ -58,48 +58,82 @@ impl Config {
         let required = |variable: &'static str, what: &str| -> Result<String, ConfigError> {
             match lookup(variable).map(|v| v.trim().to_owned()) {
                 Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(ConfigError { variable, problem: format!("is not set; expected {what} (the SAM template passes it)") }),
+                _ => Err(ConfigError {
+                    variable,
+                    problem: format!("is not set; expected {what} (the SAM template passes it)"),
+                }),
             }
         };
         let table_name = required(TABLE_NAME, "the state table's name")?;
         let topic_arn = required(TOPIC_ARN, "the alert topic's ARN")?;
         if !topic_arn.starts_with("arn:") || topic_arn.split(':').count() < 6 {
-            return Err(ConfigError { variable: TOPIC_ARN, problem: format!("'{topic_arn}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)") });
+            return Err(ConfigError {
+                variable: TOPIC_ARN,
+                problem: format!("'{topic_arn}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"),
+            });
         }
         let min_severity = match lookup(MIN_SEVERITY).filter(|v| !v.trim().is_empty()) {
             None => Severity::Low,
-            Some(v) => v.trim().parse().map_err(|e: String| ConfigError { variable: MIN_SEVERITY, problem: e })?,
+            Some(v) => v.trim().parse().map_err(|e: String| ConfigError {
+                variable: MIN_SEVERITY,
+                problem: e,
+            })?,
         };
         let cooldown = match lookup(COOLDOWN).filter(|v| !v.trim().is_empty()) {
             None => 3600,
             Some(v) => parse_span(v.trim()).ok_or_else(|| ConfigError {
                 variable: COOLDOWN,
-                problem: format!("'{v}' is not a duration; expected seconds or a span like 30m, 1h, 1d (at least 1m)"),
+                problem: format!(
+                    "'{v}' is not a duration; expected seconds or a span like 30m, 1h, 1d (at least 1m)"
+                ),
             })?,
         };
         let suppressions = match lookup(SUPPRESSIONS).filter(|v| !v.trim().is_empty()) {
             None => Vec::new(),
-            Some(v) => parse_suppressions(&v, now).map_err(|problem| ConfigError { variable: SUPPRESSIONS, problem })?,
+            Some(v) => parse_suppressions(&v, now).map_err(|problem| ConfigError {
+                variable: SUPPRESSIONS,
+                problem,
+            })?,
         };
         let format = match lookup(ALERT_FORMAT).as_deref().map(str::trim) {
             None | Some("") | Some("standard") => AlertFormat::Standard,
             Some("chatbot") => AlertFormat::Chatbot,
             Some(other) => {
-                return Err(ConfigError { variable: ALERT_FORMAT, problem: format!("'{other}' is not one of: standard, chatbot") });
+                return Err(ConfigError {
+                    variable: ALERT_FORMAT,
+                    problem: format!("'{other}' is not one of: standard, chatbot"),
+                });
             }
         };
         let region = lookup(AWS_REGION).unwrap_or_else(|| "us-east-1".to_owned());
-        Ok(Config { table_name, topic_arn, policy: Policy { min_severity, cooldown, suppressions }, format, region })
+        Ok(Config {
+            table_name,
+            topic_arn,
+            policy: Policy {
+                min_severity,
+                cooldown,
+                suppressions,
+            },
+            format,
+            region,
+        })
     }
 
     /// The alert context this configuration gives.
     pub fn alert_context(&self) -> AlertContext {
-        AlertContext { region: self.region.clone(), format: self.format, drill: false }
+        AlertContext {
+            region: self.region.clone(),
+            format: self.format,
+            drill: false,
+        }
     }
 }
 
 fn now() -> Epoch {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as Epoch).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as Epoch)
+        .unwrap_or_default()
 }
 
 /// `3600`, `90m`, `1h`, `1d` → seconds (at least a minute).
@@ -114,18 +148,32 @@ fn parse_span(v: &str) -> Option<i64> {
 fn parse_suppressions(raw: &str, now: Epoch) -> Result<Vec<Suppression>, String> {
     let value: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| format!("is not JSON ({e}); expected an array of objects"))?;
-    let items = value.as_array().ok_or("expected a JSON array of {principal, session, expires, reason}")?;
+    let items = value
+        .as_array()
+        .ok_or("expected a JSON array of {principal, session, expires, reason}")?;
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let field = |name: &str| item.get(name).and_then(|v| v.as_str()).map(str::trim).filter(|s| !s.is_empty());
-            let principal = field("principal").ok_or(format!("entry {i}: 'principal' (a pattern, * for any) is missing"))?;
-            let reason = field("reason").ok_or(format!("entry {i}: 'reason' is missing: say why, so it is not forgotten"))?;
-            let expires_raw = field("expires").ok_or(format!("entry {i}: 'expires' (a date or time) is missing"))?;
+            let field = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_str())
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+            };
+            let principal = field("principal").ok_or(format!(
+                "entry {i}: 'principal' (a pattern, * for any) is missing"
+            ))?;
+            let reason = field("reason").ok_or(format!(
+                "entry {i}: 'reason' is missing: say why, so it is not forgotten"
+            ))?;
+            let expires_raw =
+                field("expires").ok_or(format!("entry {i}: 'expires' (a date or time) is missing"))?;
             let expires = parse_time(expires_raw)
                 .or_else(|| parse_bound(expires_raw, now))
-                .ok_or(format!("entry {i}: 'expires' = '{expires_raw}' is not a date or time"))?;
+                .ok_or(format!(
+                    "entry {i}: 'expires' = '{expires_raw}' is not a date or time"
+                ))?;
             Ok(Suppression {
                 principal: principal.to_owned(),
                 session: field("session").unwrap_or("*").to_owned(),
@@ -146,7 +194,10 @@ mod tests {
         Config::from_lookup(|k| map.get(k).cloned(), 1_793_606_400)
     }
 
-    const BASE: [(&str, &str); 2] = [(TABLE_NAME, "tokenwatch-state"), (TOPIC_ARN, "arn:aws:sns:us-east-1:123456789012:tokenwatch")];
+    const BASE: [(&str, &str); 2] = [
+        (TABLE_NAME, "tokenwatch-state"),
+        (TOPIC_ARN, "arn:aws:sns:us-east-1:123456789012:tokenwatch"),
+    ];
 
     #[test]
     fn defaults_apply_to_what_is_optional() {
@@ -169,30 +220,49 @@ mod tests {
         assert_eq!(c.policy.cooldown, 1800);
         assert_eq!(c.format, AlertFormat::Chatbot);
         assert_eq!(c.policy.suppressions[0].session, "*");
-        assert_eq!(c.policy.suppressions[0].expires, parse_time("2026-12-31T00:00:00Z").unwrap());
+        assert_eq!(
+            c.policy.suppressions[0].expires,
+            parse_time("2026-12-31T00:00:00Z").unwrap()
+        );
     }
 
     #[test]
     fn a_bad_value_names_its_variable_and_what_it_expects() {
         let cases: [(&[(&str, &str)], &str, &str); 7] = [
-            (&[(TOPIC_ARN, "arn:aws:sns:us-east-1:1:t")], TABLE_NAME, "is not set"),
-            (&[(TABLE_NAME, "t"), (TOPIC_ARN, "my-topic")], TOPIC_ARN, "not an SNS topic ARN"),
+            (
+                &[(TOPIC_ARN, "arn:aws:sns:us-east-1:1:t")],
+                TABLE_NAME,
+                "is not set",
+            ),
+            (
+                &[(TABLE_NAME, "t"), (TOPIC_ARN, "my-topic")],
+                TOPIC_ARN,
+                "not an SNS topic ARN",
+            ),
             (&[(MIN_SEVERITY, "urgent")], MIN_SEVERITY, "critical"),
             (&[(COOLDOWN, "soon")], COOLDOWN, "not a duration"),
             (&[(COOLDOWN, "5")], COOLDOWN, "at least 1m"),
-            (&[(SUPPRESSIONS, r#"[{"principal":"*","expires":"2026-12-31"}]"#)], SUPPRESSIONS, "'reason' is missing"),
+            (
+                &[(SUPPRESSIONS, r#"[{"principal":"*","expires":"2026-12-31"}]"#)],
+                SUPPRESSIONS,
+                "'reason' is missing",
+            ),
             (&[(ALERT_FORMAT, "slack")], ALERT_FORMAT, "standard, chatbot"),
         ];
         for (extra, variable, words) in cases {
-            let mut vars: Vec<(&str, &str)> = if extra.iter().any(|(k, _)| *k == TABLE_NAME || *k == TOPIC_ARN) {
-                Vec::new()
-            } else {
-                BASE.to_vec()
-            };
+            let mut vars: Vec<(&str, &str)> =
+                if extra.iter().any(|(k, _)| *k == TABLE_NAME || *k == TOPIC_ARN) {
+                    Vec::new()
+                } else {
+                    BASE.to_vec()
+                };
             vars.extend_from_slice(extra);
             let e = config(&vars).unwrap_err();
             assert_eq!(e.variable, variable, "{e}");
-            assert!(e.to_string().starts_with(variable) && e.to_string().contains(words), "{e}");
+            assert!(
+                e.to_string().starts_with(variable) && e.to_string().contains(words),
+                "{e}"
+            );
         }
     }
 }

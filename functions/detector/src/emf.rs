@@ -30,7 +30,10 @@ fn line(now: Epoch, name: &str, dimension: Option<(&str, &str)>, value: u64) -> 
 /// The lines for one batch's counters (zero counters are left out).
 pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
     let mut out = Vec::new();
-    let by = |out: &mut Vec<String>, name: &str, dim: &str, map: &std::collections::BTreeMap<&'static str, u64>| {
+    let by = |out: &mut Vec<String>,
+              name: &str,
+              dim: &str,
+              map: &std::collections::BTreeMap<&'static str, u64>| {
         for (value, n) in map {
             if *n > 0 {
                 out.push(line(now, name, Some((dim, value)), *n));
@@ -41,7 +44,11 @@ pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
     by(&mut out, "IncidentsOpened", "Verdict", &m.incidents_opened);
     by(&mut out, "AlertsPublished", "Kind", &m.alerts_published);
     by(&mut out, "AlertsWithheld", "Reason", &m.alerts_withheld);
-    for (name, n) in [("DuplicateFailures", m.duplicates), ("IssuingCalls", m.issuances), ("UnreadableEvents", m.unreadable)] {
+    for (name, n) in [
+        ("DuplicateFailures", m.duplicates),
+        ("IssuingCalls", m.issuances),
+        ("UnreadableEvents", m.unreadable),
+    ] {
         if n > 0 {
             out.push(line(now, name, None, n));
         }
@@ -65,7 +72,10 @@ mod tests {
         assert_eq!(first["FailuresSeen"], 83);
         assert_eq!(first["Verdict"], "stale-cache");
         assert_eq!(first["_aws"]["CloudWatchMetrics"][0]["Namespace"], "tokenwatch");
-        assert_eq!(first["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Verdict"]]));
+        assert_eq!(
+            first["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Verdict"]])
+        );
         assert_eq!(first["_aws"]["Timestamp"], 1_793_610_000_000u64);
         let plain: Value = serde_json::from_str(&out[2]).unwrap();
         assert_eq!(plain["DuplicateFailures"], 2);

@@ -37,7 +37,9 @@ pub enum Invocation<'a> {
 /// Tells the payload's kind from its shape.
 pub fn invocation(payload: &Value) -> Invocation<'_> {
     if let Some(records) = payload.get("Records").and_then(Value::as_array)
-        && records.iter().all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
+        && records
+            .iter()
+            .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
         && !records.is_empty()
     {
         return Invocation::Sqs(
@@ -72,9 +74,17 @@ pub async fn handle<S: StateStore, A: AlertSink>(
                 warn!(message_id = messages[*i].0, %reason, "Skipped an event that is not a CloudTrail event.");
             }
             emit(&out.metrics, now);
-            let failures: Vec<Value> = out.retry.iter().map(|&i| json!({ "itemIdentifier": messages[i].0 })).collect();
+            let failures: Vec<Value> = out
+                .retry
+                .iter()
+                .map(|&i| json!({ "itemIdentifier": messages[i].0 }))
+                .collect();
             if !failures.is_empty() {
-                warn!(failed = failures.len(), of = messages.len(), "Messages left for retry after a transient fault.");
+                warn!(
+                    failed = failures.len(),
+                    of = messages.len(),
+                    "Messages left for retry after a transient fault."
+                );
             }
             Ok(json!({ "batchItemFailures": failures }))
         }
@@ -91,7 +101,11 @@ pub async fn handle<S: StateStore, A: AlertSink>(
                 warn!(event_id = id, %reason, "Skipped an event that is not a CloudTrail event.");
             }
             emit(&out.metrics, now);
-            if out.retry.is_empty() { Ok(json!({})) } else { Err(HandlerError::Retry(format!("event {id}"))) }
+            if out.retry.is_empty() {
+                Ok(json!({}))
+            } else {
+                Err(HandlerError::Retry(format!("event {id}")))
+            }
         }
     }
 }
@@ -112,7 +126,8 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_current_span(false)
@@ -155,13 +170,29 @@ mod tests {
     async fn an_sqs_batch_reports_only_the_messages_to_retry() {
         with_detector(|store, sink| async move {
             let (policy, alerts) = (Policy::default(), AlertContext::default());
-            let d = Detector { store: &store, sink: &sink, policy: &policy, alerts: &alerts };
+            let d = Detector {
+                store: &store,
+                sink: &sink,
+                policy: &policy,
+                alerts: &alerts,
+            };
             sink.fail_next(1);
-            let batch = sqs(&[("m1", failure("e1")), ("m2", "garbage".into()), ("m3", failure("e2"))]);
+            let batch = sqs(&[
+                ("m1", failure("e1")),
+                ("m2", "garbage".into()),
+                ("m3", failure("e2")),
+            ]);
             let out = handle(batch.clone(), &d, NOW).await.unwrap();
-            let ids: Vec<&str> = out["batchItemFailures"].as_array().unwrap().iter().map(|f| f["itemIdentifier"].as_str().unwrap()).collect();
+            let ids: Vec<&str> = out["batchItemFailures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["itemIdentifier"].as_str().unwrap())
+                .collect();
             assert_eq!(ids, ["m1", "m3"], "the unreadable m2 is dropped, not retried");
-            let again = handle(sqs(&[("m1", failure("e1")), ("m3", failure("e2"))]), &d, NOW).await.unwrap();
+            let again = handle(sqs(&[("m1", failure("e1")), ("m3", failure("e2"))]), &d, NOW)
+                .await
+                .unwrap();
             assert_eq!(again["batchItemFailures"], json!([]));
             assert_eq!(sink.alerts().len(), 1);
         })
@@ -172,10 +203,18 @@ mod tests {
     async fn a_direct_event_fails_the_invocation_when_it_must_be_retried() {
         with_detector(|store, sink| async move {
             let (policy, alerts) = (Policy::default(), AlertContext::default());
-            let d = Detector { store: &store, sink: &sink, policy: &policy, alerts: &alerts };
+            let d = Detector {
+                store: &store,
+                sink: &sink,
+                policy: &policy,
+                alerts: &alerts,
+            };
             store.fail_next(1);
             let event: Value = serde_json::from_str(&failure("e9")).unwrap();
-            assert!(matches!(handle(event.clone(), &d, NOW).await, Err(HandlerError::Retry(_))));
+            assert!(matches!(
+                handle(event.clone(), &d, NOW).await,
+                Err(HandlerError::Retry(_))
+            ));
             assert!(handle(event, &d, NOW).await.is_ok());
             assert_eq!(sink.alerts().len(), 1);
         })
@@ -185,8 +224,14 @@ mod tests {
     #[test]
     fn payload_kinds_are_told_apart() {
         assert!(matches!(invocation(&sqs(&[("m", "{}".into())])), Invocation::Sqs(v) if v.len() == 1));
-        assert_eq!(invocation(&json!({"detail-type": "Scheduled Event", "source": "aws.events"})), Invocation::Scheduled);
-        assert_eq!(invocation(&json!({"detail-type": "AWS API Call via CloudTrail"})), Invocation::Event);
+        assert_eq!(
+            invocation(&json!({"detail-type": "Scheduled Event", "source": "aws.events"})),
+            Invocation::Scheduled
+        );
+        assert_eq!(
+            invocation(&json!({"detail-type": "AWS API Call via CloudTrail"})),
+            Invocation::Event
+        );
         assert_eq!(invocation(&json!({"Records": []})), Invocation::Event);
     }
 }
