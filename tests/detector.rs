@@ -46,7 +46,7 @@ pub fn scenario_events(dir: &Path) -> Vec<Value> {
             .unwrap();
         events.extend(eventbridge_events(&bytes).unwrap());
     }
-    events.sort_by_key(|e| event_time(e));
+    events.sort_by_key(event_time);
     events
 }
 
