@@ -228,7 +228,8 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_its_variable_and_what_it_expects() {
-        let cases: [(&[(&str, &str)], &str, &str); 7] = [
+        type Vars<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Vars, &str, &str); 7] = [
             (
                 &[(TOPIC_ARN, "arn:aws:sns:us-east-1:1:t")],
                 TABLE_NAME,
