@@ -71,6 +71,49 @@ pub fn envelope(record: Value) -> Value {
     })
 }
 
+/// The event `tokenwatch drill` puts on the bus: a CloudTrail-shaped expired-token failure of a session
+/// that was cached past its hour, from a clearly named drill role, with the drill's own `source` (the
+/// `aws.*` sources are reserved). The detector pages it at once and labels the alert a drill.
+pub fn drill_event(account: &str, region: &str, now: crate::time::Epoch) -> Value {
+    use crate::time::format_time;
+    let session = format!("drill-{now}");
+    let record = json!({
+        "eventVersion": "1.09",
+        "eventTime": format_time(now),
+        "eventSource": "sts.amazonaws.com",
+        "eventName": "GetCallerIdentity",
+        "awsRegion": region,
+        "sourceIPAddress": "192.0.2.1",
+        "userAgent": "tokenwatch-drill",
+        "errorCode": "ExpiredToken",
+        "errorMessage": "The security token included in the request is expired (tokenwatch drill: no workload failed)",
+        "eventID": format!("tokenwatch-drill-{now}"),
+        "eventType": "AwsApiCall",
+        "recipientAccountId": account,
+        "userIdentity": {
+            "type": "AssumedRole",
+            "principalId": format!("AROATOKENWATCHDRILL:{session}"),
+            "arn": format!("arn:aws:sts::{account}:assumed-role/tokenwatch-drill/{session}"),
+            "accountId": account,
+            "accessKeyId": "ASIATOKENWATCHDRILL0",
+            "sessionContext": {
+                "sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{account}:role/tokenwatch-drill")},
+                "attributes": {"creationDate": format_time(now - 3600 - 300), "mfaAuthenticated": "false"}
+            }
+        }
+    });
+    json!({
+        "version": "0",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": crate::pipeline::DRILL_SOURCE,
+        "account": account,
+        "time": format_time(now),
+        "region": region,
+        "resources": [],
+        "detail": record,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +136,23 @@ mod tests {
         );
         let sns = json!({"Records": [{"Sns": {"Message": env.to_string()}}]}).to_string();
         assert_eq!(eventbridge_events(sns.as_bytes()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_drill_event_is_a_stale_cache_failure_from_the_drill_source() {
+        let e = drill_event("123456789012", "eu-west-1", 1_793_610_000);
+        assert_eq!(e["source"], crate::pipeline::DRILL_SOURCE);
+        let mut a = crate::Analyzer::default();
+        a.feed_value(e.to_string().as_bytes());
+        let r = a.report();
+        assert_eq!(r.groups.len(), 1);
+        assert_eq!(r.groups[0].verdict, crate::Verdict::StaleCache);
+        assert!(
+            r.groups[0]
+                .principal
+                .as_deref()
+                .unwrap()
+                .ends_with("role/tokenwatch-drill")
+        );
     }
 }
