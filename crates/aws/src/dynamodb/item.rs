@@ -1,0 +1,266 @@
+//! The state table's items: keys, attribute names, and the mapping between items and domain types.
+//! Decoding is lenient (a missing or odd attribute reads as absent), so that an item written by a newer
+//! version or edited by hand never fails a load.
+
+use std::collections::{BTreeSet, HashMap};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use tokenwatch_core::classify::{IdentityHints, Issuance};
+use tokenwatch_core::incident::{GroupState, Incident, group_id};
+use tokenwatch_core::stats::{FailureStats, FirstFailure, GroupKey};
+use tokenwatch_core::time::Epoch;
+use tokenwatch_core::{Client, Severity, StsCall};
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+pub(crate) const PK: &str = "pk";
+pub(crate) const SK: &str = "sk";
+/// The TTL attribute (epoch seconds) on every item.
+pub(crate) const EXPIRES_AT: &str = "expires_at";
+/// Sparse: present (`"1"`) only on groups with an open incident; the `open-incidents` index's hash key.
+pub(crate) const OPEN: &str = "open";
+pub(crate) const OPEN_VALUE: &str = "1";
+pub(crate) const OPEN_INDEX: &str = "open-incidents";
+
+pub(crate) const CLAIM_SK: &str = "EVENT";
+pub(crate) const SESSION_SK: &str = "SESSION";
+pub(crate) const GROUP_SK: &str = "STATE";
+
+pub(crate) const DAY: i64 = 86_400;
+/// How long an eventID claim and a session are kept: EventBridge redelivers within a day, and a session
+/// outlives its longest lease (36 h) only when someone holds it much too long.
+pub(crate) const CLAIM_TTL: i64 = 3 * DAY;
+pub(crate) const SESSION_TTL: i64 = 3 * DAY;
+/// A group is kept this long after its last failure.
+pub(crate) const GROUP_TTL: i64 = 30 * DAY;
+
+// Group attributes.
+pub(crate) const SCHEMA: &str = "schema";
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const KEY_ACCOUNT: &str = "key_account";
+pub(crate) const KEY_PRINCIPAL: &str = "key_principal";
+pub(crate) const KEY_SESSION: &str = "key_session";
+pub(crate) const PRINCIPAL: &str = "principal";
+pub(crate) const FAILURES: &str = "failures";
+pub(crate) const TOKEN_CALL_FAILURES: &str = "token_call_failures";
+pub(crate) const REQUEST_EXPIRED_FAILURES: &str = "request_expired_failures";
+/// Present exactly while the group has failures: the marker conditions test for "no failures yet".
+pub(crate) const FIRST: &str = "first_failure";
+pub(crate) const LAST: &str = "last_failure";
+pub(crate) const FIRST_ACCESS_KEY_ID: &str = "first_access_key_id";
+pub(crate) const FIRST_CREATION_DATE: &str = "first_creation_date";
+pub(crate) const FIRST_IDENTITY_TYPE: &str = "first_identity_type";
+pub(crate) const FIRST_EC2_ROLE_DELIVERY: &str = "first_ec2_role_delivery";
+pub(crate) const FIRST_WEB_IDENTITY: &str = "first_web_identity";
+pub(crate) const FIRST_TOKEN_CALL: &str = "first_token_call";
+/// `code#<errorCode>`: failures per error code, one top-level number each so that `ADD` works.
+pub(crate) const CODE_PREFIX: &str = "code#";
+/// `call#<service:EventName>`: failures per call, capped like [`FailureStats::event_names`].
+pub(crate) const CALL_PREFIX: &str = "call#";
+/// The names of the `call#` attributes, as a string set: its `size()` is what the cap is checked on.
+pub(crate) const CALL_NAMES: &str = "call_names";
+pub(crate) const SOURCE_IPS: &str = "source_ips";
+pub(crate) const ACCESS_KEY_IDS: &str = "access_key_ids";
+/// `client#<client>`: failures per client; `client_first#<client>`: when it was first seen.
+pub(crate) const CLIENT_PREFIX: &str = "client#";
+pub(crate) const CLIENT_FIRST_PREFIX: &str = "client_first#";
+pub(crate) const ISSUED_TIMES: &str = "issued_times";
+pub(crate) const INCIDENT_ID: &str = "incident_id";
+pub(crate) const PAGED: &str = "paged";
+pub(crate) const RESOLVED_AT: &str = "resolved_at";
+
+// Session attributes.
+pub(crate) const ACCESS_KEY_ID: &str = "access_key_id";
+pub(crate) const ACCOUNT: &str = "account";
+pub(crate) const SESSION: &str = "session";
+pub(crate) const ISSUED_AT: &str = "issued_at";
+pub(crate) const DURATION_SECONDS: &str = "duration_seconds";
+pub(crate) const EXPIRATION: &str = "expiration";
+pub(crate) const CALL: &str = "call";
+pub(crate) const CHAINED: &str = "chained";
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn ss<'a>(values: impl IntoIterator<Item = &'a String>) -> AttributeValue {
+    AttributeValue::Ss(values.into_iter().cloned().collect())
+}
+
+pub(crate) fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+pub(crate) fn claim_pk(event_id: &str) -> String {
+    format!("EVENT#{event_id}")
+}
+
+pub(crate) fn session_pk(access_key_id: &str) -> String {
+    format!("SESSION#{access_key_id}")
+}
+
+pub(crate) fn group_pk(key: &GroupKey) -> String {
+    format!("GROUP#{}", group_id(key))
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)?.as_s().ok().map(String::as_str)
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+fn get_bool(item: &Item, name: &str) -> bool {
+    item.get(name)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
+}
+
+fn get_ss(item: &Item, name: &str) -> BTreeSet<String> {
+    item.get(name)
+        .and_then(|v| v.as_ss().ok())
+        .map(|v| v.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The group's state as stored. `key` is used when the item does not name its own key parts (it always
+/// does when written by this crate).
+pub(crate) fn decode_group(item: &Item) -> GroupState {
+    let key = GroupKey {
+        account: get_s(item, KEY_ACCOUNT).map(str::to_owned),
+        principal: get_s(item, KEY_PRINCIPAL).map(str::to_owned),
+        session: get_s(item, KEY_SESSION).map(str::to_owned),
+    };
+    let mut stats = FailureStats {
+        principal: get_s(item, PRINCIPAL).map(str::to_owned),
+        failures: get_n(item, FAILURES).unwrap_or(0),
+        first: get_n(item, FIRST).unwrap_or(0),
+        last: get_n(item, LAST).unwrap_or(0),
+        first_failure: FirstFailure {
+            access_key_id: get_s(item, FIRST_ACCESS_KEY_ID).map(str::to_owned),
+            creation_date: get_n(item, FIRST_CREATION_DATE),
+            hints: IdentityHints {
+                identity_type: get_s(item, FIRST_IDENTITY_TYPE).map(str::to_owned),
+                ec2_role_delivery: get_bool(item, FIRST_EC2_ROLE_DELIVERY),
+                web_identity: get_bool(item, FIRST_WEB_IDENTITY),
+            },
+            token_call: get_s(item, FIRST_TOKEN_CALL).and_then(|c| c.parse::<StsCall>().ok()),
+        },
+        token_call_failures: get_n(item, TOKEN_CALL_FAILURES).unwrap_or(0),
+        request_expired_failures: get_n(item, REQUEST_EXPIRED_FAILURES).unwrap_or(0),
+        source_ips: get_ss(item, SOURCE_IPS),
+        access_key_ids: get_ss(item, ACCESS_KEY_IDS),
+        ..Default::default()
+    };
+    for (name, value) in item {
+        let count = || value.as_n().ok().and_then(|v| v.parse::<u64>().ok());
+        if let Some(code) = name.strip_prefix(CODE_PREFIX) {
+            if let Some(c) = count() {
+                stats.error_codes.insert(code.to_owned(), c);
+            }
+        } else if let Some(call) = name.strip_prefix(CALL_PREFIX) {
+            if let Some(c) = count() {
+                stats.event_names.insert(call.to_owned(), c);
+            }
+        } else if let Some(client) = name.strip_prefix(CLIENT_PREFIX)
+            && let (Ok(client), Some(c)) = (client.parse::<Client>(), count())
+        {
+            let first_seen = get_n(item, &format!("{CLIENT_FIRST_PREFIX}{client}")).unwrap_or(0);
+            stats.clients.insert(client, (c, first_seen));
+        }
+    }
+    let issued_times = item
+        .get(ISSUED_TIMES)
+        .and_then(|v| v.as_ns().ok())
+        .map(|v| v.iter().filter_map(|t| t.parse::<Epoch>().ok()).collect())
+        .unwrap_or_default();
+    let incident = Incident {
+        id: get_s(item, INCIDENT_ID).map(str::to_owned),
+        paged: get_s(item, PAGED).and_then(|p| p.parse::<Severity>().ok()),
+        resolved_at: get_n(item, RESOLVED_AT),
+    };
+    GroupState {
+        key,
+        stats,
+        issued_times,
+        incident,
+    }
+}
+
+pub(crate) fn encode_session(issuance: &Issuance, expires_at: Epoch) -> Item {
+    let mut item = key(session_pk(&issuance.access_key_id), SESSION_SK);
+    item.insert(ACCESS_KEY_ID.into(), s(&issuance.access_key_id));
+    item.insert(ISSUED_AT.into(), n(issuance.issued_at));
+    item.insert(CALL.into(), s(issuance.call.as_str()));
+    item.insert(CHAINED.into(), AttributeValue::Bool(issuance.chained));
+    item.insert(EXPIRES_AT.into(), n(expires_at));
+    let optional = [
+        (ACCOUNT, issuance.account.as_ref().map(s)),
+        (PRINCIPAL, issuance.principal.as_ref().map(s)),
+        (SESSION, issuance.session.as_ref().map(s)),
+        (DURATION_SECONDS, issuance.duration_seconds.map(n)),
+        (EXPIRATION, issuance.expiration.map(n)),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            item.insert(name.into(), v);
+        }
+    }
+    item
+}
+
+/// `None` when the item is not a session this crate wrote (no access key, issue time or call).
+pub(crate) fn decode_session(item: &Item) -> Option<Issuance> {
+    Some(Issuance {
+        access_key_id: get_s(item, ACCESS_KEY_ID)?.to_owned(),
+        account: get_s(item, ACCOUNT).map(str::to_owned),
+        principal: get_s(item, PRINCIPAL).map(str::to_owned),
+        session: get_s(item, SESSION).map(str::to_owned),
+        issued_at: get_n(item, ISSUED_AT)?,
+        duration_seconds: get_n(item, DURATION_SECONDS),
+        expiration: get_n(item, EXPIRATION),
+        call: get_s(item, CALL)?.parse().ok()?,
+        chained: get_bool(item, CHAINED),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_round_trip() {
+        let issuance = Issuance {
+            access_key_id: "ASIAEXAMPLE".into(),
+            account: Some("123456789012".into()),
+            principal: Some("arn:aws:iam::123456789012:role/etl".into()),
+            session: None,
+            issued_at: 1_793_606_400,
+            duration_seconds: Some(3600),
+            expiration: None,
+            call: StsCall::AssumeRole,
+            chained: true,
+        };
+        assert_eq!(decode_session(&encode_session(&issuance, 0)), Some(issuance));
+    }
+
+    #[test]
+    fn odd_attributes_read_as_absent() {
+        let mut item = key("GROUP#x".into(), GROUP_SK);
+        item.insert(FAILURES.into(), s("not a number"));
+        item.insert(PAGED.into(), s("apocalyptic"));
+        item.insert("client#netscape".into(), n(3));
+        item.insert("code#ExpiredToken".into(), n(2));
+        let g = decode_group(&item);
+        assert_eq!(g.stats.failures, 0);
+        assert_eq!(g.incident.paged, None);
+        assert!(g.stats.clients.is_empty());
+        assert_eq!(g.stats.error_codes["ExpiredToken"], 2);
+    }
+}

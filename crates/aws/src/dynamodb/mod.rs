@@ -1,0 +1,640 @@
+//! [`DynamoStore`]: the detector's [`StateStore`] in one DynamoDB table.
+//!
+//! The table (see [`create_table`]) has string keys `pk` (HASH) and `sk` (RANGE), the TTL attribute
+//! `expires_at` (epoch seconds) on every item, and the sparse index `open-incidents` (hash key `open`,
+//! all attributes projected). Items:
+//!
+//! | `pk` | `sk` | holds | `expires_at` |
+//! |---|---|---|---|
+//! | `EVENT#<eventID>` | `EVENT` | the claim that counts a failure once | 3 days after it was recorded |
+//! | `SESSION#<accessKeyId>` | `SESSION` | an issued session ([`Issuance`]) | 3 days after it was recorded |
+//! | `GROUP#<group id>` | `STATE` | a group's [`GroupState`] | 30 days after its last failure |
+//!
+//! A group item holds its key parts (`key_account`, `key_principal`, `key_session`), its counters as
+//! top-level numbers so that `ADD` counts atomically (`failures`, `token_call_failures`,
+//! `request_expired_failures`, `code#<errorCode>`, `call#<service:EventName>`, `client#<client>`), the
+//! first failure's time and facts (`first_failure`, `first_access_key_id`, …), `last_failure`, each
+//! client's first sighting (`client_first#<client>`), string sets `source_ips`, `access_key_ids` and
+//! `call_names` (the `call#` names, whose `size()` the cap is checked on), the number set `issued_times`,
+//! and the incident: `incident_id`, `paged` (a severity), `resolved_at`. `open` = `"1"` exists only while
+//! the incident is open (set when one starts, removed on resolve, set again on unresolve), so
+//! `open_incidents` is a query of the index, not a scan.
+//!
+//! `record_failures` makes one `TransactWriteItems` per 99 failures: a put of each eventID's claim,
+//! conditional on `attribute_not_exists(pk)`, and one update of the group item that `ADD`s the counters.
+//! A claim that already exists cancels the transaction; its failure is a duplicate, dropped, and the rest
+//! are sent again. First and last failure are a min and a max, which DynamoDB cannot compute, and the
+//! caps on listed values depend on what is stored. Rather than read-modify-write, the update is written
+//! for a guess about the stored group (say: its first failure is earlier than these, its last one later),
+//! taken from what this store last read or wrote of it, and the guess is part of the update's condition
+//! (`first_failure <= :t AND last_failure <= :t2`). When the guess holds, the update is exact whatever
+//! else changed meanwhile; when it does not, the cancellation hands back the stored item
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) and the transaction is planned again from it. So a
+//! stale guess costs one more round trip, never a wrong count, and no min/max is ever left for a follow-up
+//! write that a crash could lose. A restart replaces the counters under a condition on the stored
+//! incident id (and on the stored failure count, which proves the store knows every counter it must
+//! remove); a different incident id makes it return `None` with nothing written.
+//!
+//! Accepted limits: a batch of more than 99 failures is several transactions, each atomic, with the
+//! principal and capped lists merged per transaction (they can differ from one merge of the whole batch
+//! only at the caps or between two spellings of a principal); the principal's length is compared with
+//! `size()`, which counts UTF-8 bytes in DynamoDB as `str::len` does (moto counts characters; the two
+//! differ only for non-ASCII principals, which IAM does not allow); items past their `expires_at` are
+//! still read until DynamoDB deletes them (it does so lazily, within days).
+
+mod expr;
+mod item;
+mod plan;
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, CancellationReason, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem, Update,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use tokenwatch_core::classify::{Failure, Issuance};
+use tokenwatch_core::incident::GroupState;
+use tokenwatch_core::model::Severity;
+use tokenwatch_core::ports::{Change, PortError, StateStore};
+use tokenwatch_core::stats::{FailureStats, GroupKey};
+use tokenwatch_core::time::Epoch;
+use tracing::{debug, warn};
+
+use crate::error::from_sdk;
+use expr::Expr;
+use item::*;
+
+/// At most 100 actions per transaction: 99 claims and the group's update.
+const MAX_CLAIMS: usize = 99;
+/// Attempts per batch before giving up with a transient error. Each attempt either succeeds, drops
+/// duplicates, learns the stored group, or backs off from a conflicting writer.
+const MAX_ATTEMPTS: usize = 30;
+/// Views kept for the groups this process wrote or read: a detector sees few groups at a time, and a
+/// view at the caps is some 20 KB.
+const MAX_VIEWS: usize = 512;
+
+/// The [`StateStore`] of the detector: one DynamoDB table (see the module docs for its design).
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    /// What this process last saw or wrote of each group. It only picks which guess a transaction makes
+    /// about the stored first/last failure and lists (see [`plan`]); the transaction's condition checks the
+    /// guess, so a stale view costs a round trip, never a wrong count.
+    views: Mutex<HashMap<String, GroupState>>,
+    calls: AtomicUsize,
+}
+
+impl DynamoStore {
+    /// A store on `table`, with a client built from `sdk` ([`crate::sdk_config`]).
+    pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
+        Self::from_client(Client::new(sdk), table)
+    }
+
+    /// A store on `table` through `client`.
+    pub fn from_client(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            views: Mutex::default(),
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// DynamoDB requests made so far (operations, not counting the SDK's own retries of one request).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn view(&self, pk: &str) -> Option<GroupState> {
+        self.views
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(pk)
+            .cloned()
+    }
+
+    fn remember(&self, pk: &str, state: GroupState) {
+        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if views.len() >= MAX_VIEWS && !views.contains_key(pk) {
+            views.clear();
+        }
+        views.insert(pk.to_owned(), state);
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, PortError> {
+        self.count();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk("dynamodb:GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// One conditional `UpdateItem` of a group; `false` when the condition failed (nothing written).
+    async fn update_group(&self, key: &GroupKey, e: Expr) -> Result<bool, PortError> {
+        self.count();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(group_pk(key), GROUP_SK)))
+            .update_expression(e.update_expression())
+            .set_condition_expression(e.condition_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(from_sdk("dynamodb:UpdateItem", err)),
+        }
+    }
+
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), SdkError<TransactWriteItemsError, HttpResponse>> {
+        self.count();
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+    }
+
+    /// Records one transaction's worth of failures (`chunk` indexes `failures`, event ids unique).
+    async fn record_chunk(
+        &self,
+        key: &GroupKey,
+        failures: &[Failure],
+        chunk: &[usize],
+        change: Change<'_>,
+    ) -> Result<Option<Vec<usize>>, PortError> {
+        let pk = group_pk(key);
+        let batch_time = chunk.iter().map(|&i| failures[i].time).max();
+        let mut pending = chunk.to_vec();
+        let mut view = self.view(&pk).unwrap_or_else(|| GroupState {
+            key: key.clone(),
+            ..Default::default()
+        });
+        let mut group_condition_held = false;
+        let mut view_is_stored = false;
+        for attempt in 0..MAX_ATTEMPTS {
+            // Every failure was a duplicate and the group's condition held on the last try: the update
+            // would only rewrite the key parts, so skip it (a redelivered event costs one call, not two).
+            if pending.is_empty()
+                && group_condition_held
+                && view.incident.id.is_some()
+                && matches!(change, Change::Add { .. })
+            {
+                return Ok(Some(pending));
+            }
+            let delta = stats_of(pending.iter().map(|&i| &failures[i]));
+            let plan = plan::group_update(key, &view, &delta, change, batch_time);
+            let claimed: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|&i| failures[i].event_id.is_some())
+                .collect();
+            let claim_expires = now().max(batch_time.unwrap_or(0)) + CLAIM_TTL;
+            let mut actions = Vec::with_capacity(claimed.len() + 1);
+            for &i in &claimed {
+                let id = failures[i].event_id.as_deref().unwrap_or_default();
+                let mut claim = item::key(claim_pk(id), CLAIM_SK);
+                claim.insert(EXPIRES_AT.into(), n(claim_expires));
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(claim))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(|e| PortError::Permanent(format!("dynamodb: claim not built: {e}")))?;
+                actions.push(TransactWriteItem::builder().put(put).build());
+            }
+            let e = &plan.expr;
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(item::key(pk.clone(), GROUP_SK)))
+                .update_expression(e.update_expression())
+                .set_condition_expression(e.condition_expression())
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(|e| PortError::Permanent(format!("dynamodb: group update not built: {e}")))?;
+            actions.push(TransactWriteItem::builder().update(update).build());
+
+            let err = match self.transact(actions).await {
+                Ok(()) => {
+                    self.remember(&pk, plan.next);
+                    return Ok(Some(pending));
+                }
+                Err(err) => err,
+            };
+            let Some(reasons) = cancellation_reasons(&err) else {
+                return Err(from_sdk("dynamodb:TransactWriteItems", err));
+            };
+            if reasons.len() != claimed.len() + 1 {
+                return Err(PortError::Transient(format!(
+                    "dynamodb:TransactWriteItems cancelled with {} reasons for {} actions",
+                    reasons.len(),
+                    claimed.len() + 1
+                )));
+            }
+            let mut duplicates = HashSet::new();
+            let mut stored_group = None;
+            let mut back_off = false;
+            for (position, reason) in reasons.iter().enumerate() {
+                let is_group = position == claimed.len();
+                match reason.code().unwrap_or("None") {
+                    "None" => {}
+                    "ConditionalCheckFailed" if is_group => stored_group = Some(reason.item().cloned()),
+                    "ConditionalCheckFailed" => {
+                        duplicates.insert(claimed[position]);
+                    }
+                    "TransactionConflict"
+                    | "ThrottlingError"
+                    | "ProvisionedThroughputExceeded"
+                    | "RequestLimitExceeded" => {
+                        back_off = true;
+                    }
+                    code => {
+                        return Err(PortError::Permanent(format!(
+                            "dynamodb:TransactWriteItems cancelled: {code}: {}",
+                            reason.message().unwrap_or("no message")
+                        )));
+                    }
+                }
+            }
+            group_condition_held = stored_group.is_none() && !back_off;
+            pending.retain(|i| !duplicates.contains(i));
+            if let Some(stored) = stored_group {
+                // DynamoDB returns the stored item with the failed condition; without it (no item, or a
+                // service that leaves it out) read it.
+                let stored = match stored {
+                    Some(item) => Some(item),
+                    None => self.get(pk.clone(), GROUP_SK).await?,
+                };
+                let mut stored = stored.as_ref().map(decode_group).unwrap_or_default();
+                stored.key = key.clone();
+                if let Change::Restart { expected, .. } = change
+                    && stored.incident.id.as_deref() != expected
+                {
+                    self.remember(&pk, stored);
+                    return Ok(None);
+                }
+                // Planned from exactly what is stored and refused anyway: the item holds something this
+                // code does not write (edited by hand, or by another version). Retrying cannot help.
+                if view_is_stored && stored == view {
+                    return Err(PortError::Permanent(format!(
+                        "dynamodb: group item {pk} does not have the shape this version writes; \
+                         its update's condition fails on it"
+                    )));
+                }
+                view = stored;
+                view_is_stored = true;
+            }
+            debug!(
+                attempt,
+                duplicates = duplicates.len(),
+                relearned = !group_condition_held,
+                back_off,
+                "Transaction cancelled; retrying."
+            );
+            if back_off {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        warn!(group = %pk, attempts = MAX_ATTEMPTS, "Gave up recording failures: the group kept changing.");
+        Err(PortError::Transient(format!(
+            "dynamodb: {MAX_ATTEMPTS} attempts to record failures all conflicted with other writers"
+        )))
+    }
+}
+
+fn cancellation_reasons(
+    err: &SdkError<TransactWriteItemsError, HttpResponse>,
+) -> Option<&[CancellationReason]> {
+    match err.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(e) => Some(e.cancellation_reasons()),
+        _ => None,
+    }
+}
+
+fn stats_of<'a>(failures: impl Iterator<Item = &'a Failure>) -> FailureStats {
+    let mut stats = FailureStats::default();
+    for f in failures {
+        stats.add(f.clone());
+    }
+    stats
+}
+
+fn now() -> Epoch {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as Epoch)
+        .unwrap_or(0)
+}
+
+/// Exponential from 10 ms to 320 ms, with full jitter so that writers that collided spread out.
+fn backoff(attempt: usize) -> Duration {
+    let ceiling = 10u64 << attempt.min(5);
+    let random = RandomState::new().build_hasher().finish();
+    Duration::from_millis(1 + random % ceiling)
+}
+
+impl StateStore for DynamoStore {
+    async fn load(&self, key: &GroupKey) -> Result<Option<GroupState>, PortError> {
+        let pk = group_pk(key);
+        let Some(item) = self.get(pk.clone(), GROUP_SK).await? else {
+            return Ok(None);
+        };
+        let mut state = decode_group(&item);
+        state.key = key.clone();
+        self.remember(&pk, state.clone());
+        Ok(Some(state))
+    }
+
+    async fn record_failures(
+        &self,
+        key: &GroupKey,
+        failures: &[Failure],
+        change: Change<'_>,
+    ) -> Result<Option<Vec<usize>>, PortError> {
+        // A transaction may not touch one item twice, and the first occurrence is the one that counts.
+        let mut seen = HashSet::new();
+        let candidates: Vec<usize> = (0..failures.len())
+            .filter(|&i| failures[i].event_id.as_deref().is_none_or(|id| seen.insert(id)))
+            .collect();
+        let mut applied = Vec::new();
+        let mut change = change;
+        let chunks: Vec<&[usize]> = if candidates.is_empty() {
+            vec![&[]]
+        } else {
+            candidates.chunks(MAX_CLAIMS).collect()
+        };
+        for chunk in chunks {
+            match self.record_chunk(key, failures, chunk, change).await? {
+                Some(done) => applied.extend(done),
+                None => return Ok(None),
+            }
+            // Later chunks add to the incident the first one started.
+            if let Change::Restart { incident, .. } = change {
+                change = Change::Add { incident };
+            }
+        }
+        Ok(Some(applied))
+    }
+
+    async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<(), PortError> {
+        let session = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(encode_session(
+                issuance,
+                now().max(issuance.issued_at) + SESSION_TTL,
+            )))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| PortError::Permanent(format!("dynamodb: session not built: {e}")))?;
+        let group = issuance_update(key, issuance);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(item::key(group_pk(key), GROUP_SK)))
+            .update_expression(group.update_expression())
+            .set_expression_attribute_names(group.names())
+            .set_expression_attribute_values(group.values())
+            .build()
+            .map_err(|e| PortError::Permanent(format!("dynamodb: group update not built: {e}")))?;
+        let actions = vec![
+            TransactWriteItem::builder().put(session).build(),
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(()),
+            // The session was recorded before (a redelivery): the first record stands, as in MemoryStore;
+            // the issue time still goes to the group (a set, so adding it again changes nothing).
+            Err(err)
+                if cancellation_reasons(&err).is_some_and(|r| {
+                    r.first().and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
+                }) =>
+            {
+                self.update_group(key, issuance_update(key, issuance))
+                    .await
+                    .map(|_| ())
+            }
+            Err(err) => Err(from_sdk("dynamodb:TransactWriteItems", err)),
+        }
+    }
+
+    async fn session(&self, access_key_id: &str) -> Result<Option<Issuance>, PortError> {
+        Ok(self
+            .get(session_pk(access_key_id), SESSION_SK)
+            .await?
+            .as_ref()
+            .and_then(decode_session))
+    }
+
+    async fn claim_page(
+        &self,
+        key: &GroupKey,
+        incident: &str,
+        severity: Severity,
+    ) -> Result<bool, PortError> {
+        let mut e = Expr::default();
+        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident));
+        let paged = e.name(PAGED);
+        let lower: Vec<String> = Severity::ALL
+            .iter()
+            .filter(|s| **s < severity)
+            .map(|s| e.s(s.as_str()))
+            .collect();
+        e.require(format!("{id} = {inc}"));
+        if lower.is_empty() {
+            e.require(format!("attribute_not_exists({paged})"));
+        } else {
+            e.require(format!(
+                "attribute_not_exists({paged}) OR {paged} IN ({})",
+                lower.join(", ")
+            ));
+        }
+        e.set(PAGED, s(severity.as_str()));
+        self.update_group(key, e).await
+    }
+
+    async fn release_page(
+        &self,
+        key: &GroupKey,
+        incident: &str,
+        severity: Severity,
+        previous: Option<Severity>,
+    ) -> Result<(), PortError> {
+        let mut e = Expr::default();
+        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident));
+        let (paged, sev) = (e.name(PAGED), e.s(severity.as_str()));
+        e.require(format!("{id} = {inc} AND {paged} = {sev}"));
+        match previous {
+            Some(p) => e.set(PAGED, s(p.as_str())),
+            None => e.remove(PAGED),
+        }
+        self.update_group(key, e).await.map(|_| ())
+    }
+
+    async fn resolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<bool, PortError> {
+        let mut e = Expr::default();
+        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident));
+        let resolved = e.name(RESOLVED_AT);
+        e.require(format!("{id} = {inc} AND attribute_not_exists({resolved})"));
+        e.set(RESOLVED_AT, n(at));
+        e.remove(OPEN);
+        self.update_group(key, e).await
+    }
+
+    async fn unresolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<(), PortError> {
+        let mut e = Expr::default();
+        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident));
+        let (resolved, t) = (e.name(RESOLVED_AT), e.n(at));
+        e.require(format!("{id} = {inc} AND {resolved} = {t}"));
+        e.remove(RESOLVED_AT);
+        e.set(OPEN, s(OPEN_VALUE));
+        self.update_group(key, e).await.map(|_| ())
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<GroupState>, PortError> {
+        let mut open = Vec::new();
+        let mut start = None;
+        loop {
+            self.count();
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OPEN_INDEX)
+                .key_condition_expression("#open = :open")
+                .expression_attribute_names("#open", OPEN)
+                .expression_attribute_values(":open", s(OPEN_VALUE))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| from_sdk("dynamodb:Query", e))?;
+            // The index is eventually consistent: an incident resolved a moment ago may still be listed.
+            open.extend(page.items().iter().map(decode_group).filter(GroupState::is_open));
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        open.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(open)
+    }
+}
+
+/// Adds an issue time to a group, creating the group item if needed.
+fn issuance_update(key: &GroupKey, issuance: &Issuance) -> Expr {
+    let mut e = Expr::default();
+    e.set(SCHEMA, n(SCHEMA_VERSION));
+    for (name, part) in [
+        (KEY_ACCOUNT, &key.account),
+        (KEY_PRINCIPAL, &key.principal),
+        (KEY_SESSION, &key.session),
+    ] {
+        if let Some(p) = part {
+            e.set(name, s(p));
+        }
+    }
+    e.add(
+        ISSUED_TIMES,
+        aws_sdk_dynamodb::types::AttributeValue::Ns(vec![issuance.issued_at.to_string()]),
+    );
+    e.set_if_absent(EXPIRES_AT, n(issuance.issued_at + GROUP_TTL));
+    e
+}
+
+/// Creates the state table (on-demand capacity) with its `open-incidents` index, waits until it is
+/// active and turns TTL on for `expires_at`. The SAM template declares the same table.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), PortError> {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| PortError::Permanent(format!("dynamodb: table definition not built: {e}")))
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| PortError::Permanent(format!("dynamodb: table definition not built: {e}")))
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(OPEN_INDEX)
+        .key_schema(key(OPEN, KeyType::Hash)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(|e| PortError::Permanent(format!("dynamodb: index definition not built: {e}")))?;
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(PK)?)
+        .attribute_definitions(attribute(SK)?)
+        .attribute_definitions(attribute(OPEN)?)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .map_err(|e| from_sdk("dynamodb:CreateTable", e))?;
+    client
+        .wait_until_table_exists()
+        .table_name(name)
+        .wait(Duration::from_secs(120))
+        .await
+        .map_err(|e| PortError::Transient(format!("dynamodb: table {name} did not become active: {e}")))?;
+    let ttl = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(EXPIRES_AT)
+        .build()
+        .map_err(|e| PortError::Permanent(format!("dynamodb: TTL specification not built: {e}")))?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .map_err(|e| from_sdk("dynamodb:UpdateTimeToLive", e))?;
+    Ok(())
+}

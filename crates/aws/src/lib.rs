@@ -1,0 +1,19 @@
+//! tokenwatch's AWS adapters, the only crate that depends on the AWS SDK.
+//!
+//! The detector's ports ([`tokenwatch_core::ports`]) are implemented here:
+//! - [`DynamoStore`] implements [`StateStore`](tokenwatch_core::ports::StateStore) on one DynamoDB table
+//!   ([`create_table`] creates it; the module docs of [`dynamodb`] describe its items);
+//! - [`SnsAlertSink`] implements [`AlertSink`](tokenwatch_core::ports::AlertSink) with SNS `Publish`.
+//!
+//! [`sdk_config`] is the one place that builds the SDK configuration both use. SDK errors become
+//! [`PortError::Transient`](tokenwatch_core::ports::PortError::Transient) (throttling, 5xx, timeouts,
+//! connection failures) or `Permanent` (validation, missing table or topic, access denied).
+
+pub mod dynamodb;
+mod error;
+pub mod sdk;
+pub mod sns;
+
+pub use dynamodb::{DynamoStore, create_table};
+pub use sdk::{SdkOptions, sdk_config};
+pub use sns::SnsAlertSink;

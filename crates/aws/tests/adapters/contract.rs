@@ -1,0 +1,292 @@
+//! `DynamoStore` behaves as `MemoryStore`, the ports' reference: the same script of calls gives the same
+//! answers and the same loaded states, step by step.
+
+use tokenwatch_aws::DynamoStore;
+use tokenwatch_core::classify::{Failure, Issuance};
+use tokenwatch_core::incident::incident_id;
+use tokenwatch_core::memory::MemoryStore;
+use tokenwatch_core::model::{Client, Severity, StsCall};
+use tokenwatch_core::ports::{Change, StateStore};
+use tokenwatch_core::stats::{FailureStats, GroupKey};
+
+use crate::common::{Emulator, T0, failure, issuance, key};
+
+/// Every port call with its answer, as text: the two stores' transcripts must be equal.
+async fn script<S: StateStore>(store: &S) -> Vec<String> {
+    let mut log = Vec::new();
+    macro_rules! step {
+        ($label:expr, $call:expr) => {{
+            let answer = $call.await;
+            log.push(format!("{}: {:?}", $label, answer));
+            answer.expect($label)
+        }};
+    }
+
+    let k = key("nightly-etl");
+    let inc1 = incident_id(&k, T0 + 3650);
+    let inc2 = incident_id(&k, T0 + 20_000);
+
+    step!("load before anything", store.load(&k));
+    step!(
+        "issuance",
+        store.record_issuance(&k, &issuance("ASIAEXAMPLEFAILING01", T0))
+    );
+    let replay = Issuance {
+        duration_seconds: Some(900),
+        ..issuance("ASIAEXAMPLEFAILING01", T0)
+    };
+    step!(
+        "the same key issued again: the first record stands",
+        store.record_issuance(&k, &replay)
+    );
+    step!(
+        "a newer session",
+        store.record_issuance(&k, &issuance("ASIAEXAMPLENEWER0001", T0 + 7200))
+    );
+    step!("session", store.session("ASIAEXAMPLEFAILING01"));
+    step!("unknown session", store.session("ASIAEXAMPLEUNKNOWN01"));
+    step!("load after issuances", store.load(&k));
+
+    let no_id = Failure {
+        event_id: None,
+        ..failure("", 3800, "sts:GetCallerIdentity")
+    };
+    let first = vec![
+        failure("e1", 3700, "s3:ListBuckets"),
+        failure("e2", 3650, "s3:GetObject"),
+        failure("e1", 3700, "s3:ListBuckets"),
+        no_id.clone(),
+        no_id,
+    ];
+    step!(
+        "first batch: a repeat inside it counts once",
+        store.record_failures(&k, &first, Change::Add { incident: &inc1 })
+    );
+    let earlier = Failure {
+        event_id: Some("e3".into()),
+        time: T0 + 3640,
+        principal: Some("arn:aws:iam::123456789012:role/jobs/etl-pipeline-role".into()),
+        access_key_id: Some("ASIAEXAMPLEFAILING02".into()),
+        creation_date: Some(T0 + 5),
+        error_code: "ExpiredTokenException".into(),
+        client: Some(Client::JavaV2),
+        source_ip: Some("10.9.9.9".into()),
+        token_call: Some(StsCall::AssumeRoleWithWebIdentity),
+        ..failure("e3", 0, "sts:AssumeRoleWithWebIdentity")
+    };
+    let later = Failure {
+        error_code: "RequestExpired".into(),
+        client: None,
+        ..failure("e4", 4000, "ec2:DescribeInstances")
+    };
+    let second = vec![failure("e2", 3650, "s3:GetObject"), earlier, later];
+    step!(
+        "second batch: a duplicate, an earlier failure and a later one",
+        store.record_failures(
+            &k,
+            &second,
+            Change::Add {
+                incident: "ignored: the group has one"
+            }
+        )
+    );
+    let state = step!("load", store.load(&k));
+
+    step!("page high", store.claim_page(&k, &inc1, Severity::High));
+    step!("page high again", store.claim_page(&k, &inc1, Severity::High));
+    step!(
+        "page medium after high",
+        store.claim_page(&k, &inc1, Severity::Medium)
+    );
+    step!(
+        "page another incident",
+        store.claim_page(&k, "not-the-incident", Severity::Critical)
+    );
+    step!(
+        "page a group never seen",
+        store.claim_page(&key("nobody"), &inc1, Severity::Critical)
+    );
+    step!(
+        "escalate to critical",
+        store.claim_page(&k, &inc1, Severity::Critical)
+    );
+    step!(
+        "release critical back to high",
+        store.release_page(&k, &inc1, Severity::Critical, Some(Severity::High))
+    );
+    step!(
+        "release what is not held",
+        store.release_page(&k, &inc1, Severity::Critical, None)
+    );
+    step!("load after release", store.load(&k));
+    step!("escalate again", store.claim_page(&k, &inc1, Severity::Critical));
+    step!("open incidents", store.open_incidents());
+
+    step!("resolve", store.resolve(&k, &inc1, T0 + 9000));
+    step!("resolve again", store.resolve(&k, &inc1, T0 + 9000));
+    step!(
+        "resolve another incident",
+        store.resolve(&k, "not-the-incident", T0 + 9000)
+    );
+    step!("open incidents after resolve", store.open_incidents());
+    step!("unresolve another resolution", store.unresolve(&k, &inc1, T0 + 1));
+    step!("load resolved", store.load(&k));
+    step!("unresolve", store.unresolve(&k, &inc1, T0 + 9000));
+    step!("open incidents after unresolve", store.open_incidents());
+    step!("resolve once more", store.resolve(&k, &inc1, T0 + 9001));
+
+    let restart = vec![
+        failure("e1", 3700, "s3:ListBuckets"),
+        failure("e10", 20_000, "dynamodb:Query"),
+        failure("e11", 20_060, "dynamodb:Query"),
+    ];
+    let stale = Change::Restart {
+        expected: Some("stale-incident"),
+        incident: &inc2,
+    };
+    step!(
+        "restart on a stale incident id writes nothing",
+        store.record_failures(&k, &restart, stale)
+    );
+    step!("load after the stale restart", store.load(&k));
+    let fresh = Change::Restart {
+        expected: Some(&inc1),
+        incident: &inc2,
+    };
+    step!("restart", store.record_failures(&k, &restart, fresh));
+    step!("load after restart", store.load(&k));
+    let more = vec![
+        failure("e10", 20_000, "dynamodb:Query"),
+        failure("e12", 20_120, "s3:PutObject"),
+    ];
+    step!(
+        "add to the new incident",
+        store.record_failures(&k, &more, Change::Add { incident: &inc2 })
+    );
+    step!(
+        "all duplicates",
+        store.record_failures(&k, &more, Change::Add { incident: &inc2 })
+    );
+
+    let other = key("other");
+    let started = Change::Restart {
+        expected: None,
+        incident: "other-1",
+    };
+    step!(
+        "restart a new group",
+        store.record_failures(&other, &[failure("e20", 5000, "s3:A")], started)
+    );
+    step!(
+        "restart it expecting none again",
+        store.record_failures(&other, &[failure("e21", 5001, "s3:A")], started)
+    );
+    let empty_key = key("empty");
+    step!(
+        "an empty batch still opens the incident",
+        store.record_failures(&empty_key, &[], Change::Add { incident: "empty-1" })
+    );
+    step!("load the empty group", store.load(&empty_key));
+    let none_key = GroupKey::default();
+    step!(
+        "a group with no key parts",
+        store.record_failures(
+            &none_key,
+            &[failure("e30", 100, "s3:A")],
+            Change::Add { incident: "anon" }
+        )
+    );
+    step!("open incidents at the end", store.open_incidents());
+
+    // The caps: 20 listed values and 100 event names per group, admitted as FailureStats::merge does.
+    let caps = key("caps");
+    let batch = |prefix: &str, names: std::ops::Range<usize>, ips: std::ops::Range<usize>| -> Vec<Failure> {
+        names
+            .zip(ips.cycle())
+            .map(|(n, ip)| Failure {
+                source_ip: Some(format!("10.0.{}.{}", ip / 100, ip % 100)),
+                access_key_id: Some(format!("ASIAEXAMPLE{ip:09}")),
+                ..failure(
+                    &format!("{prefix}{n}"),
+                    4000 + n as i64,
+                    &format!("s3:Call{n:03}"),
+                )
+            })
+            .collect()
+    };
+    step!(
+        "60 names, 16 addresses",
+        store.record_failures(&caps, &batch("a", 0..60, 0..16), Change::Add { incident: "caps" })
+    );
+    step!(
+        "70 names, 16 more addresses",
+        store.record_failures(
+            &caps,
+            &batch("b", 40..110, 100..116),
+            Change::Add { incident: "caps" }
+        )
+    );
+    step!(
+        "known names count, new ones do not",
+        store.record_failures(
+            &caps,
+            &batch("c", 0..10, 200..210),
+            Change::Add { incident: "caps" }
+        )
+    );
+    step!("load at the caps", store.load(&caps));
+
+    // More failures than one transaction holds.
+    let big = key("big");
+    let many: Vec<Failure> = (0..250)
+        .map(|i| failure(&format!("big{i}"), 4000 + i, "s3:GetObject"))
+        .collect();
+    let applied = step!(
+        "250 failures",
+        store.record_failures(&big, &many, Change::Add { incident: "big" })
+    );
+    assert_eq!(applied.map(|a| a.len()), Some(250));
+    step!(
+        "the same 250 again",
+        store.record_failures(&big, &many, Change::Add { incident: "big" })
+    );
+    step!("load 250", store.load(&big));
+
+    // The stored stats are the merge of what was applied (the contract of record_failures).
+    let mut expected = FailureStats::default();
+    for f in [&first[1], &first[0], &first[3], &first[4]] {
+        expected.add(f.clone());
+    }
+    let mut second_delta = FailureStats::default();
+    for f in &second[1..] {
+        second_delta.add(f.clone());
+    }
+    expected.merge(second_delta);
+    assert_eq!(
+        state.expect("group exists").stats,
+        expected,
+        "stats are the merge of the applied failures"
+    );
+    log
+}
+
+async fn same_as_memory(emulator: Emulator) {
+    let dynamo: DynamoStore = emulator.fresh_store().await;
+    let memory = MemoryStore::default();
+    let expected = script(&memory).await;
+    let actual = script(&dynamo).await;
+    for (m, d) in expected.iter().zip(&actual) {
+        assert_eq!(d, m, "DynamoStore (left) differs from MemoryStore (right)");
+    }
+    assert_eq!(actual.len(), expected.len());
+}
+
+#[tokio::test]
+async fn dynamo_store_matches_memory_store_on_moto() {
+    same_as_memory(Emulator::Moto).await;
+}
+
+#[tokio::test]
+async fn dynamo_store_matches_memory_store_on_ministack() {
+    same_as_memory(Emulator::Ministack).await;
+}
