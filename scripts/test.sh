@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: formatting, lints, every test (unit, property, CLI over the
-# samples, end-to-end). Needs only the Rust toolchain; `.ci/run` calls exactly this.
+# samples, end-to-end, the AWS adapters against local emulators). Needs the Rust toolchain and python3
+# (the emulators are pip-installed into .venv-moto / .venv-ministack on first use); `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}" CARGO_INCREMENTAL=0
@@ -13,6 +14,17 @@ cargo fmt --all --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "emulators: moto and ministack on loopback"
+# The AWS adapters' tests run the real SDK against them (crates/aws/tests); stopped whatever happens next.
+./scripts/emulators.sh install
+trap './scripts/emulators.sh stop' EXIT
+./scripts/emulators.sh start
+# shellcheck source=/dev/null
+source target/emulators/env
+# Emulators accept any credentials; fixed fake ones keep a developer's real ones out of the tests.
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+unset AWS_SESSION_TOKEN AWS_PROFILE
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
@@ -22,3 +34,8 @@ fi
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "infra: cfn-lint, sam validate --lint, sam build"
+# Installs pinned aws-sam-cli, cfn-lint and cargo-lambda into their own venvs on first use, offline checks
+# the templates, then builds the arm64 release bootstrap exactly as `sam build` does for a deploy.
+./scripts/infra-check.sh

@@ -50,7 +50,7 @@ pub struct Config {
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| std::env::var(name).ok(), now())
+        Config::from_lookup(|name| std::env::var(name).ok(), crate::now())
     }
 
     /// Reads variables through `lookup`; `now` dates suppressions given as spans.
@@ -127,13 +127,6 @@ impl Config {
             drill: false,
         }
     }
-}
-
-fn now() -> Epoch {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as Epoch)
-        .unwrap_or_default()
 }
 
 /// `3600`, `90m`, `1h`, `1d` → seconds (at least a minute).

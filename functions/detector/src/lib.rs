@@ -23,6 +23,21 @@ pub enum HandlerError {
     Sweep(#[from] PortError),
 }
 
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        // The type names what on-call sees in the Lambda console and the Errors alarm's logs.
+        let error_type = match e {
+            HandlerError::Retry(_) => "Retryable",
+            HandlerError::Sweep(PortError::Transient(_)) => "SweepRetryable",
+            HandlerError::Sweep(PortError::Permanent(_)) => "SweepFailed",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
 /// The kinds of payload the function is invoked with.
 #[derive(Debug, PartialEq)]
 pub enum Invocation<'a> {
@@ -119,6 +134,14 @@ fn emit(metrics: &Metrics, now: Epoch) {
     if published > 0 {
         info!(published, "Alerts published.");
     }
+}
+
+/// The wall clock, in seconds: the only place the detector reads it.
+pub fn now() -> Epoch {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as Epoch)
+        .unwrap_or_default()
 }
 
 /// JSON logs on stderr, at `RUST_LOG` or info.
