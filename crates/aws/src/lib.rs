@@ -3,7 +3,8 @@
 //! The detector's ports ([`tokenwatch_core::ports`]) are implemented here:
 //! - [`DynamoStore`] implements [`StateStore`](tokenwatch_core::ports::StateStore) on one DynamoDB table
 //!   ([`create_table`] creates it; the module docs of [`dynamodb`] describe its items);
-//! - [`SnsAlertSink`] implements [`AlertSink`](tokenwatch_core::ports::AlertSink) with SNS `Publish`.
+//! - [`SnsAlertSink`] implements [`AlertSink`](tokenwatch_core::ports::AlertSink) with SNS `Publish`;
+//! - [`EventBus`] puts `tokenwatch drill` events on an EventBridge bus.
 //!
 //! [`sdk_config`] is the one place that builds the SDK configuration both use. SDK errors become
 //! [`PortError::Transient`](tokenwatch_core::ports::PortError::Transient) (throttling, 5xx, timeouts,
@@ -11,9 +12,11 @@
 
 pub mod dynamodb;
 mod error;
+pub mod eventbridge;
 pub mod sdk;
 pub mod sns;
 
 pub use dynamodb::{DynamoStore, create_table};
+pub use eventbridge::{EventBus, caller_account};
 pub use sdk::{SdkOptions, sdk_config};
 pub use sns::SnsAlertSink;

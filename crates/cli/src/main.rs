@@ -25,6 +25,10 @@ enum Command {
     /// Analyze CloudTrail files offline: trail log files (plain or .gz), NDJSON, EventBridge envelopes
     /// (also SQS- and SNS-wrapped) and `aws cloudtrail lookup-events` output, in files and folders.
     Analyze(AnalyzeArgs),
+    /// Put a synthetic, clearly labelled expired-token event on the account's EventBridge bus, to prove
+    /// after a deploy that rule, queue, function, topic and subscriptions work. Uses the usual AWS
+    /// credentials and region (AWS_PROFILE, AWS_REGION, ...).
+    Drill(DrillArgs),
     /// Write a synthetic CloudTrail corpus (gzip trail files with incidents mixed into healthy traffic) and
     /// print what it injected, as JSON, on stdout.
     Simulate(SimulateArgs),
@@ -60,6 +64,19 @@ enum Format {
 }
 
 #[derive(Parser)]
+struct DrillArgs {
+    /// Event bus name (default: the account's default bus, where CloudTrail events arrive).
+    #[arg(long)]
+    bus: Option<String>,
+    /// Print the event instead of putting it (no AWS call; account 123456789012 unless --account).
+    #[arg(long)]
+    dry_run: bool,
+    /// Account to name in the event (default: the caller's, from STS).
+    #[arg(long)]
+    account: Option<String>,
+}
+
+#[derive(Parser)]
 struct SimulateArgs {
     /// Folder to write the trail files under (as AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/).
     #[arg(long)]
@@ -88,6 +105,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Analyze(args) => analyze(args),
+        Command::Drill(args) => drill(args),
         Command::Simulate(args) => simulate(args),
     }
 }
@@ -148,6 +166,36 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode> {
         );
         Ok(ExitCode::from(2))
     }
+}
+
+fn drill(args: DrillArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let sdk = tokenwatch_aws::sdk_config(&tokenwatch_aws::SdkOptions::default()).await;
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        let account = match (args.account, args.dry_run) {
+            (Some(a), _) => a,
+            (None, true) => "123456789012".into(),
+            (None, false) => tokenwatch_aws::caller_account(&sdk).await.context("finding the account (STS GetCallerIdentity)")?,
+        };
+        let event = tokenwatch_core::events::drill_event(&account, &region, now());
+        if args.dry_run {
+            println!("{}", serde_json::to_string_pretty(&event)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let bus = tokenwatch_aws::EventBus::new(&sdk, args.bus.clone());
+        let id = bus.put(&event).await.context("putting the drill event")?;
+        println!(
+            "put drill event {id} on the {} bus in {region} (account {account}).\n\
+             Expect an alert whose subject starts with \"[tokenwatch DRILL]\" within a couple of minutes.\n\
+             If none arrives: aws logs tail /aws/lambda/<stack>-detector --since 10m; check the dead-letter queue\n\
+             and that the rule's state is ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS.",
+            args.bus.as_deref().unwrap_or("default")
+        );
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn simulate(args: SimulateArgs) -> Result<ExitCode> {
