@@ -420,43 +420,63 @@ impl StateStore for DynamoStore {
     }
 
     async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<(), PortError> {
-        let session = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(encode_session(
-                issuance,
-                now().max(issuance.issued_at) + SESSION_TTL,
-            )))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| PortError::Permanent(format!("dynamodb: session not built: {e}")))?;
-        let group = issuance_update(key, issuance);
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(item::key(group_pk(key), GROUP_SK)))
-            .update_expression(group.update_expression())
-            .set_expression_attribute_names(group.names())
-            .set_expression_attribute_values(group.values())
-            .build()
-            .map_err(|e| PortError::Permanent(format!("dynamodb: group update not built: {e}")))?;
-        let actions = vec![
-            TransactWriteItem::builder().put(session).build(),
-            TransactWriteItem::builder().update(update).build(),
-        ];
-        match self.transact(actions).await {
-            Ok(()) => Ok(()),
-            // The session was recorded before (a redelivery): the first record stands, as in MemoryStore;
-            // the issue time still goes to the group (a set, so adding it again changes nothing).
-            Err(err)
-                if cancellation_reasons(&err).is_some_and(|r| {
-                    r.first().and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
-                }) =>
-            {
-                self.update_group(key, issuance_update(key, issuance))
-                    .await
-                    .map(|_| ())
-            }
-            Err(err) => Err(from_sdk("dynamodb:TransactWriteItems", err)),
+        let session = || {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(encode_session(issuance, now().max(issuance.issued_at) + SESSION_TTL)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| PortError::Permanent(format!("dynamodb: session not built: {e}")))
+        };
+        let group = |capped: bool| {
+            let e = issuance_update(key, issuance, capped);
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(item::key(group_pk(key), GROUP_SK)))
+                .update_expression(e.update_expression())
+                .set_condition_expression(e.condition_expression())
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .build()
+                .map_err(|e| PortError::Permanent(format!("dynamodb: group update not built: {e}")))
+        };
+        let both = |capped: bool| -> Result<Vec<TransactWriteItem>, PortError> {
+            Ok(vec![
+                TransactWriteItem::builder().put(session()?).build(),
+                TransactWriteItem::builder().update(group(capped)?).build(),
+            ])
+        };
+        let failed = |reasons: &[CancellationReason], i: usize| {
+            reasons.get(i).and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
+        };
+        let err = match self.transact(both(true)?).await {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        let Some(reasons) = cancellation_reasons(&err) else {
+            return Err(from_sdk("dynamodb:TransactWriteItems", err));
+        };
+        let (session_known, group_full) = (failed(reasons, 0), failed(reasons, 1));
+        if !session_known && group_full {
+            // The group's issue times reached their cap: start the set again from this one (only recent
+            // issuances decide anything), recording the session in the same transaction.
+            return match self.transact(both(false)?).await {
+                Ok(()) => Ok(()),
+                Err(e) if cancellation_reasons(&e).is_some_and(|r| failed(r, 0)) => {
+                    self.update_group(key, issuance_update(key, issuance, false)).await.map(|_| ())
+                }
+                Err(e) => Err(from_sdk("dynamodb:TransactWriteItems", e)),
+            };
         }
+        if !session_known {
+            return Err(from_sdk("dynamodb:TransactWriteItems", err));
+        }
+        // The session was recorded before (a redelivery): the first record stands, as in MemoryStore; the
+        // issue time still goes to the group (a set, so adding it again changes nothing).
+        if !self.update_group(key, issuance_update(key, issuance, true)).await? {
+            self.update_group(key, issuance_update(key, issuance, false)).await?;
+        }
+        Ok(())
     }
 
     async fn session(&self, access_key_id: &str) -> Result<Option<Issuance>, PortError> {
@@ -562,7 +582,13 @@ impl StateStore for DynamoStore {
 }
 
 /// Adds an issue time to a group, creating the group item if needed.
-fn issuance_update(key: &GroupKey, issuance: &Issuance) -> Expr {
+/// Issue times kept per group. A busy role (a Lambda's execution role re-issued at every cold start) would
+/// otherwise grow its item by one per issuance towards DynamoDB's 400 KB limit.
+pub(crate) const MAX_ISSUED_TIMES: usize = 256;
+
+/// The group update for an issuance: `capped` adds its time to the set while it holds fewer than
+/// [`MAX_ISSUED_TIMES`] (a condition); otherwise the set is replaced by this one time.
+fn issuance_update(key: &GroupKey, issuance: &Issuance, capped: bool) -> Expr {
     let mut e = Expr::default();
     e.set(SCHEMA, n(SCHEMA_VERSION));
     for (name, part) in [
@@ -574,10 +600,14 @@ fn issuance_update(key: &GroupKey, issuance: &Issuance) -> Expr {
             e.set(name, s(p));
         }
     }
-    e.add(
-        ISSUED_TIMES,
-        aws_sdk_dynamodb::types::AttributeValue::Ns(vec![issuance.issued_at.to_string()]),
-    );
+    let time = aws_sdk_dynamodb::types::AttributeValue::Ns(vec![issuance.issued_at.to_string()]);
+    if capped {
+        let (times, cap) = (e.name(ISSUED_TIMES), e.n(MAX_ISSUED_TIMES));
+        e.require(format!("attribute_not_exists({times}) OR size({times}) < {cap}"));
+        e.add(ISSUED_TIMES, time);
+    } else {
+        e.set(ISSUED_TIMES, time);
+    }
     e.set_if_absent(EXPIRES_AT, n(issuance.issued_at + GROUP_TTL));
     e
 }

@@ -8,5 +8,6 @@
 mod common;
 mod concurrency;
 mod contract;
+mod issuance_cap;
 mod mocks;
 mod sns;
