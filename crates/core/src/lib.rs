@@ -6,7 +6,8 @@
 //! [`record::Record`] and [`classify`]-ed into a failure, an issuance or nothing. The [`analyze::Analyzer`]
 //! keeps the session index and per-session aggregates, then joins, groups and decides each group's
 //! verdict, lease, credential source, client and severity with the pure functions of [`assess`], and writes
-//! the fix with [`remediation`]. The result is a [`report::Report`].
+//! the fix with [`remediation`]. The result is a [`report::Report`], shown as JSON, a table, markdown, CSV or
+//! a self-contained HTML page ([`html`]).
 //!
 //! Nothing here reads a clock, the network or the environment: time comes in with the records, and the
 //! crate depends on no AWS SDK, no Lambda runtime and no async runtime. The rules are in docs/rules.md.
@@ -16,6 +17,7 @@ pub mod analyze;
 pub mod assess;
 pub mod classify;
 pub mod events;
+pub mod html;
 pub mod incident;
 pub mod memory;
 pub mod model;

@@ -1,4 +1,5 @@
-//! The report document of SPEC.md and the ways it is shown: JSON, a terminal table, markdown.
+//! The report document of SPEC.md and the ways it is shown: JSON, a terminal table, markdown, CSV (and
+//! HTML, in [`crate::html`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -238,6 +239,126 @@ impl Report {
         }
         out
     }
+
+    /// CSV for a spreadsheet: a header row and one row per group ([`CSV_COLUMNS`]), RFC 4180 (CRLF line
+    /// ends; fields with a comma, quote, CR or LF quoted, quotes doubled). Unknowns are empty fields.
+    ///
+    /// Text that comes from events is defended against formula injection: a cell starting with `=`, `+`,
+    /// `-`, `@`, tab or CR gets a leading `'`, so a spreadsheet shows it instead of evaluating it. Numbers
+    /// (a negative age included) are written as they are.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::new();
+        csv_row(&mut out, CSV_COLUMNS.iter().map(|c| (*c).to_owned()));
+        for g in &self.groups {
+            let text = |v: Option<&str>| v.map(csv_text).unwrap_or_default();
+            let error_codes = g
+                .error_codes
+                .iter()
+                .map(|(code, n)| format!("{code}={n}"))
+                .collect::<Vec<_>>()
+                .join(";");
+            csv_row(
+                &mut out,
+                [
+                    text(g.account.as_deref()),
+                    text(g.principal.as_deref()),
+                    text(g.session.as_deref()),
+                    g.verdict.to_string(),
+                    g.severity.to_string(),
+                    g.failures.to_string(),
+                    csv_text(&g.first_failure),
+                    csv_text(&g.last_failure),
+                    text(g.issued_at.as_deref()),
+                    g.lease_seconds.map(|l| l.to_string()).unwrap_or_default(),
+                    g.lease_source.map(|s| s.to_string()).unwrap_or_default(),
+                    g.age_at_first_failure_seconds
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                    g.credential_source.to_string(),
+                    g.client.map(|c| c.to_string()).unwrap_or_default(),
+                    csv_text(&error_codes),
+                    csv_text(&g.remediation),
+                ],
+            );
+        }
+        out
+    }
+}
+
+/// The columns of [`Report::to_csv`], in order.
+pub const CSV_COLUMNS: [&str; 16] = [
+    "account",
+    "principal",
+    "session",
+    "verdict",
+    "severity",
+    "failures",
+    "first_failure",
+    "last_failure",
+    "issued_at",
+    "lease_seconds",
+    "lease_source",
+    "age_at_first_failure_seconds",
+    "credential_source",
+    "client",
+    "error_codes",
+    "remediation",
+];
+
+/// A text cell a spreadsheet must not evaluate: `=1+1`, `@SUM(…)`, `-2+3` become `'=1+1`, ….
+fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Appends one RFC 4180 record.
+fn csv_row(out: &mut String, fields: impl IntoIterator<Item = String>) {
+    for (i, field) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if field.contains([',', '"', '\r', '\n']) {
+            out.push('"');
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(&field);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+/// A stale-cache group like the one of `samples/01-assume-role-default-boto3`, for tests to vary.
+#[cfg(test)]
+pub(crate) fn test_group() -> Group {
+    Group {
+        account: Some("123456789012".into()),
+        principal: Some("arn:aws:iam::123456789012:role/etl-pipeline-role".into()),
+        session: Some("nightly-etl".into()),
+        access_key_ids: vec!["ASIAETLNIGHT1EXAMPLE".into()],
+        failures: 6,
+        first_failure: "2026-11-02T09:00:14Z".into(),
+        last_failure: "2026-11-02T09:31:40Z".into(),
+        issued_at: Some("2026-11-02T08:00:00Z".into()),
+        lease_seconds: Some(3600),
+        lease_source: Some(LeaseSource::Expiration),
+        age_at_first_failure_seconds: Some(3614),
+        verdict: Verdict::StaleCache,
+        severity: Severity::High,
+        credential_source: CredentialSource::AssumeRole,
+        client: Some(Client::Boto3),
+        error_codes: BTreeMap::from([("ExpiredToken".into(), 4), ("ExpiredTokenException".into(), 2)]),
+        event_names: BTreeMap::from([("s3:PutObject".into(), 3), ("glue:GetTable".into(), 3)]),
+        source_ips: vec!["203.0.113.24".into()],
+        remediation: crate::remediation::remediation(
+            Verdict::StaleCache,
+            CredentialSource::AssumeRole,
+            Some(Client::Boto3),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -258,5 +379,131 @@ mod tests {
     fn cells_stay_on_one_line_and_bounded() {
         assert_eq!(cell("a\nb\x1bc", 10), "a b c");
         assert_eq!(cell(&"x".repeat(50), 10).chars().count(), 10);
+    }
+
+    /// RFC 4180 read back: quoted fields may hold commas, doubled quotes and line breaks.
+    fn parse_csv(text: &str) -> Vec<Vec<String>> {
+        let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+        let mut chars = text.chars().peekable();
+        let mut quoted = false;
+        while let Some(c) = chars.next() {
+            match (quoted, c) {
+                (true, '"') if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                (true, '"') => quoted = false,
+                (true, c) => field.push(c),
+                (false, '"') if field.is_empty() => quoted = true,
+                (false, ',') => row.push(std::mem::take(&mut field)),
+                (false, '\r') if chars.peek() == Some(&'\n') => {
+                    chars.next();
+                    row.push(std::mem::take(&mut field));
+                    rows.push(std::mem::take(&mut row));
+                }
+                (false, c) => {
+                    assert!(c != '\r' && c != '\n', "a bare line break outside quotes");
+                    field.push(c);
+                }
+            }
+        }
+        assert!(
+            !quoted && field.is_empty() && row.is_empty(),
+            "the last record must end with CRLF"
+        );
+        rows
+    }
+
+    fn hostile_report() -> Report {
+        let mut quoting = test_group();
+        quoting.principal = Some("arn:aws:iam::123456789012:role/a,b".into());
+        quoting.session = Some("say \"hi\"\r\nnext line".into());
+        let mut formulas = test_group();
+        formulas.account = Some("=1+1".into());
+        formulas.principal = Some("@SUM(A1:A9)".into());
+        formulas.session = Some("+cmd|' /C calc'!A0".into());
+        formulas.error_codes = BTreeMap::from([("-2+3".into(), 1)]);
+        formulas.age_at_first_failure_seconds = Some(-30);
+        let mut tabbed = test_group();
+        tabbed.session = Some("\t=HYPERLINK(\"http://x\")".into());
+        tabbed.principal = Some("\r=2".into());
+        tabbed.issued_at = None;
+        tabbed.lease_seconds = None;
+        tabbed.lease_source = None;
+        tabbed.age_at_first_failure_seconds = None;
+        tabbed.client = None;
+        Report {
+            records: 9,
+            failures: 3,
+            skipped_records: 0,
+            groups: vec![quoting, formulas, tabbed],
+        }
+    }
+
+    #[test]
+    fn csv_has_a_header_and_one_row_per_group_that_parse_back() {
+        let rows = parse_csv(&hostile_report().to_csv());
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0], CSV_COLUMNS);
+        for row in &rows {
+            assert_eq!(row.len(), CSV_COLUMNS.len(), "{row:?}");
+        }
+        let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+        let first = &rows[1];
+        assert_eq!(first[col("principal")], "arn:aws:iam::123456789012:role/a,b");
+        assert_eq!(first[col("session")], "say \"hi\"\r\nnext line");
+        assert_eq!(
+            first[col("error_codes")],
+            "ExpiredToken=4;ExpiredTokenException=2"
+        );
+        assert_eq!(first[col("lease_seconds")], "3600");
+        assert_eq!(first[col("verdict")], "stale-cache");
+        assert_eq!(first[col("remediation")], test_group().remediation);
+    }
+
+    #[test]
+    fn csv_quotes_what_rfc_4180_says_and_nothing_else() {
+        let csv = hostile_report().to_csv();
+        assert!(csv.contains(",\"arn:aws:iam::123456789012:role/a,b\","));
+        assert!(csv.contains(",\"say \"\"hi\"\"\r\nnext line\","));
+        assert!(csv.starts_with("account,principal,session,verdict,severity,failures,first_failure,"));
+        assert!(csv.contains(",stale-cache,high,6,2026-11-02T09:00:14Z,2026-11-02T09:31:40Z,"));
+        assert!(csv.ends_with("\r\n") && !csv.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn csv_cells_from_events_cannot_become_formulas() {
+        let rows = parse_csv(&hostile_report().to_csv());
+        let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+        let formulas = &rows[2];
+        assert_eq!(formulas[col("account")], "'=1+1");
+        assert_eq!(formulas[col("principal")], "'@SUM(A1:A9)");
+        assert_eq!(formulas[col("session")], "'+cmd|' /C calc'!A0");
+        assert_eq!(formulas[col("error_codes")], "'-2+3=1");
+        // A number stays a number.
+        assert_eq!(formulas[col("age_at_first_failure_seconds")], "-30");
+        let tabbed = &rows[3];
+        assert_eq!(tabbed[col("session")], "'\t=HYPERLINK(\"http://x\")");
+        assert_eq!(tabbed[col("principal")], "'\r=2");
+        for unknown in [
+            "issued_at",
+            "lease_seconds",
+            "lease_source",
+            "age_at_first_failure_seconds",
+            "client",
+        ] {
+            assert_eq!(tabbed[col(unknown)], "", "{unknown}");
+        }
+    }
+
+    #[test]
+    fn csv_of_an_empty_report_is_its_header() {
+        let empty = Report {
+            records: 0,
+            failures: 0,
+            skipped_records: 0,
+            groups: vec![],
+        };
+        assert_eq!(empty.to_csv(), CSV_COLUMNS.join(",") + "\r\n");
     }
 }
