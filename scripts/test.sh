@@ -25,7 +25,20 @@ source target/emulators/env
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 unset AWS_SESSION_TOKEN AWS_PROFILE
 
+step "chromium: the HTML report's browser test"
+# crates/cli/tests/html_chromium.rs opens the report in headless Chromium (and fails without it); a fresh
+# CI machine has only Debian's package archive, so install Debian's chromium on first use.
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+  $sudo apt-get update
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+fi
+chromium --version 2>/dev/null
+
 step "tests"
+# The detector's debug bootstrap, which tests/lambda.rs deploys on ministack (it shares the test build's artifacts).
+cargo build -p tokenwatch-detector --locked
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -1,7 +1,7 @@
 //! The detector pipeline end to end, over any state store and alert sink: every sample fed as
 //! EventBridge events pages exactly what its expected.json implies; a storm is one page with an exact
 //! count; hostile values give well-formed alerts with no secret in them. `memory` runs these against the
-//! in-memory twins; `moto` runs them against DynamoDB and SNS in moto.
+//! in-memory twins; `emulated.rs` runs them against DynamoDB, SNS and SQS in moto and ministack.
 
 use std::collections::BTreeMap;
 use std::io::Read;

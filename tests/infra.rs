@@ -47,7 +47,7 @@ fn infra_dir() -> PathBuf {
 
 /// A template as JSON, CloudFormation's short tags written out in their long form (`!Ref X` is
 /// `{"Ref": "X"}`, `!GetAtt A.B` is `{"Fn::GetAtt": ["A", "B"]}`, `!Sub s` is `{"Fn::Sub": s}`, ...).
-fn template(name: &str) -> Value {
+pub fn template(name: &str) -> Value {
     let text = std::fs::read_to_string(infra_dir().join(name)).unwrap();
     let yaml: serde_norway::Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
     cfn_json(yaml)

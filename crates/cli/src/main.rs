@@ -1,6 +1,7 @@
 //! `tokenwatch`: find AWS credentials cached past their lease in CloudTrail.
 
 mod inputs;
+mod report;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ enum Command {
     /// after a deploy that rule, queue, function, topic and subscriptions work. Uses the usual AWS
     /// credentials and region (AWS_PROFILE, AWS_REGION, ...).
     Drill(DrillArgs),
+    /// Report from CloudTrail itself, for accounts where nothing was deployed or for history before the
+    /// deploy: a trail's log files in S3 (--from-trail s3://BUCKET/PREFIX) and/or CloudTrail Event history
+    /// (--lookup-events). Uses the usual AWS credentials and region.
+    Report(report::ReportArgs),
     /// Write a synthetic CloudTrail corpus (gzip trail files with incidents mixed into healthy traffic) and
     /// print what it injected, as JSON, on stdout.
     Simulate(SimulateArgs),
@@ -61,6 +66,10 @@ enum Format {
     Json,
     /// A summary table and a section per group.
     Markdown,
+    /// One row per group with a header row (RFC 4180), safe to open in a spreadsheet.
+    Csv,
+    /// One self-contained page: totals, a histogram of age at first failure, a timeline per group.
+    Html,
 }
 
 #[derive(Parser)]
@@ -106,6 +115,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Analyze(args) => analyze(args),
         Command::Drill(args) => drill(args),
+        Command::Report(args) => report::run(args),
         Command::Simulate(args) => simulate(args),
     }
 }
@@ -146,23 +156,37 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode> {
     inputs::read_all(&mut analyzer, found, jobs, &mut errors);
     let report = analyzer.report();
 
-    let rendered = match args.format {
-        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+    let errors: Vec<(String, String)> = errors.into_iter().map(|e| (e.name, e.reason)).collect();
+    write_report(&report, args.format, &errors)
+}
+
+/// Prints the report as `format` shows it, names on stderr what could not be read, and gives the exit
+/// status `analyze` and `report` share: 0 all read, 2 partial.
+pub(crate) fn write_report(
+    report: &tokenwatch_core::Report,
+    format: Format,
+    unread: &[(String, String)],
+) -> Result<ExitCode> {
+    let rendered = match format {
+        Format::Json => serde_json::to_string_pretty(report)? + "\n",
         Format::Table => report.to_table(),
         Format::Markdown => report.to_markdown(),
+        Format::Csv => report.to_csv(),
+        Format::Html => report.to_html(),
     };
     let mut out = std::io::stdout().lock();
-    out.write_all(rendered.as_bytes()).context("writing the report")?;
-    out.flush().context("writing the report")?;
-    for e in &errors {
-        eprintln!("tokenwatch: {}: {}", e.name, e.reason);
+    out.write_all(rendered.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the report")?;
+    for (name, reason) in unread {
+        eprintln!("tokenwatch: {name}: {reason}");
     }
-    if errors.is_empty() {
+    if unread.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
             "tokenwatch: {} input(s) could not be read in full; the report covers the rest",
-            errors.len()
+            unread.len()
         );
         Ok(ExitCode::from(2))
     }

@@ -92,6 +92,7 @@ const STS: &str = "sts.amazonaws.com";
 static EXPIRED_MESSAGE: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(r"security token included in the request is expired|provided token has expired")
         .case_insensitive(true)
+        .unicode(false)
         .build()
         .expect("valid regex")
 });
@@ -155,6 +156,7 @@ static CLIENTS: LazyLock<Vec<(Regex, Client)>> = LazyLock::new(|| {
         (
             RegexBuilder::new(p)
                 .case_insensitive(true)
+                .unicode(false)
                 .build()
                 .expect("valid regex"),
             c,

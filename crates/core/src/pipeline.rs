@@ -61,6 +61,8 @@ pub struct Metrics {
 pub struct Outcome {
     /// Indexes of events to deliver again: a port failed while handling them.
     pub retry: BTreeSet<usize>,
+    /// Why events were left for retry (one entry per failed step), for the function's log.
+    pub faults: Vec<String>,
     /// Events that could not be read, and why: dropped, never retried.
     pub unreadable: Vec<(usize, String)>,
     /// Counters.
@@ -131,8 +133,9 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                                 drill,
                             });
                         }
-                        Err(_) => {
+                        Err(e) => {
                             out.retry.insert(index);
+                            out.faults.push(e.to_string());
                         }
                     },
                     Observation::Issuance(i) => issuances.push((index, i)),
@@ -141,18 +144,16 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             }
         }
         for (index, issuance) in issuances {
-            if self.on_issuance(&issuance, now, &mut out.metrics).await.is_err() {
+            if let Err(e) = self.on_issuance(&issuance, now, &mut out.metrics).await {
                 out.retry.insert(index);
+                out.faults.push(e.to_string());
             }
         }
         for (key, pending) in groups {
             let indexes: BTreeSet<usize> = pending.iter().map(|p| p.index).collect();
-            if self
-                .on_failures(&key, pending, now, &mut out.metrics)
-                .await
-                .is_err()
-            {
+            if let Err(e) = self.on_failures(&key, pending, now, &mut out.metrics).await {
                 out.retry.extend(indexes);
+                out.faults.push(e.to_string());
             }
         }
         out
@@ -277,7 +278,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                     .entry(group.verdict.as_str())
                     .or_default() += 1;
             }
-            return self.maybe_page(&after, drill, now, metrics).await;
+            return self.page_if_due(&after, group, drill, now, metrics).await;
         }
         Err(PortError::Transient(
             "the incident kept changing under concurrent updates".into(),
@@ -304,10 +305,25 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
+        if state.incident.id.is_none() {
+            return Ok(());
+        }
+        let group = self.group_of(state).await?;
+        self.page_if_due(state, group, drill, now, metrics).await
+    }
+
+    /// Decides on `group` (made from `state`) and pages if due.
+    async fn page_if_due(
+        &self,
+        state: &GroupState,
+        group: Group,
+        drill: bool,
+        now: Epoch,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
         let Some(incident) = state.incident.id.as_deref() else {
             return Ok(());
         };
-        let group = self.group_of(state).await?;
         let decision = match decide(state, &group, self.policy, now) {
             // A drill proves the path: it pages whatever the floor, hold or suppressions say.
             Decision::Hold | Decision::Quiet(_) if drill && state.incident.paged.is_none() => {
@@ -535,7 +551,13 @@ mod tests {
         let batch: Vec<Vec<u8>> = (0..2)
             .map(|i| failure_event(&format!("g{i}"), 3800 + i, "job"))
             .collect();
-        assert_eq!(run(&rig, &batch, T0 + 3900).await.retry.len(), 2);
+        let first = run(&rig, &batch, T0 + 3900).await;
+        assert_eq!(first.retry.len(), 2);
+        assert!(
+            first.faults.iter().any(|f| f.contains("injected fault")),
+            "the reason is kept for the log: {:?}",
+            first.faults
+        );
         assert!(run(&rig, &batch, T0 + 3901).await.retry.is_empty());
         assert_eq!(rig.docs().len(), 1);
         assert_eq!(rig.docs()[0]["failures"], 2);

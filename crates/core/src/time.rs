@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 /// Seconds since 1970-01-01T00:00:00Z.
 pub type Epoch = i64;
@@ -11,9 +11,11 @@ pub type Epoch = i64;
 /// `responseElements.credentials.expiration`: `Nov 29, 2018 4:31:59 AM` (≤ 2021) or
 /// `Oct 25, 2023, 2:21:21 AM` (2023 on), implicitly UTC, hour and day not zero-padded.
 static US_DATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    RegexBuilder::new(
         r"^([A-Za-z]{3})[a-z]*\.?\s+(\d{1,2}),\s*(\d{4}),?\s+(\d{1,2}):(\d{2}):(\d{2})\s*([AaPp])\.?[Mm]\.?$",
     )
+    .unicode(false)
+    .build()
     .expect("valid regex")
 });
 

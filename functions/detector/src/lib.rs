@@ -98,6 +98,7 @@ pub async fn handle<S: StateStore, A: AlertSink>(
                 warn!(
                     failed = failures.len(),
                     of = messages.len(),
+                    faults = ?out.faults,
                     "Messages left for retry after a transient fault."
                 );
             }
@@ -119,7 +120,10 @@ pub async fn handle<S: StateStore, A: AlertSink>(
             if out.retry.is_empty() {
                 Ok(json!({}))
             } else {
-                Err(HandlerError::Retry(format!("event {id}")))
+                Err(HandlerError::Retry(format!(
+                    "event {id}: {}",
+                    out.faults.join("; ")
+                )))
             }
         }
     }
@@ -144,14 +148,16 @@ pub fn now() -> Epoch {
         .unwrap_or_default()
 }
 
-/// JSON logs on stderr, at `RUST_LOG` or info.
+/// JSON logs on stderr, at the level `RUST_LOG` names (`error` … `trace`) or `info`. A plain level rather
+/// than `EnvFilter` directives keeps a regex engine out of the binary.
 pub fn init_logging() {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_current_span(false)
         .without_time()

@@ -85,6 +85,9 @@ const MAX_ATTEMPTS: usize = 30;
 /// view at the caps is some 20 KB.
 const MAX_VIEWS: usize = 512;
 
+/// Sessions a process keeps after reading them (a few hundred bytes each).
+const MAX_SESSIONS: usize = 4096;
+
 /// The [`StateStore`] of the detector: one DynamoDB table (see the module docs for its design).
 pub struct DynamoStore {
     client: Client,
@@ -93,6 +96,9 @@ pub struct DynamoStore {
     /// about the stored first/last failure and lists (see [`plan`]); the transaction's condition checks the
     /// guess, so a stale view costs a round trip, never a wrong count.
     views: Mutex<HashMap<String, GroupState>>,
+    /// Sessions already read: an issued session never changes once recorded, and a warm Lambda sees the
+    /// same failing keys batch after batch. Only found sessions are kept (one not yet recorded may be soon).
+    sessions: Mutex<HashMap<String, Issuance>>,
     calls: AtomicUsize,
 }
 
@@ -108,6 +114,7 @@ impl DynamoStore {
             client,
             table: table.into(),
             views: Mutex::default(),
+            sessions: Mutex::default(),
             calls: AtomicUsize::new(0),
         }
     }
@@ -423,7 +430,10 @@ impl StateStore for DynamoStore {
         let session = || {
             Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(encode_session(issuance, now().max(issuance.issued_at) + SESSION_TTL)))
+                .set_item(Some(encode_session(
+                    issuance,
+                    now().max(issuance.issued_at) + SESSION_TTL,
+                )))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(|e| PortError::Permanent(format!("dynamodb: session not built: {e}")))
@@ -462,9 +472,10 @@ impl StateStore for DynamoStore {
             // issuances decide anything), recording the session in the same transaction.
             return match self.transact(both(false)?).await {
                 Ok(()) => Ok(()),
-                Err(e) if cancellation_reasons(&e).is_some_and(|r| failed(r, 0)) => {
-                    self.update_group(key, issuance_update(key, issuance, false)).await.map(|_| ())
-                }
+                Err(e) if cancellation_reasons(&e).is_some_and(|r| failed(r, 0)) => self
+                    .update_group(key, issuance_update(key, issuance, false))
+                    .await
+                    .map(|_| ()),
                 Err(e) => Err(from_sdk("dynamodb:TransactWriteItems", e)),
             };
         }
@@ -473,18 +484,39 @@ impl StateStore for DynamoStore {
         }
         // The session was recorded before (a redelivery): the first record stands, as in MemoryStore; the
         // issue time still goes to the group (a set, so adding it again changes nothing).
-        if !self.update_group(key, issuance_update(key, issuance, true)).await? {
-            self.update_group(key, issuance_update(key, issuance, false)).await?;
+        if !self
+            .update_group(key, issuance_update(key, issuance, true))
+            .await?
+        {
+            self.update_group(key, issuance_update(key, issuance, false))
+                .await?;
         }
         Ok(())
     }
 
     async fn session(&self, access_key_id: &str) -> Result<Option<Issuance>, PortError> {
-        Ok(self
+        let cached = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(access_key_id)
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let found = self
             .get(session_pk(access_key_id), SESSION_SK)
             .await?
             .as_ref()
-            .and_then(decode_session))
+            .and_then(decode_session);
+        if let Some(session) = &found {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if sessions.len() >= MAX_SESSIONS {
+                sessions.clear();
+            }
+            sessions.insert(access_key_id.to_owned(), session.clone());
+        }
+        Ok(found)
     }
 
     async fn claim_page(

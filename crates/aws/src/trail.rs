@@ -1,0 +1,871 @@
+//! Back-fill from a trail's log files in S3: [`TrailReader`] lists the objects a trail delivered in a
+//! time window and streams each one through the engine.
+//!
+//! A trail writes `PREFIX/AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/ACCOUNT_CloudTrail_REGION_…json.gz`,
+//! an organization trail `PREFIX/AWSLogs/O-ID/ACCOUNT/CloudTrail/…` (CLOUDTRAIL.md §F). The walk lists
+//! accounts and regions with a delimiter, then only the day folders of the window, so it never enters
+//! `CloudTrail-Digest/` or `CloudTrail-Insight/` and never lists days it does not read.
+//!
+//! Each object is downloaded as a stream (at most [`TrailReader::downloads`] at once), its chunks pass
+//! through a small bounded channel to a blocking thread that decompresses them and feeds a fork of the
+//! [`Analyzer`]; the forks are merged as objects finish. The async runtime only moves bytes; inflating and
+//! scanning run on as many threads as there are downloads, so every core is busy. Memory is bounded by the
+//! number of downloads (one 1 MiB read buffer, the inflate state and a few chunks each) plus the engine's
+//! session index, whatever the size of the trail; keys are listed just ahead of the downloads, not
+//! collected first.
+//!
+//! An object that cannot be read (access denied, archived, truncated gzip, not a CloudTrail log file) is
+//! named with its key and the reason in [`TrailSummary::errors`], with the records before the fault kept;
+//! the other objects are read in full.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes as Chunk;
+use tokenwatch_core::Analyzer;
+use tokenwatch_core::reader::{ReadError, decompressing};
+use tokenwatch_core::time::{Epoch, format_time};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::error::from_sdk;
+
+/// Objects downloaded at once by default.
+pub const DEFAULT_DOWNLOADS: usize = 8;
+/// Body chunks buffered between one download and its decompressing thread.
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// Keys listed ahead of the downloads.
+const LISTED_AHEAD: usize = 1_000;
+/// Windows up to this many days are listed day by day; longer ones month by month.
+const MAX_DAY_FOLDERS: i64 = 93;
+const DAY: Epoch = 86_400;
+
+/// Where a trail delivers: `s3://bucket/prefix`, the prefix being the part before `AWSLogs/` (empty when
+/// the trail writes at the top of the bucket).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrailLocation {
+    /// The bucket.
+    pub bucket: String,
+    /// The trail's key prefix, without a trailing `/`; empty for none.
+    pub prefix: String,
+}
+
+impl TrailLocation {
+    /// `PREFIX/AWSLogs/`.
+    fn logs_root(&self) -> String {
+        if self.prefix.is_empty() {
+            "AWSLogs/".to_owned()
+        } else {
+            format!("{}/AWSLogs/", self.prefix)
+        }
+    }
+
+    /// `s3://bucket/key`, how an object is named in messages.
+    pub fn url_of(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+impl fmt::Display for TrailLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.prefix.is_empty() {
+            write!(f, "s3://{}", self.bucket)
+        } else {
+            write!(f, "s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+impl FromStr for TrailLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("'{s}' is not an s3:// URL (expected s3://bucket/prefix)"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("'{s}' names no bucket (expected s3://bucket/prefix)"));
+        }
+        let mut prefix = prefix.trim_matches('/');
+        // Forgive a URL that goes on into the AWSLogs/ tree: the walk starts there itself.
+        if let Some(i) = prefix.find("AWSLogs") {
+            let at_segment = i == 0 || prefix.as_bytes()[i - 1] == b'/';
+            let ends_segment = prefix[i + 7..].is_empty() || prefix[i + 7..].starts_with('/');
+            if at_segment && ends_segment {
+                prefix = prefix[..i].trim_end_matches('/');
+            }
+        }
+        Ok(TrailLocation {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+/// Which of the trail's objects to read.
+#[derive(Clone, Debug, Default)]
+pub struct TrailFilter {
+    /// Failures from this time on are counted (the walk starts a day earlier, see [`TrailFilter::folders`]).
+    pub since: Option<Epoch>,
+    /// Failures up to this time are counted (the walk ends a day later); `None` is up to now.
+    pub until: Option<Epoch>,
+    /// Only these accounts (empty: all).
+    pub accounts: Vec<String>,
+    /// Only these regions (empty: all).
+    pub regions: Vec<String>,
+}
+
+impl TrailFilter {
+    /// The date folders (`YYYY/MM/DD/`, or `YYYY/MM/` for windows over three months) to list under a
+    /// region, or `None` for all of them. The walk starts one day before `since`, so that sessions issued
+    /// before the window still have their issuing call, and ends one day after `until` (or `now`), since a
+    /// file is filed under its delivery time and may hold records written before it.
+    pub fn folders(&self, now: Epoch) -> Option<Vec<String>> {
+        let first = self.since? - DAY;
+        let last = self.until.unwrap_or(now).max(first) + DAY;
+        let date = |t: Epoch| format_time(t)[..10].replace('-', "/");
+        if (last - first) / DAY <= MAX_DAY_FOLDERS {
+            let mut days: Vec<String> = (0..=(last - first) / DAY)
+                .map(|i| date(first + i * DAY) + "/")
+                .collect();
+            // `first + n days` can step over `last`'s date only when `last` is not at the same time of day.
+            let last_day = date(last) + "/";
+            if days.last() != Some(&last_day) {
+                days.push(last_day);
+            }
+            Some(days)
+        } else {
+            let mut months: Vec<String> = Vec::new();
+            let mut t = first;
+            while t <= last + DAY {
+                let month = date(t)[..7].to_owned() + "/";
+                if months.last() != Some(&month) {
+                    months.push(month);
+                }
+                t += DAY;
+            }
+            Some(months)
+        }
+    }
+
+    fn wants_account(&self, account: &str) -> bool {
+        self.accounts.is_empty() || self.accounts.iter().any(|a| a == account)
+    }
+
+    fn wants_region(&self, region: &str) -> bool {
+        self.regions.is_empty() || self.regions.iter().any(|r| r == region)
+    }
+}
+
+/// What the back-fill is told as it goes (for a progress bar). Both methods may be called from any thread.
+pub trait TrailProgress: Send + Sync {
+    /// An object of `size` bytes was listed and will be read.
+    fn listed(&self, _size: u64) {}
+    /// `bytes` more of an object's (compressed) body arrived.
+    fn downloaded(&self, _bytes: u64) {}
+}
+
+/// A [`TrailProgress`] that shows nothing.
+pub struct NoProgress;
+
+impl TrailProgress for NoProgress {}
+
+/// An object (or a folder listing) that could not be read in full.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectError {
+    /// `s3://bucket/key` of the object, or of the folder whose listing failed.
+    pub name: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// What a back-fill read.
+#[derive(Clone, Debug, Default)]
+pub struct TrailSummary {
+    /// Objects listed in the window (read in full or not).
+    pub objects: u64,
+    /// Compressed bytes downloaded.
+    pub bytes: u64,
+    /// What could not be read, sorted by name.
+    pub errors: Vec<ObjectError>,
+}
+
+/// A back-fill that could not start.
+#[derive(Debug)]
+pub enum TrailError {
+    /// Listing the trail's `AWSLogs/` folder failed (no such bucket, no permission, no network).
+    List {
+        /// The trail.
+        location: String,
+        /// The SDK's error, mapped.
+        reason: String,
+    },
+    /// The bucket and prefix hold no `AWSLogs/ACCOUNT/` folder.
+    NoTrail {
+        /// The trail.
+        location: String,
+    },
+    /// The trail has account folders, but none the filter selects.
+    NoAccount {
+        /// The trail.
+        location: String,
+        /// The accounts it has.
+        found: Vec<String>,
+    },
+}
+
+impl fmt::Display for TrailError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrailError::List { location, reason } => write!(f, "listing {location}/AWSLogs/: {reason}"),
+            TrailError::NoTrail { location } => write!(
+                f,
+                "no AWSLogs/<account>/ folder under {location} (give the bucket and the prefix the trail \
+                 writes under, the part before AWSLogs/)"
+            ),
+            TrailError::NoAccount { location, found } => write!(
+                f,
+                "{location} has no folder of the accounts asked for (it has {})",
+                found.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TrailError {}
+
+/// Reads a trail's log files from S3 into an [`Analyzer`].
+pub struct TrailReader {
+    client: Client,
+    location: TrailLocation,
+    downloads: usize,
+}
+
+impl TrailReader {
+    /// A reader of the trail at `location`, with a client built from `sdk` ([`crate::sdk_config`]).
+    /// Addressing is path-style when an endpoint is overridden (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`,
+    /// [`crate::SdkOptions::endpoint_url`]): emulators and S3-compatible stores do not resolve bucket
+    /// subdomains.
+    pub fn new(sdk: &SdkConfig, location: TrailLocation) -> Self {
+        let overridden = sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(overridden)
+            .build();
+        Self::from_client(Client::from_conf(config), location)
+    }
+
+    /// A reader of the trail at `location` through `client`.
+    pub fn from_client(client: Client, location: TrailLocation) -> Self {
+        TrailReader {
+            client,
+            location,
+            downloads: DEFAULT_DOWNLOADS,
+        }
+    }
+
+    /// Objects downloaded (and decompressed) at once; at least 1.
+    pub fn downloads(mut self, n: usize) -> Self {
+        self.downloads = n.max(1);
+        self
+    }
+
+    /// The trail read.
+    pub fn location(&self) -> &TrailLocation {
+        &self.location
+    }
+
+    /// Reads every log file of the trail that `filter` selects into `analyzer` (through forks, merged
+    /// back). Fails only when the trail cannot be listed at all; objects and folders that cannot be read
+    /// are in the summary's `errors`. `now` bounds a window without `until`.
+    pub async fn read_into(
+        &self,
+        analyzer: &mut Analyzer,
+        filter: &TrailFilter,
+        now: Epoch,
+        progress: Arc<dyn TrailProgress>,
+    ) -> Result<TrailSummary, TrailError> {
+        let mut summary = TrailSummary::default();
+        let accounts = self.account_roots(filter, &mut summary.errors).await?;
+
+        let (tx, mut listed) = mpsc::channel(LISTED_AHEAD);
+        let walker = Walker {
+            client: self.client.clone(),
+            location: self.location.clone(),
+            filter: filter.clone(),
+            folders: filter.folders(now),
+            progress: Arc::clone(&progress),
+            tx,
+        };
+        let walking = tokio::spawn(walker.walk(accounts));
+
+        let mut running = JoinSet::new();
+        let mut listing = true;
+        while listing || !running.is_empty() {
+            tokio::select! {
+                item = listed.recv(), if listing && running.len() < self.downloads => match item {
+                    Some(Listed::Object(key)) => {
+                        summary.objects += 1;
+                        running.spawn(read_object(
+                            self.client.clone(),
+                            self.location.clone(),
+                            key,
+                            analyzer.fork(),
+                            Arc::clone(&progress),
+                        ));
+                    }
+                    Some(Listed::Failed(e)) => summary.errors.push(e),
+                    None => listing = false,
+                },
+                Some(done) = running.join_next(), if !running.is_empty() => match done {
+                    Ok(done) => {
+                        summary.bytes += done.bytes;
+                        if let Some(worker) = done.analyzer {
+                            analyzer.merge(worker);
+                        }
+                        if let Err(reason) = done.result {
+                            summary.errors.push(ObjectError { name: done.name, reason });
+                        }
+                    }
+                    // read_object catches its thread's panics; this is the task itself panicking.
+                    Err(e) => summary.errors.push(ObjectError {
+                        name: self.location.to_string(),
+                        reason: format!("a download task failed: {e}"),
+                    }),
+                },
+            }
+        }
+        if let Err(e) = walking.await {
+            summary.errors.push(ObjectError {
+                name: self.location.to_string(),
+                reason: format!("listing stopped: {e}"),
+            });
+        }
+        summary.errors.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(summary)
+    }
+
+    /// `…/AWSLogs/[O-ID/]ACCOUNT/CloudTrail/` of every account the filter wants.
+    async fn account_roots(
+        &self,
+        filter: &TrailFilter,
+        errors: &mut Vec<ObjectError>,
+    ) -> Result<Vec<String>, TrailError> {
+        let root = self.location.logs_root();
+        let top = list_folders(&self.client, &self.location.bucket, &root)
+            .await
+            .map_err(|reason| TrailError::List {
+                location: self.location.to_string(),
+                reason,
+            })?;
+        let mut accounts = Vec::new();
+        for folder in top {
+            let name = last_segment(&folder);
+            if is_account(name) {
+                accounts.push(folder);
+            } else if name.starts_with("o-") {
+                match list_folders(&self.client, &self.location.bucket, &folder).await {
+                    Ok(inner) => accounts.extend(inner.into_iter().filter(|f| is_account(last_segment(f)))),
+                    Err(reason) => errors.push(ObjectError {
+                        name: self.location.url_of(&folder),
+                        reason,
+                    }),
+                }
+            }
+        }
+        if accounts.is_empty() {
+            return Err(TrailError::NoTrail {
+                location: self.location.to_string(),
+            });
+        }
+        let mut found: Vec<String> = accounts.iter().map(|f| last_segment(f).to_owned()).collect();
+        found.sort();
+        found.dedup();
+        let wanted: Vec<String> = accounts
+            .into_iter()
+            .filter(|f| filter.wants_account(last_segment(f)))
+            .map(|f| f + "CloudTrail/")
+            .collect();
+        if wanted.is_empty() {
+            return Err(TrailError::NoAccount {
+                location: self.location.to_string(),
+                found,
+            });
+        }
+        Ok(wanted)
+    }
+}
+
+enum Listed {
+    Object(String),
+    Failed(ObjectError),
+}
+
+/// Lists regions and date folders and sends the keys found, as the downloads take them.
+struct Walker {
+    client: Client,
+    location: TrailLocation,
+    filter: TrailFilter,
+    folders: Option<Vec<String>>,
+    progress: Arc<dyn TrailProgress>,
+    tx: mpsc::Sender<Listed>,
+}
+
+impl Walker {
+    async fn walk(self, accounts: Vec<String>) {
+        for account in accounts {
+            let regions = match list_folders(&self.client, &self.location.bucket, &account).await {
+                Ok(regions) => regions,
+                Err(reason) => {
+                    if !self.fail(&account, reason).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            for region in regions {
+                if !self.filter.wants_region(last_segment(&region)) {
+                    continue;
+                }
+                let prefixes = match &self.folders {
+                    Some(folders) => folders.iter().map(|f| format!("{region}{f}")).collect(),
+                    None => vec![region.clone()],
+                };
+                for prefix in prefixes {
+                    if !self.objects(&prefix).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends every object under `prefix`; false when the receiver is gone.
+    async fn objects(&self, prefix: &str) -> bool {
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.location.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    return self
+                        .fail(prefix, from_sdk("s3:ListObjectsV2", e).to_string())
+                        .await;
+                }
+            };
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                if key.ends_with('/') {
+                    continue;
+                }
+                self.progress
+                    .listed(object.size().unwrap_or_default().max(0) as u64);
+                if self.tx.send(Listed::Object(key.to_owned())).await.is_err() {
+                    return false;
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return true,
+            }
+        }
+    }
+
+    async fn fail(&self, prefix: &str, reason: String) -> bool {
+        let name = self.location.url_of(prefix);
+        self.tx
+            .send(Listed::Failed(ObjectError { name, reason }))
+            .await
+            .is_ok()
+    }
+}
+
+/// The sub-folders (common prefixes, ending in `/`) directly under `prefix`.
+async fn list_folders(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| from_sdk("s3:ListObjectsV2", e).to_string())?;
+        out.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_owned)),
+        );
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// `b` of `a/b/`.
+fn last_segment(folder: &str) -> &str {
+    folder
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+}
+
+fn is_account(name: &str) -> bool {
+    name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// How one object went.
+struct ObjectDone {
+    name: String,
+    /// The fork that read it, with whatever it read before a fault; `None` if its thread panicked.
+    analyzer: Option<Analyzer>,
+    bytes: u64,
+    result: Result<(), String>,
+}
+
+async fn read_object(
+    client: Client,
+    location: TrailLocation,
+    key: String,
+    worker: Analyzer,
+    progress: Arc<dyn TrailProgress>,
+) -> ObjectDone {
+    let name = location.url_of(&key);
+    let response = client
+        .get_object()
+        .bucket(&location.bucket)
+        .key(&key)
+        .send()
+        .await;
+    let body = match response {
+        Ok(response) => response.body,
+        Err(e) => {
+            return ObjectDone {
+                name,
+                analyzer: Some(worker),
+                bytes: 0,
+                result: Err(from_sdk("s3:GetObject", e).to_string()),
+            };
+        }
+    };
+    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut worker = worker;
+        let result = read_log_file(&mut worker, ChannelReader::new(rx));
+        (worker, result)
+    });
+    let bytes = pump(body, tx, progress.as_ref()).await;
+    match reading.await {
+        Ok((worker, result)) => ObjectDone {
+            name,
+            analyzer: Some(worker),
+            bytes,
+            result,
+        },
+        Err(e) => ObjectDone {
+            name,
+            analyzer: None,
+            bytes,
+            result: Err(format!("reading stopped: {e}")),
+        },
+    }
+}
+
+/// Moves the body's chunks to the reading thread until the body ends, fails, or the reader stops
+/// (after a fault: dropping the body then closes the connection). Returns the bytes moved.
+async fn pump(
+    mut body: ByteStream,
+    tx: mpsc::Sender<io::Result<Chunk>>,
+    progress: &dyn TrailProgress,
+) -> u64 {
+    let mut moved = 0;
+    loop {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                moved += chunk.len() as u64;
+                progress.downloaded(chunk.len() as u64);
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return moved;
+                }
+            }
+            Some(Err(e)) => {
+                let _ = tx
+                    .send(Err(io::Error::other(format!("download failed: {e}"))))
+                    .await;
+                return moved;
+            }
+            None => return moved,
+        }
+    }
+}
+
+/// Decompresses a log file (gzip is recognised by its bytes), checks that it is a CloudTrail log file
+/// and reads its records. On error, the records before it stay in `analyzer`.
+pub fn read_log_file(analyzer: &mut Analyzer, src: impl Read + 'static) -> Result<(), String> {
+    let before = analyzer.records();
+    let src = decompressing(src).map_err(|e| e.to_string())?;
+    let src = log_file_body(src)?;
+    analyzer.read(src).map_err(|e| {
+        let read = analyzer.records() - before;
+        let e = match e {
+            ReadError::Io(io) => io_reason(&io),
+            e => e.to_string(),
+        };
+        format!("{e} (the {read} records before it were analysed)")
+    })
+}
+
+/// Only the gzip decoder raises I/O errors of another kind than `Other` here (a failed download arrives as
+/// `Other`): say so, since "incomplete deflate stream" alone does not say "gzip".
+fn io_reason(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::Other {
+        e.to_string()
+    } else {
+        format!("truncated or corrupt gzip: {e}")
+    }
+}
+
+/// A CloudTrail log file is one JSON object whose first member is `"Records"` (CLOUDTRAIL.md §F). Anything
+/// else under a trail's folders (a stray upload, another product's export) is refused by name rather than
+/// counted as records.
+fn log_file_body(mut src: Box<dyn Read>) -> Result<impl Read, String> {
+    let mut head: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        match starts_like_a_log_file(&head) {
+            Some(true) => return Ok(io::Cursor::new(head).chain(src)),
+            Some(false) => break,
+            None => {}
+        }
+        let n = src.read(&mut chunk).map_err(|e| io_reason(&e))?;
+        if n == 0 {
+            if head.is_empty() {
+                return Err("not a CloudTrail log file: the object is empty".to_owned());
+            }
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let shown: String = head
+        .iter()
+        .take(24)
+        .map(|&b| match b {
+            b' ' | b'\'' => char::from(b).to_string(),
+            _ => b.escape_ascii().to_string(),
+        })
+        .collect();
+    Err(format!(
+        "not a CloudTrail log file: it does not start with {{\"Records\": (it starts with \"{shown}\")"
+    ))
+}
+
+/// Whether `head` starts with `{"Records"` (whitespace allowed), or `None` while it is too short to tell.
+fn starts_like_a_log_file(head: &[u8]) -> Option<bool> {
+    const MEMBER: &[u8] = b"\"Records\"";
+    const GIVE_UP: usize = 4096;
+    let trim = |b: &[u8]| -> usize { b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len()) };
+    let rest = &head[trim(head)..];
+    let Some(&first) = rest.first() else {
+        return (head.len() > GIVE_UP).then_some(false);
+    };
+    if first != b'{' {
+        return Some(false);
+    }
+    let member = &rest[1 + trim(&rest[1..])..];
+    if member.len() >= MEMBER.len() {
+        Some(member.starts_with(MEMBER))
+    } else if !MEMBER.starts_with(member) || head.len() > GIVE_UP {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A blocking [`Read`] over the chunks a download sends.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Chunk>>,
+    current: Option<Chunk>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<io::Result<Chunk>>) -> Self {
+        ChannelReader {
+            rx,
+            current: None,
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(chunk) = &self.current {
+                let bytes = chunk.as_ref();
+                if self.pos < bytes.len() {
+                    let n = buf.len().min(bytes.len() - self.pos);
+                    buf[..n].copy_from_slice(&bytes[self.pos..self.pos + n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.current = Some(chunk);
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenwatch_core::time::parse_time;
+
+    fn at(s: &str) -> Epoch {
+        parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn locations_parse_with_and_without_prefix() {
+        let l: TrailLocation = "s3://trail-bucket/org/logs/".parse().unwrap();
+        assert_eq!(
+            (l.bucket.as_str(), l.prefix.as_str()),
+            ("trail-bucket", "org/logs")
+        );
+        assert_eq!(l.logs_root(), "org/logs/AWSLogs/");
+        assert_eq!(l.to_string(), "s3://trail-bucket/org/logs");
+        let l: TrailLocation = "s3://trail-bucket".parse().unwrap();
+        assert_eq!((l.prefix.as_str(), l.logs_root()), ("", "AWSLogs/".to_owned()));
+        let l: TrailLocation = "s3://b/p/AWSLogs/123456789012/".parse().unwrap();
+        assert_eq!(l.prefix, "p");
+        let l: TrailLocation = "s3://b/MyAWSLogs".parse().unwrap();
+        assert_eq!(l.prefix, "MyAWSLogs");
+        assert!("trail-bucket/prefix".parse::<TrailLocation>().is_err());
+        assert!("s3:///prefix".parse::<TrailLocation>().is_err());
+    }
+
+    #[test]
+    fn a_window_lists_its_days_and_one_more_on_each_side() {
+        let filter = TrailFilter {
+            since: Some(at("2026-11-02T09:00:00Z")),
+            until: Some(at("2026-11-03T08:00:00Z")),
+            ..Default::default()
+        };
+        assert_eq!(
+            filter.folders(0).unwrap(),
+            ["2026/11/01/", "2026/11/02/", "2026/11/03/", "2026/11/04/"]
+        );
+        let open_ended = TrailFilter {
+            since: Some(at("2026-12-31T23:00:00Z")),
+            ..Default::default()
+        };
+        assert_eq!(
+            open_ended.folders(at("2027-01-01T01:00:00Z")).unwrap(),
+            ["2026/12/30/", "2026/12/31/", "2027/01/01/", "2027/01/02/"]
+        );
+        assert_eq!(TrailFilter::default().folders(0), None);
+    }
+
+    #[test]
+    fn a_long_window_lists_months() {
+        let filter = TrailFilter {
+            since: Some(at("2026-01-15T00:00:00Z")),
+            until: Some(at("2026-06-01T00:00:00Z")),
+            ..Default::default()
+        };
+        assert_eq!(
+            filter.folders(0).unwrap(),
+            [
+                "2026/01/", "2026/02/", "2026/03/", "2026/04/", "2026/05/", "2026/06/"
+            ]
+        );
+    }
+
+    #[test]
+    fn account_folders_are_twelve_digits() {
+        assert!(is_account("123456789012"));
+        assert!(!is_account("o-a1b2c3d4e5"));
+        assert!(!is_account("12345678901"));
+        assert_eq!(last_segment("p/AWSLogs/o-a1/123456789012/"), "123456789012");
+    }
+
+    fn read(bytes: &'static [u8]) -> Result<u64, String> {
+        let mut a = Analyzer::default();
+        read_log_file(&mut a, bytes).map(|()| a.records())
+    }
+
+    #[test]
+    fn only_records_documents_are_log_files() {
+        assert_eq!(
+            read(br#" { "Records" : [{"eventTime":"2026-11-02T09:00:00Z"},{}]}"#),
+            Ok(2)
+        );
+        assert_eq!(read(br#"{"Records":[]}"#), Ok(0));
+        let refused = read(br#"{"Events":[]}"#).unwrap_err();
+        assert!(refused.starts_with("not a CloudTrail log file"), "{refused}");
+        assert!(refused.contains(r#"{\"Events\""#), "{refused}");
+        assert!(read(b"PK\x03\x04binary").unwrap_err().contains(r"PK\x03\x04"));
+        assert!(read(b"").unwrap_err().contains("empty"));
+        assert!(read(b"{").unwrap_err().starts_with("not a CloudTrail log file"));
+        let cut = read(br#"{"Records":[{"eventTime":"2026-11-02T09:00:00Z"},{"a":"#).unwrap_err();
+        assert!(cut.contains("(the 1 records before it were analysed)"), "{cut}");
+    }
+
+    #[test]
+    fn a_truncated_gzip_is_named_as_such() {
+        let mut a = Analyzer::default();
+        assert_eq!(
+            read_log_file(&mut a, std::io::Cursor::new(gzipped_empty_log())),
+            Ok(())
+        );
+        let mut gz = gzipped_empty_log();
+        gz.truncate(gz.len() / 2);
+        let e = read_log_file(&mut a, std::io::Cursor::new(gz)).unwrap_err();
+        assert!(e.starts_with("truncated or corrupt gzip: "), "{e}");
+    }
+
+    /// `{"Records":[]}` gzipped (`gzip -n`), so the test needs no encoder.
+    fn gzipped_empty_log() -> Vec<u8> {
+        vec![
+            0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56, 0x0a, 0x4a, 0x4d, 0xce,
+            0x2f, 0x4a, 0x29, 0x56, 0xb2, 0x8a, 0x8e, 0xad, 0x05, 0x00, 0x22, 0x0a, 0xe2, 0x96, 0x0e, 0x00,
+            0x00, 0x00,
+        ]
+    }
+
+    #[test]
+    fn the_channel_reader_hands_out_chunks_in_order_then_the_error() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(Ok(Chunk::from_static(b"ab"))).unwrap();
+        tx.try_send(Ok(Chunk::from_static(b"cde"))).unwrap();
+        tx.try_send(Err(io::Error::other("cut"))).unwrap();
+        drop(tx);
+        let mut r = ChannelReader::new(rx);
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert_eq!((out.as_slice(), err.to_string().as_str()), (&b"abcde"[..], "cut"));
+    }
+}

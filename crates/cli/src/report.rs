@@ -1,0 +1,297 @@
+//! `tokenwatch report`: the report from a source other than local files. `--from-trail` streams a trail's
+//! log files from S3 and `--lookup-events` pages CloudTrail Event history; both feed one engine, so the
+//! report is the one `analyze` would give over the same records (eventIDs count once across sources).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokenwatch_aws::lookup::{ISSUING_CALLS, Lookup, LookupEvents};
+use tokenwatch_aws::trail::{TrailFilter, TrailLocation, TrailProgress, TrailReader};
+use tokenwatch_aws::{SdkOptions, sdk_config};
+use tokenwatch_core::time::Epoch;
+use tokenwatch_core::{Analyzer, Window};
+
+use crate::{Format, bound, now};
+
+/// Without `--since`, lookups cover this much of the recent past (Event history keeps 90 days, and
+/// reading all of it at the API's pace takes hours).
+const DEFAULT_LOOKUP_SPAN: Epoch = 86_400;
+/// Issuing calls are also read for this long before `--since`: sessions that began before the window
+/// keep their issue time and lease.
+const ISSUANCE_LOOKBACK: Epoch = 86_400;
+
+/// Sources of `tokenwatch report`. Each flag selects one; several can be combined.
+#[derive(Parser)]
+pub(crate) struct ReportArgs {
+    /// Read a trail's log files from S3: s3://BUCKET/PREFIX, where PREFIX is what the trail writes under
+    /// (the part before AWSLogs/; organization trails included). Only the day folders of the window are
+    /// listed, plus one day on each side. The bucket's region must be the configured one (AWS_REGION).
+    #[arg(long, value_name = "S3_URL")]
+    from_trail: Option<TrailLocation>,
+    /// Read CloudTrail Event history (LookupEvents, management events of the last 90 days), at most 2
+    /// requests per second. Alone: every event of the window (it cannot be filtered on errorCode, so this
+    /// is ~100 events/s, 360,000 an hour) and the STS issuing calls of the day before it. With
+    /// --access-key: only those keys' calls, and the issuing calls from a day before the window to its end.
+    /// --since defaults to 24h.
+    #[arg(long)]
+    lookup_events: bool,
+    /// With --lookup-events: look up the calls made with this access key (a session's other calls)
+    /// instead of every event. Repeatable.
+    #[arg(long = "access-key", value_name = "KEY", requires = "lookup_events")]
+    access_keys: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Count failures from this time on: an ISO-8601 time, a date, or a span back from now (24h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Count failures up to this time (same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
+    /// --from-trail: only this account's folders (12 digits). Repeatable.
+    #[arg(long = "account", value_name = "ACCOUNT")]
+    accounts: Vec<String>,
+    /// --from-trail: only this region's folders. --lookup-events: look up in these regions (default: the
+    /// configured region). Repeatable.
+    #[arg(long = "region", value_name = "REGION")]
+    regions: Vec<String>,
+    /// --from-trail: log files downloaded and decompressed at once.
+    #[arg(long, default_value_t = tokenwatch_aws::trail::DEFAULT_DOWNLOADS)]
+    downloads: usize,
+}
+
+/// Something that could not be read, named for stderr.
+struct Unread {
+    name: String,
+    reason: String,
+}
+
+/// Exit status: 0 everything was read, 1 nothing could be done, 2 the report is partial (some object,
+/// folder or lookup could not be read; each is named on stderr).
+pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
+    if args.from_trail.is_none() && !args.lookup_events {
+        bail!("report needs a source: --from-trail s3://BUCKET/PREFIX and/or --lookup-events");
+    }
+    if let Some(bad) = args
+        .accounts
+        .iter()
+        .find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+    {
+        bail!("--account '{bad}': expected a 12-digit account id");
+    }
+    let now = now();
+    let mut since = bound(args.since.as_deref(), "--since")?;
+    let until = bound(args.until.as_deref(), "--until")?;
+    if args.lookup_events && since.is_none() {
+        since = Some(until.unwrap_or(now) - DEFAULT_LOOKUP_SPAN);
+    }
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        bail!("--since is after --until");
+    }
+
+    let mut analyzer = Analyzer::new(Window { since, until });
+    let mut unread = Vec::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        if let Some(location) = &args.from_trail {
+            let filter = TrailFilter {
+                since,
+                until,
+                accounts: args.accounts.clone(),
+                regions: args.regions.clone(),
+            };
+            from_trail(&mut analyzer, location, &filter, args.downloads, now, &mut unread).await?;
+        }
+        if args.lookup_events {
+            let start = since.unwrap_or(now - DEFAULT_LOOKUP_SPAN);
+            let end = until.unwrap_or(now);
+            let plan = lookup_plan(&args.access_keys, start, end);
+            let regions: Vec<Option<String>> = if args.regions.is_empty() {
+                vec![None]
+            } else {
+                args.regions.iter().cloned().map(Some).collect()
+            };
+            for region in regions {
+                lookup_events(&mut analyzer, region, &plan, &mut unread).await;
+            }
+        }
+        anyhow::Ok(())
+    })?;
+
+    let unread: Vec<(String, String)> = unread.into_iter().map(|u| (u.name, u.reason)).collect();
+    crate::write_report(&analyzer.report(), args.format, &unread)
+}
+
+/// The progress bar of a trail walk: total bytes grow as keys are listed, done bytes as bodies arrive.
+struct Bar(ProgressBar);
+
+impl TrailProgress for Bar {
+    fn listed(&self, size: u64) {
+        self.0.inc_length(size);
+    }
+
+    fn downloaded(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+async fn from_trail(
+    analyzer: &mut Analyzer,
+    location: &TrailLocation,
+    filter: &TrailFilter,
+    downloads: usize,
+    now: Epoch,
+    unread: &mut Vec<Unread>,
+) -> Result<()> {
+    let sdk = sdk_config(&SdkOptions::default()).await;
+    let reader = TrailReader::new(&sdk, location.clone()).downloads(downloads);
+    // Drawn only when stderr is a terminal (indicatif hides it otherwise).
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(location.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let (records, started) = (analyzer.records(), Instant::now());
+    let summary = reader
+        .read_into(analyzer, filter, now, Arc::new(Bar(bar.clone())))
+        .await;
+    bar.finish_and_clear();
+    let summary = summary.context("reading the trail")?;
+    let seconds = started.elapsed().as_secs_f64().max(1e-3);
+    let records = analyzer.records() - records;
+    eprintln!(
+        "tokenwatch: {location}: {} log files, {:.1} MB in {seconds:.1} s ({:.1} MB/s), {records} records ({:.0} records/s)",
+        summary.objects,
+        summary.bytes as f64 / 1e6,
+        summary.bytes as f64 / 1e6 / seconds,
+        records as f64 / seconds,
+    );
+    unread.extend(summary.errors.into_iter().map(|e| Unread {
+        name: e.name,
+        reason: e.reason,
+    }));
+    Ok(())
+}
+
+/// The lookups `--lookup-events` makes for the window `start..=end` (see the flag's help).
+fn lookup_plan(access_keys: &[String], start: Epoch, end: Epoch) -> Vec<(Lookup, Epoch, Epoch)> {
+    let issuing = |from: Epoch, to: Epoch| {
+        ISSUING_CALLS
+            .iter()
+            .map(move |name| (Lookup::EventName((*name).to_owned()), from, to))
+    };
+    if access_keys.is_empty() {
+        std::iter::once((Lookup::Everything, start, end))
+            .chain(issuing(start - ISSUANCE_LOOKBACK, start))
+            .collect()
+    } else {
+        access_keys
+            .iter()
+            .map(|k| (Lookup::AccessKey(k.clone()), start, end))
+            .chain(issuing(start - ISSUANCE_LOOKBACK, end))
+            .collect()
+    }
+}
+
+async fn lookup_events(
+    analyzer: &mut Analyzer,
+    region: Option<String>,
+    plan: &[(Lookup, Epoch, Epoch)],
+    unread: &mut Vec<Unread>,
+) {
+    let sdk = sdk_config(&SdkOptions {
+        region,
+        ..SdkOptions::default()
+    })
+    .await;
+    let region = sdk
+        .region()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "(no region)".into());
+    let lookups = LookupEvents::new(&sdk);
+    let spinner = ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let (mut requests, mut retried, mut events) = (0, 0, 0);
+    let started = Instant::now();
+    for (lookup, start, end) in plan {
+        let result = lookups
+            .pull_into(analyzer, lookup, *start, *end, |p| {
+                spinner.set_message(format!(
+                    "lookup-events {region} {lookup}: {} requests, {} events",
+                    p.requests, p.events
+                ));
+            })
+            .await;
+        let pulled = match result {
+            Ok(pulled) => pulled,
+            Err(e) => {
+                unread.push(Unread {
+                    name: format!("lookup-events {region} {}", e.lookup),
+                    reason: format!(
+                        "{} (the {} events before it were analysed)",
+                        e.reason, e.pulled.events
+                    ),
+                });
+                e.pulled
+            }
+        };
+        requests += pulled.requests;
+        retried += pulled.retried;
+        events += pulled.events;
+    }
+    spinner.finish_and_clear();
+    eprintln!(
+        "tokenwatch: lookup-events {region}: {requests} requests ({retried} retried), {events} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alone_it_reads_every_event_and_the_issuing_calls_of_the_day_before() {
+        let plan = lookup_plan(&[], 100_000, 200_000);
+        assert_eq!(plan[0], (Lookup::Everything, 100_000, 200_000));
+        assert_eq!(plan.len(), 1 + ISSUING_CALLS.len());
+        assert!(plan[1..].iter().all(|(l, s, e)| matches!(l, Lookup::EventName(_))
+            && (*s, *e) == (100_000 - ISSUANCE_LOOKBACK, 100_000)));
+    }
+
+    #[test]
+    fn with_keys_it_reads_their_calls_and_every_issuing_call() {
+        let plan = lookup_plan(
+            &["ASIAONEEXAMPLE".into(), "ASIATWOEXAMPLE".into()],
+            100_000,
+            200_000,
+        );
+        assert_eq!(
+            plan[1],
+            (Lookup::AccessKey("ASIATWOEXAMPLE".into()), 100_000, 200_000)
+        );
+        assert_eq!(
+            plan[2],
+            (
+                Lookup::EventName("AssumeRole".into()),
+                100_000 - ISSUANCE_LOOKBACK,
+                200_000
+            )
+        );
+        assert_eq!(plan.len(), 2 + ISSUING_CALLS.len());
+        assert!(!plan.iter().any(|(l, _, _)| *l == Lookup::Everything));
+    }
+}

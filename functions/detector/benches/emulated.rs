@@ -1,0 +1,135 @@
+//! Events per second through the detector with the real adapters (DynamoDB and SNS over HTTP on local
+//! emulators), and what each failure event costs in DynamoDB and SNS calls. The emulators bound the
+//! absolute rate (each request is a Python round trip on one core shared with this process); the call
+//! counts are what real AWS would see.
+//!
+//!     scripts/emulators.sh start && source target/emulators/env && cargo bench -p tokenwatch-detector --bench emulated
+
+// The sample event is one large json! literal.
+#![recursion_limit = "256"]
+
+use std::time::Instant;
+
+use serde_json::json;
+use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, create_table, sdk_config};
+use tokenwatch_core::alert::AlertContext;
+use tokenwatch_core::incident::Policy;
+use tokenwatch_core::pipeline::Detector;
+use tokenwatch_core::time::format_time;
+
+const BASE: i64 = 1_793_606_400; // 2026-11-02T08:00:00Z
+
+fn failure(i: usize, group: usize, tag: &str) -> Vec<u8> {
+    let t = BASE + 3700 + (i as i64 % 3000);
+    json!({"version": "0", "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "account": "123456789012",
+        "detail": {"eventVersion": "1.09", "eventTime": format_time(t), "eventSource": "s3.amazonaws.com",
+            "eventName": "GetObject", "sourceIPAddress": "10.1.2.3", "userAgent": "Boto3/1.34.0 Botocore/1.34.0",
+            "errorCode": "ExpiredToken", "eventID": format!("{tag}-{group}-{i}"), "recipientAccountId": "123456789012",
+            "userIdentity": {"type": "AssumedRole", "principalId": format!("AROAEXAMPLE:job-{group}"),
+                "arn": format!("arn:aws:sts::123456789012:assumed-role/etl-role/job-{group}"),
+                "accessKeyId": format!("ASIABENCH{group:011}"),
+                "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::123456789012:role/etl-role"},
+                    "attributes": {"creationDate": format_time(BASE)}}}}})
+    .to_string()
+    .into_bytes()
+}
+
+async fn run(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize) {
+    let sdk = sdk_config(&SdkOptions::emulator(endpoint)).await;
+    let table = format!("bench-{}-{}", std::process::id(), name.len() * 7 + tasks);
+    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .expect("table");
+    let topic = aws_sdk_sns::Client::new(&sdk)
+        .create_topic()
+        .name(&table)
+        .send()
+        .await
+        .expect("topic");
+    let store = DynamoStore::new(&sdk, &table);
+    let sink = SnsAlertSink::new(&sdk, topic.topic_arn().expect("arn"));
+    let (policy, alerts) = (Policy::default(), AlertContext::default());
+    let detector = Detector {
+        store: &store,
+        sink: &sink,
+        policy: &policy,
+        alerts: &alerts,
+    };
+    let chunks: Vec<&[Vec<u8>]> = events.chunks(10).collect();
+    let per_task = chunks.len().div_ceil(tasks);
+    let start = Instant::now();
+    let work = chunks.chunks(per_task).map(|mine| {
+        let detector = &detector;
+        async move {
+            for chunk in mine {
+                let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                let mut pending = refs;
+                for _ in 0..20 {
+                    let out = detector.process(&pending, BASE + 9000).await;
+                    if out.retry.is_empty() {
+                        break;
+                    }
+                    pending = out.retry.iter().map(|&i| pending[i]).collect();
+                }
+            }
+        }
+    });
+    let handles: Vec<_> = work.map(Box::pin).collect();
+    join_all(handles).await;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "| {name:<46} | {:>6} | {tasks:>5} | {:>8.0} | {:>10.3} |",
+        events.len(),
+        events.len() as f64 / secs,
+        store.calls() as f64 / events.len() as f64
+    );
+}
+
+/// Drives the futures concurrently on this task: their requests overlap on the wire.
+async fn join_all<F: std::future::Future<Output = ()> + Unpin>(mut futures: Vec<F>) {
+    std::future::poll_fn(|cx| {
+        futures.retain_mut(|f| std::pin::Pin::new(f).poll(cx).is_pending());
+        if futures.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+fn endpoint(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: scripts/emulators.sh start && source target/emulators/env")
+    })
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ministack = endpoint("TOKENWATCH_MINISTACK_ENDPOINT");
+    let moto = endpoint("TOKENWATCH_MOTO_ENDPOINT");
+    println!(
+        "| workload (batches of 10)                       | events | tasks | events/s | DynamoDB calls/event |"
+    );
+    println!("|------------------------------------------------|--------|-------|----------|------------|");
+    runtime.block_on(async {
+        let storm: Vec<Vec<u8>> = (0..3000).map(|i| failure(i, 0, "a")).collect();
+        run("storm, one session, ministack", &ministack, storm.clone(), 1).await;
+        let twice: Vec<Vec<u8>> = storm.iter().chain(storm.iter()).cloned().collect();
+        run("storm delivered twice, 4 tasks, ministack", &ministack, twice, 4).await;
+        let spread: Vec<Vec<u8>> = (0..3000).map(|i| failure(i, i % 50, "b")).collect();
+        run(
+            "50 sessions interleaved, 4 tasks, ministack",
+            &ministack,
+            spread,
+            4,
+        )
+        .await;
+        let storm_moto: Vec<Vec<u8>> = (0..1000).map(|i| failure(i, 0, "c")).collect();
+        run("storm, one session, moto", &moto, storm_moto, 1).await;
+    });
+}

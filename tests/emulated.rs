@@ -1,0 +1,622 @@
+//! The detector pipeline (`tokenwatch_core::pipeline::Detector`) with the real adapters over real HTTP:
+//! `DynamoStore` and `SnsAlertSink` on local AWS emulators, each alert read back from an SQS queue
+//! subscribed to the topic, as a subscriber receives it (SNS's envelope: `Subject`, `Message` = the
+//! alert's `sqs` document, `MessageAttributes`), and held to the same expectations as the in-memory
+//! twins of `detector.rs`.
+//!
+//! moto for sequential work; ministack for the storm, because moto 5.2.5's DynamoDB loses writes under
+//! concurrent transactions (crates/aws/tests/adapters/concurrency.rs). Both need their endpoint variable
+//! (`TOKENWATCH_MOTO_ENDPOINT`, `TOKENWATCH_MINISTACK_ENDPOINT`: `scripts/test.sh`, or
+//! `scripts/emulators.sh install && scripts/emulators.sh start && source target/emulators/env`), and
+//! fail without it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Value, json};
+use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, create_table, sdk_config};
+use tokenwatch_core::alert::{Alert, MAX_SUBJECT};
+use tokenwatch_core::classify::is_expiry;
+use tokenwatch_core::pipeline::Detector;
+use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
+use tokenwatch_core::stats::group_key;
+use tokenwatch_core::time::parse_time;
+
+use crate::detector::{
+    SECRET, alert_context, check_counts, check_hostile, check_pages, event_time, feed_scenario,
+    hostile_events, policy, samples_dir, scenario_events, scenarios, storm, tally,
+};
+
+/// Which emulator a test talks to.
+#[derive(Clone, Copy, Debug)]
+pub enum Emulator {
+    Moto,
+    Ministack,
+}
+
+impl Emulator {
+    /// The endpoint, or a failure that says how to get one.
+    pub fn endpoint(self) -> String {
+        let var = match self {
+            Emulator::Moto => "TOKENWATCH_MOTO_ENDPOINT",
+            Emulator::Ministack => "TOKENWATCH_MINISTACK_ENDPOINT",
+        };
+        match std::env::var(var) {
+            Ok(url) if !url.is_empty() => url,
+            _ => panic!(
+                "{var} is not set: this test needs the local AWS emulators. Run scripts/test.sh, or \
+                 `scripts/emulators.sh install && scripts/emulators.sh start && source target/emulators/env` \
+                 and run the tests again"
+            ),
+        }
+    }
+
+    /// The SDK configuration the adapters get: this endpoint, us-east-1, fake credentials.
+    pub async fn sdk(self) -> SdkConfig {
+        sdk_config(&SdkOptions::emulator(self.endpoint())).await
+    }
+}
+
+/// A name no other test (or earlier run against the same emulator) uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An SQS queue's ARN.
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone()
+}
+
+/// An SQS queue subscribed to an SNS topic (without raw delivery: messages arrive in SNS's envelope).
+pub struct Subscriber {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub topic_arn: String,
+}
+
+impl Subscriber {
+    /// A new topic of its own and a queue subscribed to it.
+    pub async fn with_new_topic(sdk: &SdkConfig) -> Subscriber {
+        let sns = aws_sdk_sns::Client::new(sdk);
+        let topic_arn = sns
+            .create_topic()
+            .name(unique("tokenwatch-e2e-alerts"))
+            .send()
+            .await
+            .unwrap()
+            .topic_arn
+            .unwrap();
+        Subscriber::to_topic(sdk, topic_arn).await
+    }
+
+    /// A new queue subscribed to `topic_arn`.
+    pub async fn to_topic(sdk: &SdkConfig, topic_arn: String) -> Subscriber {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(unique("tokenwatch-e2e-pager"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = queue_arn(&sqs, &queue_url).await;
+        aws_sdk_sns::Client::new(sdk)
+            .subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(arn)
+            .send()
+            .await
+            .unwrap();
+        Subscriber {
+            sqs,
+            queue_url,
+            topic_arn,
+        }
+    }
+
+    /// Receives (and deletes) messages until `want` have arrived or `within` has passed, then listens
+    /// one more second for any message beyond them, so that an extra alert is seen, not missed.
+    pub async fn receive(&self, want: usize, within: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        loop {
+            let enough = got.len() >= want;
+            if !enough && Instant::now() >= deadline {
+                break;
+            }
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() && enough {
+                break;
+            }
+            for m in messages {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                let body = m.body().unwrap().to_owned();
+                let envelope = serde_json::from_str(&body).unwrap_or_else(|e| {
+                    panic!("an SQS message that is not SNS's JSON envelope ({e}): {body}")
+                });
+                got.push(Received { envelope, body });
+            }
+        }
+        got
+    }
+
+    /// Deletes the topic and the queue.
+    pub async fn delete(&self, sdk: &SdkConfig) {
+        let _ = aws_sdk_sns::Client::new(sdk)
+            .delete_topic()
+            .topic_arn(&self.topic_arn)
+            .send()
+            .await;
+        let _ = self.sqs.delete_queue().queue_url(&self.queue_url).send().await;
+    }
+}
+
+/// One message as the subscriber's queue received it.
+pub struct Received {
+    /// SNS's JSON envelope.
+    pub envelope: Value,
+    /// The SQS message body, as received.
+    pub body: String,
+}
+
+impl Received {
+    /// The alert as far as an SQS subscriber sees it: the subject, the message of its protocol (put back
+    /// under its key, as in the `MessageStructure=json` message the sink published) and the attributes.
+    pub fn alert(&self) -> Alert {
+        let e = &self.envelope;
+        let attributes: BTreeMap<String, String> = e["MessageAttributes"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v["Value"].as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let document = self.document();
+        Alert {
+            alert_id: document["alert_id"].as_str().unwrap_or_default().to_owned(),
+            subject: e["Subject"].as_str().unwrap_or_default().to_owned(),
+            message: json!({ "sqs": e["Message"] }).to_string(),
+            attributes,
+        }
+    }
+
+    /// The alert document (the `sqs` message).
+    pub fn document(&self) -> Value {
+        serde_json::from_str(self.envelope["Message"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+    }
+
+    /// What is wrong with the envelope itself: its type, topic, subject and attribute types.
+    pub fn check_envelope(&self, topic_arn: &str) -> Vec<String> {
+        let e = &self.envelope;
+        let mut problems = Vec::new();
+        if e["Type"] != "Notification" || e["TopicArn"] != topic_arn {
+            problems.push(format!("not a notification of {topic_arn}: {}", self.body));
+        }
+        let subject = e["Subject"].as_str().unwrap_or_default();
+        if !subject.starts_with("[tokenwatch] ")
+            || subject.len() > MAX_SUBJECT
+            || !subject.bytes().all(|b| (0x20..0x7f).contains(&b))
+        {
+            problems.push(format!("bad subject {subject:?}"));
+        }
+        if !self.document().is_object() {
+            problems.push(format!("Message is not the alert document: {}", e["Message"]));
+        }
+        match e["MessageAttributes"].as_object() {
+            None => problems.push("no MessageAttributes".into()),
+            Some(attributes) => {
+                for name in [
+                    "kind",
+                    "severity",
+                    "verdict",
+                    "account",
+                    "principal",
+                    "credential_source",
+                ] {
+                    if !attributes.contains_key(name) {
+                        problems.push(format!("attribute {name} is missing"));
+                    }
+                }
+                for (name, v) in attributes {
+                    let value = v["Value"].as_str().unwrap_or_default();
+                    if v["Type"] != "String"
+                        || value.len() > 256
+                        || !value.bytes().all(|b| (0x20..0x7f).contains(&b))
+                    {
+                        problems.push(format!("attribute {name} is {v}"));
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// A sink that counts what it sends: publish attempts (each one SNS `Publish`, not counting the SDK's
+/// own retries of it) and publishes that succeeded.
+pub struct Counted<A> {
+    inner: A,
+    attempts: AtomicUsize,
+    published: AtomicUsize,
+}
+
+impl<A> Counted<A> {
+    pub fn new(inner: A) -> Self {
+        Counted {
+            inner,
+            attempts: AtomicUsize::new(0),
+            published: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    pub fn published(&self) -> usize {
+        self.published.load(Ordering::Relaxed)
+    }
+}
+
+impl<A: AlertSink> AlertSink for Counted<A> {
+    async fn publish(&self, alert: &Alert) -> Result<(), PortError> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let result = self.inner.publish(alert).await;
+        if result.is_ok() {
+            self.published.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+/// A new state table (crates/aws's `create_table`) and a store on it.
+async fn fresh_store(sdk: &SdkConfig) -> DynamoStore {
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let table = unique("tokenwatch-e2e-state");
+    create_table(&client, &table).await.expect("table created");
+    DynamoStore::from_client(client, table)
+}
+
+async fn delete_table(sdk: &SdkConfig, store: &DynamoStore) {
+    let _ = aws_sdk_dynamodb::Client::new(sdk)
+        .delete_table()
+        .table_name(store.table())
+        .send()
+        .await;
+}
+
+fn kinds(received: &[Received]) -> BTreeMap<String, usize> {
+    let alerts: Vec<Alert> = received.iter().map(Received::alert).collect();
+    tally(
+        alerts
+            .iter()
+            .map(|a| a.attributes.get("kind").map_or("?", String::as_str)),
+    )
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect()
+}
+
+/// How long an alert may take from `Publish` to the subscriber's queue (both emulators deliver while
+/// `Publish` runs; this only bounds a slow machine).
+const DELIVERY: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn every_sample_through_dynamodb_and_sns_pages_what_its_expected_findings_imply() {
+    let sdk = Emulator::Moto.sdk().await;
+    let (policy, alerts) = (policy(), alert_context());
+    let mut problems = Vec::new();
+    for dir in scenarios() {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let store = fresh_store(&sdk).await;
+        let subscriber = Subscriber::with_new_topic(&sdk).await;
+        let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn));
+        let detector = Detector {
+            store: &store,
+            sink: &sink,
+            policy: &policy,
+            alerts: &alerts,
+        };
+        feed_scenario(&detector, &dir).await;
+
+        let received = subscriber.receive(sink.published(), DELIVERY).await;
+        if received.len() != sink.published() {
+            problems.push(format!(
+                "{name}: {} alerts published, {} received",
+                sink.published(),
+                received.len()
+            ));
+        }
+        for r in &received {
+            problems.extend(
+                r.check_envelope(&subscriber.topic_arn)
+                    .into_iter()
+                    .map(|p| format!("{name}: {p}")),
+            );
+        }
+        let back: Vec<Alert> = received.iter().map(Received::alert).collect();
+        problems.extend(check_pages(&dir, &back));
+        problems.extend(check_counts(&dir, &store).await);
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        if expected["groups"].as_array().unwrap().is_empty() && !received.is_empty() {
+            problems.push(format!(
+                "{name}: no group, yet {} messages: {:?}",
+                received.len(),
+                back.iter().map(|a| &a.subject).collect::<Vec<_>>()
+            ));
+        }
+        eprintln!(
+            "{name}: {} DynamoDB calls, {} published, received {:?}",
+            store.calls(),
+            sink.published(),
+            kinds(&received)
+        );
+        subscriber.delete(&sdk).await;
+        delete_table(&sdk, &store).await;
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_through_dynamodb_and_sns_is_one_page_with_an_exact_count() {
+    const FAILURES: usize = 10_000;
+    let sdk = Emulator::Ministack.sdk().await;
+    let store = fresh_store(&sdk).await;
+    let subscriber = Subscriber::with_new_topic(&sdk).await;
+    let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn));
+    let (policy, alerts) = (policy(), alert_context());
+    let detector = Detector {
+        store: &store,
+        sink: &sink,
+        policy: &policy,
+        alerts: &alerts,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let started = Instant::now();
+    tokio::task::block_in_place(|| storm(&detector, FAILURES, &runtime));
+    let elapsed = started.elapsed();
+    let (dynamodb, sns) = (store.calls(), sink.attempts());
+
+    let key = group_key(
+        &Some("123456789012".into()),
+        &Some("ingest-role".into()),
+        &Some("ingest".into()),
+    );
+    let state = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(state.stats.failures, FAILURES as u64);
+    let received = subscriber.receive(1, DELIVERY).await;
+    assert_eq!(
+        kinds(&received),
+        BTreeMap::from([("open".to_owned(), 1)]),
+        "{:?}",
+        received
+            .iter()
+            .map(|r| &r.envelope["Subject"])
+            .collect::<Vec<_>>()
+    );
+    let r = &received[0];
+    assert!(r.check_envelope(&subscriber.topic_arn).is_empty());
+    assert_eq!(r.document()["verdict"], "stale-cache");
+    assert_eq!(
+        r.envelope["MessageAttributes"]["principal"]["Value"],
+        "arn:aws:iam::123456789012:role/ingest-role"
+    );
+    assert_eq!(sink.published(), 1);
+
+    let deliveries = 2 * FAILURES;
+    let batches = deliveries.div_ceil(10);
+    let per_event = (dynamodb + sns) as f64 / deliveries as f64;
+    println!(
+        "storm on ministack: {FAILURES} failures delivered twice ({deliveries} events in {batches} batches of 10, \
+         8 threads) in {:.1} s: {dynamodb} DynamoDB calls + {sns} SNS publishes = {:.3} calls per failure event \
+         ({:.3} per distinct failure, {:.2} per batch)",
+        elapsed.as_secs_f64(),
+        per_event,
+        (dynamodb + sns) as f64 / FAILURES as f64,
+        (dynamodb + sns) as f64 / batches as f64,
+    );
+    assert!(
+        per_event <= 1.2,
+        "{per_event:.3} DynamoDB + SNS calls per failure event, over the 1.2 budget"
+    );
+    subscriber.delete(&sdk).await;
+    delete_table(&sdk, &store).await;
+}
+
+/// A loopback port nothing listens on (bound, then released): a connection to it is refused.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn sns_unreachable_on_the_first_attempt_pages_exactly_once_on_the_retry() {
+    let sdk = Emulator::Moto.sdk().await;
+    let store = fresh_store(&sdk).await;
+    let subscriber = Subscriber::with_new_topic(&sdk).await;
+    // The same topic, through a client whose endpoint refuses connections: the publish fails at the
+    // network, after the SDK's own retries.
+    let unreachable = sdk_config(&SdkOptions::emulator(format!(
+        "http://127.0.0.1:{}",
+        closed_port()
+    )))
+    .await;
+    let broken = Counted::new(SnsAlertSink::new(&unreachable, &subscriber.topic_arn));
+    let working = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn));
+    let (policy, alerts) = (policy(), alert_context());
+    let (failing_detector, detector) = (
+        Detector {
+            store: &store,
+            sink: &broken,
+            policy: &policy,
+            alerts: &alerts,
+        },
+        Detector {
+            store: &store,
+            sink: &working,
+            policy: &policy,
+            alerts: &alerts,
+        },
+    );
+
+    // 01 in one batch: its failures page at once (the last one is past the refresh window).
+    let dir = samples_dir().join("01-assume-role-default-boto3");
+    let events = scenario_events(&dir);
+    let bytes: Vec<Vec<u8>> = events.iter().map(|e| e.to_string().into_bytes()).collect();
+    let batch: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    let now = events.iter().map(event_time).max().unwrap() + 60;
+    let failing: BTreeSet<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            is_expiry(
+                e["detail"]["errorCode"].as_str(),
+                e["detail"]["errorMessage"].as_str(),
+            )
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(failing.len() >= 6, "{failing:?}");
+
+    let first = failing_detector.process(&batch, now).await;
+    assert_eq!(
+        first.retry, failing,
+        "every failure of the group is reported for retry, nothing else: {first:?}"
+    );
+    assert!(first.unreadable.is_empty());
+    assert!(broken.attempts() >= 1 && broken.published() == 0);
+    assert!(
+        subscriber.receive(0, DELIVERY).await.is_empty(),
+        "nothing reached the topic"
+    );
+
+    let second = detector.process(&batch, now).await;
+    assert!(second.retry.is_empty(), "{second:?}");
+    let received = subscriber.receive(1, DELIVERY).await;
+    assert_eq!(kinds(&received), BTreeMap::from([("open".to_owned(), 1)]));
+    assert!(received[0].check_envelope(&subscriber.topic_arn).is_empty());
+    let back: Vec<Alert> = received.iter().map(Received::alert).collect();
+    let problems = check_pages(&dir, &back);
+    assert!(problems.is_empty(), "{problems:?}");
+
+    let third = detector.process(&batch, now).await;
+    assert!(third.retry.is_empty(), "{third:?}");
+    assert_eq!(working.published(), 1, "the third delivery pages nothing");
+    assert!(subscriber.receive(0, DELIVERY).await.is_empty());
+    let problems = check_counts(&dir, &store).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    eprintln!(
+        "fault: {} publish attempts to the closed port, then 1 page, then none; {} DynamoDB calls",
+        broken.attempts(),
+        store.calls()
+    );
+    subscriber.delete(&sdk).await;
+    delete_table(&sdk, &store).await;
+}
+
+/// Every string in a JSON value, with where it is.
+fn strings<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        Value::String(s) => out.push((at, s)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                strings(item, format!("{at}[{i}]"), out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, item) in m {
+                strings(item, format!("{at}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn hostile_values_arrive_well_formed_capped_and_without_secrets() {
+    let sdk = Emulator::Moto.sdk().await;
+    let store = fresh_store(&sdk).await;
+    let subscriber = Subscriber::with_new_topic(&sdk).await;
+    let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn));
+    let (policy, alerts) = (policy(), alert_context());
+    let detector = Detector {
+        store: &store,
+        sink: &sink,
+        policy: &policy,
+        alerts: &alerts,
+    };
+    let events = hostile_events();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    let out = detector
+        .process(&refs, parse_time("2026-11-02T09:20:00Z").unwrap())
+        .await;
+    assert!(out.retry.is_empty(), "{out:?}");
+    assert_eq!(sink.published(), 3);
+
+    let received = subscriber.receive(3, DELIVERY).await;
+    let back: Vec<Alert> = received.iter().map(Received::alert).collect();
+    let mut problems = check_hostile(&back);
+    for r in &received {
+        problems.extend(r.check_envelope(&subscriber.topic_arn));
+        if r.body.contains(SECRET) {
+            problems.push("a secret reached the subscriber".into());
+        }
+        let message = r.envelope["Message"].as_str().unwrap_or_default();
+        if message.len() > 64 * 1024 {
+            problems.push(format!("a message of {} bytes", message.len()));
+        }
+        let document = r.document();
+        let mut texts = Vec::new();
+        strings(&document, "document".into(), &mut texts);
+        for (at, text) in texts {
+            if text.chars().any(|c| c.is_control() && c != '\n') {
+                problems.push(format!("{at}: control characters in {text:?}"));
+            }
+            if text.chars().count() > 4096 {
+                problems.push(format!("{at}: {} characters", text.chars().count()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    subscriber.delete(&sdk).await;
+    delete_table(&sdk, &store).await;
+}
