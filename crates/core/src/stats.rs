@@ -40,7 +40,8 @@ pub struct FirstFailure {
 }
 
 /// The failures of a group (or of one session) summed up. Adding the same failures in any order, split in
-/// any way and merged, gives the same result.
+/// any way and merged, gives the same result, except which values a capped list keeps once its cap is
+/// reached and which of two equally long spellings of the principal wins.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FailureStats {
     /// The fullest spelling of the principal seen (a sessionIssuer ARN keeps the role's path).
