@@ -54,9 +54,12 @@ pub fn group_id(key: &GroupKey) -> String {
     let part = |p: &Option<String>| -> String {
         match p {
             None => "-".to_owned(),
+            // At most 256 bytes of each part (on a character boundary): with escaping, three parts stay
+            // well under DynamoDB's 2,048-byte key limit whatever the characters.
             Some(s) => s
-                .chars()
-                .take(256)
+                .char_indices()
+                .take_while(|(i, c)| i + c.len_utf8() <= 256)
+                .map(|(_, c)| c)
                 .flat_map(|c| {
                     if c == '|' || c == '\\' {
                         vec!['\\', c]
@@ -456,6 +459,20 @@ mod tests {
             &[failure("late", 3640 + EDGE)],
             &policy
         ));
+    }
+
+    #[test]
+    fn group_ids_fit_a_dynamodb_key_whatever_the_characters() {
+        // Four-byte characters (256 of them were 1 KB a part) and pipes (each escaped to two bytes).
+        for text in ["🦀".repeat(400), "|".repeat(400)] {
+            let key = GroupKey {
+                account: Some(text.clone()),
+                principal: Some(text.clone()),
+                session: Some(text),
+            };
+            let id = group_id(&key);
+            assert!(format!("GROUP#{id}").len() <= 2048, "{} bytes", id.len());
+        }
     }
 
     #[test]
