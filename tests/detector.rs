@@ -346,43 +346,53 @@ mod memory {
     use tokenwatch_core::memory::{MemoryStore, RecordingSink};
     use tokenwatch_core::stats::group_key;
 
+    /// The in-memory store and sink with the default policy: what each test here runs the pipeline on.
+    struct Twins {
+        store: MemoryStore,
+        sink: RecordingSink,
+        policy: Policy,
+        alerts: AlertContext,
+    }
+
+    impl Default for Twins {
+        fn default() -> Self {
+            Twins {
+                store: MemoryStore::default(),
+                sink: RecordingSink::default(),
+                policy: policy(),
+                alerts: alert_context(),
+            }
+        }
+    }
+
+    impl Twins {
+        fn detector(&self) -> Detector<'_, MemoryStore, RecordingSink> {
+            Detector {
+                store: &self.store,
+                sink: &self.sink,
+                policy: &self.policy,
+                alerts: &self.alerts,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn every_sample_pages_exactly_what_its_expected_findings_imply() {
         let mut problems = Vec::new();
         for dir in scenarios() {
-            let (store, sink, policy, alerts) = (
-                MemoryStore::default(),
-                RecordingSink::default(),
-                policy(),
-                alert_context(),
-            );
-            let detector = Detector {
-                store: &store,
-                sink: &sink,
-                policy: &policy,
-                alerts: &alerts,
-            };
+            let twins = Twins::default();
+            let detector = twins.detector();
             feed_scenario(&detector, &dir).await;
-            problems.extend(check_pages(&dir, &sink.alerts()));
-            problems.extend(check_counts(&dir, &store).await);
+            problems.extend(check_pages(&dir, &twins.sink.alerts()));
+            problems.extend(check_counts(&dir, &twins.store).await);
         }
         assert!(problems.is_empty(), "\n{}", problems.join("\n"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_storm_is_one_page_with_an_exact_count() {
-        let (store, sink, policy, alerts) = (
-            MemoryStore::default(),
-            RecordingSink::default(),
-            policy(),
-            alert_context(),
-        );
-        let detector = Detector {
-            store: &store,
-            sink: &sink,
-            policy: &policy,
-            alerts: &alerts,
-        };
+        let twins = Twins::default();
+        let detector = twins.detector();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::block_in_place(|| storm(&detector, 10_000, &runtime));
         let key = group_key(
@@ -390,9 +400,9 @@ mod memory {
             &Some("ingest-role".into()),
             &Some("ingest".into()),
         );
-        let state = store.load(&key).await.unwrap().unwrap();
+        let state = twins.store.load(&key).await.unwrap().unwrap();
         assert_eq!(state.stats.failures, 10_000);
-        let published = sink.alerts();
+        let published = twins.sink.alerts();
         let kinds = tally(published.iter().map(|a| a.attributes["kind"].as_str()));
         assert_eq!(
             kinds,
@@ -404,25 +414,15 @@ mod memory {
 
     #[tokio::test]
     async fn hostile_values_give_well_formed_alerts_without_secrets() {
-        let (store, sink, policy, alerts) = (
-            MemoryStore::default(),
-            RecordingSink::default(),
-            policy(),
-            alert_context(),
-        );
-        let detector = Detector {
-            store: &store,
-            sink: &sink,
-            policy: &policy,
-            alerts: &alerts,
-        };
+        let twins = Twins::default();
+        let detector = twins.detector();
         let events = hostile_events();
         let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
         let out = detector
             .process(&refs, parse_time("2026-11-02T09:20:00Z").unwrap())
             .await;
         assert!(out.retry.is_empty());
-        let problems = check_hostile(&sink.alerts());
+        let problems = check_hostile(&twins.sink.alerts());
         assert!(problems.is_empty(), "{problems:?}");
     }
 }
