@@ -7,27 +7,8 @@
 #   bench/analyze.sh [RECORDS]        # default 1000000; the corpus is kept under bench/corpus/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-records="${1:-1000000}"
-corpus="bench/corpus/$records"
-summary="bench/corpus/$records.summary.json"
-out="bench/out"
-mkdir -p "$out"
-
-command -v jq >/dev/null || { echo "bench: jq is needed for the baseline (apt-get install jq)" >&2; exit 1; }
-[ -x /usr/bin/time ] || { echo "bench: GNU time is needed (apt-get install time)" >&2; exit 1; }
-
-cargo build --release --locked -p tokenwatch --quiet
-bin=target/release/tokenwatch
-
-if [ ! -f "$summary" ]; then
-  rm -rf "$corpus"
-  echo "generating $records records under $corpus ..." >&2
-  "$bin" simulate --records "$records" --out "$corpus" > "$out/summary.tmp"
-  mv "$out/summary.tmp" "$summary"
-fi
-json_bytes=$(jq .json_bytes "$summary")
-gzip_bytes=$(jq .gzip_bytes "$summary")
-want_failures=$(jq .failures "$summary")
+# shellcheck source=bench/corpus.sh
+source bench/corpus.sh "$@"
 find "$corpus" -name '*.json.gz' | sort > "$out/files.txt"
 
 # Warm the page cache so every contender reads from memory.

@@ -10,28 +10,9 @@
 # uploaded to moto is deleted again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-records="${1:-1000000}"
-corpus="bench/corpus/$records"
-summary="bench/corpus/$records.summary.json"
-out="bench/out"
+# shellcheck source=bench/corpus.sh
+source bench/corpus.sh "$@"
 limit_mb=200
-mkdir -p "$out"
-
-command -v jq >/dev/null || { echo "bench: jq is needed (apt-get install jq)" >&2; exit 1; }
-[ -x /usr/bin/time ] || { echo "bench: GNU time is needed (apt-get install time)" >&2; exit 1; }
-
-cargo build --release --locked -p tokenwatch --quiet
-bin=target/release/tokenwatch
-
-if [ ! -f "$summary" ]; then
-  rm -rf "$corpus"
-  echo "generating $records records under $corpus ..." >&2
-  "$bin" simulate --records "$records" --out "$corpus" > "$out/summary.tmp"
-  mv "$out/summary.tmp" "$summary"
-fi
-json_bytes=$(jq .json_bytes "$summary")
-gzip_bytes=$(jq .gzip_bytes "$summary")
-want_failures=$(jq .failures "$summary")
 
 scripts/emulators.sh install
 scripts/emulators.sh start
