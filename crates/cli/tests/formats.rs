@@ -78,7 +78,7 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
-const COLUMNS: [&str; 16] = [
+const COLUMNS: [&str; 20] = [
     "account",
     "principal",
     "session",
@@ -95,6 +95,10 @@ const COLUMNS: [&str; 16] = [
     "client",
     "error_codes",
     "remediation",
+    "incident_state",
+    "resolved_at",
+    "time_to_recover_seconds",
+    "next_expected_failure",
 ];
 
 fn text(v: &Value) -> String {

@@ -225,6 +225,155 @@ pub fn render(group: &Group, incident_id: &str, kind: AlertKind, ctx: &AlertCont
     }
 }
 
+/// Groups listed in a digest: the most severe first; the rest are counted.
+pub const MAX_DIGEST_GROUPS: usize = 25;
+/// SNS takes 256 KiB per message; a digest stays well below it whatever the groups hold.
+const MAX_DIGEST_BYTES: usize = 200 * 1024;
+
+/// The scheduled digest of a state-table report covering `since..now`: a summary publish with the
+/// attribute `kind=digest` and no `severity`, so that a pager subscription filtering on severity or on
+/// `kind` never receives it and a chat channel can take only digests. `sqs`/`lambda`/`https` carry a
+/// JSON document (`kind`, `schema`, the window, totals and a short entry per listed group).
+pub fn render_digest(report: &crate::Report, since: i64, now: i64, ctx: &AlertContext) -> Alert {
+    let open = report
+        .groups
+        .iter()
+        .filter(|g| {
+            g.incident
+                .as_ref()
+                .is_some_and(|i| i.state == crate::report::IncidentState::Open)
+        })
+        .count();
+    let window = duration(now - since);
+    let subject = ascii(
+        &format!(
+            "[tokenwatch] digest {window}: {open} open, {} groups, {} failures",
+            report.groups.len(),
+            report.failures
+        ),
+        MAX_SUBJECT,
+    );
+    let alert_id = format!("digest@{now}");
+    let mut listed = report.groups.len().min(MAX_DIGEST_GROUPS);
+    loop {
+        let window = Window { since, now, open };
+        let message = digest_message(report, listed, &window, ctx, &subject, &alert_id);
+        if message.len() <= MAX_DIGEST_BYTES || listed == 0 {
+            return Alert {
+                alert_id,
+                subject,
+                message,
+                attributes: BTreeMap::from([
+                    ("kind".to_owned(), "digest".to_owned()),
+                    ("drill".to_owned(), "false".to_owned()),
+                ]),
+            };
+        }
+        listed /= 2;
+    }
+}
+
+/// What a digest covers.
+struct Window {
+    since: i64,
+    now: i64,
+    open: usize,
+}
+
+fn digest_message(
+    report: &crate::Report,
+    listed: usize,
+    w: &Window,
+    ctx: &AlertContext,
+    subject: &str,
+    alert_id: &str,
+) -> String {
+    let (since, now) = (w.since, w.now);
+    let groups: Vec<Group> = report.groups.iter().take(listed).map(cleaned).collect();
+    let mut text = format!("{subject}\n\n");
+    let _ = writeln!(
+        text,
+        "From {} to {}: {} groups with expired-credential failures, {} failures in their current incidents.",
+        crate::time::format_time(since),
+        crate::time::format_time(now),
+        report.groups.len(),
+        report.failures
+    );
+    for g in &groups {
+        let _ = write!(
+            text,
+            "\n{} {} {}: {} failures, age {} of lease",
+            g.severity.as_str().to_uppercase(),
+            g.verdict,
+            clean(&g.label(), 160),
+            g.failures,
+            g.age_against_lease()
+        );
+        if let Some(i) = &g.incident {
+            let _ = write!(text, "; {}", i.describe());
+        }
+        let _ = writeln!(text, "\n  Fix: {}", clean(one_line(&g.remediation), 300));
+    }
+    if report.groups.len() > listed {
+        let _ = writeln!(
+            text,
+            "\n…and {} more groups: `tokenwatch report` lists them all.",
+            report.groups.len() - listed
+        );
+    }
+    let entries: Vec<serde_json::Value> = groups
+        .iter()
+        .map(|g| {
+            json!({
+                "account": g.account, "principal": g.principal, "session": g.session,
+                "verdict": g.verdict, "severity": g.severity, "failures": g.failures,
+                "first_failure": g.first_failure, "last_failure": g.last_failure,
+                "age_at_first_failure_seconds": g.age_at_first_failure_seconds,
+                "lease_seconds": g.lease_seconds, "credential_source": g.credential_source,
+                "client": g.client, "incident": g.incident,
+                "links": { "cloudtrail": g.access_key_ids.iter().filter_map(|k| console_link(&ctx.region, k)).collect::<Vec<_>>() },
+            })
+        })
+        .collect();
+    let machine = json!({
+        "schema": SCHEMA,
+        "kind": "digest",
+        "alert_id": alert_id,
+        "since": crate::time::format_time(since),
+        "until": crate::time::format_time(now),
+        "groups_total": report.groups.len(),
+        "open_incidents": w.open,
+        "failures": report.failures,
+        "groups": entries,
+    })
+    .to_string();
+    let human = match ctx.format {
+        AlertFormat::Standard => text.clone(),
+        AlertFormat::Chatbot => json!({
+            "version": "1.0",
+            "source": "custom",
+            "id": alert_id,
+            "content": { "textType": "client-markdown", "title": subject, "description": md(&clean(&text, 3500)) },
+            "metadata": { "summary": subject, "eventType": "digest" },
+        })
+        .to_string(),
+    };
+    let https = if ctx.format == AlertFormat::Chatbot {
+        human.clone()
+    } else {
+        machine.clone()
+    };
+    json!({
+        "default": human,
+        "email": text,
+        "sms": clean(subject, MAX_SMS),
+        "sqs": machine,
+        "lambda": machine,
+        "https": https,
+    })
+    .to_string()
+}
+
 fn serde_plain(kind: AlertKind) -> &'static str {
     match kind {
         AlertKind::Open => "open",
@@ -333,18 +482,20 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
 }
 
 /// An AWS Chatbot custom notification (its `client-markdown` is escaped: values cannot add links or markup).
+/// Chatbot's `client-markdown` with every markup character escaped.
+fn md(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\`*_[]<>|#!~".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 fn chatbot(g: &Group, kind: AlertKind, subject: &str, text: &str, incident_id: &str) -> String {
-    let md = |s: &str| -> String {
-        s.chars()
-            .flat_map(|c| {
-                if "\\`*_[]<>|#!~".contains(c) {
-                    vec!['\\', c]
-                } else {
-                    vec![c]
-                }
-            })
-            .collect()
-    };
     json!({
         "version": "1.0",
         "source": "custom",
@@ -400,6 +551,7 @@ mod tests {
             event_names: BTreeMap::from([("s3:ListBuckets".into(), 40), ("s3:GetBucketAcl".into(), 43)]),
             source_ips: vec!["10.1.2.3".into()],
             remediation: "Let botocore refresh the role: configure it.".into(),
+            incident: None,
         }
     }
 
@@ -558,5 +710,65 @@ mod tests {
         assert_eq!(clean("a\nb", 10), "ab");
         assert_eq!(clean("abcdef", 4), "abc…");
         assert_eq!(clean("abcd", 4), "abcd");
+    }
+
+    #[test]
+    fn a_digest_is_tagged_as_one_never_carries_a_severity_and_fits_sns() {
+        let mut g = group("arn:aws:iam::123456789012:role/etl", "nightly\n<b>");
+        g.event_names = (0..100)
+            .map(|i| (format!("s3:{}{i}", "X".repeat(120)), 1))
+            .collect();
+        g.incident = Some(crate::report::IncidentSummary {
+            id: "x@1".into(),
+            state: crate::report::IncidentState::Open,
+            opened_at: "2026-11-02T09:00:14Z".into(),
+            resolved_at: None,
+            time_to_recover_seconds: None,
+            paged: Some(Severity::High),
+            incidents_seen: 3,
+            recurs_every_seconds: Some(86_400),
+            next_expected_failure: Some("2026-11-03T09:00:14Z".into()),
+        });
+        let report = crate::Report {
+            records: 0,
+            failures: 6 * 400,
+            skipped_records: 0,
+            groups: vec![g; 400],
+        };
+        let now = 1_793_700_000;
+        let d = render_digest(&report, now - 86_400, now, &ctx());
+        assert_eq!(d.attributes.get("kind").map(String::as_str), Some("digest"));
+        assert!(
+            !d.attributes.contains_key("severity"),
+            "a severity filter must not page a digest"
+        );
+        assert!(d.subject.len() <= MAX_SUBJECT && d.subject.bytes().all(|b| (b' '..=b'~').contains(&b)));
+        assert!(d.subject.contains("400 open, 400 groups"), "{}", d.subject);
+        assert!(d.message.len() < 256 * 1024);
+        let m: Value = serde_json::from_str(&d.message).unwrap();
+        let doc: Value = serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (doc["kind"].as_str(), doc["groups_total"].as_u64()),
+            (Some("digest"), Some(400))
+        );
+        assert_eq!(doc["groups"].as_array().unwrap().len(), MAX_DIGEST_GROUPS);
+        assert_eq!(
+            doc["groups"][0]["incident"]["next_expected_failure"],
+            "2026-11-03T09:00:14Z"
+        );
+        let text = m["email"].as_str().unwrap();
+        assert!(
+            text.contains("375 more groups") && text.contains("next failure expected 2026-11-03T09:00:14Z")
+        );
+        assert!(!text.contains("nightly\n"), "control characters are stripped");
+
+        let empty = crate::Report {
+            records: 0,
+            failures: 0,
+            skipped_records: 0,
+            groups: vec![],
+        };
+        let quiet = render_digest(&empty, now - 86_400, now, &ctx());
+        assert!(quiet.subject.contains("0 open, 0 groups"), "{}", quiet.subject);
     }
 }

@@ -341,14 +341,7 @@ impl Analyzer {
                 agg.to_group(&key, issuance.as_ref(), times)
             })
             .collect();
-        out.sort_by(|a, b| {
-            b.severity
-                .cmp(&a.severity)
-                .then(b.failures.cmp(&a.failures))
-                .then_with(|| {
-                    (&a.account, &a.principal, &a.session).cmp(&(&b.account, &b.principal, &b.session))
-                })
-        });
+        order(&mut out);
         Report {
             records: self.records,
             failures: self.failures,
@@ -356,6 +349,16 @@ impl Analyzer {
             groups: out,
         }
     }
+}
+
+/// Report order: most severe first, then most failures, then by account, principal and session.
+pub fn order(groups: &mut [Group]) {
+    groups.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.failures.cmp(&a.failures))
+            .then_with(|| (&a.account, &a.principal, &a.session).cmp(&(&b.account, &b.principal, &b.session)))
+    });
 }
 
 #[cfg(test)]

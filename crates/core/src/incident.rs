@@ -21,7 +21,13 @@ pub struct GroupState {
     pub issued_times: BTreeSet<Epoch>,
     /// The current (or last) incident.
     pub incident: Incident,
+    /// When this group's resolved incidents began (the newest [`MAX_HISTORY`] are kept): what shows a
+    /// job that dies at the same point of every run.
+    pub history: BTreeSet<Epoch>,
 }
+
+/// Incident starts kept per group: two months of a daily job.
+pub const MAX_HISTORY: usize = 64;
 
 /// One incident of a group: from its first failure until a newer session or the cool-down.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,6 +87,11 @@ pub fn group_id(key: &GroupKey) -> String {
 /// The id of an incident starting at `first_failure`.
 pub fn incident_id(key: &GroupKey, first_failure: Epoch) -> String {
     format!("{}@{first_failure}", group_id(key))
+}
+
+/// When the incident with this id began: the time [`incident_id`] put after the last `@`.
+pub fn incident_start(id: &str) -> Option<Epoch> {
+    id.rsplit_once('@')?.1.parse().ok()
 }
 
 /// A principal or session pattern with `*` wildcards, silencing pages until it expires.
@@ -298,6 +309,7 @@ mod tests {
             },
             stats,
             issued_times: BTreeSet::from([T0]),
+            ..Default::default()
         }
     }
 

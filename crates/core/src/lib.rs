@@ -23,6 +23,7 @@ pub mod memory;
 pub mod model;
 pub mod pipeline;
 pub mod ports;
+pub mod query;
 pub mod reader;
 pub mod record;
 pub mod remediation;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::alert::Alert;
 use crate::classify::{Failure, Issuance};
-use crate::incident::{GroupState, Incident};
+use crate::incident::{GroupState, Incident, MAX_HISTORY, incident_start};
 use crate::model::Severity;
 use crate::ports::{AlertSink, Change, PortError, StateStore};
 use crate::stats::{FailureStats, GroupKey};
@@ -170,6 +170,12 @@ impl StateStore for MemoryStore {
             return Ok(false);
         }
         g.incident.resolved_at = Some(at);
+        if let Some(start) = incident_start(incident) {
+            g.history.insert(start);
+            while g.history.len() > MAX_HISTORY {
+                g.history.pop_first();
+            }
+        }
         Ok(true)
     }
 
@@ -189,6 +195,18 @@ impl StateStore for MemoryStore {
         let mut open: Vec<GroupState> = inner.groups.values().filter(|g| g.is_open()).cloned().collect();
         open.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(open)
+    }
+
+    async fn groups(&self, since: Epoch) -> Result<Vec<GroupState>, PortError> {
+        let inner = self.enter()?;
+        let mut groups: Vec<GroupState> = inner
+            .groups
+            .values()
+            .filter(|g| g.is_open() || (g.stats.failures > 0 && g.stats.last >= since))
+            .cloned()
+            .collect();
+        groups.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(groups)
     }
 }
 

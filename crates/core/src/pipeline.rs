@@ -629,6 +629,67 @@ mod tests {
         );
     }
 
+    /// Day `day`'s run of a job that assumes its role at the start of the day and dies 60 minutes in.
+    fn daily_failure(day: i64, n: i64) -> Vec<u8> {
+        let mut event: Value =
+            serde_json::from_slice(&failure_event(&format!("d{day}-{n}"), 0, "daily")).unwrap();
+        let at = iso(T0 + day * 86_400 + 3610 + n * 10);
+        event["time"] = json!(at);
+        event["detail"]["eventTime"] = json!(at);
+        event["detail"]["userIdentity"]["accessKeyId"] = json!(format!("ASIADAILY{day:011}"));
+        event["detail"]["userIdentity"]["sessionContext"]["attributes"]["creationDate"] =
+            json!(iso(T0 + day * 86_400));
+        event.to_string().into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_job_that_dies_an_hour_into_each_daily_run_is_forecast_and_its_recoveries_timed() {
+        use crate::query::{Query, state_report};
+        const DAY: Epoch = 86_400;
+        let rig = Rig::new();
+        let week = Query {
+            since: Some(-7 * DAY),
+            ..Default::default()
+        };
+        for day in 0..3 {
+            let batch = [daily_failure(day, 0), daily_failure(day, 1)];
+            assert!(run(&rig, &batch, T0 + day * DAY + 3700).await.retry.is_empty());
+            if day < 2 {
+                rig.detector().sweep(T0 + day * DAY + 3620 + 3601).await.unwrap();
+            }
+        }
+        let now = T0 + 2 * DAY + 3700;
+        let report = state_report(&rig.store, &week, now).await.unwrap();
+        assert_eq!(report.groups.len(), 1);
+        let g = &report.groups[0];
+        assert_eq!((g.failures, g.verdict), (2, crate::Verdict::StaleCache));
+        let i = g.incident.as_ref().unwrap();
+        assert_eq!(i.state, crate::report::IncidentState::Open);
+        assert_eq!((i.incidents_seen, i.recurs_every_seconds), (3, Some(DAY)));
+        assert_eq!(i.next_expected_failure, Some(iso(T0 + 3 * DAY + 3610)));
+        assert_eq!(i.time_to_recover_seconds, None);
+
+        // Quiet for the cool-down: resolved, and the recovery timed from the first failure.
+        rig.detector().sweep(T0 + 2 * DAY + 3620 + 3601).await.unwrap();
+        let report = state_report(&rig.store, &week, now + 3601).await.unwrap();
+        let i = report.groups[0].incident.as_ref().unwrap();
+        assert_eq!(i.state, crate::report::IncidentState::Resolved);
+        assert_eq!(i.time_to_recover_seconds, Some(3620 + 3601 - 3610));
+
+        // A day's window still shows it; a window after its last failure, with nothing open, does not.
+        let day_later = Query {
+            since: Some(T0 + 2 * DAY + 3700),
+            ..Default::default()
+        };
+        assert!(
+            state_report(&rig.store, &day_later, now + 3601)
+                .await
+                .unwrap()
+                .groups
+                .is_empty()
+        );
+    }
+
     #[tokio::test]
     async fn unreadable_events_are_dropped_and_the_rest_handled() {
         let rig = Rig::new();

@@ -90,7 +90,8 @@ pub trait StateStore: Sync {
         previous: Option<Severity>,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// Marks `incident` resolved at `at`: true for exactly one caller while it is current and open.
+    /// Marks `incident` resolved at `at`: true for exactly one caller while it is current and open. The
+    /// incident's start ([`crate::incident::incident_start`]) joins the group's `history`.
     fn resolve(
         &self,
         key: &GroupKey,
@@ -108,6 +109,9 @@ pub trait StateStore: Sync {
 
     /// Every group with an open incident, for the scheduled sweep.
     fn open_incidents(&self) -> impl Future<Output = Result<Vec<GroupState>, PortError>> + Send;
+
+    /// Every group with an open incident or a failure at or after `since`, for reports.
+    fn groups(&self, since: Epoch) -> impl Future<Output = Result<Vec<GroupState>, PortError>> + Send;
 }
 
 /// Where alerts go.

@@ -45,6 +45,80 @@ pub struct Group {
     pub event_names: BTreeMap<String, u64>,
     pub source_ips: Vec<String>,
     pub remediation: String,
+    /// From the state table only (`tokenwatch report` without a source flag); `null` elsewhere.
+    pub incident: Option<IncidentSummary>,
+}
+
+/// The incident a state-table group is in or last had, and what its history says. Unknowns are `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IncidentSummary {
+    /// The incident's id (group id `@` its first failure).
+    pub id: String,
+    /// `open` or `resolved`.
+    pub state: IncidentState,
+    /// When it began: its first failure.
+    pub opened_at: String,
+    /// When it ended: a newer session, or the cool-down after its last failure.
+    pub resolved_at: Option<String>,
+    /// `resolved_at − opened_at`.
+    pub time_to_recover_seconds: Option<i64>,
+    /// The highest severity it paged at; `null`: it did not page (below the floor, held, suppressed).
+    pub paged: Option<Severity>,
+    /// Incidents of this group the table remembers, this one included.
+    pub incidents_seen: usize,
+    /// The interval its incidents recur at, when they recur regularly (three or more).
+    pub recurs_every_seconds: Option<i64>,
+    /// When the next incident's first failure is expected, for a group that recurs.
+    pub next_expected_failure: Option<String>,
+}
+
+impl IncidentSummary {
+    /// One line for people: "open since …", "resolved after 45m", and the recurrence if any.
+    pub fn describe(&self) -> String {
+        let mut out = match (self.state, self.time_to_recover_seconds) {
+            (IncidentState::Open, _) => format!("open since {}", self.opened_at),
+            (IncidentState::Resolved, Some(t)) => {
+                format!(
+                    "resolved after {} (at {})",
+                    duration(t),
+                    self.resolved_at.as_deref().unwrap_or("?")
+                )
+            }
+            (IncidentState::Resolved, None) => "resolved".to_owned(),
+        };
+        if let Some(p) = self.paged {
+            let _ = write!(out, "; paged {p}");
+        }
+        if let (Some(every), Some(next)) = (self.recurs_every_seconds, &self.next_expected_failure) {
+            let _ = write!(
+                out,
+                "; {} incidents, one every {}: next failure expected {next}",
+                self.incidents_seen,
+                duration(every)
+            );
+        }
+        out
+    }
+}
+
+/// Whether an incident is still going on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentState {
+    /// Failing, or not yet quiet for the cool-down.
+    Open,
+    /// Ended.
+    Resolved,
+}
+
+impl IncidentState {
+    /// `open` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentState::Open => "open",
+            IncidentState::Resolved => "resolved",
+        }
+    }
 }
 
 impl Group {
@@ -104,33 +178,52 @@ fn cell(s: &str, max: usize) -> String {
 }
 
 impl Report {
-    /// A table for a terminal: one line per group with its one-line fix.
+    /// A table for a terminal: one line per group with its one-line fix, and, for a report from the state
+    /// table, each incident's state, time to recover and next expected failure.
     pub fn to_table(&self) -> String {
-        let headers = [
+        let incidents = self.groups.iter().any(|g| g.incident.is_some());
+        let mut headers = vec![
             "GROUP",
             "VERDICT",
             "SEVERITY",
             "FAILURES",
             "AGE / LEASE",
             "CLIENT",
-            "FIX",
         ];
-        let rows: Vec<[String; 7]> = self
+        if incidents {
+            headers.extend(["STATE", "RECOVERED IN", "NEXT FAILURE"]);
+        }
+        headers.push("FIX");
+        let rows: Vec<Vec<String>> = self
             .groups
             .iter()
             .map(|g| {
-                [
+                let mut row = vec![
                     cell(&g.label(), 48),
                     g.verdict.to_string(),
                     g.severity.to_string(),
                     g.failures.to_string(),
                     g.age_against_lease(),
                     g.client.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
-                    cell(one_line(&g.remediation), 100),
-                ]
+                ];
+                if incidents {
+                    let i = g.incident.as_ref();
+                    row.push(i.map(|i| i.state.as_str()).unwrap_or("-").to_owned());
+                    row.push(
+                        i.and_then(|i| i.time_to_recover_seconds)
+                            .map(duration)
+                            .unwrap_or_else(|| "-".into()),
+                    );
+                    row.push(
+                        i.and_then(|i| i.next_expected_failure.clone())
+                            .unwrap_or_else(|| "-".into()),
+                    );
+                }
+                row.push(cell(one_line(&g.remediation), 100));
+                row
             })
             .collect();
-        let mut widths = headers.map(|h| h.chars().count());
+        let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
         for row in &rows {
             for (w, c) in widths.iter_mut().zip(row) {
                 *w = (*w).max(c.chars().count());
@@ -151,7 +244,7 @@ impl Report {
         };
         line(&mut out, &headers);
         for row in &rows {
-            line(&mut out, &row.each_ref().map(String::as_str));
+            line(&mut out, &row.iter().map(String::as_str).collect::<Vec<_>>());
         }
         let _ = writeln!(
             out,
@@ -235,6 +328,9 @@ impl Report {
                     .unwrap_or_else(|| "unknown".into()),
                 g.lease_source.map(|s| s.as_str()).unwrap_or("unknown")
             );
+            if let Some(i) = &g.incident {
+                let _ = writeln!(out, "- incident: {}", i.describe());
+            }
             let _ = writeln!(out, "\n{}", md(&g.remediation, 2000));
         }
         out
@@ -278,6 +374,18 @@ impl Report {
                     g.client.map(|c| c.to_string()).unwrap_or_default(),
                     csv_text(&error_codes),
                     csv_text(&g.remediation),
+                    text(g.incident.as_ref().map(|i| i.state.as_str())),
+                    text(g.incident.as_ref().and_then(|i| i.resolved_at.as_deref())),
+                    g.incident
+                        .as_ref()
+                        .and_then(|i| i.time_to_recover_seconds)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    text(
+                        g.incident
+                            .as_ref()
+                            .and_then(|i| i.next_expected_failure.as_deref()),
+                    ),
                 ],
             );
         }
@@ -286,7 +394,7 @@ impl Report {
 }
 
 /// The columns of [`Report::to_csv`], in order.
-pub const CSV_COLUMNS: [&str; 16] = [
+pub const CSV_COLUMNS: [&str; 20] = [
     "account",
     "principal",
     "session",
@@ -303,6 +411,10 @@ pub const CSV_COLUMNS: [&str; 16] = [
     "client",
     "error_codes",
     "remediation",
+    "incident_state",
+    "resolved_at",
+    "time_to_recover_seconds",
+    "next_expected_failure",
 ];
 
 /// A text cell a spreadsheet must not evaluate: `=1+1`, `@SUM(…)`, `-2+3` become `'=1+1`, ….
@@ -358,6 +470,7 @@ pub(crate) fn test_group() -> Group {
             CredentialSource::AssumeRole,
             Some(Client::Boto3),
         ),
+        incident: None,
     }
 }
 

@@ -221,6 +221,7 @@ impl FailureStats {
             event_names: agg.event_names.clone(),
             source_ips: agg.source_ips.iter().cloned().collect(),
             remediation: remediation(a.verdict, a.credential_source, client),
+            incident: None,
         }
     }
 }

@@ -13,6 +13,7 @@ pub(crate) struct Expr {
     values: HashMap<String, AttributeValue>,
     set: Vec<String>,
     add: Vec<String>,
+    delete: Vec<String>,
     remove: Vec<String>,
     conditions: Vec<String>,
 }
@@ -62,6 +63,12 @@ impl Expr {
         self.add.push(format!("{n} {v}"));
     }
 
+    /// `DELETE name value` (elements from a set).
+    pub fn delete(&mut self, name: &str, value: AttributeValue) {
+        let (n, v) = (self.name(name), self.value(value));
+        self.delete.push(format!("{n} {v}"));
+    }
+
     pub fn remove(&mut self, name: &str) {
         let n = self.name(name);
         self.remove.push(n);
@@ -74,7 +81,12 @@ impl Expr {
 
     pub fn update_expression(&self) -> String {
         let mut parts = Vec::new();
-        for (word, list) in [("SET", &self.set), ("ADD", &self.add), ("REMOVE", &self.remove)] {
+        for (word, list) in [
+            ("SET", &self.set),
+            ("ADD", &self.add),
+            ("DELETE", &self.delete),
+            ("REMOVE", &self.remove),
+        ] {
             if !list.is_empty() {
                 parts.push(format!("{word} {}", list.join(", ")));
             }

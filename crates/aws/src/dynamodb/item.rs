@@ -68,6 +68,8 @@ pub(crate) const ISSUED_TIMES: &str = "issued_times";
 pub(crate) const INCIDENT_ID: &str = "incident_id";
 pub(crate) const PAGED: &str = "paged";
 pub(crate) const RESOLVED_AT: &str = "resolved_at";
+/// Number set: when the group's resolved incidents began.
+pub(crate) const HISTORY: &str = "history";
 
 // Session attributes.
 pub(crate) const ACCESS_KEY_ID: &str = "access_key_id";
@@ -175,11 +177,7 @@ pub(crate) fn decode_group(item: &Item) -> GroupState {
             stats.clients.insert(client, (c, first_seen));
         }
     }
-    let issued_times = item
-        .get(ISSUED_TIMES)
-        .and_then(|v| v.as_ns().ok())
-        .map(|v| v.iter().filter_map(|t| t.parse::<Epoch>().ok()).collect())
-        .unwrap_or_default();
+    let issued_times = get_ns(item, ISSUED_TIMES);
     let incident = Incident {
         id: get_s(item, INCIDENT_ID).map(str::to_owned),
         paged: get_s(item, PAGED).and_then(|p| p.parse::<Severity>().ok()),
@@ -190,7 +188,15 @@ pub(crate) fn decode_group(item: &Item) -> GroupState {
         stats,
         issued_times,
         incident,
+        history: get_ns(item, HISTORY),
     }
+}
+
+pub(crate) fn get_ns(item: &Item, name: &str) -> BTreeSet<Epoch> {
+    item.get(name)
+        .and_then(|v| v.as_ns().ok())
+        .map(|v| v.iter().filter_map(|t| t.parse::<Epoch>().ok()).collect())
+        .unwrap_or_default()
 }
 
 pub(crate) fn encode_session(issuance: &Issuance, expires_at: Epoch) -> Item {

@@ -59,13 +59,14 @@ use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, CancellationReason, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    Update,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokenwatch_core::classify::{Failure, Issuance};
-use tokenwatch_core::incident::GroupState;
+use tokenwatch_core::incident::{GroupState, MAX_HISTORY, incident_start};
 use tokenwatch_core::model::Severity;
 use tokenwatch_core::ports::{Change, PortError, StateStore};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
@@ -571,7 +572,48 @@ impl StateStore for DynamoStore {
         e.require(format!("{id} = {inc} AND attribute_not_exists({resolved})"));
         e.set(RESOLVED_AT, n(at));
         e.remove(OPEN);
-        self.update_group(key, e).await
+        let start = incident_start(incident);
+        if let Some(start) = start {
+            e.add(HISTORY, AttributeValue::Ns(vec![start.to_string()]));
+        }
+        self.count();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(group_pk(key), GROUP_SK)))
+            .update_expression(e.update_expression())
+            .set_condition_expression(e.condition_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let updated = match result {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                return Ok(false);
+            }
+            Err(err) => return Err(from_sdk("dynamodb:UpdateItem", err)),
+        };
+        // ADD cannot cap a set: trim the oldest starts in a second update, only when over the cap. A lost
+        // trim leaves a few extra numbers that the next resolution removes.
+        let history = item::get_ns(&updated, HISTORY);
+        if history.len() > MAX_HISTORY {
+            let oldest: Vec<String> = history
+                .iter()
+                .take(history.len() - MAX_HISTORY)
+                .map(Epoch::to_string)
+                .collect();
+            let mut trim = Expr::default();
+            trim.delete(HISTORY, AttributeValue::Ns(oldest));
+            self.update_group(key, trim).await?;
+        }
+        Ok(true)
     }
 
     async fn unresolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<(), PortError> {
@@ -610,6 +652,46 @@ impl StateStore for DynamoStore {
         }
         open.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(open)
+    }
+
+    /// A scan of the table for group items (claims and sessions are filtered out by DynamoDB but still
+    /// read: a report costs about one read unit per 4 KB of the table). Open incidents come from the index
+    /// as well, because the scan's filter cannot see an item that a write has just opened.
+    async fn groups(&self, since: Epoch) -> Result<Vec<GroupState>, PortError> {
+        let mut found: HashMap<String, GroupState> = HashMap::new();
+        let mut start = None;
+        loop {
+            self.count();
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#sk = :state AND (#last >= :since OR attribute_exists(#open))")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_names("#last", LAST)
+                .expression_attribute_names("#open", OPEN)
+                .expression_attribute_values(":state", s(GROUP_SK))
+                .expression_attribute_values(":since", n(since))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| from_sdk("dynamodb:Scan", e))?;
+            for item in page.items() {
+                let pk = item
+                    .get(PK)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                found.insert(pk, decode_group(item));
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        let mut groups: Vec<GroupState> = found.into_values().collect();
+        groups.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(groups)
     }
 }
 

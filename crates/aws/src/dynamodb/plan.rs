@@ -377,6 +377,7 @@ fn restart(
             paged: None,
             resolved_at: None,
         },
+        history: view.history.clone(),
     }
 }
 

@@ -1,0 +1,242 @@
+//! Reports from the state table: which groups a query selects, what each group's incidents say (time to
+//! recover, recurrence, the next expected failure), and the [`Report`] the CLI and the reporter Lambda
+//! both print. The groups come from a [`StateStore`]; `now` comes in as an argument.
+
+use serde::Deserialize;
+
+use crate::incident::{GroupState, incident_start, wildcard};
+use crate::model::{Severity, Verdict};
+use crate::ports::{PortError, StateStore};
+use crate::report::{Group, IncidentState, IncidentSummary, Report};
+use crate::time::{Epoch, format_time};
+
+/// What a report asks for. The reporter Lambda takes it as its direct-invocation payload (JSON, every
+/// field optional, unknown fields rejected so that a typo does not silently widen a query).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    /// Groups whose last failure is at or after this time, plus every open incident.
+    #[serde(default, deserialize_with = "bound")]
+    pub since: Option<Epoch>,
+    /// The principal: its ARN or role name, `*` matching any run of characters.
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// Only this verdict.
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+    /// Only groups at or above this severity.
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+}
+
+/// `since` as epoch seconds or a string [`crate::time::parse_bound`] reads; a span (`24h`) is kept as a
+/// negative number of seconds, made absolute by [`Query::since_at`].
+fn bound<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Epoch>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Epoch(Epoch),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Epoch(t)) => Ok(Some(t)),
+        Some(Raw::Text(text)) => {
+            // Parsed against time 0: a span comes out negative, an absolute time positive.
+            crate::time::parse_bound(&text, 0).map(Some).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "since '{text}': expected a span (24h, 7d), a date or an ISO-8601 time"
+                ))
+            })
+        }
+    }
+}
+
+/// Without `since`, a report covers the last day.
+pub const DEFAULT_SPAN: Epoch = 86_400;
+
+impl Query {
+    /// The absolute start of the window at `now`.
+    pub fn since_at(&self, now: Epoch) -> Epoch {
+        match self.since {
+            None => now - DEFAULT_SPAN,
+            Some(t) if t <= 0 => now + t,
+            Some(t) => t,
+        }
+    }
+
+    /// Does the report keep this group?
+    pub fn matches(&self, group: &Group) -> bool {
+        self.verdict.is_none_or(|v| group.verdict == v)
+            && self.min_severity.is_none_or(|s| group.severity >= s)
+            && self.principal.as_deref().is_none_or(|pattern| {
+                let arn = group.principal.as_deref().unwrap_or("");
+                let name = arn.rsplit(['/', ':']).next().unwrap_or(arn);
+                wildcard(pattern, arn) || wildcard(pattern, name)
+            })
+    }
+}
+
+/// The interval a group's incidents recur at (their mean gap): three or more starts, every gap within
+/// 10 % (at least five minutes) of the median gap, and the median at least ten minutes. Starts closer together than five
+/// minutes count as one (two invocations can each start the first incident of a group at once).
+pub fn recurrence(starts: &[Epoch]) -> Option<Epoch> {
+    const MERGE: Epoch = 300;
+    let mut sorted = starts.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup_by(|later, earlier| *later - *earlier < MERGE);
+    if sorted.len() < 3 {
+        return None;
+    }
+    let mut gaps: Vec<Epoch> = sorted.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_unstable();
+    let median = gaps[gaps.len() / 2];
+    let slack = (median / 10).max(MERGE);
+    let regular = median >= 600 && gaps.iter().all(|g| (g - median).abs() <= slack);
+    // The mean gap: a late start and an early one cancel out instead of shifting the beat.
+    let span = sorted[sorted.len() - 1] - sorted[0];
+    regular.then(|| span / (sorted.len() as Epoch - 1))
+}
+
+/// When the next incident of a recurring group is expected to begin: the first beat after `now` of the
+/// rhythm through the last start. `None` once two beats were missed (the job was fixed or stopped).
+pub fn next_expected(last_start: Epoch, every: Epoch, now: Epoch) -> Option<Epoch> {
+    if every <= 0 || now - last_start > 2 * every {
+        return None;
+    }
+    let beats = (now - last_start).div_euclid(every) + 1;
+    Some(last_start + beats.max(1) * every)
+}
+
+/// A group's incident, as the state table knows it, at `now`.
+pub fn summarize(state: &GroupState, now: Epoch) -> Option<IncidentSummary> {
+    let id = state.incident.id.clone()?;
+    let opened = incident_start(&id)
+        .unwrap_or(state.stats.first)
+        .min(state.stats.first);
+    let resolved = state.incident.resolved_at;
+    let mut starts: Vec<Epoch> = state.history.iter().copied().collect();
+    starts.push(opened);
+    let every = recurrence(&starts);
+    let last_start = starts.iter().copied().max().unwrap_or(opened);
+    let mut distinct = starts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    Some(IncidentSummary {
+        id,
+        state: if resolved.is_some() {
+            IncidentState::Resolved
+        } else {
+            IncidentState::Open
+        },
+        opened_at: format_time(opened),
+        resolved_at: resolved.map(format_time),
+        time_to_recover_seconds: resolved.map(|r| r - opened),
+        paged: state.incident.paged,
+        incidents_seen: distinct.len(),
+        recurs_every_seconds: every,
+        next_expected_failure: every
+            .and_then(|e| next_expected(last_start, e, now))
+            .map(format_time),
+    })
+}
+
+/// The report of the state table at `now`: the groups with an open incident or a failure since the
+/// query's start, decided as the detector decides them (with the failing session's issuing call when
+/// the table still has it), filtered, most severe first.
+pub async fn state_report<S: StateStore>(store: &S, query: &Query, now: Epoch) -> Result<Report, PortError> {
+    let since = query.since_at(now);
+    let mut groups = Vec::new();
+    for state in store.groups(since).await? {
+        if state.stats.failures == 0 {
+            continue;
+        }
+        let issuance = match state.stats.first_failure.access_key_id.as_deref() {
+            Some(key) => store.session(key).await?,
+            None => None,
+        };
+        let times: Vec<Epoch> = state.issued_times.iter().copied().collect();
+        let mut group = state.stats.to_group(&state.key, issuance.as_ref(), &times);
+        group.incident = summarize(&state, now);
+        if query.matches(&group) {
+            groups.push(group);
+        }
+    }
+    crate::analyze::order(&mut groups);
+    Ok(Report {
+        records: 0,
+        failures: groups.iter().map(|g| g.failures).sum(),
+        skipped_records: 0,
+        groups,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::test_group;
+
+    const DAY: Epoch = 86_400;
+
+    #[test]
+    fn a_daily_job_recurs_and_its_next_failure_is_the_next_beat() {
+        let t0 = 1_793_000_000;
+        let starts = [t0, t0 + DAY + 120, t0 + 2 * DAY - 60, t0 + 3 * DAY];
+        assert_eq!(recurrence(&starts), Some(DAY));
+        assert_eq!(
+            next_expected(t0 + 3 * DAY, DAY, t0 + 3 * DAY + 3600),
+            Some(t0 + 4 * DAY)
+        );
+        // A beat already missed: the one after it.
+        assert_eq!(
+            next_expected(t0 + 3 * DAY, DAY, t0 + 4 * DAY + 60),
+            Some(t0 + 5 * DAY)
+        );
+        // Two missed: the job was fixed or stopped.
+        assert_eq!(next_expected(t0 + 3 * DAY, DAY, t0 + 5 * DAY + 60), None);
+    }
+
+    #[test]
+    fn irregular_or_too_few_incidents_do_not_recur() {
+        let t0 = 1_793_000_000;
+        assert_eq!(recurrence(&[t0, t0 + DAY]), None);
+        assert_eq!(recurrence(&[t0, t0 + DAY, t0 + 3 * DAY]), None);
+        assert_eq!(recurrence(&[t0, t0 + 60, t0 + 120]), None);
+        // Two near-simultaneous starts of one incident count once.
+        assert_eq!(recurrence(&[t0, t0 + 30, t0 + DAY]), None);
+        assert_eq!(recurrence(&[t0, t0 + 30, t0 + DAY, t0 + 2 * DAY]), Some(DAY));
+    }
+
+    #[test]
+    fn queries_filter_on_verdict_severity_and_principal_pattern() {
+        let g = test_group();
+        assert!(Query::default().matches(&g));
+        let q = |json: &str| serde_json::from_str::<Query>(json).unwrap();
+        assert!(q(r#"{"verdict":"stale-cache"}"#).matches(&g));
+        assert!(!q(r#"{"verdict":"clock-skew"}"#).matches(&g));
+        assert!(q(r#"{"min_severity":"high"}"#).matches(&g));
+        assert!(!q(r#"{"min_severity":"critical"}"#).matches(&g));
+        assert!(q(r#"{"principal":"etl-pipeline-role"}"#).matches(&g));
+        assert!(q(r#"{"principal":"arn:aws:iam::123456789012:role/etl-*"}"#).matches(&g));
+        assert!(q(r#"{"principal":"*pipeline*"}"#).matches(&g));
+        assert!(!q(r#"{"principal":"etl"}"#).matches(&g));
+    }
+
+    #[test]
+    fn since_takes_spans_times_and_epochs_and_rejects_the_rest() {
+        let q = |json: &str| serde_json::from_str::<Query>(json);
+        let now = 1_800_000_000;
+        assert_eq!(q(r#"{"since":"24h"}"#).unwrap().since_at(now), now - DAY);
+        assert_eq!(q(r#"{"since":"7d"}"#).unwrap().since_at(now), now - 7 * DAY);
+        assert_eq!(q(r#"{"since":1700000000}"#).unwrap().since_at(now), 1_700_000_000);
+        assert_eq!(
+            q(r#"{"since":"2026-11-02T08:00:00Z"}"#).unwrap().since_at(now),
+            crate::time::parse_time("2026-11-02T08:00:00Z").unwrap()
+        );
+        assert_eq!(q("{}").unwrap().since_at(now), now - DEFAULT_SPAN);
+        let err = q(r#"{"since":"yesterday-ish"}"#).unwrap_err().to_string();
+        assert!(err.contains("yesterday-ish"), "{err}");
+        assert!(q(r#"{"sinse":"24h"}"#).is_err());
+        assert!(q(r#"{"verdict":"stale"}"#).is_err());
+    }
+}
