@@ -30,9 +30,10 @@ enum Command {
     /// after a deploy that rule, queue, function, topic and subscriptions work. Uses the usual AWS
     /// credentials and region (AWS_PROFILE, AWS_REGION, ...).
     Drill(DrillArgs),
-    /// Report from CloudTrail itself, for accounts where nothing was deployed or for history before the
-    /// deploy: a trail's log files in S3 (--from-trail s3://BUCKET/PREFIX) and/or CloudTrail Event history
-    /// (--lookup-events). Uses the usual AWS credentials and region.
+    /// Report open and recent incidents from a deployed stack's state table (--table), or from CloudTrail
+    /// itself, for accounts where nothing was deployed or for history before the deploy: a trail's log
+    /// files in S3 (--from-trail s3://BUCKET/PREFIX) and/or CloudTrail Event history (--lookup-events).
+    /// Uses the usual AWS credentials and region.
     Report(report::ReportArgs),
     /// Write a synthetic CloudTrail corpus (gzip trail files with incidents mixed into healthy traffic) and
     /// print what it injected, as JSON, on stdout.

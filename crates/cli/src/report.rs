@@ -1,6 +1,9 @@
-//! `tokenwatch report`: the report from a source other than local files. `--from-trail` streams a trail's
+//! `tokenwatch report`: the report from a source other than local files. Without a source flag it reads
+//! a deployed stack's state table: open and recent incidents, each with its time to recover and, for a
+//! group that fails again and again, when the next failure is expected. `--from-trail` streams a trail's
 //! log files from S3 and `--lookup-events` pages CloudTrail Event history; both feed one engine, so the
 //! report is the one `analyze` would give over the same records (eventIDs count once across sources).
+//! The filters (`--principal`, `--verdict`, `--min-severity`) apply to every source.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,9 +14,10 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokenwatch_aws::lookup::{ISSUING_CALLS, Lookup, LookupEvents};
 use tokenwatch_aws::trail::{TrailFilter, TrailLocation, TrailProgress, TrailReader};
-use tokenwatch_aws::{SdkOptions, sdk_config};
+use tokenwatch_aws::{DynamoStore, SdkOptions, sdk_config};
+use tokenwatch_core::query::{Query, state_report};
 use tokenwatch_core::time::Epoch;
-use tokenwatch_core::{Analyzer, Window};
+use tokenwatch_core::{Analyzer, Report, Severity, Verdict, Window};
 
 use crate::{Format, bound, now};
 
@@ -24,9 +28,23 @@ const DEFAULT_LOOKUP_SPAN: Epoch = 86_400;
 /// keep their issue time and lease.
 const ISSUANCE_LOOKBACK: Epoch = 86_400;
 
-/// Sources of `tokenwatch report`. Each flag selects one; several can be combined.
+/// Sources of `tokenwatch report`: the state table (the default), or a trail and/or Event history.
 #[derive(Parser)]
 pub(crate) struct ReportArgs {
+    /// The deployed stack's state table (its `StateTableName` output), read when no other source is
+    /// given.
+    #[arg(long, value_name = "NAME")]
+    table: Option<String>,
+    /// Only groups of this principal: a role or user ARN or a role name, `*` matching any run of
+    /// characters (`'etl-*'`).
+    #[arg(long, value_name = "PATTERN")]
+    principal: Option<String>,
+    /// Only groups with this verdict.
+    #[arg(long, value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Verdict>()))]
+    verdict: Option<Verdict>,
+    /// Only groups at or above this severity (info, low, medium, high, critical).
+    #[arg(long, value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Severity>()))]
+    min_severity: Option<Severity>,
     /// Read a trail's log files from S3: s3://BUCKET/PREFIX, where PREFIX is what the trail writes under
     /// (the part before AWSLogs/; organization trails included). Only the day folders of the window are
     /// listed, plus one day on each side. The bucket's region must be the configured one (AWS_REGION).
@@ -47,9 +65,12 @@ pub(crate) struct ReportArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Count failures from this time on: an ISO-8601 time, a date, or a span back from now (24h, 7d).
+    /// From the state table: groups whose last failure is this recent, and every open incident
+    /// (default 24h).
     #[arg(long)]
     since: Option<String>,
-    /// Count failures up to this time (same forms as --since).
+    /// Count failures up to this time (same forms as --since). Not with the state table, which keeps
+    /// only each group's current incident.
     #[arg(long)]
     until: Option<String>,
     /// --from-trail: only this account's folders (12 digits). Repeatable.
@@ -73,8 +94,14 @@ struct Unread {
 /// Exit status: 0 everything was read, 1 nothing could be done, 2 the report is partial (some object,
 /// folder or lookup could not be read; each is named on stderr).
 pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
+    let query = Query {
+        since: None,
+        principal: args.principal.clone(),
+        verdict: args.verdict,
+        min_severity: args.min_severity,
+    };
     if args.from_trail.is_none() && !args.lookup_events {
-        bail!("report needs a source: --from-trail s3://BUCKET/PREFIX and/or --lookup-events");
+        return from_table(&args, query);
     }
     if let Some(bad) = args
         .accounts
@@ -128,7 +155,48 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
     })?;
 
     let unread: Vec<(String, String)> = unread.into_iter().map(|u| (u.name, u.reason)).collect();
-    crate::write_report(&analyzer.report(), args.format, &unread)
+    let mut report = analyzer.report();
+    filter(&mut report, &query);
+    crate::write_report(&report, args.format, &unread)
+}
+
+/// Keeps the groups the query's filters select; totals follow.
+fn filter(report: &mut Report, query: &Query) {
+    report.groups.retain(|g| query.matches(g));
+    report.failures = report.groups.iter().map(|g| g.failures).sum();
+}
+
+/// The state table's report. Exit status 0, or 1 when the table cannot be read.
+fn from_table(args: &ReportArgs, mut query: Query) -> Result<ExitCode> {
+    let table = args
+        .table
+        .clone()
+        .or_else(|| std::env::var("TOKENWATCH_TABLE").ok().filter(|t| !t.is_empty()));
+    let Some(table) = table else {
+        bail!(
+            "report needs a source: --table NAME (or TOKENWATCH_TABLE) for a deployed stack's state table, \
+             --from-trail s3://BUCKET/PREFIX, or --lookup-events"
+        );
+    };
+    if args.until.is_some() {
+        bail!("--until needs --from-trail or --lookup-events: the state table keeps only current incidents");
+    }
+    if !args.access_keys.is_empty() || !args.accounts.is_empty() || !args.regions.is_empty() {
+        bail!("--access-key, --account and --region select what --from-trail or --lookup-events read");
+    }
+    let now = now();
+    query.since = bound(args.since.as_deref(), "--since")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let sdk = sdk_config(&SdkOptions::default()).await;
+        let store = DynamoStore::new(&sdk, table.clone());
+        state_report(&store, &query, now).await
+    });
+    let report = report.with_context(|| format!("reading the state table {table}"))?;
+    crate::write_report(&report, args.format, &[])
 }
 
 /// The progress bar of a trail walk: total bytes grow as keys are listed, done bytes as bodies arrive.

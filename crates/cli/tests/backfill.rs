@@ -92,6 +92,7 @@ fn tokenwatch(endpoint: &str, access_key: &str, args: &[&str]) -> Output {
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("TOKENWATCH_TABLE")
         .output()
         .unwrap()
 }
@@ -366,6 +367,212 @@ async fn the_trail_in_s3_reports_what_analyze_reports_on_the_samples() {
     );
 }
 
+/// Each scenario through the detector as EventBridge would deliver it (in time order, a minute late, three
+/// events per batch), into a new state table on moto; then the sweeps once the refresh window and the
+/// cool-down are over.
+async fn detector_table(endpoint: &str) -> String {
+    use tokenwatch_core::alert::AlertContext;
+    use tokenwatch_core::events::eventbridge_events;
+    use tokenwatch_core::incident::Policy;
+    use tokenwatch_core::memory::RecordingSink;
+    use tokenwatch_core::pipeline::Detector;
+
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let table = format!("state-{}", std::process::id());
+    tokenwatch_aws::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .unwrap();
+    let store = tokenwatch_aws::DynamoStore::new(&sdk, &table);
+    let (sink, policy) = (RecordingSink::default(), Policy::default());
+    let alerts = AlertContext {
+        region: "us-east-1".into(),
+        ..Default::default()
+    };
+    let detector = Detector {
+        store: &store,
+        sink: &sink,
+        policy: &policy,
+        alerts: &alerts,
+    };
+    for dir in scenarios() {
+        let records: Vec<Value> = inputs(&dir).iter().flat_map(|f| records_of(f)).collect();
+        let time = |e: &Value| e["detail"]["eventTime"].as_str().and_then(parse_time).unwrap();
+        let mut events = eventbridge_events(json!({ "Records": records }).to_string().as_bytes()).unwrap();
+        events.sort_by_key(time);
+        for batch in events.chunks(3) {
+            let bytes: Vec<Vec<u8>> = batch.iter().map(|e| e.to_string().into_bytes()).collect();
+            let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+            let now = batch.iter().map(time).max().unwrap() + 60;
+            let out = detector.process(&refs, now).await;
+            assert!(out.retry.is_empty(), "{}: {out:?}", dir.display());
+        }
+        let last = events.iter().map(time).max().unwrap();
+        detector.sweep(last + 400).await.unwrap();
+        // Quiet for the cool-down: every incident ends.
+        detector.sweep(last + policy.cooldown + 400).await.unwrap();
+    }
+    table
+}
+
+/// The acceptance of the report issue: on the samples, the report from the state table (after the
+/// detector processed them), from the trail in S3 and from `analyze` agree group for group on verdict,
+/// lease, failures and client; and the state table's filters and formats work through the binary.
+#[tokio::test]
+async fn state_table_trail_and_analyze_agree_on_every_sample_group() {
+    let endpoint = moto();
+    let client = s3(&endpoint, "testing").await;
+    let bucket = bucket(&client, "agree").await;
+    for (key, body) in sample_log_files("") {
+        put(&client, &bucket, &key, body, None).await;
+    }
+    let table = detector_table(&endpoint).await;
+    let report = |extra: &[&str]| {
+        let mut args = vec!["report", "--format", "json"];
+        args.extend(extra);
+        let out = tokenwatch(&endpoint, "testing", &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_of(&out)
+    };
+    let trail = format!("s3://{bucket}/");
+    let from_trail = report(&["--from-trail", &trail]);
+    let from_table = report(&["--table", &table, "--since", "2026-10-01"]);
+    let analyzed = analyze(&[samples()], &[]);
+
+    let facts = |report: &Value| -> Vec<Value> {
+        let mut groups: Vec<Value> = report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                json!([
+                    g["account"],
+                    g["principal"],
+                    g["session"],
+                    g["verdict"],
+                    g["lease_seconds"],
+                    g["lease_source"],
+                    g["failures"],
+                    g["client"],
+                    g["age_at_first_failure_seconds"]
+                ])
+            })
+            .collect();
+        groups.sort_by_key(|g| g.to_string());
+        groups
+    };
+    assert_eq!(
+        facts(&analyzed).len(),
+        13,
+        "the sample groups (samples/README.md)"
+    );
+    assert_eq!(
+        facts(&from_trail),
+        facts(&analyzed),
+        "--from-trail and analyze disagree"
+    );
+    assert_eq!(
+        facts(&from_table),
+        facts(&analyzed),
+        "the state table and analyze disagree"
+    );
+
+    // Every state-table group carries its incident; the samples' incidents are long over.
+    for g in from_table["groups"].as_array().unwrap() {
+        let incident = &g["incident"];
+        assert_eq!(incident["state"], "resolved", "{g}");
+        let recovered = incident["time_to_recover_seconds"].as_i64().unwrap();
+        assert!(recovered >= 0, "{g}");
+        assert_eq!(incident["opened_at"], g["first_failure"], "{g}");
+    }
+    assert!(
+        analyzed["groups"][0]["incident"].is_null(),
+        "analyze has no incidents"
+    );
+
+    // The filters select what analyze's groups say they should.
+    let select = |pick: &dyn Fn(&Value) -> bool| -> Vec<Value> {
+        let mut picked = analyzed.clone();
+        picked["groups"] = Value::Array(
+            analyzed["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|g| pick(g))
+                .cloned()
+                .collect(),
+        );
+        facts(&picked)
+    };
+    let since = ["--table", &table, "--since", "2026-10-01"];
+    let filtered = |extra: &[&str]| {
+        let mut args = since.to_vec();
+        args.extend(extra);
+        facts(&report(&args))
+    };
+    let stale = filtered(&["--verdict", "stale-cache"]);
+    assert!(!stale.is_empty());
+    assert_eq!(stale, select(&|g| g["verdict"] == "stale-cache"));
+    let severe = filtered(&["--min-severity", "high"]);
+    assert_eq!(
+        severe,
+        select(&|g| matches!(g["severity"].as_str(), Some("high" | "critical")))
+    );
+    let principal = analyzed["groups"][0]["principal"].as_str().unwrap().to_owned();
+    let name = principal.rsplit('/').next().unwrap().to_owned();
+    let by_name = filtered(&["--principal", &name]);
+    assert!(!by_name.is_empty());
+    assert_eq!(
+        by_name,
+        select(&|g| g["principal"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(&format!("/{name}"))))
+    );
+    assert_eq!(filtered(&["--principal", &format!("*{}", &name[1..])]), by_name);
+    assert!(
+        facts(&report(&["--table", &table, "--since", "2026-12-01"])).is_empty(),
+        "nothing failed since, nothing is open"
+    );
+
+    // The other formats read the same table.
+    for format in ["table", "markdown", "csv"] {
+        let out = tokenwatch(
+            &endpoint,
+            "testing",
+            &["report", "--table", &table, "--since", "30d", "--format", format],
+        );
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("resolved"), "{format}: {text}");
+    }
+
+    // A table that does not exist is an error naming it, not an empty report.
+    let out = tokenwatch(&endpoint, "testing", &["report", "--table", "no-such-table"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("reading the state table no-such-table"),
+        "{}",
+        stderr(&out)
+    );
+    let out = tokenwatch(
+        &endpoint,
+        "testing",
+        &["report", "--table", &table, "--until", "1d"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--until needs --from-trail"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[tokio::test]
 async fn a_simulated_trail_in_s3_reports_what_analyze_reports_and_every_injected_failure() {
     let endpoint = moto();
@@ -614,7 +821,8 @@ fn report_without_a_source_says_which_flags_give_one() {
     let out = tokenwatch("http://127.0.0.1:9", "testing", &["report"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("--from-trail s3://BUCKET/PREFIX and/or --lookup-events"),
+        stderr(&out).contains("--table NAME (or TOKENWATCH_TABLE)")
+            && stderr(&out).contains("--from-trail s3://BUCKET/PREFIX, or --lookup-events"),
         "{}",
         stderr(&out)
     );

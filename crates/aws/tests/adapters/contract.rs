@@ -3,7 +3,7 @@
 
 use tokenwatch_aws::DynamoStore;
 use tokenwatch_core::classify::{Failure, Issuance};
-use tokenwatch_core::incident::incident_id;
+use tokenwatch_core::incident::{MAX_HISTORY, incident_id};
 use tokenwatch_core::memory::MemoryStore;
 use tokenwatch_core::model::{Client, Severity, StsCall};
 use tokenwatch_core::ports::{Change, StateStore};
@@ -251,6 +251,30 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         store.record_failures(&big, &many, Change::Add { incident: "big" })
     );
     step!("load 250", store.load(&big));
+
+    // Reports: open incidents and recent failures, whatever else the table holds.
+    step!("groups failing since T0 + 4100", store.groups(T0 + 4100));
+    step!("every group with a failure", store.groups(0));
+
+    // Incident history: each resolution keeps its incident's start, the newest MAX_HISTORY of them.
+    let daily = key("daily");
+    let mut previous: Option<String> = None;
+    for day in 0..(MAX_HISTORY as i64 + 3) {
+        let start = T0 + day * 86_400;
+        let id = incident_id(&daily, start);
+        let change = Change::Restart {
+            expected: previous.as_deref(),
+            incident: &id,
+        };
+        let f = failure(&format!("day{day}"), day * 86_400, "s3:GetObject");
+        step!("a day's incident", store.record_failures(&daily, &[f], change));
+        step!("resolved", store.resolve(&daily, &id, start + 3600));
+        previous = Some(id);
+    }
+    let daily_state = step!("load the daily group", store.load(&daily));
+    let history = daily_state.map(|s| s.history).unwrap_or_default();
+    assert_eq!(history.len(), MAX_HISTORY);
+    assert_eq!(history.first(), Some(&(T0 + 3 * 86_400)), "the oldest went first");
 
     // The stored stats are the merge of what was applied (the contract of record_failures).
     let mut expected = FailureStats::default();
