@@ -549,6 +549,9 @@ fn html_group(out: &mut String, i: usize, g: &Group) {
         &join(&mut g.event_names.iter().map(|(c, n)| format!("{c} × {n}"))),
     );
     item("source IPs", &join(&mut g.source_ips.iter().cloned()));
+    if let Some(incident) = &g.incident {
+        item("incident", &incident.describe());
+    }
     out.push_str("</dl>\n");
 
     out.push_str("<div class=\"fix\"><h4>Fix</h4><p>");
