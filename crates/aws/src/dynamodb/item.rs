@@ -27,10 +27,12 @@ pub(crate) const SESSION_SK: &str = "SESSION";
 pub(crate) const GROUP_SK: &str = "STATE";
 
 pub(crate) const DAY: i64 = 86_400;
-/// How long an eventID claim and a session are kept: EventBridge redelivers within a day, and a session
-/// outlives its longest lease (36 h) only when someone holds it much too long.
+/// How long an eventID claim is kept: EventBridge redelivers within a day.
 pub(crate) const CLAIM_TTL: i64 = 3 * DAY;
-pub(crate) const SESSION_TTL: i64 = 3 * DAY;
+/// How long a session is kept: longer than its longest lease (36 h) and than a week's report, which
+/// decides a group's lease from its failing session's issuing call (without it, a 2-hour AssumeRole that
+/// failed at 2 h would be judged on the 1-hour default).
+pub(crate) const SESSION_TTL: i64 = 8 * DAY;
 /// A group is kept this long after its last failure.
 pub(crate) const GROUP_TTL: i64 = 30 * DAY;
 

@@ -7,7 +7,7 @@
 //! | `pk` | `sk` | holds | `expires_at` |
 //! |---|---|---|---|
 //! | `EVENT#<eventID>` | `EVENT` | the claim that counts a failure once | 3 days after it was recorded |
-//! | `SESSION#<accessKeyId>` | `SESSION` | an issued session ([`Issuance`]) | 3 days after it was recorded |
+//! | `SESSION#<accessKeyId>` | `SESSION` | an issued session ([`Issuance`]) | 8 days after it was recorded |
 //! | `GROUP#<group id>` | `STATE` | a group's [`GroupState`] | 30 days after its last failure |
 //!
 //! A group item holds its key parts (`key_account`, `key_principal`, `key_session`), its counters as
