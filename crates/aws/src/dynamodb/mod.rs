@@ -166,6 +166,20 @@ impl DynamoStore {
 
     /// One conditional `UpdateItem` of a group; `false` when the condition failed (nothing written).
     async fn update_group(&self, key: &GroupKey, e: Expr) -> Result<bool, PortError> {
+        Ok(self
+            .update_group_returning(key, e, ReturnValue::None)
+            .await?
+            .is_some())
+    }
+
+    /// One conditional `UpdateItem` of a group, returning the attributes `returning` asks for; `None` when
+    /// the condition failed (nothing written).
+    async fn update_group_returning(
+        &self,
+        key: &GroupKey,
+        e: Expr,
+        returning: ReturnValue,
+    ) -> Result<Option<Item>, PortError> {
         self.count();
         let result = self
             .client
@@ -176,16 +190,17 @@ impl DynamoStore {
             .set_condition_expression(e.condition_expression())
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
+            .return_values(returning)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
             Err(err)
                 if err
                     .as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(err) => Err(from_sdk("dynamodb:UpdateItem", err)),
         }
@@ -572,33 +587,14 @@ impl StateStore for DynamoStore {
         e.require(format!("{id} = {inc} AND attribute_not_exists({resolved})"));
         e.set(RESOLVED_AT, n(at));
         e.remove(OPEN);
-        let start = incident_start(incident);
-        if let Some(start) = start {
+        if let Some(start) = incident_start(incident) {
             e.add(HISTORY, AttributeValue::Ns(vec![start.to_string()]));
         }
-        self.count();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item::key(group_pk(key), GROUP_SK)))
-            .update_expression(e.update_expression())
-            .set_condition_expression(e.condition_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        let updated = match result {
-            Ok(out) => out.attributes.unwrap_or_default(),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                return Ok(false);
-            }
-            Err(err) => return Err(from_sdk("dynamodb:UpdateItem", err)),
+        let Some(updated) = self
+            .update_group_returning(key, e, ReturnValue::UpdatedNew)
+            .await?
+        else {
+            return Ok(false);
         };
         // ADD cannot cap a set: trim the oldest starts in a second update, only when over the cap. A lost
         // trim leaves a few extra numbers that the next resolution removes.
