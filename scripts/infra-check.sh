@@ -71,12 +71,15 @@ build() {
   say "sam build (release, arm64; cargo-lambda $CARGO_LAMBDA_VERSION)"
   # Exactly what a user runs from infra/; cargo-lambda and its zig come from their venv.
   (cd infra && PATH="$PWD/../.venv-cargo-lambda/bin:$PATH" offline ../.venv-sam/bin/sam build)
-  local bootstrap=infra/.aws-sam/build/DetectorFunction/bootstrap
-  [[ -f $bootstrap ]] || die "sam build reported success but $bootstrap is missing"
-  local file_kind
-  file_kind=$(od -An -tx1 -j18 -N2 "$bootstrap" | tr -d ' \n')
-  [[ $file_kind == b700 ]] || die "$bootstrap is not an aarch64 ELF (e_machine $file_kind)"
-  say "sam build took $((SECONDS - start)) s; $bootstrap is $(stat -c %s "$bootstrap") bytes, aarch64"
+  say "sam build took $((SECONDS - start)) s"
+  local name bootstrap file_kind
+  for name in DetectorFunction ReporterFunction; do
+    bootstrap=infra/.aws-sam/build/$name/bootstrap
+    [[ -f $bootstrap ]] || die "sam build reported success but $bootstrap is missing"
+    file_kind=$(od -An -tx1 -j18 -N2 "$bootstrap" | tr -d ' \n')
+    [[ $file_kind == b700 ]] || die "$bootstrap is not an aarch64 ELF (e_machine $file_kind)"
+    say "$bootstrap is $(stat -c %s "$bootstrap") bytes, aarch64"
+  done
 }
 
 case "${1:-all}" in

@@ -37,8 +37,8 @@ fi
 chromium --version 2>/dev/null
 
 step "tests"
-# The detector's debug bootstrap, which tests/lambda.rs deploys on ministack (it shares the test build's artifacts).
-cargo build -p tokenwatch-detector --locked
+# The detector's and the reporter's debug bootstraps, which tests/lambda.rs deploys on ministack (they share the test build's artifacts).
+cargo build -p tokenwatch-detector -p tokenwatch-reporter --locked
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -4,4 +4,5 @@ mod detector;
 mod emulated;
 mod infra;
 mod lambda;
+mod reporter;
 mod simulated;

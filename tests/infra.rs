@@ -146,7 +146,17 @@ struct Pipeline<'a> {
 }
 
 fn pipeline(t: &Value) -> Pipeline<'_> {
-    let function = only(t, "AWS::Serverless::Function");
+    let fed = |f: &Value| {
+        f["Properties"]["Events"]
+            .as_object()
+            .is_some_and(|events| events.values().any(|e| e["Type"] == "SQS"))
+    };
+    let detectors: Vec<(&str, &Value)> = of_type(t, "AWS::Serverless::Function")
+        .into_iter()
+        .filter(|(_, f)| fed(f))
+        .collect();
+    assert_eq!(detectors.len(), 1, "one function is fed by the queue");
+    let function = detectors[0];
     let events = function.1["Properties"]["Events"].as_object().unwrap();
     let sqs: Vec<&Value> = events.values().filter(|e| e["Type"] == "SQS").collect();
     assert_eq!(sqs.len(), 1, "the function has one SQS event source");
@@ -284,21 +294,7 @@ fn the_detector_role_grants_exactly_what_the_function_calls() {
     let role = p.function.1["Properties"]["Role"]["Fn::GetAtt"][0]
         .as_str()
         .unwrap();
-    let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (id, s) in statements(&t) {
-        if id != role || s["Action"] == "sts:AssumeRole" {
-            continue;
-        }
-        assert_eq!(s["Effect"], "Allow");
-        for a in as_list(&s["Action"]) {
-            for r in as_list(&s["Resource"]) {
-                granted
-                    .entry(a.as_str().unwrap().to_owned())
-                    .or_default()
-                    .insert(r.to_string());
-            }
-        }
-    }
+    let granted = grants(&t, role);
     let table = get_att("StateTable", "Arn").to_string();
     let index = json!({ "Fn::Sub": "${StateTable.Arn}/index/open-incidents" }).to_string();
     let queue = get_att(p.queue, "Arn").to_string();
@@ -485,65 +481,229 @@ fn the_queue_feeds_the_function_in_batches_and_retries_only_failed_messages() {
     let log_group = props["LoggingConfig"]["LogGroup"]["Ref"].as_str().unwrap();
     assert!(resources(&t)[log_group]["Properties"]["RetentionInDays"].is_object());
     // The sweep: every five minutes, and only that schedule may invoke the function.
-    let schedules: Vec<(&str, &Value)> = of_type(&t, "AWS::Events::Rule")
-        .into_iter()
-        .filter(|(_, r)| r["Properties"].get("ScheduleExpression").is_some())
-        .collect();
+    let schedules = schedules_of(&t, p.function.0);
     assert_eq!(schedules.len(), 1);
     let (schedule, rule) = schedules[0];
     assert_eq!(rule["Properties"]["ScheduleExpression"], "rate(5 minutes)");
-    assert_eq!(
-        rule["Properties"]["Targets"][0]["Arn"],
-        get_att(p.function.0, "Arn")
-    );
-    let (_, permission) = only(&t, "AWS::Lambda::Permission");
+    assert!(rule.get("Condition").is_none(), "the sweep always runs");
+    let permissions = permissions_of(&t, p.function.0);
+    assert_eq!(permissions.len(), 1, "one permission to invoke the detector");
+    let permission = permissions[0];
     assert_eq!(permission["Properties"]["SourceArn"], get_att(schedule, "Arn"));
     assert_eq!(permission["Properties"]["Principal"], "events.amazonaws.com");
-    assert_eq!(permission["Properties"]["FunctionName"], reference(p.function.0));
 }
 
-/// `pub const NAME: &str = "VALUE";` in functions/detector/src/config.rs.
-fn config_variables() -> BTreeSet<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/detector/src/config.rs");
-    let source = std::fs::read_to_string(path).unwrap();
+/// The schedule rules whose target is `function`.
+fn schedules_of<'a>(t: &'a Value, function: &str) -> Vec<(&'a str, &'a Value)> {
+    of_type(t, "AWS::Events::Rule")
+        .into_iter()
+        .filter(|(_, r)| r["Properties"].get("ScheduleExpression").is_some())
+        .filter(|(_, r)| {
+            as_list(&r["Properties"]["Targets"])
+                .iter()
+                .any(|target| target["Arn"] == get_att(function, "Arn"))
+        })
+        .collect()
+}
+
+/// The invoke permissions of `function`.
+fn permissions_of<'a>(t: &'a Value, function: &str) -> Vec<&'a Value> {
+    of_type(t, "AWS::Lambda::Permission")
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| p["Properties"]["FunctionName"] == reference(function))
+        .collect()
+}
+
+/// The actions a role grants, each with the resources it is granted on.
+fn grants(t: &Value, role: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut granted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (id, s) in statements(t) {
+        if id != role || s["Action"] == "sts:AssumeRole" {
+            continue;
+        }
+        assert_eq!(s["Effect"], "Allow");
+        for a in as_list(&s["Action"]) {
+            for r in as_list(&s["Resource"]) {
+                granted
+                    .entry(a.as_str().unwrap().to_owned())
+                    .or_default()
+                    .insert(r.to_string());
+            }
+        }
+    }
+    granted
+}
+
+/// The function that is not fed by the queue: the reporter.
+fn reporter(t: &Value) -> (&str, &Value) {
+    let detector = pipeline(t).function.0;
+    let others: Vec<(&str, &Value)> = of_type(t, "AWS::Serverless::Function")
+        .into_iter()
+        .filter(|(id, _)| *id != detector)
+        .collect();
+    assert_eq!(others.len(), 1, "the detector and the reporter");
+    others[0]
+}
+
+#[test]
+fn the_reporter_only_reads_the_table_and_publishes_to_the_topic() {
+    let t = template("template.yaml");
+    let (function, f) = reporter(&t);
+    let role = f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap();
+    assert_ne!(
+        role,
+        pipeline(&t).function.1["Properties"]["Role"]["Fn::GetAtt"][0],
+        "a role of its own"
+    );
+    let granted = grants(&t, role);
+    let table = get_att("StateTable", "Arn").to_string();
+    let index = json!({ "Fn::Sub": "${StateTable.Arn}/index/open-incidents" }).to_string();
+    let log_group = f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        .as_str()
+        .unwrap();
+    let key = get_att("TopicKey", "Arn").to_string();
+    let set = |items: &[&String]| -> BTreeSet<String> { items.iter().map(|s| s.to_string()).collect() };
+    let expect: BTreeMap<&str, BTreeSet<String>> = BTreeMap::from([
+        ("dynamodb:Scan", set(&[&table])),
+        ("dynamodb:GetItem", set(&[&table])),
+        ("dynamodb:Query", set(&[&table, &index])),
+        ("sns:Publish", set(&[&reference("AlertTopic").to_string()])),
+        ("kms:GenerateDataKey*", set(&[&key])),
+        ("kms:Decrypt", set(&[&key])),
+        (
+            "logs:CreateLogStream",
+            set(&[&get_att(log_group, "Arn").to_string()]),
+        ),
+        (
+            "logs:PutLogEvents",
+            set(&[&get_att(log_group, "Arn").to_string()]),
+        ),
+    ]);
+    let got: BTreeMap<&str, BTreeSet<String>> =
+        granted.iter().map(|(a, r)| (a.as_str(), r.clone())).collect();
+    assert_eq!(got, expect, "the reporter role grants exactly this");
+    for (action, resources) in &granted {
+        assert!(
+            !action.starts_with("dynamodb:")
+                || ["dynamodb:Scan", "dynamodb:Query", "dynamodb:GetItem"].contains(&action.as_str()),
+            "{action}: the reporter never writes"
+        );
+        assert!(
+            resources.iter().all(|r| !r.contains('*')),
+            "{action} on {resources:?}"
+        );
+    }
+    // KMS only through SNS, as the detector's.
+    let kms = statements(&t)
+        .into_iter()
+        .find(|(id, s)| id == role && s["Action"].to_string().contains("kms:"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        kms["Condition"]["StringEquals"]["kms:ViaService"],
+        json!({"Fn::Sub": "sns.${AWS::Region}.amazonaws.com"})
+    );
+
+    // The digest: a schedule of the DigestSchedule parameter that targets it, turned off with the parameter.
+    let schedules = schedules_of(&t, function);
+    assert_eq!(schedules.len(), 1, "one digest schedule");
+    let (schedule, rule) = schedules[0];
+    assert_eq!(
+        rule["Properties"]["ScheduleExpression"],
+        reference("DigestSchedule")
+    );
+    let condition = rule["Condition"].as_str().expect("the digest can be turned off");
+    assert_eq!(
+        t["Conditions"][condition],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "DigestSchedule"}, ""]}]})
+    );
+    let permissions = permissions_of(&t, function);
+    assert_eq!(permissions.len(), 1);
+    assert_eq!(permissions[0]["Condition"], condition);
+    assert_eq!(
+        permissions[0]["Properties"]["SourceArn"],
+        get_att(schedule, "Arn")
+    );
+    assert_eq!(permissions[0]["Properties"]["Principal"], "events.amazonaws.com");
+    // No other event source: it is invoked by its schedule and by people.
+    assert!(f["Properties"].get("Events").is_none());
+    let p = &f["Properties"];
+    assert_eq!(p["Runtime"], "provided.al2023");
+    assert_eq!(p["Architectures"], json!(["arm64"]));
+    assert_eq!(p["LoggingConfig"]["LogFormat"], "JSON");
+    assert!(resources(&t)[log_group]["Properties"]["RetentionInDays"].is_object());
+    assert_eq!(t["Outputs"]["ReporterFunctionName"]["Value"], reference(function));
+    // A failed digest alarms to the topic (a digest that stops arriving is otherwise noticed late); its
+    // Errors do not, because a mistyped query is one.
+    let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
+    assert!(
+        alarms
+            .iter()
+            .any(|(_, a)| a["Properties"]["Namespace"] == "tokenwatch"
+                && a["Properties"]["MetricName"] == "DigestsFailed"),
+        "an alarm on failed digests"
+    );
+    assert!(
+        !alarms
+            .iter()
+            .any(|(_, a)| a["Properties"]["Dimensions"][0]["Value"] == reference(function)),
+        "no alarm on the reporter's own errors"
+    );
+    let reporter_source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/reporter/src/lib.rs"),
+    )
+    .unwrap();
+    assert!(
+        reporter_source.contains("\"DigestsFailed\""),
+        "the reporter emits the alarm's metric"
+    );
+}
+
+/// `pub const NAME: &str = "VALUE";` in a function crate's src/config.rs.
+fn config_variables(crate_dir: &Path) -> BTreeSet<String> {
+    let source = std::fs::read_to_string(crate_dir.join("src/config.rs")).unwrap();
     let re = regex::Regex::new(r#"(?m)^pub const [A-Z_]+: &str = "([A-Z_]+)";"#).unwrap();
     re.captures_iter(&source).map(|c| c[1].to_owned()).collect()
 }
 
 #[test]
-fn the_function_environment_is_what_its_configuration_reads() {
+fn each_function_environment_is_what_its_configuration_reads() {
     let t = template("template.yaml");
-    let p = pipeline(&t);
-    let props = &p.function.1["Properties"];
-    let set: BTreeSet<String> = props["Environment"]["Variables"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
-    let read = config_variables();
-    assert!(
-        read.contains("TABLE_NAME") && read.contains("TOPIC_ARN"),
-        "config.rs was not understood: {read:?}"
-    );
-    // The Lambda runtime sets AWS_REGION (and reserves it).
-    let by_runtime = BTreeSet::from(["AWS_REGION".to_owned()]);
-    let want: BTreeSet<String> = read.difference(&by_runtime).cloned().collect();
-    assert_eq!(set, want, "template variables vs config.rs constants");
-    let vars = &props["Environment"]["Variables"];
-    assert_eq!(vars["TABLE_NAME"], reference("StateTable"));
-    assert_eq!(vars["TOPIC_ARN"], reference("AlertTopic"));
-    // The build: the crate the template points at, and its binary.
-    let code = infra_dir().join(props["CodeUri"].as_str().unwrap());
-    let manifest = std::fs::read_to_string(code.join("Cargo.toml")).unwrap();
-    let binary = p.function.1["Metadata"]["BuildProperties"]["Binary"]
-        .as_str()
-        .unwrap();
-    assert!(
-        manifest.contains(&format!("name = \"{binary}\"")),
-        "{binary} is not the crate's binary"
-    );
-    assert_eq!(p.function.1["Metadata"]["BuildMethod"], "rust-cargolambda");
+    let functions = of_type(&t, "AWS::Serverless::Function");
+    assert_eq!(functions.len(), 2, "the detector and the reporter");
+    for (id, function) in functions {
+        let props = &function["Properties"];
+        let set: BTreeSet<String> = props["Environment"]["Variables"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let code = infra_dir().join(props["CodeUri"].as_str().unwrap());
+        let read = config_variables(&code);
+        assert!(
+            read.contains("TABLE_NAME") && read.contains("TOPIC_ARN"),
+            "{id}: config.rs was not understood: {read:?}"
+        );
+        // The Lambda runtime sets AWS_REGION (and reserves it).
+        let by_runtime = BTreeSet::from(["AWS_REGION".to_owned()]);
+        let want: BTreeSet<String> = read.difference(&by_runtime).cloned().collect();
+        assert_eq!(set, want, "{id}: template variables vs config.rs constants");
+        let vars = &props["Environment"]["Variables"];
+        assert_eq!(vars["TABLE_NAME"], reference("StateTable"), "{id}");
+        assert_eq!(vars["TOPIC_ARN"], reference("AlertTopic"), "{id}");
+        // The build: the crate the template points at, and its binary.
+        let manifest = std::fs::read_to_string(code.join("Cargo.toml")).unwrap();
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap();
+        assert!(
+            manifest.contains(&format!("name = \"{binary}\"")),
+            "{id}: {binary} is not the crate's binary"
+        );
+        assert_eq!(function["Metadata"]["BuildMethod"], "rust-cargolambda", "{id}");
+    }
 }
 
 #[test]
@@ -593,6 +753,9 @@ fn parameters_are_described_and_default_to_safe_values() {
     assert_eq!(defaults["AlertEmail"], "");
     assert_eq!(defaults["AlertHttpsEndpoint"], "");
     assert_eq!(defaults["ForwarderOrganizationId"], "");
+    assert_eq!(defaults["DigestSchedule"], "cron(0 9 * * ? *)");
+    assert_eq!(defaults["DigestSince"], "24h");
+    assert_eq!(defaults["DigestMinSeverity"], "low");
     for wanted in [
         "MinSeverity",
         "Cooldown",
@@ -605,23 +768,26 @@ fn parameters_are_described_and_default_to_safe_values() {
 }
 
 #[test]
-fn only_the_function_and_the_stack_alarms_publish_to_the_topic() {
+fn only_the_functions_and_the_stack_alarms_publish_to_the_topic() {
     let t = template("template.yaml");
     let (topic, _) = only(&t, "AWS::SNS::Topic");
     let (_, policy) = only(&t, "AWS::SNS::TopicPolicy");
     let s = as_list(&policy["Properties"]["PolicyDocument"]["Statement"]);
     let allows: Vec<&Value> = s.iter().filter(|s| s["Effect"] == "Allow").collect();
     assert_eq!(allows.len(), 2);
-    assert_eq!(allows[0]["Principal"]["AWS"], get_att("DetectorRole", "Arn"));
+    let roles = json!([get_att("DetectorRole", "Arn"), get_att("ReporterRole", "Arn")]);
+    assert_eq!(allows[0]["Principal"]["AWS"], roles);
     assert_eq!(allows[1]["Principal"]["Service"], "cloudwatch.amazonaws.com");
     let deny = s
         .iter()
         .find(|s| s["Effect"] == "Deny")
         .expect("a deny for everyone else");
-    assert_eq!(
-        deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
-        get_att("DetectorRole", "Arn")
-    );
+    assert_eq!(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"], roles);
+    // Each function's role is one of them.
+    for (id, f) in of_type(&t, "AWS::Serverless::Function") {
+        let role = get_att(f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap(), "Arn");
+        assert!(roles.as_array().unwrap().contains(&role), "{id}");
+    }
     for s in &s {
         assert_eq!(s["Action"], "sns:Publish");
         assert_eq!(s["Resource"], reference(topic));
@@ -634,7 +800,12 @@ fn only_the_function_and_the_stack_alarms_publish_to_the_topic() {
         .collect();
     assert_eq!(
         metrics,
-        BTreeSet::from(["Errors", "Throttles", "ApproximateNumberOfMessagesVisible"])
+        BTreeSet::from([
+            "Errors",
+            "Throttles",
+            "ApproximateNumberOfMessagesVisible",
+            "DigestsFailed"
+        ])
     );
     for (id, a) in &alarms {
         assert_eq!(a["Properties"]["AlarmActions"], json!([reference(topic)]), "{id}");

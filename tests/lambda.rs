@@ -1,22 +1,27 @@
 //! The detector deployed on ministack as infra/template.yaml declares it, proven end to end with the
 //! scenario samples: EventBridge `PutEvents` → the template's rule → the event queue → the real
 //! `tokenwatch-detector` binary (an SQS event source mapping with `ReportBatchItemFailures`) → the state
-//! table → the alert topic → an SQS queue subscribed to it, where the alerts are read back.
+//! table → the alert topic → an SQS queue subscribed to it, where the alerts are read back. Then the
+//! real `tokenwatch-reporter` binary, deployed beside it, answers queries (`Invoke` with a query payload,
+//! as `aws lambda invoke --payload` does) with the groups the detector stored, and publishes its digest
+//! when invoked as its schedule invokes it: the digest reaches a subscription filtering on
+//! `kind=digest`, never the pager's, which filters on the incident kinds.
 //!
 //! Every resource, name and setting is read from the template: the table's keys, index, TTL, encryption
 //! and recovery; the queue, its dead-letter queue and redrive; the topic; the log group; the function's
 //! runtime, handler, memory, timeout, logging and environment (variable names and parameter defaults);
 //! the event source mapping; the rule's pattern and target (retry policy and dead-letter queue); the
-//! sweep's schedule and permission. Names are `<stack>-<logical id>` (what CloudFormation generates,
+//! sweep's and the digest's schedules and permissions (a resource whose `Condition` is off with the
+//! parameters' defaults is left out). Names are `<stack>-<logical id>` (what CloudFormation generates,
 //! without its random suffix) unless the template fixes one. Resources that ministack does not enforce
 //! or that prove nothing here are listed with the reason in `NOT_DEPLOYED`; a new resource type in the
-//! template fails the test until it is deployed or listed.
+//! template, or a new resource of a deployed type, fails the test until it is deployed or listed.
 //!
 //! What differs from the template, and why (ministack 1.5.33, local-aws.md §2b):
-//! - The function is the debug build `target/debug/tokenwatch-detector` (scripts/test.sh builds it
-//!   before the tests), for this machine's architecture (x86_64 here) instead of the template's arm64:
-//!   ministack runs a `provided.al2023` bootstrap natively.
-//! - Its environment also carries `AWS_ENDPOINT_URL` = ministack: ministack does not inject it.
+//! - The functions are the debug builds `target/debug/tokenwatch-detector` and `tokenwatch-reporter`
+//!   (scripts/test.sh builds them before the tests), for this machine's architecture (x86_64 here)
+//!   instead of the template's arm64: ministack runs a `provided.al2023` bootstrap natively.
+//! - Their environment also carries `AWS_ENDPOINT_URL` = ministack: ministack does not inject it.
 //! - The rule's state is `ENABLED`: ministack never matches a rule in `ENABLED_WITH_ALL_CLOUDTRAIL_
 //!   MANAGEMENT_EVENTS`.
 //! - ministack refuses `PutEvents` with an `aws.*` source (`NotAuthorizedForSourceException`, as AWS
@@ -46,6 +51,7 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use tokenwatch_aws::DynamoStore;
+use tokenwatch_core::Severity;
 use tokenwatch_core::alert::Alert;
 use tokenwatch_core::classify::is_expiry;
 use tokenwatch_core::events::drill_event;
@@ -55,6 +61,7 @@ use tokenwatch_core::time::{Epoch, format_time, parse_time};
 
 use crate::detector::{check_counts, check_pages, event_time, expected_pages, samples_dir, scenario_events};
 use crate::emulated::{Emulator, Received, Subscriber, queue_arn, unique};
+use crate::reporter::{DIGEST_FILTER, filtered_subscriber, identity, kind, listed};
 
 /// The scenarios put through the deployed function: a page (01), a refresh race that must not page
 /// (07), a stale web identity token (10), and look-alikes (13) that page nothing: the rule keeps all
@@ -214,6 +221,26 @@ impl Stack {
         }
     }
 
+    /// Whether a resource's `Condition` holds with the parameters' defaults (no condition: it does).
+    fn holds(&self, resource: &Value) -> bool {
+        match resource["Condition"].as_str() {
+            None => true,
+            Some(name) => self.truth(&self.template["Conditions"][name]),
+        }
+    }
+
+    fn truth(&self, condition: &Value) -> bool {
+        if let Some(c) = condition.get("Fn::Not") {
+            !self.truth(&c[0])
+        } else if let Some(c) = condition.get("Fn::Equals") {
+            self.resolve(&c[0]) == self.resolve(&c[1])
+        } else if let Some(name) = condition.get("Condition").and_then(Value::as_str) {
+            self.truth(&self.template["Conditions"][name])
+        } else {
+            panic!("a condition this test does not evaluate: {condition}")
+        }
+    }
+
     fn text(&self, v: &Value) -> String {
         match self.resolve(v) {
             Value::String(s) => s,
@@ -341,12 +368,12 @@ fn current_events(dir: &Path) -> Vec<Value> {
 // The function's code
 // -----------------------------------------------------------------------------------------------------
 
-/// `target/debug/tokenwatch-detector`, next to the directory this test binary runs from.
-fn detector_binary() -> PathBuf {
+/// `target/debug/<binary>`, next to the directory this test binary runs from.
+fn debug_binary(binary: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/e2e-…
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    profile_dir.join("tokenwatch-detector")
+    profile_dir.join(binary)
 }
 
 /// Files under `dir`, recursively.
@@ -361,13 +388,13 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The detector binary, checked: there, built for this machine's architecture, and newer than the
-/// sources it is built from.
-fn checked_binary() -> (PathBuf, Vec<u8>) {
-    let path = detector_binary();
+/// A function's debug binary (`binary`, built from the crate in `crate_dir`), checked: there, built for
+/// this machine's architecture, and newer than the sources it is built from.
+fn checked_binary(binary: &str, crate_dir: &str) -> (PathBuf, Vec<u8>) {
+    let path = debug_binary(binary);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}. This test deploys the detector's debug build: run `cargo build -p tokenwatch-detector` \
+            "{}: {e}. This test deploys the functions' debug builds: run `cargo build -p {binary}` \
              first (scripts/test.sh does)",
             path.display()
         )
@@ -393,7 +420,7 @@ fn checked_binary() -> (PathBuf, Vec<u8>) {
     let built = std::fs::metadata(&path).unwrap().modified().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut sources = Vec::new();
-    for crate_dir in ["functions/detector", "crates/core", "crates/aws"] {
+    for crate_dir in [crate_dir, "crates/core", "crates/aws"] {
         files(&root.join(crate_dir).join("src"), &mut sources);
         sources.push(root.join(crate_dir).join("Cargo.toml"));
     }
@@ -406,7 +433,7 @@ fn checked_binary() -> (PathBuf, Vec<u8>) {
         .collect();
     assert!(
         stale.is_empty(),
-        "{} is older than {stale:?}: run `cargo build -p tokenwatch-detector` (scripts/test.sh does)",
+        "{} is older than {stale:?}: run `cargo build -p {binary}` (scripts/test.sh does)",
         path.display()
     );
     (path, bytes)
@@ -459,12 +486,15 @@ struct Deployment {
     stack: Stack,
     function: String,
     log_group: String,
+    reporter: String,
+    reporter_log_group: String,
     table: String,
     event_queue_url: String,
     dead_letter_queue_url: String,
     mapping: String,
     rules: Vec<(String, Vec<String>)>,
     schedule_arn: String,
+    digest_arn: String,
     /// Prefix of the sources the samples are put with (see the module docs).
     source_prefix: String,
     memory_size: i64,
@@ -597,79 +627,23 @@ async fn deploy_queue(c: &Clients, stack: &mut Stack, id: &str) -> String {
     url
 }
 
-async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
-    use aws_sdk_eventbridge::types::{DeadLetterConfig, RetryPolicy, RuleState, Target};
+/// Creates a function of the template (`function_id`) with its log group, as SAM would, from the debug
+/// build of its binary; returns its name, its log group and its memory size.
+async fn deploy_function(
+    c: &Clients,
+    stack: &mut Stack,
+    function_id: &str,
+    endpoint: &str,
+) -> (String, String, i64) {
     use aws_sdk_lambda::primitives::Blob;
     use aws_sdk_lambda::types::{
-        Architecture, Environment, FunctionCode, FunctionResponseType, LogFormat, LoggingConfig, Runtime,
-        ScalingConfig, State,
+        Architecture, Environment, FunctionCode, LogFormat, LoggingConfig, Runtime, State,
     };
 
-    let t = template();
-    let mut deployed_types = BTreeSet::new();
-    let mut stack = Stack {
-        name: unique("tw-e2e"),
-        account: String::new(),
-        template: t.clone(),
-        refs: BTreeMap::new(),
-        attributes: BTreeMap::new(),
-    };
-
-    // The function, and what the template wires to it.
-    let (function_id, function) = only(&t, "AWS::Serverless::Function");
+    let t = stack.template.clone();
+    let function = &t["Resources"][function_id];
     let fp = &function["Properties"];
-    let events = fp["Events"].as_object().unwrap();
-    let queue_event = &events
-        .values()
-        .find(|e| e["Type"] == "SQS")
-        .expect("the function has an SQS event source")["Properties"];
-    let queue_id = target_id(&queue_event["Queue"]).to_owned();
-    let dlq_id = target_id(&t["Resources"][&queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
-        .to_owned();
     let log_group_id = target_id(&fp["LoggingConfig"]["LogGroup"]).to_owned();
-    let (table_id, _) = only(&t, "AWS::DynamoDB::Table");
-    let (topic_id, topic) = only(&t, "AWS::SNS::Topic");
-    let rules = of_type(&t, "AWS::Events::Rule");
-    let (rule_id, rule) = *rules
-        .iter()
-        .find(|(_, r)| r["Properties"].get("EventPattern").is_some())
-        .expect("a rule with an event pattern");
-    let (schedule_id, schedule) = *rules
-        .iter()
-        .find(|(_, r)| r["Properties"].get("ScheduleExpression").is_some())
-        .expect("the sweep's schedule");
-    let (permission_id, permission) = only(&t, "AWS::Lambda::Permission");
-
-    let table = deploy_table(c, &mut stack, table_id).await;
-    deployed_types.insert("AWS::DynamoDB::Table");
-
-    let topic_arn = c
-        .sns
-        .create_topic()
-        .name(stack.physical_name(topic_id))
-        .attributes(
-            "DisplayName",
-            topic["Properties"]["DisplayName"]
-                .as_str()
-                .unwrap_or("tokenwatch"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    stack.account = topic_arn.split(':').nth(4).unwrap().to_owned();
-    stack.deployed(
-        topic_id,
-        topic_arn.clone(),
-        &[("TopicName", stack.physical_name(topic_id))],
-    );
-    deployed_types.insert("AWS::SNS::Topic");
-
-    let dead_letter_queue_url = deploy_queue(c, &mut stack, &dlq_id).await;
-    let event_queue_url = deploy_queue(c, &mut stack, &queue_id).await;
-    deployed_types.insert("AWS::SQS::Queue");
-
     let log_group = stack.text(&t["Resources"][&log_group_id]["Properties"]["LogGroupName"]);
     let retention = stack.text(&t["Resources"][&log_group_id]["Properties"]["RetentionInDays"]);
     c.logs
@@ -693,10 +667,12 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
             format!("arn:aws:logs:us-east-1:{}:log-group:{log_group}", stack.account),
         )],
     );
-    deployed_types.insert("AWS::Logs::LogGroup");
-
-    // The function.
-    let (binary_path, binary) = checked_binary();
+    // Its code: the debug build of the binary SAM would build, from the crate at CodeUri.
+    let binary_name = function["Metadata"]["BuildProperties"]["Binary"]
+        .as_str()
+        .unwrap();
+    let crate_dir = fp["CodeUri"].as_str().unwrap().trim_start_matches("../");
+    let (binary_path, binary) = checked_binary(binary_name, crate_dir);
     let started = Instant::now();
     let zip = bootstrap_zip(&binary);
     eprintln!(
@@ -767,11 +743,92 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
         assert!(Instant::now() < deadline, "the function is still {state:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    stack.deployed(function_id, function_name.clone(), &[("Arn", function_arn)]);
+    (function_name, log_group, memory_size)
+}
+
+async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
+    use aws_sdk_eventbridge::types::{DeadLetterConfig, RetryPolicy, RuleState, Target};
+    use aws_sdk_lambda::types::{FunctionResponseType, ScalingConfig};
+
+    let t = template();
+    let mut deployed_types = BTreeSet::new();
+    let mut stack = Stack {
+        name: unique("tw-e2e"),
+        account: String::new(),
+        template: t.clone(),
+        refs: BTreeMap::new(),
+        attributes: BTreeMap::new(),
+    };
+
+    // The function, and what the template wires to it.
+    // The functions: the detector is the one the queue feeds; the other is the reporter.
+    let functions = of_type(&t, "AWS::Serverless::Function");
+    assert_eq!(functions.len(), 2, "the detector and the reporter");
+    let (function_id, function) = *functions
+        .iter()
+        .find(|(_, f)| {
+            f["Properties"]["Events"]
+                .as_object()
+                .is_some_and(|events| events.values().any(|e| e["Type"] == "SQS"))
+        })
+        .expect("a function fed by the queue");
+    let (reporter_id, _) = *functions.iter().find(|(id, _)| *id != function_id).unwrap();
+    let fp = &function["Properties"];
+    let events = fp["Events"].as_object().unwrap();
+    let queue_event = &events
+        .values()
+        .find(|e| e["Type"] == "SQS")
+        .expect("the function has an SQS event source")["Properties"];
+    let queue_id = target_id(&queue_event["Queue"]).to_owned();
+    let dlq_id = target_id(&t["Resources"][&queue_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        .to_owned();
+    let (table_id, _) = only(&t, "AWS::DynamoDB::Table");
+    let (topic_id, topic) = only(&t, "AWS::SNS::Topic");
+    let rules = of_type(&t, "AWS::Events::Rule");
+    let (rule_id, rule) = *rules
+        .iter()
+        .find(|(_, r)| r["Properties"].get("EventPattern").is_some())
+        .expect("a rule with an event pattern");
+    let schedules: Vec<(&str, &Value)> = rules
+        .iter()
+        .copied()
+        .filter(|(_, r)| r["Properties"].get("ScheduleExpression").is_some())
+        .collect();
+
+    let table = deploy_table(c, &mut stack, table_id).await;
+    deployed_types.insert("AWS::DynamoDB::Table");
+
+    let topic_arn = c
+        .sns
+        .create_topic()
+        .name(stack.physical_name(topic_id))
+        .attributes(
+            "DisplayName",
+            topic["Properties"]["DisplayName"]
+                .as_str()
+                .unwrap_or("tokenwatch"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    stack.account = topic_arn.split(':').nth(4).unwrap().to_owned();
     stack.deployed(
-        function_id,
-        function_name.clone(),
-        &[("Arn", function_arn.clone())],
+        topic_id,
+        topic_arn.clone(),
+        &[("TopicName", stack.physical_name(topic_id))],
     );
+    deployed_types.insert("AWS::SNS::Topic");
+
+    let dead_letter_queue_url = deploy_queue(c, &mut stack, &dlq_id).await;
+    let event_queue_url = deploy_queue(c, &mut stack, &queue_id).await;
+    deployed_types.insert("AWS::SQS::Queue");
+
+    let (function_name, log_group, memory_size) = deploy_function(c, &mut stack, function_id, endpoint).await;
+    let (reporter, reporter_log_group, _) = deploy_function(c, &mut stack, reporter_id, endpoint).await;
+    deployed_types.insert("AWS::Logs::LogGroup");
     deployed_types.insert("AWS::Serverless::Function");
 
     // The queue → function mapping (SAM's SQS event).
@@ -853,58 +910,71 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
         target_ids.push(id);
     }
 
-    // The sweep: the schedule and its permission to invoke the function.
-    let sp = &schedule["Properties"];
-    let schedule_name = stack.physical_name(schedule_id);
-    let schedule_arn = c
-        .events
-        .put_rule()
-        .name(&schedule_name)
-        .description(sp["Description"].as_str().unwrap_or_default())
-        .schedule_expression(sp["ScheduleExpression"].as_str().unwrap())
-        .state(RuleState::from(sp["State"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .rule_arn
-        .unwrap();
-    stack.deployed(
-        schedule_id,
-        schedule_name.clone(),
-        &[("Arn", schedule_arn.clone())],
-    );
-    let mut schedule_targets = Vec::new();
-    for target in sp["Targets"].as_array().unwrap() {
-        let target = stack.resolve(target);
-        let id = target["Id"].as_str().unwrap().to_owned();
-        c.events
-            .put_targets()
-            .rule(&schedule_name)
-            .targets(
-                Target::builder()
-                    .id(&id)
-                    .arn(target["Arn"].as_str().unwrap())
-                    .build()
-                    .unwrap(),
-            )
+    // The schedules (the detector's sweep, the reporter's digest) and their permissions to invoke.
+    let mut rules = vec![(rule_name, target_ids)];
+    let mut schedule_arns = BTreeMap::new();
+    for (schedule_id, schedule) in schedules {
+        if !stack.holds(schedule) {
+            continue;
+        }
+        let sp = &schedule["Properties"];
+        let schedule_name = stack.physical_name(schedule_id);
+        let schedule_arn = c
+            .events
+            .put_rule()
+            .name(&schedule_name)
+            .description(sp["Description"].as_str().unwrap_or_default())
+            .schedule_expression(stack.text(&sp["ScheduleExpression"]))
+            .state(RuleState::from(sp["State"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap()
+            .rule_arn
+            .unwrap();
+        stack.deployed(
+            schedule_id,
+            schedule_name.clone(),
+            &[("Arn", schedule_arn.clone())],
+        );
+        let mut schedule_targets = Vec::new();
+        for target in sp["Targets"].as_array().unwrap() {
+            let target = stack.resolve(target);
+            let id = target["Id"].as_str().unwrap().to_owned();
+            let arn = target["Arn"].as_str().unwrap().to_owned();
+            c.events
+                .put_targets()
+                .rule(&schedule_name)
+                .targets(Target::builder().id(&id).arn(&arn).build().unwrap())
+                .send()
+                .await
+                .unwrap();
+            schedule_targets.push(id);
+            schedule_arns.insert(arn, schedule_arn.clone());
+        }
+        rules.push((schedule_name, schedule_targets));
+    }
+    deployed_types.insert("AWS::Events::Rule");
+    for (permission_id, permission) in of_type(&t, "AWS::Lambda::Permission") {
+        if !stack.holds(permission) {
+            continue;
+        }
+        let pp = stack.resolve(&permission["Properties"]);
+        c.lambda
+            .add_permission()
+            .function_name(pp["FunctionName"].as_str().unwrap())
+            .statement_id(permission_id)
+            .action(pp["Action"].as_str().unwrap())
+            .principal(pp["Principal"].as_str().unwrap())
+            .source_arn(pp["SourceArn"].as_str().unwrap())
             .send()
             .await
             .unwrap();
-        schedule_targets.push(id);
+        stack.deployed(permission_id, permission_id.to_owned(), &[]);
     }
-    deployed_types.insert("AWS::Events::Rule");
-    let pp = stack.resolve(&permission["Properties"]);
-    c.lambda
-        .add_permission()
-        .function_name(pp["FunctionName"].as_str().unwrap())
-        .statement_id(permission_id)
-        .action(pp["Action"].as_str().unwrap())
-        .principal(pp["Principal"].as_str().unwrap())
-        .source_arn(pp["SourceArn"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
     deployed_types.insert("AWS::Lambda::Permission");
+    let schedule_of = |function_id: &str| schedule_arns.get(&stack.attribute(function_id, "Arn")).cloned();
+    let schedule_arn = schedule_of(function_id).expect("the sweep's schedule targets the detector");
+    let digest_arn = schedule_of(reporter_id).expect("the digest's schedule targets the reporter");
 
     // Every resource type is deployed or has its reason not to be.
     let all: BTreeSet<&str> = t["Resources"]
@@ -922,17 +992,36 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
         unaccounted.is_empty(),
         "template resource types neither deployed nor in NOT_DEPLOYED: {unaccounted:?}"
     );
+    // And of the types deployed, every resource is (unless its condition is off by default).
+    let missed: Vec<&String> = t["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(id, r)| {
+            deployed_types.contains(r["Type"].as_str().unwrap())
+                && stack.holds(r)
+                && !stack.refs.contains_key(id.as_str())
+        })
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "resources of deployed types that this test does not deploy: {missed:?}"
+    );
 
     Deployment {
         stack,
         function: function_name,
         log_group,
+        reporter,
+        reporter_log_group,
         table,
         event_queue_url,
         dead_letter_queue_url,
         mapping,
-        rules: vec![(rule_name, target_ids), (schedule_name, schedule_targets)],
+        rules,
         schedule_arn,
+        digest_arn,
         source_prefix,
         memory_size,
     }
@@ -955,13 +1044,10 @@ async fn tear_down(c: &Clients, d: &Deployment, alerts: &Subscriber) {
             .await;
         let _ = c.events.delete_rule().name(rule).send().await;
     }
-    let _ = c.lambda.delete_function().function_name(&d.function).send().await;
-    let _ = c
-        .logs
-        .delete_log_group()
-        .log_group_name(&d.log_group)
-        .send()
-        .await;
+    for (function, log_group) in [(&d.function, &d.log_group), (&d.reporter, &d.reporter_log_group)] {
+        let _ = c.lambda.delete_function().function_name(function).send().await;
+        let _ = c.logs.delete_log_group().log_group_name(log_group).send().await;
+    }
     for url in [&d.event_queue_url, &d.dead_letter_queue_url, &alerts.queue_url] {
         let _ = c.sqs.delete_queue().queue_url(url).send().await;
     }
@@ -1101,8 +1187,10 @@ async fn the_deployed_detector_pages_once_per_incident_from_eventbridge_to_the_t
     let started = Instant::now();
     let d = deploy(&c, &endpoint).await;
     let topic_arn = d.stack.reference(only(&d.stack.template, "AWS::SNS::Topic").0);
-    // On-call's subscription: a queue on the alert topic.
-    let alerts = Subscriber::to_topic(&sdk, topic_arn).await;
+    // On-call's subscriptions: a pager's queue on the alert topic taking incidents, and a chat channel's
+    // taking only the reporter's digests (filter policies on the `kind` attribute).
+    let alerts = filtered_subscriber(&sdk, &topic_arn, INCIDENTS_FILTER).await;
+    let digests = filtered_subscriber(&sdk, &topic_arn, DIGEST_FILTER).await;
     let store = DynamoStore::from_client(c.dynamodb.clone(), &d.table);
     eprintln!(
         "deployed stack {} (function {}) in {:.1} s",
@@ -1158,9 +1246,25 @@ async fn the_deployed_detector_pages_once_per_incident_from_eventbridge_to_the_t
     }
 
     // A drill, with its real source: the template's pattern admits it as it is.
+    let mut drill_group = BTreeSet::new();
     if problems.is_empty() {
         let now = wall_clock();
         let drill = drill_event("123456789012", "us-east-1", now);
+        // Its group: the role that issued the session, and the session name (the ARN's last part).
+        let identity = &drill["detail"]["userIdentity"];
+        drill_group.insert((
+            identity["sessionContext"]["sessionIssuer"]["arn"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            identity["arn"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        ));
         let t = Instant::now();
         put_events(&c, std::slice::from_ref(&drill)).await;
         if !drained(&c, &d.event_queue_url, PROCESSING).await {
@@ -1198,18 +1302,9 @@ async fn the_deployed_detector_pages_once_per_incident_from_eventbridge_to_the_t
         let payload = json!({"version": "0", "id": "sweep-1", "detail-type": "Scheduled Event", "source": "aws.events",
             "account": d.stack.account, "time": format_time(wall_clock()), "region": "us-east-1",
             "resources": [d.schedule_arn], "detail": {}});
-        let out = c
-            .lambda
-            .invoke()
-            .function_name(&d.function)
-            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
-            .send()
-            .await
-            .unwrap();
-        let answer: Value = serde_json::from_slice(out.payload.as_ref().map_or(&b"null"[..], |p| p.as_ref()))
-            .unwrap_or(Value::Null);
-        if out.function_error.is_some() || answer != json!({"swept": true}) {
-            problems.push(format!("sweep: {:?} answered {answer}", out.function_error));
+        let (error, answer) = invoke(&c, &d.function, payload).await;
+        if error.is_some() || answer != json!({"swept": true}) {
+            problems.push(format!("sweep: {error:?} answered {answer}"));
         }
         let received = alerts.receive(0, Duration::from_secs(5)).await;
         if !received.is_empty() {
@@ -1222,6 +1317,83 @@ async fn the_deployed_detector_pages_once_per_incident_from_eventbridge_to_the_t
             ));
         }
         report.push(format!("sweep: answered {answer}, {} alerts", received.len()));
+    }
+
+    // The reporter, asked directly as `aws lambda invoke --payload` asks it, then invoked as its schedule
+    // invokes it. The events were moved to the last minutes, inside the default window of a day; the
+    // drill is a stale cache (high) of its own.
+    if problems.is_empty() {
+        let groups_of = |floor: Severity, verdict: Option<&str>| -> BTreeSet<(String, String)> {
+            SCENARIOS
+                .iter()
+                .flat_map(|name| {
+                    let path = samples_dir().join(name).join("expected.json");
+                    let expected: Value =
+                        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+                    expected["groups"].as_array().unwrap().clone()
+                })
+                .filter(|g| g["severity"].as_str().unwrap().parse::<Severity>().unwrap() >= floor)
+                .filter(|g| verdict.is_none_or(|v| g["verdict"] == v))
+                .map(|g| identity(&g))
+                .chain(drill_group.iter().cloned())
+                .collect()
+        };
+        let (error, all) = invoke(&c, &d.reporter, json!({})).await;
+        if error.is_some() || listed(&all["groups"]) != groups_of(Severity::Info, None) {
+            problems.push(format!("reporter {{}}: {error:?} {all}"));
+        }
+        let (error, stale) = invoke(&c, &d.reporter, json!({"since": "1h", "verdict": "stale-cache"})).await;
+        if error.is_some() || listed(&stale["groups"]) != groups_of(Severity::Info, Some("stale-cache")) {
+            problems.push(format!("reporter stale-cache: {error:?} {stale}"));
+        }
+        let (error, bad) = invoke(&c, &d.reporter, json!({"verdict": "stale"})).await;
+        let message = bad["errorMessage"].as_str().unwrap_or_default();
+        if error.is_none() || bad["errorType"] != "InvalidQuery" || !message.contains("stale") {
+            problems.push(format!("reporter with a bad query: {error:?} {bad}"));
+        }
+        let payload = json!({"version": "0", "id": "digest-1", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": d.stack.account, "time": format_time(wall_clock()), "region": "us-east-1",
+            "resources": [d.digest_arn], "detail": {}});
+        let (error, answer) = invoke(&c, &d.reporter, payload).await;
+        let want = groups_of(Severity::Low, None);
+        if error.is_some() || answer["groups"] != want.len() {
+            problems.push(format!(
+                "digest: {error:?} answered {answer}, expected {} groups",
+                want.len()
+            ));
+        }
+        // The schedule itself may fire too (at 09:00 UTC): the digest of this invocation is the one with
+        // its id, and whatever else arrives there is a digest.
+        let received = digests.receive(1, Duration::from_secs(20)).await;
+        let ours: Vec<&Received> = received
+            .iter()
+            .filter(|r| r.document()["alert_id"] == answer["published"])
+            .collect();
+        if ours.len() != 1
+            || received.iter().any(|r| kind(r) != "digest")
+            || listed(&ours[0].document()["groups"]) != want
+        {
+            problems.push(format!(
+                "digest: expected one digest {} listing {want:?}, the digest subscription got {:?}",
+                answer["published"],
+                received.iter().map(|r| &r.envelope).collect::<Vec<_>>()
+            ));
+        }
+        let paged = alerts.receive(0, Duration::from_secs(3)).await;
+        if !paged.is_empty() {
+            problems.push(format!(
+                "the pager's subscription got {:?}",
+                paged.iter().map(kind).collect::<Vec<_>>()
+            ));
+        }
+        report.push(format!(
+            "reporter: {} groups, {} stale-cache in the last hour; digest {} of {} groups received by its \
+             subscription only",
+            all["groups"].as_array().map_or(0, Vec::len),
+            stale["groups"].as_array().map_or(0, Vec::len),
+            answer["published"],
+            answer["groups"]
+        ));
     }
 
     let dead = queue_depth(&c, &d.dead_letter_queue_url).await;
@@ -1275,6 +1447,27 @@ async fn the_deployed_detector_pages_once_per_incident_from_eventbridge_to_the_t
         panic!("\n{}", problems.join("\n"));
     }
     tear_down(&c, &d, &alerts).await;
+    let _ = c.sqs.delete_queue().queue_url(&digests.queue_url).send().await;
+}
+
+/// What a subscription of the incident stream (pages, escalations, notices) filters on: every alert
+/// kind but the digest.
+const INCIDENTS_FILTER: &str = r#"{"kind": ["open", "escalation", "resolved"]}"#;
+
+/// Invokes a function synchronously: its error type (`FunctionError`), if any, and the payload it
+/// answered.
+async fn invoke(c: &Clients, function: &str, payload: Value) -> (Option<String>, Value) {
+    let out = c
+        .lambda
+        .invoke()
+        .function_name(function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let answer = serde_json::from_slice(out.payload.as_ref().map_or(&b"null"[..], |p| p.as_ref()))
+        .unwrap_or(Value::Null);
+    (out.function_error, answer)
 }
 
 #[test]

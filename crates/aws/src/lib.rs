@@ -14,10 +14,12 @@
 //! connection failures) or `Permanent` (validation, missing table or topic, access denied).
 
 pub mod dynamodb;
+pub mod env;
 mod error;
 pub mod eventbridge;
 #[cfg(feature = "backfill")]
 pub mod lookup;
+pub mod process;
 pub mod sdk;
 pub mod sns;
 #[cfg(feature = "backfill")]

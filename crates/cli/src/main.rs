@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use tokenwatch_aws::process::now;
 use tokenwatch_core::time::{Epoch, parse_bound};
 use tokenwatch_core::{Analyzer, Window};
 
@@ -119,13 +120,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(args) => report::run(args),
         Command::Simulate(args) => simulate(args),
     }
-}
-
-fn now() -> Epoch {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as Epoch)
-        .unwrap_or_default()
 }
 
 fn bound(raw: Option<&str>, flag: &str) -> Result<Option<Epoch>> {

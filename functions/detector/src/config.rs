@@ -2,6 +2,7 @@
 //! A missing or malformed value fails the cold start with a message naming the variable and what it
 //! expects; nothing is read from the environment mid-invocation.
 
+use tokenwatch_aws::env::Env;
 use tokenwatch_core::Severity;
 use tokenwatch_core::alert::{AlertContext, AlertFormat};
 use tokenwatch_core::incident::{Policy, Suppression};
@@ -22,15 +23,7 @@ pub const ALERT_FORMAT: &str = "ALERT_FORMAT";
 /// Region for console links; the Lambda runtime sets it.
 pub const AWS_REGION: &str = "AWS_REGION";
 
-/// Why the configuration is unusable.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    /// The environment variable at fault.
-    pub variable: &'static str,
-    /// What is wrong and what it expects.
-    pub problem: String,
-}
+pub use tokenwatch_aws::env::ConfigError;
 
 /// Everything the detector is told, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,62 +43,24 @@ pub struct Config {
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| std::env::var(name).ok(), crate::now())
+        Config::from_lookup(|name| std::env::var(name).ok(), tokenwatch_aws::process::now())
     }
 
     /// Reads variables through `lookup`; `now` dates suppressions given as spans.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, now: Epoch) -> Result<Config, ConfigError> {
-        let required = |variable: &'static str, what: &str| -> Result<String, ConfigError> {
-            match lookup(variable).map(|v| v.trim().to_owned()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(ConfigError {
-                    variable,
-                    problem: format!("is not set; expected {what} (the SAM template passes it)"),
-                }),
-            }
-        };
-        let table_name = required(TABLE_NAME, "the state table's name")?;
-        let topic_arn = required(TOPIC_ARN, "the alert topic's ARN")?;
-        if !topic_arn.starts_with("arn:") || topic_arn.split(':').count() < 6 {
-            return Err(ConfigError {
-                variable: TOPIC_ARN,
-                problem: format!("'{topic_arn}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"),
-            });
-        }
-        let min_severity = match lookup(MIN_SEVERITY).filter(|v| !v.trim().is_empty()) {
-            None => Severity::Low,
-            Some(v) => v.trim().parse().map_err(|e: String| ConfigError {
-                variable: MIN_SEVERITY,
-                problem: e,
-            })?,
-        };
-        let cooldown = match lookup(COOLDOWN).filter(|v| !v.trim().is_empty()) {
-            None => 3600,
-            Some(v) => parse_span(v.trim()).ok_or_else(|| ConfigError {
-                variable: COOLDOWN,
-                problem: format!(
-                    "'{v}' is not a duration; expected seconds or a span like 30m, 1h, 1d (at least 1m)"
-                ),
-            })?,
-        };
-        let suppressions = match lookup(SUPPRESSIONS).filter(|v| !v.trim().is_empty()) {
+        let env = Env(lookup);
+        let table_name = env.required(TABLE_NAME, "the state table's name")?;
+        let topic_arn = env.topic_arn(TOPIC_ARN)?;
+        let min_severity = env.severity(MIN_SEVERITY, Severity::Low)?;
+        let cooldown = env.span(COOLDOWN, 3600, (60, 30 * 86_400))?;
+        let suppressions = match env.optional(SUPPRESSIONS) {
             None => Vec::new(),
             Some(v) => parse_suppressions(&v, now).map_err(|problem| ConfigError {
                 variable: SUPPRESSIONS,
                 problem,
             })?,
         };
-        let format = match lookup(ALERT_FORMAT).as_deref().map(str::trim) {
-            None | Some("") | Some("standard") => AlertFormat::Standard,
-            Some("chatbot") => AlertFormat::Chatbot,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: ALERT_FORMAT,
-                    problem: format!("'{other}' is not one of: standard, chatbot"),
-                });
-            }
-        };
-        let region = lookup(AWS_REGION).unwrap_or_else(|| "us-east-1".to_owned());
+        let alerts = env.alert_context(AWS_REGION, ALERT_FORMAT)?;
         Ok(Config {
             table_name,
             topic_arn,
@@ -114,8 +69,8 @@ impl Config {
                 cooldown,
                 suppressions,
             },
-            format,
-            region,
+            format: alerts.format,
+            region: alerts.region,
         })
     }
 
@@ -127,15 +82,6 @@ impl Config {
             drill: false,
         }
     }
-}
-
-/// `3600`, `90m`, `1h`, `1d` → seconds (at least a minute).
-fn parse_span(v: &str) -> Option<i64> {
-    let seconds = match v.parse::<i64>() {
-        Ok(n) => n,
-        Err(_) => 0 - parse_bound(v, 0)?,
-    };
-    (60..=30 * 86_400).contains(&seconds).then_some(seconds)
 }
 
 fn parse_suppressions(raw: &str, now: Epoch) -> Result<Vec<Suppression>, String> {

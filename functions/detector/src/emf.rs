@@ -1,31 +1,9 @@
 //! CloudWatch Embedded Metric Format: one JSON line per metric value, which CloudWatch Logs turns into
 //! metrics in the `tokenwatch` namespace, so dashboards and alarms need no extra code or API calls.
 
-use serde_json::{Value, json};
+use tokenwatch_aws::process::metric_line as line;
 use tokenwatch_core::pipeline::Metrics;
 use tokenwatch_core::time::Epoch;
-
-/// The metrics namespace.
-pub const NAMESPACE: &str = "tokenwatch";
-
-fn line(now: Epoch, name: &str, dimension: Option<(&str, &str)>, value: u64) -> String {
-    let dimensions: Vec<Vec<&str>> = vec![dimension.map(|(k, _)| vec![k]).unwrap_or_default()];
-    let mut doc = json!({
-        "_aws": {
-            "Timestamp": now * 1000,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": dimensions,
-                "Metrics": [{ "Name": name, "Unit": "Count" }],
-            }],
-        },
-        name: value,
-    });
-    if let (Some((k, v)), Value::Object(obj)) = (dimension, &mut doc) {
-        obj.insert(k.to_owned(), json!(v));
-    }
-    doc.to_string()
-}
 
 /// The lines for one batch's counters (zero counters are left out).
 pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
@@ -59,6 +37,7 @@ pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn each_counter_is_a_valid_emf_line() {

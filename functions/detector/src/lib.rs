@@ -140,30 +140,6 @@ fn emit(metrics: &Metrics, now: Epoch) {
     }
 }
 
-/// The wall clock, in seconds: the only place the detector reads it.
-pub fn now() -> Epoch {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as Epoch)
-        .unwrap_or_default()
-}
-
-/// JSON logs on stderr, at the level `RUST_LOG` names (`error` … `trace`) or `info`. A plain level rather
-/// than `EnvFilter` directives keeps a regex engine out of the binary.
-pub fn init_logging() {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .without_time()
-        .try_init();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

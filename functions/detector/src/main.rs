@@ -2,10 +2,11 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
+use tokenwatch_aws::process::{init_logging, now};
 use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, sdk_config};
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_detector::config::Config;
-use tokenwatch_detector::{handle, init_logging};
+use tokenwatch_detector::handle;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -25,7 +26,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let detector = &detector;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(event.payload, detector, tokenwatch_detector::now()).await
+        handle(event.payload, detector, now()).await
     }))
     .await
 }

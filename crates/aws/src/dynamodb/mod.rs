@@ -51,7 +51,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
@@ -74,6 +74,7 @@ use tokenwatch_core::time::Epoch;
 use tracing::{debug, warn};
 
 use crate::error::from_sdk;
+use crate::process::now;
 use expr::Expr;
 use item::*;
 
@@ -383,13 +384,6 @@ fn stats_of<'a>(failures: impl Iterator<Item = &'a Failure>) -> FailureStats {
         stats.add(f.clone());
     }
     stats
-}
-
-fn now() -> Epoch {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as Epoch)
-        .unwrap_or(0)
 }
 
 /// Exponential from 10 ms to 320 ms, with full jitter so that writers that collided spread out.

@@ -1,0 +1,172 @@
+//! Reading a Lambda function's environment into typed values, for the functions that share variables
+//! (the detector and the reporter both read the state table, the alert topic and the alert format).
+//! Every failure names the variable and what it expects, so a bad deployment fails its cold start
+//! with a message on-call can act on. Each function declares its own variable names as constants;
+//! this module only parses.
+
+use tokenwatch_core::Severity;
+use tokenwatch_core::alert::{AlertContext, AlertFormat};
+use tokenwatch_core::time::{Epoch, parse_bound};
+
+/// Why the configuration is unusable.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong and what it expects.
+    pub problem: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The environment, seen through `lookup` so that tests need not touch the process environment.
+pub struct Env<F>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The trimmed value, `None` when unset or blank: a blank template parameter means "the default".
+    pub fn optional(&self, variable: &str) -> Option<String> {
+        (self.0)(variable)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A value the function cannot run without; `what` says what it is.
+    pub fn required(&self, variable: &'static str, what: &str) -> Result<String, ConfigError> {
+        self.optional(variable).ok_or_else(|| ConfigError {
+            variable,
+            problem: format!("is not set; expected {what} (the SAM template passes it)"),
+        })
+    }
+
+    /// A required SNS topic ARN. Checked for its shape here because SNS would only reject it at the
+    /// first publish, long after the deployment looked healthy.
+    pub fn topic_arn(&self, variable: &'static str) -> Result<String, ConfigError> {
+        let arn = self.required(variable, "the alert topic's ARN")?;
+        if !arn.starts_with("arn:") || arn.split(':').count() < 6 {
+            return Err(ConfigError {
+                variable,
+                problem: format!("'{arn}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"),
+            });
+        }
+        Ok(arn)
+    }
+
+    /// A severity, `default` when unset.
+    pub fn severity(&self, variable: &'static str, default: Severity) -> Result<Severity, ConfigError> {
+        match self.optional(variable) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|problem: String| ConfigError { variable, problem }),
+        }
+    }
+
+    /// A span back in time in seconds (`3600`, `90m`, `24h`, `7d`), `default` when unset, within
+    /// `min..=max` seconds.
+    pub fn span(
+        &self,
+        variable: &'static str,
+        default: Epoch,
+        (min, max): (Epoch, Epoch),
+    ) -> Result<Epoch, ConfigError> {
+        let Some(v) = self.optional(variable) else {
+            return Ok(default);
+        };
+        let seconds = match v.parse::<Epoch>() {
+            Ok(n) => Some(n),
+            // A span parsed at time 0 comes out negative; an absolute time (positive) is not a span.
+            Err(_) => parse_bound(&v, 0).filter(|t| *t <= 0).map(|t| -t),
+        };
+        seconds
+            .filter(|s| (min..=max).contains(s))
+            .ok_or_else(|| ConfigError {
+                variable,
+                problem: format!(
+                    "'{v}' is not a duration; expected seconds or a span like 30m, 1h, 1d (at least {}, at most {})",
+                    human(min),
+                    human(max)
+                ),
+            })
+    }
+
+    /// `standard` (the default) or `chatbot`.
+    pub fn alert_format(&self, variable: &'static str) -> Result<AlertFormat, ConfigError> {
+        match self.optional(variable).as_deref() {
+            None | Some("standard") => Ok(AlertFormat::Standard),
+            Some("chatbot") => Ok(AlertFormat::Chatbot),
+            Some(other) => Err(ConfigError {
+                variable,
+                problem: format!("'{other}' is not one of: standard, chatbot"),
+            }),
+        }
+    }
+
+    /// The alert context: console links for `region_variable` (the Lambda runtime sets `AWS_REGION`;
+    /// `us-east-1` outside it) in the format `format_variable` names.
+    pub fn alert_context(
+        &self,
+        region_variable: &'static str,
+        format_variable: &'static str,
+    ) -> Result<AlertContext, ConfigError> {
+        Ok(AlertContext {
+            region: self
+                .optional(region_variable)
+                .unwrap_or_else(|| "us-east-1".to_owned()),
+            format: self.alert_format(format_variable)?,
+            drill: false,
+        })
+    }
+}
+
+/// `60` → `1m`, `86400` → `1d`: the bounds in the units users write.
+fn human(seconds: Epoch) -> String {
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        Env(move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn blank_is_unset_and_unset_takes_the_default() {
+        let e = env(&[("A", "  "), ("S", "7d")]);
+        assert_eq!(e.optional("A"), None);
+        assert_eq!(e.span("A", 60, (60, 86_400)).unwrap(), 60);
+        assert_eq!(e.span("S", 60, (60, 30 * 86_400)).unwrap(), 7 * 86_400);
+        assert_eq!(e.severity("A", Severity::Low).unwrap(), Severity::Low);
+        assert_eq!(e.alert_format("A").unwrap(), AlertFormat::Standard);
+        assert_eq!(
+            e.required("A", "a name").unwrap_err().to_string(),
+            "A: is not set; expected a name (the SAM template passes it)"
+        );
+    }
+
+    #[test]
+    fn a_span_is_a_duration_within_its_bounds_not_a_time() {
+        let e = env(&[("T", "2026-11-02"), ("N", "5"), ("W", "1w")]);
+        let err = e.span("T", 60, (60, 86_400)).unwrap_err().to_string();
+        assert!(err.starts_with("T: '2026-11-02' is not a duration"), "{err}");
+        assert!(err.contains("at least 1m, at most 1d"), "{err}");
+        assert!(e.span("N", 60, (60, 86_400)).is_err());
+        assert!(e.span("W", 60, (60, 86_400)).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! The reporter Lambda's entry point: configuration, clients, handler. Nothing else happens here.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use tokenwatch_aws::process::{init_logging, now};
+use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, sdk_config};
+use tokenwatch_reporter::config::Config;
+use tokenwatch_reporter::{Reporter, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_logging();
+    // A bad value fails the cold start here, naming the variable, instead of failing every invocation.
+    let config =
+        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "Configuration is invalid."))?;
+    let sdk = sdk_config(&SdkOptions::default()).await;
+    let store = DynamoStore::new(&sdk, &config.table_name);
+    let sink = SnsAlertSink::new(&sdk, &config.topic_arn);
+    let digest = config.digest_query();
+    let reporter = Reporter {
+        store: &store,
+        sink: &sink,
+        digest: &digest,
+        alerts: &config.alerts,
+    };
+    let reporter = &reporter;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(event.payload, reporter, now()).await
+    }))
+    .await
+}
