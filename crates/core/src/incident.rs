@@ -220,6 +220,20 @@ pub fn decide(state: &GroupState, group: &Group, policy: &Policy, now: Epoch) ->
     }
 }
 
+/// [`decide`] for an incident that a `tokenwatch drill` event belongs to: a drill proves the path from
+/// EventBridge to the channel, so it pages once whatever the floor, the hold or the suppressions say.
+pub fn decide_drill(state: &GroupState, group: &Group, policy: &Policy, now: Epoch) -> Decision {
+    match decide(state, group, policy, now) {
+        Decision::Hold | Decision::Quiet(_) if state.is_open() && state.incident.paged.is_none() => {
+            Decision::Page {
+                severity: paging_severity(group, &state.stats),
+                escalation: false,
+            }
+        }
+        d => d,
+    }
+}
+
 /// Failures at the lease boundary only, and the refresh window not yet over: a newer session may still
 /// show up and make it a refresh race.
 fn might_still_be_a_refresh_race(state: &GroupState, group: &Group, now: Epoch) -> bool {
@@ -408,6 +422,40 @@ mod tests {
         assert!(matches!(
             decide(&s, &group(&s), &policy, T0 + 10_001),
             Decision::Page { .. }
+        ));
+    }
+
+    #[test]
+    fn a_drill_pages_once_through_suppressions_but_never_a_closed_or_paged_incident() {
+        let mut s = state(&[3700]);
+        let policy = Policy {
+            suppressions: vec![Suppression {
+                principal: "*".into(),
+                session: "*".into(),
+                expires: T0 + 10_000,
+                reason: "quiet week".into(),
+            }],
+            ..Policy::default()
+        };
+        let g = group(&s);
+        assert_eq!(decide(&s, &g, &policy, T0 + 3800), Decision::Quiet("suppressed"));
+        assert!(matches!(
+            decide_drill(&s, &g, &policy, T0 + 3800),
+            Decision::Page {
+                escalation: false,
+                ..
+            }
+        ));
+        s.incident.paged = Some(Severity::High);
+        assert_eq!(
+            decide_drill(&s, &g, &policy, T0 + 3800),
+            Decision::Quiet("suppressed")
+        );
+        s.incident.paged = None;
+        s.incident.resolved_at = Some(T0 + 3900);
+        assert!(matches!(
+            decide_drill(&s, &g, &policy, T0 + 3950),
+            Decision::Quiet(_)
         ));
     }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::alert::{AlertContext, AlertKind, render, with_severity};
 use crate::classify::{Failure, Issuance, Observation, classify};
 use crate::incident::{
-    Decision, GroupState, Policy, decide, incident_id, resolved_by_issuance, resolved_by_quiet,
+    Decision, GroupState, Policy, decide, decide_drill, incident_id, resolved_by_issuance, resolved_by_quiet,
     starts_new_incident,
 };
 use crate::model::Severity;
@@ -324,15 +324,10 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         let Some(incident) = state.incident.id.as_deref() else {
             return Ok(());
         };
-        let decision = match decide(state, &group, self.policy, now) {
-            // A drill proves the path: it pages whatever the floor, hold or suppressions say.
-            Decision::Hold | Decision::Quiet(_) if drill && state.incident.paged.is_none() => {
-                Decision::Page {
-                    severity: crate::incident::paging_severity(&group, &state.stats),
-                    escalation: false,
-                }
-            }
-            d => d,
+        let decision = if drill {
+            decide_drill(state, &group, self.policy, now)
+        } else {
+            decide(state, &group, self.policy, now)
         };
         let (severity, escalation) = match decision {
             Decision::Page { severity, escalation } => (severity, escalation),
