@@ -251,7 +251,9 @@ impl Report {
                 thousands(value)
             );
         };
-        total(self.records, "records read");
+        if !self.from_state_table() {
+            total(self.records, "records read");
+        }
         total(self.failures, "expired-credential failures");
         total(self.groups.len() as u64, "groups");
         if self.skipped_records > 0 {

@@ -248,10 +248,8 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n{} records, {} expired-credential failures in {} groups{}",
-            self.records,
-            self.failures,
-            self.groups.len(),
+            "\n{}{}",
+            self.summary(),
             if self.skipped_records > 0 {
                 format!(", {} records skipped", self.skipped_records)
             } else {
@@ -259,6 +257,26 @@ impl Report {
             }
         );
         out
+    }
+
+    /// "51234 records, 518 expired-credential failures in 3 groups". A report from the state table reads
+    /// no records: it says only what it found.
+    pub fn summary(&self) -> String {
+        let found = format!(
+            "{} expired-credential failures in {} groups",
+            self.failures,
+            self.groups.len()
+        );
+        if self.from_state_table() {
+            found
+        } else {
+            format!("{} records, {found}", self.records)
+        }
+    }
+
+    /// Groups without a single record read: the state table's report (`records` is 0 there).
+    pub fn from_state_table(&self) -> bool {
+        self.records == 0 && !self.groups.is_empty()
     }
 
     /// Markdown: a summary table and a section per group with its remediation.
@@ -277,13 +295,7 @@ impl Report {
             escaped
         };
         let mut out = String::from("# tokenwatch report\n\n");
-        let _ = writeln!(
-            out,
-            "{} records, {} expired-credential failures in {} groups.\n",
-            self.records,
-            self.failures,
-            self.groups.len()
-        );
+        let _ = writeln!(out, "{}.\n", self.summary());
         if self.groups.is_empty() {
             return out;
         }
@@ -477,6 +489,54 @@ pub(crate) fn test_group() -> Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_table_report_shows_incidents_and_no_record_count() {
+        let mut g = test_group();
+        g.incident = Some(IncidentSummary {
+            id: "x@1".into(),
+            state: IncidentState::Resolved,
+            opened_at: "2026-11-02T09:00:14Z".into(),
+            resolved_at: Some("2026-11-02T10:31:40Z".into()),
+            time_to_recover_seconds: Some(5486),
+            paged: Some(Severity::High),
+            incidents_seen: 3,
+            recurs_every_seconds: Some(86_400),
+            next_expected_failure: Some("2026-11-05T09:00:14Z".into()),
+        });
+        let table_report = Report {
+            records: 0,
+            failures: 6,
+            skipped_records: 0,
+            groups: vec![g],
+        };
+        let table = table_report.to_table();
+        assert!(
+            table.contains("RECOVERED IN") && table.contains("1h31m26s"),
+            "{table}"
+        );
+        assert!(table.contains("2026-11-05T09:00:14Z"), "{table}");
+        assert!(
+            table.ends_with("6 expired-credential failures in 1 groups\n"),
+            "{table}"
+        );
+        let md = table_report.to_markdown();
+        assert!(md.contains("- incident: resolved after 1h31m26s"), "{md}");
+        assert!(md.contains("next failure expected 2026-11-05T09:00:14Z"), "{md}");
+
+        let analyzed = Report {
+            records: 115,
+            failures: 6,
+            skipped_records: 0,
+            groups: vec![test_group()],
+        };
+        assert!(!analyzed.to_table().contains("RECOVERED IN"));
+        assert!(
+            analyzed
+                .to_table()
+                .contains("115 records, 6 expired-credential failures")
+        );
+    }
 
     #[test]
     fn durations_read_naturally() {
