@@ -771,4 +771,33 @@ mod tests {
         let quiet = render_digest(&empty, now - 86_400, now, &ctx());
         assert!(quiet.subject.contains("0 open, 0 groups"), "{}", quiet.subject);
     }
+
+    #[test]
+    fn a_chatbot_digest_is_a_custom_notification_with_escaped_markdown() {
+        let g = group("arn:aws:iam::123456789012:role/etl", "*bold* [link](http://x)");
+        let report = crate::Report {
+            records: 0,
+            failures: 6,
+            skipped_records: 0,
+            groups: vec![g],
+        };
+        let ctx = AlertContext {
+            format: AlertFormat::Chatbot,
+            ..ctx()
+        };
+        let now = 1_793_700_000;
+        let d = render_digest(&report, now - 86_400, now, &ctx);
+        let m: Value = serde_json::from_str(&d.message).unwrap();
+        let chat: Value = serde_json::from_str(m["default"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (chat["version"].as_str(), chat["source"].as_str()),
+            (Some("1.0"), Some("custom"))
+        );
+        assert_eq!(chat["content"]["title"], d.subject.as_str());
+        let description = chat["content"]["description"].as_str().unwrap();
+        assert!(description.contains("\\*bold\\* \\[link\\]"), "{description}");
+        assert_eq!(m["https"], m["default"], "Chatbot reads https subscriptions too");
+        let machine: Value = serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(machine["kind"], "digest");
+    }
 }
