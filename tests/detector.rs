@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 use tokenwatch_core::Severity;
@@ -16,29 +16,12 @@ use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::ports::{AlertSink, StateStore};
 use tokenwatch_core::reader::decompressing;
 use tokenwatch_core::time::{Epoch, parse_time};
-
-pub fn samples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples")
-}
-
-pub fn scenarios() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(samples_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("expected.json").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
+use tokenwatch_testkit::{inputs, scenarios};
 
 /// A scenario's records as EventBridge events, in time order (as EventBridge would deliver them).
 pub fn scenario_events(dir: &Path) -> Vec<Value> {
     let mut events = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap() == "expected.json" {
-            continue;
-        }
+    for path in inputs(dir) {
         let mut bytes = Vec::new();
         decompressing(std::fs::File::open(&path).unwrap())
             .unwrap()

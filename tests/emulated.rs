@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, create_table, sdk_config};
 use tokenwatch_core::alert::{Alert, MAX_SUBJECT};
@@ -24,250 +23,78 @@ use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
 use tokenwatch_core::stats::group_key;
 use tokenwatch_core::time::parse_time;
+use tokenwatch_testkit::{Emulator, Received, Subscriber, samples_dir, scenarios, unique};
 
 use crate::detector::{
     SECRET, alert_context, check_counts, check_hostile, check_pages, event_time, feed_scenario,
-    hostile_events, policy, samples_dir, scenario_events, scenarios, storm, tally,
+    hostile_events, policy, scenario_events, storm, tally,
 };
 
-/// Which emulator a test talks to.
-#[derive(Clone, Copy, Debug)]
-pub enum Emulator {
-    Moto,
-    Ministack,
-}
-
-impl Emulator {
-    /// The endpoint, or a failure that says how to get one.
-    pub fn endpoint(self) -> String {
-        let var = match self {
-            Emulator::Moto => "TOKENWATCH_MOTO_ENDPOINT",
-            Emulator::Ministack => "TOKENWATCH_MINISTACK_ENDPOINT",
-        };
-        match std::env::var(var) {
-            Ok(url) if !url.is_empty() => url,
-            _ => panic!(
-                "{var} is not set: this test needs the local AWS emulators. Run scripts/test.sh, or \
-                 `scripts/emulators.sh install && scripts/emulators.sh start && source target/emulators/env` \
-                 and run the tests again"
-            ),
-        }
-    }
-
-    /// The SDK configuration the adapters get: this endpoint, us-east-1, fake credentials.
-    pub async fn sdk(self) -> SdkConfig {
-        sdk_config(&SdkOptions::emulator(self.endpoint())).await
+/// The alert as far as an SQS subscriber sees it: the subject, the message of its protocol (put back
+/// under its key, as in the `MessageStructure=json` message the sink published) and the attributes.
+pub fn alert_of(r: &Received) -> Alert {
+    let e = &r.envelope;
+    let attributes: BTreeMap<String, String> = e["MessageAttributes"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v["Value"].as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let document = r.document();
+    Alert {
+        alert_id: document["alert_id"].as_str().unwrap_or_default().to_owned(),
+        subject: e["Subject"].as_str().unwrap_or_default().to_owned(),
+        message: json!({ "sqs": e["Message"] }).to_string(),
+        attributes,
     }
 }
 
-/// A name no other test (or earlier run against the same emulator) uses.
-pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// An SQS queue's ARN.
-pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> String {
-    sqs.get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone()
-}
-
-/// An SQS queue subscribed to an SNS topic (without raw delivery: messages arrive in SNS's envelope).
-pub struct Subscriber {
-    pub sqs: aws_sdk_sqs::Client,
-    pub queue_url: String,
-    pub topic_arn: String,
-}
-
-impl Subscriber {
-    /// A new topic of its own and a queue subscribed to it.
-    pub async fn with_new_topic(sdk: &SdkConfig) -> Subscriber {
-        let sns = aws_sdk_sns::Client::new(sdk);
-        let topic_arn = sns
-            .create_topic()
-            .name(unique("tokenwatch-e2e-alerts"))
-            .send()
-            .await
-            .unwrap()
-            .topic_arn
-            .unwrap();
-        Subscriber::to_topic(sdk, topic_arn).await
+/// What is wrong with the envelope itself: its type, topic, subject and attribute types.
+pub fn envelope_problems(r: &Received, topic_arn: &str) -> Vec<String> {
+    let e = &r.envelope;
+    let mut problems = Vec::new();
+    if e["Type"] != "Notification" || e["TopicArn"] != topic_arn {
+        problems.push(format!("not a notification of {topic_arn}: {}", r.body));
     }
-
-    /// A new queue subscribed to `topic_arn`.
-    pub async fn to_topic(sdk: &SdkConfig, topic_arn: String) -> Subscriber {
-        let sqs = aws_sdk_sqs::Client::new(sdk);
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(unique("tokenwatch-e2e-pager"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let arn = queue_arn(&sqs, &queue_url).await;
-        aws_sdk_sns::Client::new(sdk)
-            .subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(arn)
-            .send()
-            .await
-            .unwrap();
-        Subscriber {
-            sqs,
-            queue_url,
-            topic_arn,
-        }
+    let subject = e["Subject"].as_str().unwrap_or_default();
+    if !subject.starts_with("[tokenwatch] ")
+        || subject.len() > MAX_SUBJECT
+        || !subject.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        problems.push(format!("bad subject {subject:?}"));
     }
-
-    /// Receives (and deletes) messages until `want` have arrived or `within` has passed, then listens
-    /// one more second for any message beyond them, so that an extra alert is seen, not missed.
-    pub async fn receive(&self, want: usize, within: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + within;
-        let mut got = Vec::new();
-        loop {
-            let enough = got.len() >= want;
-            if !enough && Instant::now() >= deadline {
-                break;
-            }
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() && enough {
-                break;
-            }
-            for m in messages {
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-                let body = m.body().unwrap().to_owned();
-                let envelope = serde_json::from_str(&body).unwrap_or_else(|e| {
-                    panic!("an SQS message that is not SNS's JSON envelope ({e}): {body}")
-                });
-                got.push(Received { envelope, body });
-            }
-        }
-        got
+    if !r.document().is_object() {
+        problems.push(format!("Message is not the alert document: {}", e["Message"]));
     }
-
-    /// Deletes the topic and the queue.
-    pub async fn delete(&self, sdk: &SdkConfig) {
-        let _ = aws_sdk_sns::Client::new(sdk)
-            .delete_topic()
-            .topic_arn(&self.topic_arn)
-            .send()
-            .await;
-        let _ = self.sqs.delete_queue().queue_url(&self.queue_url).send().await;
-    }
-}
-
-/// One message as the subscriber's queue received it.
-pub struct Received {
-    /// SNS's JSON envelope.
-    pub envelope: Value,
-    /// The SQS message body, as received.
-    pub body: String,
-}
-
-impl Received {
-    /// The alert as far as an SQS subscriber sees it: the subject, the message of its protocol (put back
-    /// under its key, as in the `MessageStructure=json` message the sink published) and the attributes.
-    pub fn alert(&self) -> Alert {
-        let e = &self.envelope;
-        let attributes: BTreeMap<String, String> = e["MessageAttributes"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v["Value"].as_str().unwrap_or_default().to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let document = self.document();
-        Alert {
-            alert_id: document["alert_id"].as_str().unwrap_or_default().to_owned(),
-            subject: e["Subject"].as_str().unwrap_or_default().to_owned(),
-            message: json!({ "sqs": e["Message"] }).to_string(),
-            attributes,
-        }
-    }
-
-    /// The alert document (the `sqs` message).
-    pub fn document(&self) -> Value {
-        serde_json::from_str(self.envelope["Message"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
-    }
-
-    /// What is wrong with the envelope itself: its type, topic, subject and attribute types.
-    pub fn check_envelope(&self, topic_arn: &str) -> Vec<String> {
-        let e = &self.envelope;
-        let mut problems = Vec::new();
-        if e["Type"] != "Notification" || e["TopicArn"] != topic_arn {
-            problems.push(format!("not a notification of {topic_arn}: {}", self.body));
-        }
-        let subject = e["Subject"].as_str().unwrap_or_default();
-        if !subject.starts_with("[tokenwatch] ")
-            || subject.len() > MAX_SUBJECT
-            || !subject.bytes().all(|b| (0x20..0x7f).contains(&b))
-        {
-            problems.push(format!("bad subject {subject:?}"));
-        }
-        if !self.document().is_object() {
-            problems.push(format!("Message is not the alert document: {}", e["Message"]));
-        }
-        match e["MessageAttributes"].as_object() {
-            None => problems.push("no MessageAttributes".into()),
-            Some(attributes) => {
-                for name in [
-                    "kind",
-                    "severity",
-                    "verdict",
-                    "account",
-                    "principal",
-                    "credential_source",
-                ] {
-                    if !attributes.contains_key(name) {
-                        problems.push(format!("attribute {name} is missing"));
-                    }
+    match e["MessageAttributes"].as_object() {
+        None => problems.push("no MessageAttributes".into()),
+        Some(attributes) => {
+            for name in [
+                "kind",
+                "severity",
+                "verdict",
+                "account",
+                "principal",
+                "credential_source",
+            ] {
+                if !attributes.contains_key(name) {
+                    problems.push(format!("attribute {name} is missing"));
                 }
-                for (name, v) in attributes {
-                    let value = v["Value"].as_str().unwrap_or_default();
-                    if v["Type"] != "String"
-                        || value.len() > 256
-                        || !value.bytes().all(|b| (0x20..0x7f).contains(&b))
-                    {
-                        problems.push(format!("attribute {name} is {v}"));
-                    }
+            }
+            for (name, v) in attributes {
+                let value = v["Value"].as_str().unwrap_or_default();
+                if v["Type"] != "String"
+                    || value.len() > 256
+                    || !value.bytes().all(|b| (0x20..0x7f).contains(&b))
+                {
+                    problems.push(format!("attribute {name} is {v}"));
                 }
             }
         }
-        problems
     }
+    problems
 }
 
 /// A sink that counts what it sends: publish attempts (each one SNS `Publish`, not counting the SDK's
@@ -324,7 +151,7 @@ async fn delete_table(sdk: &SdkConfig, store: &DynamoStore) {
 }
 
 fn kinds(received: &[Received]) -> BTreeMap<String, usize> {
-    let alerts: Vec<Alert> = received.iter().map(Received::alert).collect();
+    let alerts: Vec<Alert> = received.iter().map(alert_of).collect();
     tally(
         alerts
             .iter()
@@ -367,12 +194,12 @@ async fn every_sample_through_dynamodb_and_sns_pages_what_its_expected_findings_
         }
         for r in &received {
             problems.extend(
-                r.check_envelope(&subscriber.topic_arn)
+                envelope_problems(r, &subscriber.topic_arn)
                     .into_iter()
                     .map(|p| format!("{name}: {p}")),
             );
         }
-        let back: Vec<Alert> = received.iter().map(Received::alert).collect();
+        let back: Vec<Alert> = received.iter().map(alert_of).collect();
         problems.extend(check_pages(&dir, &back));
         problems.extend(check_counts(&dir, &store).await);
         let expected: Value =
@@ -434,7 +261,7 @@ async fn a_storm_through_dynamodb_and_sns_is_one_page_with_an_exact_count() {
             .collect::<Vec<_>>()
     );
     let r = &received[0];
-    assert!(r.check_envelope(&subscriber.topic_arn).is_empty());
+    assert!(envelope_problems(r, &subscriber.topic_arn).is_empty());
     assert_eq!(r.document()["verdict"], "stale-cache");
     assert_eq!(
         r.envelope["MessageAttributes"]["principal"]["Value"],
@@ -533,8 +360,8 @@ async fn sns_unreachable_on_the_first_attempt_pages_exactly_once_on_the_retry() 
     assert!(second.retry.is_empty(), "{second:?}");
     let received = subscriber.receive(1, DELIVERY).await;
     assert_eq!(kinds(&received), BTreeMap::from([("open".to_owned(), 1)]));
-    assert!(received[0].check_envelope(&subscriber.topic_arn).is_empty());
-    let back: Vec<Alert> = received.iter().map(Received::alert).collect();
+    assert!(envelope_problems(&received[0], &subscriber.topic_arn).is_empty());
+    let back: Vec<Alert> = received.iter().map(alert_of).collect();
     let problems = check_pages(&dir, &back);
     assert!(problems.is_empty(), "{problems:?}");
 
@@ -593,10 +420,10 @@ async fn hostile_values_arrive_well_formed_capped_and_without_secrets() {
     assert_eq!(sink.published(), 3);
 
     let received = subscriber.receive(3, DELIVERY).await;
-    let back: Vec<Alert> = received.iter().map(Received::alert).collect();
+    let back: Vec<Alert> = received.iter().map(alert_of).collect();
     let mut problems = check_hostile(&back);
     for r in &received {
-        problems.extend(r.check_envelope(&subscriber.topic_arn));
+        problems.extend(envelope_problems(r, &subscriber.topic_arn));
         if r.body.contains(SECRET) {
             problems.push("a secret reached the subscriber".into());
         }

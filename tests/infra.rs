@@ -13,8 +13,9 @@ use serde_json::{Map, Value, json};
 use tokenwatch_core::classify::is_expiry;
 use tokenwatch_core::events::drill_event;
 use tokenwatch_core::pipeline::DRILL_SOURCE;
+use tokenwatch_testkit::{Emulator, Queue, scenarios, unique};
 
-use crate::detector::{scenario_events, scenarios};
+use crate::detector::scenario_events;
 
 const READ_ONLY_TOO: &str = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS";
 const ISSUING_CALLS: [&str; 5] = [
@@ -972,30 +973,10 @@ fn edge_events() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn moto_endpoint() -> String {
-    std::env::var("TOKENWATCH_MOTO_ENDPOINT").expect(
-        "TOKENWATCH_MOTO_ENDPOINT is not set: run scripts/emulators.sh install && scripts/emulators.sh start \
-         && source target/emulators/env (scripts/test.sh does this)",
-    )
-}
-
-async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "tests",
-        ))
-        .load()
-        .await
-}
-
 #[tokio::test]
 async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
     use aws_sdk_eventbridge::types::{PutEventsRequestEntry, RuleState, Target};
-    use aws_sdk_sqs::types::QueueAttributeName;
 
-    let endpoint = moto_endpoint();
     let t = template("template.yaml");
     let rule = pipeline(&t).rule.1["Properties"].clone();
     let pattern = rule["EventPattern"].to_string();
@@ -1025,49 +1006,24 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
     let expected: BTreeSet<usize> = (0..events.len()).filter(|&i| needed(&events[i].1)).collect();
     assert!(expected.iter().any(|&i| i < from_samples) && expected.len() < events.len());
 
-    let config = sdk_config(&endpoint).await;
+    let config = Emulator::Moto.sdk().await;
     let eb = aws_sdk_eventbridge::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
     // A bus of its own, so that no other test's rules see these events.
-    let unique = format!(
-        "tokenwatch-infra-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(&unique)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    eb.create_event_bus().name(&unique).send().await.unwrap();
+    let bus = unique("tokenwatch-infra");
+    let queue = Queue::new(&config, "tokenwatch-infra").await;
+    eb.create_event_bus().name(&bus).send().await.unwrap();
     eb.put_rule()
-        .name(&unique)
-        .event_bus_name(&unique)
+        .name(&bus)
+        .event_bus_name(&bus)
         .event_pattern(&pattern)
         .state(RuleState::from(rule["State"].as_str().unwrap()))
         .send()
         .await
         .unwrap();
     eb.put_targets()
-        .rule(&unique)
-        .event_bus_name(&unique)
-        .targets(Target::builder().id("queue").arn(&queue_arn).build().unwrap())
+        .rule(&bus)
+        .event_bus_name(&bus)
+        .targets(Target::builder().id("queue").arn(&queue.arn).build().unwrap())
         .send()
         .await
         .unwrap();
@@ -1078,7 +1034,7 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
             .iter()
             .map(|(i, e)| {
                 PutEventsRequestEntry::builder()
-                    .event_bus_name(&unique)
+                    .event_bus_name(&bus)
                     .source(e["source"].as_str().unwrap())
                     .detail_type(e["detail-type"].as_str().unwrap())
                     .detail(e["detail"].to_string())
@@ -1093,9 +1049,10 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
     let mut arrived = BTreeSet::new();
     let mut empty = 0;
     while empty < 2 {
-        let got = sqs
+        let got = queue
+            .sqs
             .receive_message()
-            .queue_url(&queue_url)
+            .queue_url(&queue.url)
             .max_number_of_messages(10)
             .visibility_timeout(600)
             .wait_time_seconds(1)
@@ -1151,18 +1108,24 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
     assert_eq!(kinds, BTreeSet::from(["drill", "failure", "issuance"]));
 
     eb.remove_targets()
-        .rule(&unique)
-        .event_bus_name(&unique)
+        .rule(&bus)
+        .event_bus_name(&bus)
         .ids("queue")
         .send()
         .await
         .unwrap();
     eb.delete_rule()
-        .name(&unique)
-        .event_bus_name(&unique)
+        .name(&bus)
+        .event_bus_name(&bus)
         .send()
         .await
         .unwrap();
-    eb.delete_event_bus().name(&unique).send().await.unwrap();
-    sqs.delete_queue().queue_url(&queue_url).send().await.unwrap();
+    eb.delete_event_bus().name(&bus).send().await.unwrap();
+    queue
+        .sqs
+        .delete_queue()
+        .queue_url(&queue.url)
+        .send()
+        .await
+        .unwrap();
 }

@@ -58,9 +58,10 @@ use tokenwatch_core::events::drill_event;
 use tokenwatch_core::model::StsCall;
 use tokenwatch_core::pipeline::DRILL_SOURCE;
 use tokenwatch_core::time::{Epoch, format_time, parse_time};
+use tokenwatch_testkit::{Emulator, Received, Subscriber, queue_arn, samples_dir, unique};
 
-use crate::detector::{check_counts, check_pages, event_time, expected_pages, samples_dir, scenario_events};
-use crate::emulated::{Emulator, Received, Subscriber, queue_arn, unique};
+use crate::detector::{check_counts, check_pages, event_time, expected_pages, scenario_events};
+use crate::emulated::{alert_of, envelope_problems};
 use crate::reporter::{DIGEST_FILTER, filtered_subscriber, identity, kind, listed};
 
 /// The scenarios put through the deployed function: a page (01), a refresh race that must not page
@@ -1048,7 +1049,7 @@ async fn tear_down(c: &Clients, d: &Deployment, alerts: &Subscriber) {
         let _ = c.lambda.delete_function().function_name(function).send().await;
         let _ = c.logs.delete_log_group().log_group_name(log_group).send().await;
     }
-    for url in [&d.event_queue_url, &d.dead_letter_queue_url, &alerts.queue_url] {
+    for url in [&d.event_queue_url, &d.dead_letter_queue_url, &alerts.queue.url] {
         let _ = c.sqs.delete_queue().queue_url(url).send().await;
     }
     let _ = c.sns.delete_topic().topic_arn(&alerts.topic_arn).send().await;
@@ -1219,10 +1220,10 @@ async fn the_deployed_detector_pages_once_per_incident_from_eventbridge_to_the_t
         }
         let want = expected_pages(&dir).len();
         let received = alerts.receive(want, Duration::from_secs(20)).await;
-        let back: Vec<Alert> = received.iter().map(Received::alert).collect();
+        let back: Vec<Alert> = received.iter().map(alert_of).collect();
         for r in &received {
             problems.extend(
-                r.check_envelope(&alerts.topic_arn)
+                envelope_problems(r, &alerts.topic_arn)
                     .into_iter()
                     .map(|p| format!("{name}: {p}")),
             );
@@ -1447,7 +1448,7 @@ async fn the_deployed_detector_pages_once_per_incident_from_eventbridge_to_the_t
         panic!("\n{}", problems.join("\n"));
     }
     tear_down(&c, &d, &alerts).await;
-    let _ = c.sqs.delete_queue().queue_url(&digests.queue_url).send().await;
+    let _ = c.sqs.delete_queue().queue_url(&digests.queue.url).send().await;
 }
 
 /// What a subscription of the incident stream (pages, escalations, notices) filters on: every alert

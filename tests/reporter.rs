@@ -18,9 +18,9 @@ use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::time::{Epoch, format_time};
 use tokenwatch_reporter::config::Config;
 use tokenwatch_reporter::{Reporter, handle};
+use tokenwatch_testkit::{Emulator, Received, Subscriber, new_topic, scenarios, unique};
 
-use crate::detector::{alert_context, event_time, feed_scenario, policy, scenario_events, scenarios};
-use crate::emulated::{Emulator, Received, Subscriber, queue_arn, unique};
+use crate::detector::{alert_context, event_time, feed_scenario, policy, scenario_events};
 
 /// What a pager subscribes with: incidents opening or getting worse, never digests or notices.
 pub const PAGER_FILTER: &str = r#"{"kind": ["open", "escalation"]}"#;
@@ -30,7 +30,6 @@ pub const DIGEST_FILTER: &str = r#"{"kind": ["digest"]}"#;
 /// A new queue subscribed to `topic_arn` with a filter policy on the message attributes.
 pub async fn filtered_subscriber(sdk: &SdkConfig, topic_arn: &str, filter: &str) -> Subscriber {
     let subscriber = Subscriber::to_topic(sdk, topic_arn.to_owned()).await;
-    let endpoint = queue_arn(&subscriber.sqs, &subscriber.queue_url).await;
     let sns = aws_sdk_sns::Client::new(sdk);
     let subscriptions = sns
         .list_subscriptions_by_topic()
@@ -41,7 +40,7 @@ pub async fn filtered_subscriber(sdk: &SdkConfig, topic_arn: &str, filter: &str)
     let subscription = subscriptions
         .subscriptions()
         .iter()
-        .find(|s| s.endpoint() == Some(endpoint.as_str()))
+        .find(|s| s.endpoint() == Some(subscriber.queue.arn.as_str()))
         .and_then(|s| s.subscription_arn())
         .expect("the queue's subscription");
     sns.set_subscription_attributes()
@@ -110,14 +109,7 @@ async fn the_digest_reaches_the_digest_subscription_only_and_a_query_answers_its
     let table = unique("tokenwatch-e2e-reporter");
     create_table(&dynamodb, &table).await.expect("table created");
     let store = DynamoStore::from_client(dynamodb.clone(), &table);
-    let topic_arn = aws_sdk_sns::Client::new(&sdk)
-        .create_topic()
-        .name(unique("tokenwatch-e2e-reporter"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
+    let topic_arn = new_topic(&sdk, "tokenwatch-e2e-reporter").await;
     let pager = filtered_subscriber(&sdk, &topic_arn, PAGER_FILTER).await;
     let chat = filtered_subscriber(&sdk, &topic_arn, DIGEST_FILTER).await;
     let sink = SnsAlertSink::new(&sdk, &topic_arn);
@@ -245,7 +237,7 @@ async fn the_digest_reaches_the_digest_subscription_only_and_a_query_answers_its
     assert!(chat.receive(0, Duration::from_secs(2)).await.is_empty());
 
     for s in [&pager, &chat] {
-        let _ = s.sqs.delete_queue().queue_url(&s.queue_url).send().await;
+        s.queue.delete().await;
     }
     let _ = aws_sdk_sns::Client::new(&sdk)
         .delete_topic()

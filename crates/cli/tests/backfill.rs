@@ -22,33 +22,12 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 use tokenwatch_core::time::{format_time, parse_time};
+use tokenwatch_testkit::{Emulator, inputs, samples_dir, scenarios};
 
-fn endpoint(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: run scripts/test.sh, or scripts/emulators.sh start and \
-             `source target/emulators/env`"
-        )
-    })
-}
-
-fn moto() -> String {
-    endpoint("TOKENWATCH_MOTO_ENDPOINT")
-}
-
-fn ministack() -> String {
-    endpoint("TOKENWATCH_MINISTACK_ENDPOINT")
-}
-
-async fn s3(endpoint: &str, access_key: &str) -> aws_sdk_s3::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            access_key, "testing", None, None, "tests",
-        ))
-        .load()
-        .await;
+/// An S3 client on `emulator` as the account behind `access_key`, with path-style addressing: emulators
+/// do not resolve bucket subdomains.
+async fn s3(emulator: Emulator, access_key: &str) -> aws_sdk_s3::Client {
+    let sdk = emulator.sdk_as(access_key).await;
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)
@@ -121,31 +100,6 @@ fn analyze(paths: &[PathBuf], window: &[&str]) -> Value {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     json_of(&out)
-}
-
-fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples")
-}
-
-fn scenarios() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(samples())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("expected.json").is_file())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 13, "the bundled scenarios are missing: {dirs:?}");
-    dirs
-}
-
-fn inputs(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap() != "expected.json")
-        .collect();
-    files.sort();
-    files
 }
 
 /// The bare CloudTrail records in one sample file, whatever carries them: trail files, NDJSON, EventBridge
@@ -263,9 +217,9 @@ fn sample_log_files(prefix: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 #[tokio::test]
-async fn the_trail_in_s3_reports_what_analyze_reports_on_the_samples() {
-    let endpoint = moto();
-    let client = s3(&endpoint, "testing").await;
+async fn the_trail_in_s3_reports_what_analyze_reports_on_the_samples_dir() {
+    let endpoint = Emulator::Moto.endpoint();
+    let client = s3(Emulator::Moto, "testing").await;
     let bucket = bucket(&client, "samples").await;
     let files = sample_log_files("org/trail/");
     let uploaded = files.len();
@@ -297,7 +251,7 @@ async fn the_trail_in_s3_reports_what_analyze_reports_on_the_samples() {
     let out = from_trail(&["--account", "123456789012"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let got = json_of(&out);
-    let want = analyze(&[samples()], &[]);
+    let want = analyze(&[samples_dir()], &[]);
     assert_eq!(
         (&got["records"], &got["failures"], &got["skipped_records"]),
         (&json!(115), &json!(52), &json!(0)),
@@ -336,7 +290,7 @@ async fn the_trail_in_s3_reports_what_analyze_reports_on_the_samples() {
     let out = from_trail(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let got = json_of(&out);
-    let want = analyze(&[samples()], &window);
+    let want = analyze(&[samples_dir()], &window);
     assert!(
         !want["groups"].as_array().unwrap().is_empty(),
         "the window has failures"
@@ -370,21 +324,14 @@ async fn the_trail_in_s3_reports_what_analyze_reports_on_the_samples() {
 /// Each scenario through the detector as EventBridge would deliver it (in time order, a minute late, three
 /// events per batch), into a new state table on moto; then the sweeps once the refresh window and the
 /// cool-down are over.
-async fn detector_table(endpoint: &str) -> String {
+async fn detector_table() -> String {
     use tokenwatch_core::alert::AlertContext;
     use tokenwatch_core::events::eventbridge_events;
     use tokenwatch_core::incident::Policy;
     use tokenwatch_core::memory::RecordingSink;
     use tokenwatch_core::pipeline::Detector;
 
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "tests",
-        ))
-        .load()
-        .await;
+    let sdk = Emulator::Moto.sdk().await;
     let table = format!("state-{}", std::process::id());
     tokenwatch_aws::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
         .await
@@ -426,13 +373,13 @@ async fn detector_table(endpoint: &str) -> String {
 /// lease, failures and client; and the state table's filters and formats work through the binary.
 #[tokio::test]
 async fn state_table_trail_and_analyze_agree_on_every_sample_group() {
-    let endpoint = moto();
-    let client = s3(&endpoint, "testing").await;
+    let endpoint = Emulator::Moto.endpoint();
+    let client = s3(Emulator::Moto, "testing").await;
     let bucket = bucket(&client, "agree").await;
     for (key, body) in sample_log_files("") {
         put(&client, &bucket, &key, body, None).await;
     }
-    let table = detector_table(&endpoint).await;
+    let table = detector_table().await;
     let report = |extra: &[&str]| {
         let mut args = vec!["report", "--format", "json"];
         args.extend(extra);
@@ -443,7 +390,7 @@ async fn state_table_trail_and_analyze_agree_on_every_sample_group() {
     let trail = format!("s3://{bucket}/");
     let from_trail = report(&["--from-trail", &trail]);
     let from_table = report(&["--table", &table, "--since", "2026-10-01"]);
-    let analyzed = analyze(&[samples()], &[]);
+    let analyzed = analyze(&[samples_dir()], &[]);
 
     let facts = |report: &Value| -> Vec<Value> {
         let mut groups: Vec<Value> = report["groups"]
@@ -575,7 +522,7 @@ async fn state_table_trail_and_analyze_agree_on_every_sample_group() {
 
 #[tokio::test]
 async fn a_simulated_trail_in_s3_reports_what_analyze_reports_and_every_injected_failure() {
-    let endpoint = moto();
+    let endpoint = Emulator::Moto.endpoint();
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus");
     let out = Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
@@ -593,7 +540,7 @@ async fn a_simulated_trail_in_s3_reports_what_analyze_reports_and_every_injected
     assert!(out.status.success(), "{}", stderr(&out));
     let injected: Value = serde_json::from_slice(&out.stdout).unwrap();
 
-    let client = s3(&endpoint, "testing").await;
+    let client = s3(Emulator::Moto, "testing").await;
     let bucket = bucket(&client, "simulated").await;
     let mut files = 0;
     for entry in walk(&corpus) {
@@ -682,8 +629,8 @@ fn assert_sample_01_reported(out: &Output) {
 
 #[tokio::test]
 async fn unreadable_objects_are_named_and_the_rest_is_reported() {
-    let endpoint = moto();
-    let client = s3(&endpoint, "testing").await;
+    let endpoint = Emulator::Moto.endpoint();
+    let client = s3(Emulator::Moto, "testing").await;
     let bucket = bucket(&client, "bad").await;
     let day = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/02/";
     let good = sample_01("AWSLogs/123456789012/CloudTrail/");
@@ -765,8 +712,8 @@ async fn an_object_the_bucket_policy_denies_is_named_and_the_rest_is_reported() 
     // ministack scopes requests to the account an access key names.
     const ARCHIVE: &str = "111111111111";
     const READER: &str = "222222222222";
-    let endpoint = ministack();
-    let owner = s3(&endpoint, ARCHIVE).await;
+    let endpoint = Emulator::Ministack.endpoint();
+    let owner = s3(Emulator::Ministack, ARCHIVE).await;
     let bucket = bucket(&owner, "denied").await;
     let good = sample_01("logs/AWSLogs/123456789012/CloudTrail/");
     for (key, body) in &good {
@@ -837,7 +784,7 @@ fn report_without_a_source_says_which_flags_give_one() {
 
 #[test]
 fn a_trail_that_cannot_be_listed_is_an_error_not_an_empty_report() {
-    let endpoint = moto();
+    let endpoint = Emulator::Moto.endpoint();
     let out = tokenwatch(
         &endpoint,
         "testing",
@@ -853,7 +800,7 @@ fn lookup_events_runs_its_plan_at_two_requests_per_second() {
     // ministack answers LookupEvents (with no events: its recording is off), so the CLI's side runs for real:
     // the SDK's requests over HTTP, the plan (every event of the window, then the five issuing calls of the
     // day before) and the pacing. Pages, throttling and events are tested with mocks in crates/aws.
-    let endpoint = ministack();
+    let endpoint = Emulator::Ministack.endpoint();
     let started = std::time::Instant::now();
     let out = tokenwatch(
         &endpoint,

@@ -1,25 +1,11 @@
 //! Runs the built `tokenwatch` binary as a user would.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-
-fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples")
-}
-
-fn scenarios() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(samples())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("expected.json").is_file())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 13, "the bundled scenarios are missing: {dirs:?}");
-    dirs
-}
+use tokenwatch_testkit::{samples_dir, scenarios};
 
 fn tokenwatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
@@ -109,7 +95,7 @@ fn look_alikes_produce_no_group() {
 
 #[test]
 fn all_samples_at_once_are_the_union_of_each() {
-    let (all, out) = analyze_json(&[&samples()]);
+    let (all, out) = analyze_json(&[&samples_dir()]);
     assert!(out.status.success());
     let mut each_records = 0;
     let mut each_groups = 0;
@@ -125,7 +111,7 @@ fn all_samples_at_once_are_the_union_of_each() {
 /// Every field SPEC.md names is present in every group, `null` where unknown.
 #[test]
 fn report_groups_carry_every_spec_field() {
-    let (report, _) = analyze_json(&[&samples()]);
+    let (report, _) = analyze_json(&[&samples_dir()]);
     let fields = [
         "account",
         "principal",
@@ -170,8 +156,8 @@ fn table_shows_group_verdict_age_against_lease_client_and_fix() {
 
 #[test]
 fn markdown_has_a_section_per_group() {
-    let (report, _) = analyze_json(&[&samples()]);
-    let out = tokenwatch(&["analyze", "--format", "markdown", samples().to_str().unwrap()]);
+    let (report, _) = analyze_json(&[&samples_dir()]);
+    let out = tokenwatch(&["analyze", "--format", "markdown", samples_dir().to_str().unwrap()]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# tokenwatch report"));
     assert_eq!(
@@ -255,14 +241,14 @@ fn stdin_is_read_for_dash_gzip_included() {
 
 #[test]
 fn since_and_until_bound_the_failures_counted() {
-    let (all, _) = analyze_json(&[&samples()]);
+    let (all, _) = analyze_json(&[&samples_dir()]);
     let out = tokenwatch(&[
         "analyze",
         "--format",
         "json",
         "--since",
         "2100-01-01",
-        samples().to_str().unwrap(),
+        samples_dir().to_str().unwrap(),
     ]);
     let future: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(future["failures"], 0);
@@ -273,7 +259,7 @@ fn since_and_until_bound_the_failures_counted() {
         "json",
         "--until",
         "2000-01-01T00:00:00Z",
-        samples().to_str().unwrap(),
+        samples_dir().to_str().unwrap(),
     ]);
     let past: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(past["failures"], 0);

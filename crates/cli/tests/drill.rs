@@ -2,43 +2,18 @@
 //! a rule on its source delivers it to an SQS queue, and the event as delivered pages as a drill.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-
-fn moto() -> String {
-    std::env::var("TOKENWATCH_MOTO_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "TOKENWATCH_MOTO_ENDPOINT is not set: run scripts/test.sh, or scripts/emulators.sh start and \
-             `source target/emulators/env`"
-        )
-    })
-}
+use tokenwatch_testkit::{Emulator, Queue, unique};
 
 #[tokio::test]
 async fn a_drill_reaches_the_bus_and_pages_as_a_drill() {
-    let endpoint = moto();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "tests",
-        ))
-        .load()
-        .await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let endpoint = Emulator::Moto.endpoint();
+    let sdk = Emulator::Moto.sdk().await;
     let events = aws_sdk_eventbridge::Client::new(&sdk);
-    let name = format!("drill-{}", std::process::id());
-    let queue = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let queue_arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    let queue = Queue::new(&sdk, "drill").await;
+    let name = unique("drill");
     events
         .put_rule()
         .name(&name)
@@ -52,7 +27,7 @@ async fn a_drill_reaches_the_bus_and_pages_as_a_drill() {
         .targets(
             aws_sdk_eventbridge::types::Target::builder()
                 .id("q")
-                .arn(&queue_arn)
+                .arn(&queue.arn)
                 .build()
                 .unwrap(),
         )
@@ -72,24 +47,10 @@ async fn a_drill_reaches_the_bus_and_pages_as_a_drill() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("[tokenwatch DRILL]"));
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        if let Some(m) = got.messages().first() {
-            break m.body().unwrap().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the drill event never reached the queue"
-        );
-    };
-    let event: Value = serde_json::from_str(&body).unwrap();
+    let bodies = queue.receive(1, Duration::from_secs(20)).await;
+    assert!(!bodies.is_empty(), "the drill event never reached the queue");
+    let body = &bodies[0];
+    let event: Value = serde_json::from_str(body).unwrap();
     assert_eq!(event["source"], "tokenwatch.drill");
     assert_eq!(event["detail"]["errorCode"], "ExpiredToken");
     assert_eq!(

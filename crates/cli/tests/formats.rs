@@ -2,14 +2,11 @@
 //! hostile records on stdin.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-
-fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples")
-}
+use tokenwatch_testkit::samples_dir;
 
 fn tokenwatch(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
@@ -111,8 +108,8 @@ fn text(v: &Value) -> String {
 
 #[test]
 fn csv_has_a_header_and_a_row_per_group_that_parse_back_to_the_json_report() {
-    let groups = groups(&samples());
-    let rows = parse_csv(&analyze("csv", &samples()));
+    let groups = groups(&samples_dir());
+    let rows = parse_csv(&analyze("csv", &samples_dir()));
     assert_eq!(groups.len(), 13);
     assert_eq!(rows.len(), 1 + groups.len());
     assert_eq!(rows[0], COLUMNS);
@@ -205,8 +202,8 @@ fn label(g: &Value) -> String {
 
 #[test]
 fn html_over_the_samples_shows_every_group() {
-    let groups = groups(&samples());
-    let html = analyze("html", &samples());
+    let groups = groups(&samples_dir());
+    let html = analyze("html", &samples_dir());
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(html.trim_end().ends_with("</html>"));
     for g in &groups {

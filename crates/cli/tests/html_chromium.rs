@@ -16,12 +16,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokenwatch_testkit::samples_dir;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples")
-}
 
 /// `$CHROMIUM`, else `chromium` on the PATH; a clear failure otherwise.
 fn chromium() -> PathBuf {
@@ -213,7 +210,7 @@ fn is_png_of(bytes: &[u8], width: u32, height: u32) -> bool {
 #[test]
 fn the_samples_report_renders_in_chromium_with_its_histogram_groups_and_no_console_output() {
     let dir = tempfile::tempdir().unwrap();
-    let samples = samples().display().to_string();
+    let samples = samples_dir().display().to_string();
     let html = tokenwatch(&["analyze", "--format", "html", &samples], "");
     let report: Value =
         serde_json::from_str(&tokenwatch(&["analyze", "--format", "json", &samples], "")).unwrap();

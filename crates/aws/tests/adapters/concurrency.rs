@@ -13,8 +13,9 @@ use tokenwatch_core::classify::Failure;
 use tokenwatch_core::model::{Client, Severity};
 use tokenwatch_core::ports::{Change, StateStore};
 use tokenwatch_core::stats::FailureStats;
+use tokenwatch_testkit::Emulator;
 
-use crate::common::{Emulator, failure, key};
+use crate::common::{failure, fresh_store, fresh_table, key};
 
 /// xorshift64*: enough to shuffle deterministically without a dependency.
 struct Rng(u64);
@@ -51,7 +52,7 @@ fn storm(n: usize) -> Vec<Failure> {
 async fn eight_writers_count_each_failure_once_and_page_once() {
     const WRITERS: u64 = 8;
     const FAILURES: usize = 2000;
-    let store = Arc::new(Emulator::Ministack.fresh_store().await);
+    let store = Arc::new(fresh_store(Emulator::Ministack).await);
     let failures = Arc::new(storm(FAILURES));
     let k = key("storm");
 
@@ -148,7 +149,7 @@ async fn calls_per_batch(store: &DynamoStore, batch_size: usize, shuffled: bool)
 /// Calls per batch when `writers` detector instances (each with its own store, so its own view of the
 /// group) share a storm of 600 failures, 5 per second, each recording its share in time order.
 async fn calls_per_batch_with_writers(writers: usize, batch_size: usize) -> f64 {
-    let (client, table) = Emulator::Ministack.fresh_table().await;
+    let (client, table) = fresh_table(Emulator::Ministack).await;
     let k = key("shared-storm");
     let failures: Vec<Failure> = storm(600)
         .into_iter()
@@ -196,7 +197,7 @@ async fn calls_per_batch_with_writers(writers: usize, batch_size: usize) -> f64 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_storm_costs_about_one_call_per_batch() {
     // ministack: moto copies the whole table for every transaction, which makes 2,400 of them take minutes.
-    let store = Emulator::Ministack.fresh_store().await;
+    let store = fresh_store(Emulator::Ministack).await;
     let mut report = Vec::new();
     for (size, shuffled) in [(1, false), (10, false), (1, true), (10, true)] {
         let per_batch = calls_per_batch(&store, size, shuffled).await;

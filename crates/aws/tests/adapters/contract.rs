@@ -8,8 +8,9 @@ use tokenwatch_core::memory::MemoryStore;
 use tokenwatch_core::model::{Client, Severity, StsCall};
 use tokenwatch_core::ports::{Change, StateStore};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
+use tokenwatch_testkit::Emulator;
 
-use crate::common::{Emulator, T0, failure, issuance, key};
+use crate::common::{T0, failure, fresh_store, issuance, key};
 
 /// Every port call with its answer, as text: the two stores' transcripts must be equal.
 async fn script<S: StateStore>(store: &S) -> Vec<String> {
@@ -295,7 +296,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
 }
 
 async fn same_as_memory(emulator: Emulator) {
-    let dynamo: DynamoStore = emulator.fresh_store().await;
+    let dynamo: DynamoStore = fresh_store(emulator).await;
     let memory = MemoryStore::default();
     let expected = script(&memory).await;
     let actual = script(&dynamo).await;

@@ -3,12 +3,13 @@
 //! to that group would fail. The issue times are capped; the newest always survives.
 
 use tokenwatch_core::ports::StateStore;
+use tokenwatch_testkit::Emulator;
 
-use crate::common::{Emulator, issuance, key};
+use crate::common::{fresh_store, issuance, key};
 
 #[tokio::test]
 async fn a_busy_role_keeps_its_issue_times_capped_and_the_newest() {
-    let store = Emulator::Moto.fresh_store().await;
+    let store = fresh_store(Emulator::Moto).await;
     let group = key("nightly-etl");
     let base = 1_793_606_400;
     for i in 0..300 {

@@ -2,54 +2,21 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 use tokenwatch_aws::SnsAlertSink;
 use tokenwatch_core::alert::{AlertContext, AlertKind, render};
 use tokenwatch_core::incident::incident_id;
 use tokenwatch_core::ports::AlertSink;
 use tokenwatch_core::stats::FailureStats;
+use tokenwatch_testkit::{Emulator, Subscriber};
 
-use crate::common::{Emulator, T0, failure, unique};
+use crate::common::{T0, failure};
 
 #[tokio::test]
 async fn an_alert_reaches_an_sqs_subscriber_with_subject_document_and_attributes() {
     let sdk = Emulator::Moto.sdk().await;
-    let sns = aws_sdk_sns::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let topic = sns
-        .create_topic()
-        .name(unique("alerts"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(unique("pager"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .send()
-        .await
-        .unwrap();
+    let subscriber = Subscriber::with_new_topic(&sdk).await;
+    let topic = &subscriber.topic_arn;
 
     let mut stats = FailureStats::default();
     for (i, age) in [3610, 3700, 3800].into_iter().enumerate() {
@@ -64,26 +31,12 @@ async fn an_alert_reaches_an_sqs_subscriber_with_subject_document_and_attributes
     };
     let alert = render(&group, &incident, AlertKind::Open, &ctx);
 
-    let sink = SnsAlertSink::new(&sdk, &topic);
+    let sink = SnsAlertSink::new(&sdk, topic);
     sink.publish(&alert).await.unwrap();
 
-    let mut messages = Vec::new();
-    for _ in 0..10 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        messages.extend(out.messages.unwrap_or_default());
-        if !messages.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(messages.len(), 1, "one message per alert");
-    let envelope: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    let received = subscriber.receive(1, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 1, "one message per alert");
+    let envelope = &received[0].envelope;
     assert_eq!(envelope["Type"], "Notification");
     assert_eq!(envelope["TopicArn"], topic.as_str());
     assert_eq!(envelope["Subject"], alert.subject.as_str());
