@@ -6,7 +6,7 @@
 
 use tokenwatch_core::Severity;
 use tokenwatch_core::alert::{AlertContext, AlertFormat};
-use tokenwatch_core::time::{Epoch, parse_bound};
+use tokenwatch_core::time::{Epoch, parse_span};
 
 /// Why the configuration is unusable.
 #[derive(Debug)]
@@ -78,11 +78,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         let Some(v) = self.optional(variable) else {
             return Ok(default);
         };
-        let seconds = match v.parse::<Epoch>() {
-            Ok(n) => Some(n),
-            // A span parsed at time 0 comes out negative; an absolute time (positive) is not a span.
-            Err(_) => parse_bound(&v, 0).filter(|t| *t <= 0).map(|t| -t),
-        };
+        let seconds = v.parse::<Epoch>().ok().or_else(|| parse_span(&v));
         seconds
             .filter(|s| (min..=max).contains(s))
             .ok_or_else(|| ConfigError {

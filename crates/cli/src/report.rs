@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokenwatch_aws::lookup::{ISSUING_CALLS, Lookup, LookupEvents};
 use tokenwatch_aws::trail::{TrailFilter, TrailLocation, TrailProgress, TrailReader};
 use tokenwatch_aws::{DynamoStore, SdkOptions, sdk_config};
-use tokenwatch_core::query::{Query, state_report};
+use tokenwatch_core::query::{Query, Since, state_report};
 use tokenwatch_core::time::Epoch;
 use tokenwatch_core::{Analyzer, Report, Severity, Verdict, Window};
 
@@ -185,7 +185,7 @@ fn from_table(args: &ReportArgs, mut query: Query) -> Result<ExitCode> {
         bail!("--access-key, --account and --region select what --from-trail or --lookup-events read");
     }
     let now = now();
-    query.since = bound(args.since.as_deref(), "--since")?;
+    query.since = bound(args.since.as_deref(), "--since")?.map(Since::At);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -643,7 +643,7 @@ mod tests {
         const DAY: Epoch = 86_400;
         let rig = Rig::new();
         let week = Query {
-            since: Some(-7 * DAY),
+            since: Some(crate::query::Since::Ago(7 * DAY)),
             ..Default::default()
         };
         for day in 0..3 {
@@ -673,7 +673,7 @@ mod tests {
 
         // A day's window still shows it; a window after its last failure, with nothing open, does not.
         let day_later = Query {
-            since: Some(T0 + 2 * DAY + 3700),
+            since: Some(crate::query::Since::At(T0 + 2 * DAY + 3700)),
             ..Default::default()
         };
         assert!(

@@ -15,9 +15,10 @@ use crate::time::{Epoch, format_time};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Query {
-    /// Groups whose last failure is at or after this time, plus every open incident.
-    #[serde(default, deserialize_with = "bound")]
-    pub since: Option<Epoch>,
+    /// Groups whose last failure is at or after this time, plus every open incident (default: a day
+    /// back).
+    #[serde(default)]
+    pub since: Option<Since>,
     /// The principal: its ARN or role name, `*` matching any run of characters.
     #[serde(default)]
     pub principal: Option<String>,
@@ -29,25 +30,35 @@ pub struct Query {
     pub min_severity: Option<Severity>,
 }
 
-/// `since` as epoch seconds or a string [`crate::time::parse_bound`] reads; a span (`24h`) is kept as a
-/// negative number of seconds, made absolute by [`Query::since_at`].
-fn bound<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Epoch>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Epoch(Epoch),
-        Text(String),
-    }
-    match Option::<Raw>::deserialize(d)? {
-        None => Ok(None),
-        Some(Raw::Epoch(t)) => Ok(Some(t)),
-        Some(Raw::Text(text)) => {
-            // Parsed against time 0: a span comes out negative, an absolute time positive.
-            crate::time::parse_bound(&text, 0).map(Some).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "since '{text}': expected a span (24h, 7d), a date or an ISO-8601 time"
-                ))
-            })
+/// Where a report's window starts: a time, or a span back from when the report is made (a scheduled
+/// digest's query is written once and asked every day).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Since {
+    /// This time.
+    At(Epoch),
+    /// This many seconds before now.
+    Ago(Epoch),
+}
+
+/// In JSON: epoch seconds, or a string: a span (`24h`, `7d`), a date or an ISO-8601 time.
+impl<'de> Deserialize<'de> for Since {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Epoch(Epoch),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Epoch(t) => Ok(Since::At(t)),
+            Raw::Text(text) => crate::time::parse_instant(&text)
+                .map(Since::At)
+                .or_else(|| crate::time::parse_span(&text).map(Since::Ago))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "since '{text}': expected a span (24h, 7d), a date or an ISO-8601 time"
+                    ))
+                }),
         }
     }
 }
@@ -60,8 +71,8 @@ impl Query {
     pub fn since_at(&self, now: Epoch) -> Epoch {
         match self.since {
             None => now - DEFAULT_SPAN,
-            Some(t) if t <= 0 => now + t,
-            Some(t) => t,
+            Some(Since::Ago(span)) => now - span,
+            Some(Since::At(t)) => t,
         }
     }
 
@@ -81,21 +92,29 @@ impl Query {
 /// 10 % (at least five minutes) of the median gap, and the median at least ten minutes. Starts closer together than five
 /// minutes count as one (two invocations can each start the first incident of a group at once).
 pub fn recurrence(starts: &[Epoch]) -> Option<Epoch> {
-    const MERGE: Epoch = 300;
-    let mut sorted = starts.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup_by(|later, earlier| *later - *earlier < MERGE);
+    let sorted = incidents(starts);
     if sorted.len() < 3 {
         return None;
     }
     let mut gaps: Vec<Epoch> = sorted.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort_unstable();
     let median = gaps[gaps.len() / 2];
-    let slack = (median / 10).max(MERGE);
+    let slack = (median / 10).max(SAME_INCIDENT);
     let regular = median >= 600 && gaps.iter().all(|g| (g - median).abs() <= slack);
     // The mean gap: a late start and an early one cancel out instead of shifting the beat.
     let span = sorted[sorted.len() - 1] - sorted[0];
     regular.then(|| span / (sorted.len() as Epoch - 1))
+}
+
+/// Starts closer together than this are one incident.
+const SAME_INCIDENT: Epoch = 300;
+
+/// Incident starts in order, those closer together than [`SAME_INCIDENT`] counted once.
+fn incidents(starts: &[Epoch]) -> Vec<Epoch> {
+    let mut sorted = starts.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup_by(|later, earlier| *later - *earlier < SAME_INCIDENT);
+    sorted
 }
 
 /// When the next incident of a recurring group is expected to begin: the first beat after `now` of the
@@ -119,9 +138,6 @@ pub fn summarize(state: &GroupState, now: Epoch) -> Option<IncidentSummary> {
     starts.push(opened);
     let every = recurrence(&starts);
     let last_start = starts.iter().copied().max().unwrap_or(opened);
-    let mut distinct = starts.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
     Some(IncidentSummary {
         id,
         state: if resolved.is_some() {
@@ -133,7 +149,7 @@ pub fn summarize(state: &GroupState, now: Epoch) -> Option<IncidentSummary> {
         resolved_at: resolved.map(format_time),
         time_to_recover_seconds: resolved.map(|r| r - opened),
         paged: state.incident.paged,
-        incidents_seen: distinct.len(),
+        incidents_seen: incidents(&starts).len(),
         recurs_every_seconds: every,
         next_expected_failure: every
             .and_then(|e| next_expected(last_start, e, now))

@@ -181,7 +181,7 @@ impl Report {
     /// A table for a terminal: one line per group with its one-line fix, and, for a report from the state
     /// table, each incident's state, time to recover and next expected failure.
     pub fn to_table(&self) -> String {
-        let incidents = self.groups.iter().any(|g| g.incident.is_some());
+        let incidents = self.from_state_table();
         let mut headers = vec![
             "GROUP",
             "VERDICT",
@@ -274,9 +274,9 @@ impl Report {
         }
     }
 
-    /// Groups without a single record read: the state table's report (`records` is 0 there).
+    /// Its groups carry incidents: it was read from the state table, not from records.
     pub fn from_state_table(&self) -> bool {
-        self.records == 0 && !self.groups.is_empty()
+        self.groups.iter().any(|g| g.incident.is_some())
     }
 
     /// Markdown: a summary table and a section per group with its remediation.

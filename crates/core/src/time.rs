@@ -103,13 +103,24 @@ pub fn format_time(t: Epoch) -> String {
 /// Parses a `--since`/`--until` bound: an absolute timestamp (any form [`parse_time`] takes, or a
 /// bare date `2026-11-02`), or a span back from `now` such as `90m`, `24h`, `7d`, `2w`.
 pub fn parse_bound(raw: &str, now: Epoch) -> Option<Epoch> {
+    parse_instant(raw).or_else(|| parse_span(raw).and_then(|span| now.checked_sub(span)))
+}
+
+/// An absolute bound: any form [`parse_time`] takes, or a bare date `2026-11-02` (its midnight, UTC).
+pub fn parse_instant(raw: &str) -> Option<Epoch> {
     let s = raw.trim();
     if let Some(t) = parse_time(s) {
         return Some(t);
     }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
-    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()?
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp())
+}
+
+/// A span in seconds: `90m`, `24h`, `7d`, `2w`, `30s`.
+pub fn parse_span(raw: &str) -> Option<Epoch> {
+    let s = raw.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = s.split_at(split);
     let n: i64 = n.parse().ok()?;
@@ -121,7 +132,7 @@ pub fn parse_bound(raw: &str, now: Epoch) -> Option<Epoch> {
         "w" => 7 * 86_400,
         _ => return None,
     };
-    Some(now - n.checked_mul(unit_seconds)?)
+    n.checked_mul(unit_seconds)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use tokenwatch_aws::env::Env;
 use tokenwatch_core::Severity;
 use tokenwatch_core::alert::AlertContext;
-use tokenwatch_core::query::{DEFAULT_SPAN, Query};
+use tokenwatch_core::query::{DEFAULT_SPAN, Query, Since};
 use tokenwatch_core::time::Epoch;
 
 pub use tokenwatch_aws::env::ConfigError;
@@ -63,7 +63,7 @@ impl Config {
     /// The query a scheduled digest runs.
     pub fn digest_query(&self) -> Query {
         Query {
-            since: Some(-self.digest_span),
+            since: Some(Since::Ago(self.digest_span)),
             min_severity: Some(self.digest_min_severity),
             ..Query::default()
         }

@@ -7,7 +7,7 @@
 //! | `pk` | `sk` | holds | `expires_at` |
 //! |---|---|---|---|
 //! | `EVENT#<eventID>` | `EVENT` | the claim that counts a failure once | 3 days after it was recorded |
-//! | `SESSION#<accessKeyId>` | `SESSION` | an issued session ([`Issuance`]) | 8 days after it was recorded |
+//! | `SESSION#<accessKeyId>` | `SESSION` | an issued session ([`Issuance`]) | 9 days after it was recorded |
 //! | `GROUP#<group id>` | `STATE` | a group's [`GroupState`] | 30 days after its last failure |
 //!
 //! A group item holds its key parts (`key_account`, `key_principal`, `key_session`), its counters as
@@ -644,11 +644,10 @@ impl StateStore for DynamoStore {
         Ok(open)
     }
 
-    /// A scan of the table for group items (claims and sessions are filtered out by DynamoDB but still
-    /// read: a report costs about one read unit per 4 KB of the table). Open incidents come from the index
-    /// as well, because the scan's filter cannot see an item that a write has just opened.
+    /// A scan of the table for group items: claims and sessions are filtered out by DynamoDB but still
+    /// read (half a read unit per 4 KB, eventually consistent: a write of the last second may be missed).
     async fn groups(&self, since: Epoch) -> Result<Vec<GroupState>, PortError> {
-        let mut found: HashMap<String, GroupState> = HashMap::new();
+        let mut groups = Vec::new();
         let mut start = None;
         loop {
             self.count();
@@ -666,20 +665,12 @@ impl StateStore for DynamoStore {
                 .send()
                 .await
                 .map_err(|e| from_sdk("dynamodb:Scan", e))?;
-            for item in page.items() {
-                let pk = item
-                    .get(PK)
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                found.insert(pk, decode_group(item));
-            }
+            groups.extend(page.items().iter().map(decode_group));
             start = page.last_evaluated_key;
             if start.is_none() {
                 break;
             }
         }
-        let mut groups: Vec<GroupState> = found.into_values().collect();
         groups.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(groups)
     }
@@ -694,16 +685,7 @@ pub(crate) const MAX_ISSUED_TIMES: usize = 256;
 /// [`MAX_ISSUED_TIMES`] (a condition); otherwise the set is replaced by this one time.
 fn issuance_update(key: &GroupKey, issuance: &Issuance, capped: bool) -> Expr {
     let mut e = Expr::default();
-    e.set(SCHEMA, n(SCHEMA_VERSION));
-    for (name, part) in [
-        (KEY_ACCOUNT, &key.account),
-        (KEY_PRINCIPAL, &key.principal),
-        (KEY_SESSION, &key.session),
-    ] {
-        if let Some(p) = part {
-            e.set(name, s(p));
-        }
-    }
+    plan::set_identity(&mut e, key);
     let time = aws_sdk_dynamodb::types::AttributeValue::Ns(vec![issuance.issued_at.to_string()]);
     if capped {
         let (times, cap) = (e.name(ISSUED_TIMES), e.n(MAX_ISSUED_TIMES));

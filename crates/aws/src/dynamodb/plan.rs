@@ -33,14 +33,9 @@ pub(crate) struct Plan {
 /// Plans the update of `key`'s group item adding `delta` (the new failures' stats) under `change`.
 /// `view` is what the group is believed to hold (default: nothing). `batch_time` (the latest time among the
 /// batch's failures, duplicates included) gives the item a TTL when no new failure does.
-pub(crate) fn group_update(
-    key: &GroupKey,
-    view: &GroupState,
-    delta: &FailureStats,
-    change: Change<'_>,
-    batch_time: Option<Epoch>,
-) -> Plan {
-    let mut e = Expr::default();
+/// Every group write names the schema and the group's key parts, so that an item read without its key
+/// (a scan, the open-incidents index) still says whose it is.
+pub(crate) fn set_identity(e: &mut Expr, key: &GroupKey) {
     e.set(SCHEMA, n(SCHEMA_VERSION));
     for (name, part) in [
         (KEY_ACCOUNT, &key.account),
@@ -51,6 +46,17 @@ pub(crate) fn group_update(
             e.set(name, s(p));
         }
     }
+}
+
+pub(crate) fn group_update(
+    key: &GroupKey,
+    view: &GroupState,
+    delta: &FailureStats,
+    change: Change<'_>,
+    batch_time: Option<Epoch>,
+) -> Plan {
+    let mut e = Expr::default();
+    set_identity(&mut e, key);
     let next = match change {
         Change::Add { incident } => add(&mut e, view, delta, incident, batch_time),
         Change::Restart { expected, incident } => {
