@@ -2,6 +2,7 @@
 
 mod detector;
 mod emulated;
+mod golden;
 mod infra;
 mod lambda;
 mod reporter;
