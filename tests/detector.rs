@@ -9,13 +9,13 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use tokenwatch_core::Severity;
-use tokenwatch_core::alert::{Alert, AlertContext};
 use tokenwatch_core::events::eventbridge_events;
 use tokenwatch_core::incident::Policy;
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::ports::{AlertSink, StateStore};
 use tokenwatch_core::reader::decompressing;
 use tokenwatch_core::time::{Epoch, parse_time};
+use tokenwatch_render::sns::{Message as Alert, Style};
 use tokenwatch_testkit::{inputs, scenarios};
 
 /// A scenario's records as EventBridge events, in time order (as EventBridge would deliver them).
@@ -308,8 +308,9 @@ pub fn policy() -> Policy {
     Policy::default()
 }
 
-pub fn alert_context() -> AlertContext {
-    AlertContext {
+/// How the stacks under test write their alerts.
+pub fn style() -> Style {
+    Style {
         region: "us-east-1".into(),
         ..Default::default()
     }
@@ -334,7 +335,6 @@ mod memory {
         store: MemoryStore,
         sink: RecordingSink,
         policy: Policy,
-        alerts: AlertContext,
     }
 
     impl Default for Twins {
@@ -343,7 +343,6 @@ mod memory {
                 store: MemoryStore::default(),
                 sink: RecordingSink::default(),
                 policy: policy(),
-                alerts: alert_context(),
             }
         }
     }
@@ -354,8 +353,16 @@ mod memory {
                 store: &self.store,
                 sink: &self.sink,
                 policy: &self.policy,
-                alerts: &self.alerts,
             }
+        }
+
+        /// The notices published, as SNS would publish them.
+        fn alerts(&self) -> Vec<Alert> {
+            self.sink
+                .notices()
+                .iter()
+                .map(|n| tokenwatch_render::sns::render(n, &style()))
+                .collect()
         }
     }
 
@@ -366,7 +373,7 @@ mod memory {
             let twins = Twins::default();
             let detector = twins.detector();
             feed_scenario(&detector, &dir).await;
-            problems.extend(check_pages(&dir, &twins.sink.alerts()));
+            problems.extend(check_pages(&dir, &twins.alerts()));
             problems.extend(check_counts(&dir, &twins.store).await);
         }
         assert!(problems.is_empty(), "\n{}", problems.join("\n"));
@@ -385,7 +392,7 @@ mod memory {
         );
         let state = twins.store.load(&key).await.unwrap().unwrap();
         assert_eq!(state.stats.failures, 10_000);
-        let published = twins.sink.alerts();
+        let published = twins.alerts();
         let kinds = tally(published.iter().map(|a| a.attributes["kind"].as_str()));
         assert_eq!(
             kinds,
@@ -405,7 +412,7 @@ mod memory {
             .process(&refs, parse_time("2026-11-02T09:20:00Z").unwrap())
             .await;
         assert!(out.retry.is_empty());
-        let problems = check_hostile(&twins.sink.alerts());
+        let problems = check_hostile(&twins.alerts());
         assert!(problems.is_empty(), "{problems:?}");
     }
 }

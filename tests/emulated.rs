@@ -17,17 +17,18 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use serde_json::{Value, json};
 use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, create_table, sdk_config};
-use tokenwatch_core::alert::{Alert, MAX_SUBJECT};
 use tokenwatch_core::classify::is_expiry;
+use tokenwatch_core::notice::Notice;
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
 use tokenwatch_core::stats::group_key;
 use tokenwatch_core::time::parse_time;
+use tokenwatch_render::sns::{MAX_SUBJECT, Message as Alert};
 use tokenwatch_testkit::{Emulator, Received, Subscriber, samples_dir, scenarios, unique};
 
 use crate::detector::{
-    SECRET, alert_context, check_counts, check_hostile, check_pages, event_time, feed_scenario,
-    hostile_events, policy, scenario_events, storm, tally,
+    SECRET, check_counts, check_hostile, check_pages, event_time, feed_scenario, hostile_events, policy,
+    scenario_events, storm, style, tally,
 };
 
 /// The alert as far as an SQS subscriber sees it: the subject, the message of its protocol (put back
@@ -124,9 +125,9 @@ impl<A> Counted<A> {
 }
 
 impl<A: AlertSink> AlertSink for Counted<A> {
-    async fn publish(&self, alert: &Alert) -> Result<(), PortError> {
+    async fn publish(&self, notice: &Notice) -> Result<(), PortError> {
         self.attempts.fetch_add(1, Ordering::Relaxed);
-        let result = self.inner.publish(alert).await;
+        let result = self.inner.publish(notice).await;
         if result.is_ok() {
             self.published.fetch_add(1, Ordering::Relaxed);
         }
@@ -169,18 +170,17 @@ const DELIVERY: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn every_sample_through_dynamodb_and_sns_pages_what_its_expected_findings_imply() {
     let sdk = Emulator::Moto.sdk().await;
-    let (policy, alerts) = (policy(), alert_context());
+    let policy = policy();
     let mut problems = Vec::new();
     for dir in scenarios() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let store = fresh_store(&sdk).await;
         let subscriber = Subscriber::with_new_topic(&sdk).await;
-        let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn));
+        let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn, style()));
         let detector = Detector {
             store: &store,
             sink: &sink,
             policy: &policy,
-            alerts: &alerts,
         };
         feed_scenario(&detector, &dir).await;
 
@@ -229,13 +229,12 @@ async fn a_storm_through_dynamodb_and_sns_is_one_page_with_an_exact_count() {
     let sdk = Emulator::Ministack.sdk().await;
     let store = fresh_store(&sdk).await;
     let subscriber = Subscriber::with_new_topic(&sdk).await;
-    let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn));
-    let (policy, alerts) = (policy(), alert_context());
+    let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn, style()));
+    let policy = policy();
     let detector = Detector {
         store: &store,
         sink: &sink,
         policy: &policy,
-        alerts: &alerts,
     };
     let runtime = tokio::runtime::Handle::current();
     let started = Instant::now();
@@ -307,21 +306,19 @@ async fn sns_unreachable_on_the_first_attempt_pages_exactly_once_on_the_retry() 
         closed_port()
     )))
     .await;
-    let broken = Counted::new(SnsAlertSink::new(&unreachable, &subscriber.topic_arn));
-    let working = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn));
-    let (policy, alerts) = (policy(), alert_context());
+    let broken = Counted::new(SnsAlertSink::new(&unreachable, &subscriber.topic_arn, style()));
+    let working = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn, style()));
+    let policy = policy();
     let (failing_detector, detector) = (
         Detector {
             store: &store,
             sink: &broken,
             policy: &policy,
-            alerts: &alerts,
         },
         Detector {
             store: &store,
             sink: &working,
             policy: &policy,
-            alerts: &alerts,
         },
     );
 
@@ -403,13 +400,12 @@ async fn hostile_values_arrive_well_formed_capped_and_without_secrets() {
     let sdk = Emulator::Moto.sdk().await;
     let store = fresh_store(&sdk).await;
     let subscriber = Subscriber::with_new_topic(&sdk).await;
-    let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn));
-    let (policy, alerts) = (policy(), alert_context());
+    let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn, style()));
+    let policy = policy();
     let detector = Detector {
         store: &store,
         sink: &sink,
         policy: &policy,
-        alerts: &alerts,
     };
     let events = hostile_events();
     let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();

@@ -10,13 +10,15 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use tokenwatch_core::alert::{Alert, AlertContext, AlertFormat, render_digest};
 use tokenwatch_core::incident::Policy;
 use tokenwatch_core::memory::{MemoryStore, RecordingSink};
+use tokenwatch_core::notice::{DigestNotice, Notice};
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::query::{Query, Since, state_report};
 use tokenwatch_core::reader::decompressing;
 use tokenwatch_core::{Analyzer, Report, Window};
+use tokenwatch_render::Document;
+use tokenwatch_render::sns::{AlertFormat, Message, Style, render};
 use tokenwatch_testkit::{inputs, scenarios};
 
 use crate::detector::{event_time, feed_scenario, scenario_events};
@@ -61,13 +63,14 @@ fn analyze_files(files: &[PathBuf]) -> Report {
 }
 
 fn renderings(stem: &str, report: &Report) -> Vec<Option<String>> {
+    let document = Document::of(report);
     vec![
         check(
             &format!("{stem}.json"),
-            &(serde_json::to_string_pretty(report).unwrap() + "\n"),
+            &(serde_json::to_string_pretty(&document).unwrap() + "\n"),
         ),
-        check(&format!("{stem}.csv"), &report.to_csv()),
-        check(&format!("{stem}.md"), &report.to_markdown()),
+        check(&format!("{stem}.csv"), &document.to_csv()),
+        check(&format!("{stem}.md"), &document.to_markdown()),
     ]
 }
 
@@ -91,7 +94,11 @@ fn the_report_of_every_sample_and_of_a_simulated_corpus_is_unchanged() {
     for dir in scenarios() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let report = analyze_files(&inputs(&dir));
-        problems.extend(renderings(&format!("samples/{name}"), &report).into_iter().flatten());
+        problems.extend(
+            renderings(&format!("samples/{name}"), &report)
+                .into_iter()
+                .flatten(),
+        );
     }
     let corpus = tempfile::tempdir().unwrap();
     tokenwatch_simulate::write_corpus(
@@ -105,12 +112,12 @@ fn the_report_of_every_sample_and_of_a_simulated_corpus_is_unchanged() {
     )
     .unwrap();
     let report = analyze_files(&all_files(corpus.path()));
-    assert!(report.groups.len() > 10, "the corpus has incidents");
+    assert!(report.findings.len() > 10, "the corpus has incidents");
     problems.extend(renderings("corpus-200000-seed-7", &report).into_iter().flatten());
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
-fn alert_json(alert: &Alert) -> Value {
+fn alert_json(alert: &Message) -> Value {
     json!({
         "alert_id": alert.alert_id,
         "subject": alert.subject,
@@ -125,16 +132,14 @@ async fn sns_messages(dir: &Path, format: AlertFormat) -> Vec<Value> {
     let store = MemoryStore::default();
     let sink = RecordingSink::default();
     let policy = Policy::default();
-    let alerts = AlertContext {
+    let style = Style {
         region: "us-east-1".into(),
         format,
-        drill: false,
     };
     let detector = Detector {
         store: &store,
         sink: &sink,
         policy: &policy,
-        alerts: &alerts,
     };
     feed_scenario(&detector, dir).await;
     let last = scenario_events(dir)
@@ -144,13 +149,22 @@ async fn sns_messages(dir: &Path, format: AlertFormat) -> Vec<Value> {
         .unwrap_or_default();
     let quiet = last + policy.cooldown + 400;
     detector.sweep(quiet).await.unwrap();
-    let mut out: Vec<Value> = sink.alerts().iter().map(alert_json).collect();
+    let mut out: Vec<Value> = sink
+        .notices()
+        .iter()
+        .map(|n| alert_json(&render(n, &style)))
+        .collect();
     let day = Query {
         since: Some(Since::Ago(86_400)),
         ..Default::default()
     };
     let report = state_report(&store, &day, quiet).await.unwrap();
-    out.push(alert_json(&render_digest(&report, quiet - 86_400, quiet, &alerts)));
+    let digest = Notice::Digest(DigestNotice {
+        report,
+        since: quiet - 86_400,
+        until: quiet,
+    });
+    out.push(alert_json(&render(&digest, &style)));
     out
 }
 
@@ -159,7 +173,10 @@ async fn the_sns_messages_of_every_sample_are_unchanged() {
     let mut problems: Vec<String> = Vec::new();
     for dir in scenarios() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        for (format, suffix) in [(AlertFormat::Standard, "standard"), (AlertFormat::Chatbot, "chatbot")] {
+        for (format, suffix) in [
+            (AlertFormat::Standard, "standard"),
+            (AlertFormat::Chatbot, "chatbot"),
+        ] {
             let messages = sns_messages(&dir, format).await;
             let text = serde_json::to_string_pretty(&messages).unwrap() + "\n";
             problems.extend(check(&format!("sns/{name}.{suffix}.json"), &text));

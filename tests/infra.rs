@@ -662,10 +662,23 @@ fn the_reporter_only_reads_the_table_and_publishes_to_the_topic() {
 }
 
 /// `pub const NAME: &str = "VALUE";` in a function crate's src/config.rs.
+/// The variables a function's `config.rs` declares, and those it re-exports from the variables both
+/// functions share (`tokenwatch_process::env`, where each is a constant named as its variable).
 fn config_variables(crate_dir: &Path) -> BTreeSet<String> {
     let source = std::fs::read_to_string(crate_dir.join("src/config.rs")).unwrap();
-    let re = regex::Regex::new(r#"(?m)^pub const [A-Z_]+: &str = "([A-Z_]+)";"#).unwrap();
-    re.captures_iter(&source).map(|c| c[1].to_owned()).collect()
+    let own = regex::Regex::new(r#"(?m)^pub const [A-Z_]+: &str = "([A-Z_]+)";"#).unwrap();
+    let shared = regex::Regex::new(r"(?m)^pub use tokenwatch_process::env::\{([^}]*)\};").unwrap();
+    let mut read: BTreeSet<String> = own.captures_iter(&source).map(|c| c[1].to_owned()).collect();
+    for list in shared.captures_iter(&source) {
+        read.extend(
+            list[1]
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+                .map(str::to_owned),
+        );
+    }
+    read
 }
 
 #[test]

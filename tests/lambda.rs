@@ -52,12 +52,12 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use tokenwatch_aws::DynamoStore;
 use tokenwatch_core::Severity;
-use tokenwatch_core::alert::Alert;
 use tokenwatch_core::classify::is_expiry;
 use tokenwatch_core::events::drill_event;
 use tokenwatch_core::model::StsCall;
 use tokenwatch_core::pipeline::DRILL_SOURCE;
 use tokenwatch_core::time::{Epoch, format_time, parse_time};
+use tokenwatch_render::sns::Message as Alert;
 use tokenwatch_testkit::{Emulator, Received, Subscriber, queue_arn, samples_dir, unique};
 
 use crate::detector::{check_counts, check_pages, event_time, expected_pages, scenario_events};

@@ -20,7 +20,7 @@ use tokenwatch_reporter::config::Config;
 use tokenwatch_reporter::{Reporter, handle};
 use tokenwatch_testkit::{Emulator, Received, Subscriber, new_topic, scenarios, unique};
 
-use crate::detector::{alert_context, event_time, feed_scenario, policy, scenario_events};
+use crate::detector::{event_time, feed_scenario, policy, scenario_events, style};
 
 /// What a pager subscribes with: incidents opening or getting worse, never digests or notices.
 pub const PAGER_FILTER: &str = r#"{"kind": ["open", "escalation"]}"#;
@@ -112,15 +112,14 @@ async fn the_digest_reaches_the_digest_subscription_only_and_a_query_answers_its
     let topic_arn = new_topic(&sdk, "tokenwatch-e2e-reporter").await;
     let pager = filtered_subscriber(&sdk, &topic_arn, PAGER_FILTER).await;
     let chat = filtered_subscriber(&sdk, &topic_arn, DIGEST_FILTER).await;
-    let sink = SnsAlertSink::new(&sdk, &topic_arn);
+    let sink = SnsAlertSink::new(&sdk, &topic_arn, style());
 
     // The detector over every scenario, into one table, paging through the topic.
-    let (policy, alerts) = (policy(), alert_context());
+    let policy = policy();
     let detector = Detector {
         store: &store,
         sink: &sink,
         policy: &policy,
-        alerts: &alerts,
     };
     let ordered = scenarios_in_time_order();
     for (dir, _, _) in &ordered {
@@ -152,7 +151,6 @@ async fn the_digest_reaches_the_digest_subscription_only_and_a_query_answers_its
         store: &store,
         sink: &sink,
         digest: &digest,
-        alerts: &config.alerts,
     };
     let last = ordered.iter().map(|(_, _, last)| *last).max().unwrap();
     let now = last + 3600;

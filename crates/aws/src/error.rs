@@ -45,27 +45,28 @@ pub(crate) fn from_sdk<E>(operation: &str, err: SdkError<E, HttpResponse>) -> Po
 where
     E: ProvideErrorMetadata + Error + Send + Sync + 'static,
 {
-    match &err {
+    let mapped = match &err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let code = err.code().unwrap_or("unknown");
             let message = err.message().unwrap_or("no message");
             let text = format!("{operation} failed: {code} (HTTP {status}): {message}");
             if status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code) {
-                PortError::Transient(text)
+                PortError::transient(text)
             } else {
-                PortError::Permanent(text)
+                PortError::permanent(text)
             }
         }
-        SdkError::ConstructionFailure(_) => PortError::Permanent(format!(
+        SdkError::ConstructionFailure(_) => PortError::permanent(format!(
             "{operation}: request could not be built: {}",
             DisplayErrorContext(&err)
         )),
-        SdkError::DispatchFailure(dispatch) if dispatch.is_user() => PortError::Permanent(format!(
+        SdkError::DispatchFailure(dispatch) if dispatch.is_user() => PortError::permanent(format!(
             "{operation}: request could not be sent: {}",
             DisplayErrorContext(&err)
         )),
         // Timeouts, connection and I/O failures, unreadable responses (typically a proxy's error page).
-        _ => PortError::Transient(format!("{operation} failed: {}", DisplayErrorContext(&err))),
-    }
+        _ => PortError::transient(format!("{operation} failed: {}", DisplayErrorContext(&err))),
+    };
+    mapped.with_source(err)
 }

@@ -52,7 +52,7 @@ impl EventBus {
             first.and_then(|e| e.error_code()),
         ) {
             (Some(id), None) => Ok(id.to_owned()),
-            (_, code) => Err(PortError::Permanent(format!(
+            (_, code) => Err(PortError::permanent(format!(
                 "PutEvents rejected the event: {} {}",
                 code.unwrap_or("no event id"),
                 first.and_then(|e| e.error_message()).unwrap_or("")
@@ -70,5 +70,5 @@ pub async fn caller_account(sdk: &SdkConfig) -> Result<String, PortError> {
         .map_err(|e| from_sdk("sts:GetCallerIdentity", e))?;
     out.account()
         .map(str::to_owned)
-        .ok_or_else(|| PortError::Permanent("GetCallerIdentity named no account".into()))
+        .ok_or_else(|| PortError::permanent("GetCallerIdentity named no account"))
 }

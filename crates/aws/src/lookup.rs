@@ -206,15 +206,15 @@ impl LookupEvents {
             match request.send().await {
                 Ok(page) => return Ok(page),
                 Err(e) => match from_sdk("cloudtrail:LookupEvents", e) {
-                    PortError::Transient(reason) if attempt < MAX_ATTEMPTS => {
+                    PortError::Transient { message, .. } if attempt < MAX_ATTEMPTS => {
                         pulled.retried += 1;
-                        tracing::debug!(%lookup, attempt, %reason, "Lookup throttled or failed in transit; backing off.");
+                        tracing::debug!(%lookup, attempt, reason = %message, "Lookup throttled or failed in transit; backing off.");
                         self.pacer.sleep(backoff(attempt, random_fraction())).await;
                     }
-                    PortError::Transient(reason) => {
-                        return Err(format!("{reason} (gave up after {attempt} attempts)"));
+                    PortError::Transient { message, .. } => {
+                        return Err(format!("{message} (gave up after {attempt} attempts)"));
                     }
-                    PortError::Permanent(reason) => return Err(reason),
+                    PortError::Permanent { message, .. } => return Err(message),
                 },
             }
         }

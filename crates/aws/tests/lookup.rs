@@ -195,10 +195,10 @@ async fn pages_are_followed_and_every_event_reaches_the_engine() {
         (5, 3),
         "lk-1 came twice and counts once"
     );
-    let g = &report.groups[0];
-    assert_eq!(g.verdict, Verdict::StaleCache);
+    let g = &report.findings[0];
+    assert_eq!(g.verdict(), Verdict::StaleCache);
     assert_eq!(
-        (g.lease_seconds, g.age_at_first_failure_seconds),
+        (g.lease_seconds(), g.assessment.age_at_first_failure),
         (Some(900), Some(909))
     );
     sent.assert_at_most_two_per_second();

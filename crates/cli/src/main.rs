@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use tokenwatch_aws::process::now;
 use tokenwatch_core::time::{Epoch, parse_bound};
 use tokenwatch_core::{Analyzer, Window};
+use tokenwatch_render::Document;
 
 /// Find AWS credentials cached past their lease: ExpiredToken failures that begin at the end of an STS
 /// session, told apart from refresh races, paused processes, clock skew and stale web identity tokens.
@@ -37,7 +37,8 @@ enum Command {
     /// Uses the usual AWS credentials and region.
     Report(report::ReportArgs),
     /// Write a synthetic CloudTrail corpus (gzip trail files with incidents mixed into healthy traffic) and
-    /// print what it injected, as JSON, on stdout.
+    /// print what it injected, as JSON, on stdout. A development tool: built with `--features simulate`.
+    #[cfg(feature = "simulate")]
     Simulate(SimulateArgs),
 }
 
@@ -87,6 +88,7 @@ struct DrillArgs {
     account: Option<String>,
 }
 
+#[cfg(feature = "simulate")]
 #[derive(Parser)]
 struct SimulateArgs {
     /// Folder to write the trail files under (as AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/).
@@ -118,8 +120,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Analyze(args) => analyze(args),
         Command::Drill(args) => drill(args),
         Command::Report(args) => report::run(args),
+        #[cfg(feature = "simulate")]
         Command::Simulate(args) => simulate(args),
     }
+}
+
+/// The wall clock, in seconds: what `--since 24h` and the drill count from.
+pub(crate) fn now() -> Epoch {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as Epoch)
+        .unwrap_or_default()
 }
 
 fn bound(raw: Option<&str>, flag: &str) -> Result<Option<Epoch>> {
@@ -162,12 +173,13 @@ pub(crate) fn write_report(
     format: Format,
     unread: &[(String, String)],
 ) -> Result<ExitCode> {
+    let document = Document::of(report);
     let rendered = match format {
-        Format::Json => serde_json::to_string_pretty(report)? + "\n",
-        Format::Table => report.to_table(),
-        Format::Markdown => report.to_markdown(),
-        Format::Csv => report.to_csv(),
-        Format::Html => report.to_html(),
+        Format::Json => serde_json::to_string_pretty(&document)? + "\n",
+        Format::Table => document.to_table(),
+        Format::Markdown => document.to_markdown(),
+        Format::Csv => document.to_csv(),
+        Format::Html => document.to_html(),
     };
     let mut out = std::io::stdout().lock();
     out.write_all(rendered.as_bytes())
@@ -217,6 +229,7 @@ fn drill(args: DrillArgs) -> Result<ExitCode> {
     })
 }
 
+#[cfg(feature = "simulate")]
 fn simulate(args: SimulateArgs) -> Result<ExitCode> {
     let opts = tokenwatch_simulate::Options {
         records: args.records,

@@ -162,8 +162,8 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
 
 /// Keeps the groups the query's filters select; totals follow.
 fn filter(report: &mut Report, query: &Query) {
-    report.groups.retain(|g| query.matches(g));
-    report.failures = report.groups.iter().map(|g| g.failures).sum();
+    report.findings.retain(|g| query.matches(g));
+    report.failures = report.findings.iter().map(|g| g.failures).sum();
 }
 
 /// The state table's report. Exit status 0, or 1 when the table cannot be read.

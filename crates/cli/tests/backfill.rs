@@ -325,7 +325,6 @@ async fn the_trail_in_s3_reports_what_analyze_reports_on_the_samples_dir() {
 /// events per batch), into a new state table on moto; then the sweeps once the refresh window and the
 /// cool-down are over.
 async fn detector_table() -> String {
-    use tokenwatch_core::alert::AlertContext;
     use tokenwatch_core::events::eventbridge_events;
     use tokenwatch_core::incident::Policy;
     use tokenwatch_core::memory::RecordingSink;
@@ -338,15 +337,10 @@ async fn detector_table() -> String {
         .unwrap();
     let store = tokenwatch_aws::DynamoStore::new(&sdk, &table);
     let (sink, policy) = (RecordingSink::default(), Policy::default());
-    let alerts = AlertContext {
-        region: "us-east-1".into(),
-        ..Default::default()
-    };
     let detector = Detector {
         store: &store,
         sink: &sink,
         policy: &policy,
-        alerts: &alerts,
     };
     for dir in scenarios() {
         let records: Vec<Value> = inputs(&dir).iter().flat_map(|f| records_of(f)).collect();
@@ -525,20 +519,17 @@ async fn a_simulated_trail_in_s3_reports_what_analyze_reports_and_every_injected
     let endpoint = Emulator::Moto.endpoint();
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus");
-    let out = Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
-        .args([
-            "simulate",
-            "--records",
-            "10000",
-            "--records-per-file",
-            "1000",
-            "--out",
-        ])
-        .arg(&corpus)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let injected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let injected = tokenwatch_simulate::write_corpus(
+        &corpus,
+        &tokenwatch_simulate::Options {
+            records: 10_000,
+            records_per_file: 1000,
+            seed: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .to_json();
 
     let client = s3(Emulator::Moto, "testing").await;
     let bucket = bucket(&client, "simulated").await;

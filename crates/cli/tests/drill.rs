@@ -62,23 +62,20 @@ async fn a_drill_reaches_the_bus_and_pages_as_a_drill() {
         tokenwatch_core::memory::MemoryStore::default(),
         tokenwatch_core::memory::RecordingSink::default(),
     );
-    let (policy, alerts) = (
-        tokenwatch_core::incident::Policy::default(),
-        tokenwatch_core::alert::AlertContext::default(),
-    );
+    let policy = tokenwatch_core::incident::Policy::default();
     let detector = tokenwatch_core::pipeline::Detector {
         store: &store,
         sink: &sink,
         policy: &policy,
-        alerts: &alerts,
     };
     let now = tokenwatch_core::time::parse_time(event["detail"]["eventTime"].as_str().unwrap()).unwrap();
     detector.process(&[body.as_bytes()], now + 5).await;
-    let published = sink.alerts();
+    let published = sink.notices();
     assert_eq!(published.len(), 1);
+    let message = tokenwatch_render::sns::render(&published[0], &Default::default());
     assert!(
-        published[0].subject.starts_with("[tokenwatch DRILL]"),
+        message.subject.starts_with("[tokenwatch DRILL]"),
         "{}",
-        published[0].subject
+        message.subject
     );
 }

@@ -7,7 +7,7 @@
 //! folds it back, so each thread reads its own files.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -15,21 +15,19 @@ use std::sync::{Arc, LazyLock, Mutex};
 use aho_corasick::AhoCorasick;
 
 use crate::classify::{Failure, Issuance, Observation, classify};
+use crate::envelope::{Opened, open};
+use crate::finding::{Evidence, Report, Sessions, judge, order};
 use crate::model::StsCall;
 use crate::reader::{JsonSplitter, ReadError};
 use crate::record::{EnvelopeContext, Record};
-use crate::report::{Group, Report};
 use crate::stats::{FailureStats, GroupKey, group_key};
 use crate::time::Epoch;
-
-/// Wrappers inside wrappers (SNS in SQS in a file) are followed this deep.
-const MAX_NESTING: u8 = 4;
 
 /// A value can only matter if it contains one of these: the expiry family (`ExpiredToken…`,
 /// `RequestExpired`, "…is expired", "…has expired") or an issuing call's name. Everything else is
 /// counted without being parsed.
 static INTERESTING: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::new(["xpired", "AssumeRole", "GetSessionToken", "GetFederationToken"])
+    AhoCorasick::new(std::iter::once("xpired").chain(StsCall::ALL.iter().map(|c| c.as_str())))
         .expect("valid patterns")
 });
 
@@ -140,24 +138,21 @@ impl SessionIndex {
     }
 
     /// When sessions of each group were issued.
-    fn issued_times(&self) -> HashMap<GroupKey, Vec<Epoch>> {
-        let mut by_identity: HashMap<u32, Vec<Epoch>> = HashMap::new();
+    fn issued_times(&self) -> HashMap<GroupKey, BTreeSet<Epoch>> {
+        let mut out: HashMap<GroupKey, BTreeSet<Epoch>> = HashMap::new();
         for issued in self.by_key.values() {
-            by_identity
-                .entry(issued.identity)
+            let (account, principal, session) = &self.identities[issued.identity as usize];
+            out.entry(group_key(account, principal, session))
                 .or_default()
-                .push(issued.issued_at);
+                .insert(issued.issued_at);
         }
-        by_identity
-            .into_iter()
-            .map(|(id, times)| {
-                let (account, principal, session) = &self.identities[id as usize];
-                (group_key(account, principal, session), times)
-            })
-            .fold(HashMap::new(), |mut acc, (k, mut times)| {
-                acc.entry(k).or_insert_with(Vec::new).append(&mut times);
-                acc
-            })
+        out
+    }
+}
+
+impl Sessions for SessionIndex {
+    fn issued(&self, access_key_id: &str) -> Option<Issuance> {
+        self.get(access_key_id)
     }
 }
 
@@ -226,56 +221,18 @@ impl Analyzer {
     }
 
     /// Takes one JSON value: a record, an EventBridge envelope, or a wrapper (SQS message, SNS
-    /// notification, lookup-events result) carrying them.
+    /// notification, lookup-events result) carrying them. Each record found counts once in `records`,
+    /// and so does each value that cannot be opened (also in `skipped_records`).
     pub fn feed_value(&mut self, bytes: &[u8]) {
-        self.feed_nested(bytes, 0);
-    }
-
-    fn feed_nested(&mut self, bytes: &[u8], depth: u8) {
-        if !INTERESTING.is_match(bytes) {
+        let keep = |v: &[u8]| INTERESTING.is_match(v);
+        open(bytes, &keep, &mut |opened| {
             self.records += 1;
-            return;
-        }
-        match serde_json::from_slice::<Record>(bytes) {
-            Ok(item) => self.feed_item(item, depth),
-            Err(_) => {
-                self.records += 1;
-                self.skipped += 1;
+            match opened {
+                Opened::Filtered => {}
+                Opened::Unreadable(_) => self.skipped += 1,
+                Opened::Record { record, envelope, .. } => self.observe(&record, &envelope),
             }
-        }
-    }
-
-    fn feed_item(&mut self, item: Record, depth: u8) {
-        if item.event_time.get().is_none()
-            && let Some(carried) = item.carried_json()
-            && depth < MAX_NESTING
-        {
-            let mut inner = JsonSplitter::new(carried.as_bytes());
-            loop {
-                match inner.next_value() {
-                    Ok(Some(v)) => self.feed_nested(v, depth + 1),
-                    Ok(None) => break,
-                    Err(_) => {
-                        self.records += 1;
-                        self.skipped += 1;
-                        break;
-                    }
-                }
-            }
-            return;
-        }
-        self.records += 1;
-        match item.detail {
-            Some(detail) if item.event_time.get().is_none() => {
-                let env = EnvelopeContext {
-                    account: item.account.0,
-                    region: item.region.0,
-                    source: item.source.0,
-                };
-                self.observe(&detail, &env);
-            }
-            _ => self.observe(&item, &EnvelopeContext::default()),
-        }
+        });
     }
 
     /// Takes one decoded record.
@@ -329,36 +286,26 @@ impl Analyzer {
         }
 
         let issued_times = index.issued_times();
-        let mut out: Vec<Group> = groups
-            .into_iter()
-            .map(|(key, agg)| {
-                let issuance = agg
-                    .first_failure
-                    .access_key_id
-                    .as_deref()
-                    .and_then(|k| index.get(k));
-                let times = issued_times.get(&key).map(Vec::as_slice).unwrap_or_default();
-                agg.to_group(&key, issuance.as_ref(), times)
+        let none = BTreeSet::new();
+        let mut findings: Vec<_> = groups
+            .iter()
+            .map(|(key, stats)| {
+                let evidence = Evidence {
+                    key,
+                    stats,
+                    issued_times: issued_times.get(key).unwrap_or(&none),
+                };
+                judge(evidence, &*index)
             })
             .collect();
-        order(&mut out);
+        order(&mut findings);
         Report {
             records: self.records,
             failures: self.failures,
             skipped_records: self.skipped,
-            groups: out,
+            findings,
         }
     }
-}
-
-/// Report order: most severe first, then most failures, then by account, principal and session.
-pub fn order(groups: &mut [Group]) {
-    groups.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(b.failures.cmp(&a.failures))
-            .then_with(|| (&a.account, &a.principal, &a.session).cmp(&(&b.account, &b.principal, &b.session)))
-    });
 }
 
 #[cfg(test)]
@@ -388,10 +335,10 @@ mod tests {
         a.feed_value(ISSUE.as_bytes());
         let r = a.report();
         assert_eq!((r.records, r.failures), (3, 2));
-        let g = &r.groups[0];
-        assert_eq!(g.verdict, Verdict::StaleCache);
-        assert_eq!(g.age_at_first_failure_seconds, Some(3610));
-        assert_eq!(g.lease_seconds, Some(3600));
+        let g = &r.findings[0];
+        assert_eq!(g.verdict(), Verdict::StaleCache);
+        assert_eq!(g.assessment.age_at_first_failure, Some(3610));
+        assert_eq!(g.lease_seconds(), Some(3600));
     }
 
     #[test]
@@ -403,7 +350,7 @@ mod tests {
         b.feed_value(f.as_bytes());
         a.merge(b);
         let r = a.report();
-        assert_eq!((r.records, r.failures, r.groups[0].failures), (2, 1, 1));
+        assert_eq!((r.records, r.failures, r.findings[0].failures), (2, 1, 1));
     }
 
     #[test]
@@ -417,7 +364,7 @@ mod tests {
         a.read(format!(r#"{{"Records":[{sqs}]}}"#).as_bytes()).unwrap();
         let r = a.report();
         assert_eq!((r.records, r.failures), (1, 1));
-        assert_eq!(r.groups[0].session.as_deref(), Some("job"));
+        assert_eq!(r.findings[0].session.as_deref(), Some("job"));
     }
 
     #[test]
@@ -440,7 +387,7 @@ mod tests {
         a.feed_value(br#"{"errorCode":"ExpiredToken", oops}"#);
         let r = a.report();
         assert_eq!(
-            (r.records, r.skipped_records, r.failures, r.groups.len()),
+            (r.records, r.skipped_records, r.failures, r.findings.len()),
             (3, 2, 0, 0)
         );
     }

@@ -2,7 +2,7 @@
 //! verdict and severity. Pure: the same facts give the same answer in the Lambda and offline.
 
 use crate::classify::{IdentityHints, Issuance, role_name};
-use crate::model::{CredentialSource, LeaseSource, Severity, StsCall, Verdict};
+use crate::model::{CredentialSource, IdentityType, LeaseSource, Severity, StsCall, Verdict};
 use crate::time::Epoch;
 
 /// Tolerance around the lease end: STS and hosts disagree by a little.
@@ -63,8 +63,10 @@ pub struct Assessment {
     pub lease: Option<Lease>,
     /// First failure minus `issued_at`.
     pub age_at_first_failure: Option<i64>,
-    /// See [`Severity`].
+    /// The report's severity: the verdict's, raised by volume (see [`severity`]).
     pub severity: Severity,
+    /// The severity an incident of the group pages at (see [`paging_severity`]).
+    pub paging_severity: Severity,
 }
 
 /// Decides per docs/rules.md.
@@ -78,6 +80,7 @@ pub fn assess(f: &Facts) -> Assessment {
             lease: None,
             age_at_first_failure: None,
             severity: severity(Verdict::WebIdentityTokenExpired, f),
+            paging_severity: paging_severity(Verdict::WebIdentityTokenExpired, f),
         };
     }
     let issued_at = f.creation_date.or(f.issuance.map(|i| i.issued_at));
@@ -94,6 +97,7 @@ pub fn assess(f: &Facts) -> Assessment {
         lease: Some(lease),
         age_at_first_failure: age,
         severity: severity(verdict, f),
+        paging_severity: paging_severity(verdict, f),
     }
 }
 
@@ -138,15 +142,15 @@ pub fn credential_source(f: &Facts) -> CredentialSource {
     if f.issuance.is_some_and(|i| i.chained) {
         return CredentialSource::RoleChaining;
     }
-    let kind = f.hints.identity_type.as_deref();
+    let kind = f.hints.identity_type;
     let temporary_key = f.access_key_id.is_some_and(|k| k.starts_with("ASIA"));
-    if (kind == Some("IAMUser") && temporary_key) || issued_by == Some(StsCall::GetSessionToken) {
+    if (kind == Some(IdentityType::IamUser) && temporary_key) || issued_by == Some(StsCall::GetSessionToken) {
         return CredentialSource::SessionToken;
     }
-    if kind == Some("FederatedUser") || issued_by == Some(StsCall::GetFederationToken) {
+    if kind == Some(IdentityType::FederatedUser) || issued_by == Some(StsCall::GetFederationToken) {
         return CredentialSource::FederationToken;
     }
-    if kind == Some("AssumedRole") || issued_by == Some(StsCall::AssumeRole) {
+    if kind == Some(IdentityType::AssumedRole) || issued_by == Some(StsCall::AssumeRole) {
         return CredentialSource::AssumeRole;
     }
     CredentialSource::Unknown
@@ -263,7 +267,7 @@ mod tests {
             last_failure: ISSUED + last_age,
             creation_date: Some(ISSUED),
             hints: IdentityHints {
-                identity_type: Some("AssumedRole".into()),
+                identity_type: Some(IdentityType::AssumedRole),
                 ..Default::default()
             },
             ..Default::default()
@@ -307,7 +311,7 @@ mod tests {
     #[test]
     fn the_grace_grows_with_long_leases() {
         let mut f = facts(43_200 + 4000, 43_200 + 5000);
-        f.hints.identity_type = Some("IAMUser".into());
+        f.hints.identity_type = Some(IdentityType::IamUser);
         f.access_key_id = Some("ASIAEXAMPLE");
         let a = assess(&f);
         assert_eq!(a.credential_source, CredentialSource::SessionToken);
@@ -445,11 +449,11 @@ mod tests {
         assert_eq!(credential_source(&f), CredentialSource::RoleChaining);
 
         let mut f = base.clone();
-        f.hints.identity_type = Some("FederatedUser".into());
+        f.hints.identity_type = Some(IdentityType::FederatedUser);
         assert_eq!(credential_source(&f), CredentialSource::FederationToken);
 
         let mut f = base.clone();
-        f.hints.identity_type = Some("IAMUser".into());
+        f.hints.identity_type = Some(IdentityType::IamUser);
         f.access_key_id = Some("AKIAEXAMPLE");
         assert_eq!(
             credential_source(&f),

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use regex::{Regex, RegexBuilder};
 
-use crate::model::{Client, StsCall};
+use crate::model::{Client, IdentityType, StsCall};
 use crate::record::{EnvelopeContext, Record};
 use crate::time::{Epoch, parse_time};
 
@@ -57,7 +57,7 @@ pub struct Failure {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IdentityHints {
     /// `userIdentity.type`.
-    pub identity_type: Option<String>,
+    pub identity_type: Option<IdentityType>,
     /// `sessionContext.ec2RoleDelivery` is set: credentials came from IMDS.
     pub ec2_role_delivery: bool,
     /// `sessionContext.webIdFederationData.federatedProvider` is set.
@@ -267,7 +267,8 @@ fn failure(rec: &Record, env: &EnvelopeContext, time: Epoch) -> Failure {
         .flatten()
         .filter(|c| c.presents_external_token());
     let assumed = ui.arn.get().and_then(AssumedRoleArn::parse);
-    let is_assumed_role = ui.kind.get() == Some("AssumedRole") || assumed.is_some();
+    let kind = ui.kind.get().map(IdentityType::parse);
+    let is_assumed_role = kind == Some(IdentityType::AssumedRole) || assumed.is_some();
 
     let (principal, session) = if token_call.is_some() {
         (
@@ -288,7 +289,7 @@ fn failure(rec: &Record, env: &EnvelopeContext, time: Epoch) -> Failure {
                 .and_then(|p| p.split_once(':'))
                 .map(|(_, s)| s.to_owned())
                 .or_else(|| assumed.as_ref().map(|a| a.session.to_owned()))
-        } else if ui.kind.get() == Some("FederatedUser") {
+        } else if kind == Some(IdentityType::FederatedUser) {
             ui.arn
                 .get()
                 .and_then(|a| a.split_once(":federated-user/"))
@@ -331,7 +332,7 @@ fn failure(rec: &Record, env: &EnvelopeContext, time: Epoch) -> Failure {
         client: rec.user_agent.get().and_then(client_of),
         token_call,
         hints: IdentityHints {
-            identity_type: owned(ui.kind.get()),
+            identity_type: kind,
             ec2_role_delivery: ctx.ec2_role_delivery.get().is_some(),
             web_identity: ctx.web_id_federation_data.federated_provider.get().is_some(),
         },
@@ -389,7 +390,8 @@ fn issuance(rec: &Record, call: StsCall, time: Epoch) -> Option<Issuance> {
         duration_seconds,
         expiration: resp.credentials.expiration.get().and_then(parse_time),
         call,
-        chained: call == StsCall::AssumeRole && rec.user_identity.kind.get() == Some("AssumedRole"),
+        chained: call == StsCall::AssumeRole
+            && rec.user_identity.kind.get().map(IdentityType::parse) == Some(IdentityType::AssumedRole),
     })
 }
 

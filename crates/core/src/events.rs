@@ -3,47 +3,26 @@
 
 use serde_json::{Value, json};
 
+use crate::envelope::{Opened, open};
 use crate::reader::{JsonSplitter, ReadError};
 
 /// Every record in `input` (any container form [`crate::analyze::Analyzer::read`] takes, already
-/// decompressed) as one EventBridge event: envelopes are kept as they are, wrappers are opened, bare
-/// records get the envelope EventBridge gives them (`source` is `aws.<service>`).
+/// decompressed) as one EventBridge event: envelopes are kept as they are, wrappers are opened
+/// ([`crate::envelope::open`]), bare records get the envelope EventBridge gives them (`source` is
+/// `aws.<service>`). Values that hold no record are left out.
 pub fn eventbridge_events(input: &[u8]) -> Result<Vec<Value>, ReadError> {
     let mut out = Vec::new();
     let mut splitter = JsonSplitter::new(input);
     while let Some(v) = splitter.next_value()? {
-        if let Ok(value) = serde_json::from_slice::<Value>(v) {
-            collect(value, &mut out, 0);
-        }
+        open(v, &|_| true, &mut |opened| {
+            if let Opened::Record { raw, outer, .. } = opened
+                && let Ok(value) = serde_json::from_slice::<Value>(outer.unwrap_or(raw))
+            {
+                out.push(if outer.is_some() { value } else { envelope(value) });
+            }
+        });
     }
     Ok(out)
-}
-
-fn collect(v: Value, out: &mut Vec<Value>, depth: u8) {
-    if v.get("eventTime").is_some() {
-        out.push(envelope(v));
-        return;
-    }
-    if v.get("detail").is_some() {
-        out.push(v);
-        return;
-    }
-    let carried = ["CloudTrailEvent", "body", "Message"]
-        .iter()
-        .find_map(|k| v.get(*k).and_then(Value::as_str))
-        .or_else(|| {
-            v.get("Sns")
-                .and_then(|s| s.get("Message"))
-                .and_then(Value::as_str)
-        });
-    if let Some(text) = carried
-        && depth < 3
-        && let Ok(inner) = eventbridge_events(text.as_bytes())
-    {
-        for e in inner {
-            collect(e, out, depth + 1);
-        }
-    }
 }
 
 /// The envelope EventBridge puts around a CloudTrail record.
@@ -145,10 +124,10 @@ mod tests {
         let mut a = crate::Analyzer::default();
         a.feed_value(e.to_string().as_bytes());
         let r = a.report();
-        assert_eq!(r.groups.len(), 1);
-        assert_eq!(r.groups[0].verdict, crate::Verdict::StaleCache);
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(r.findings[0].verdict(), crate::Verdict::StaleCache);
         assert!(
-            r.groups[0]
+            r.findings[0]
                 .principal
                 .as_deref()
                 .unwrap()

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeSet;
 
+use std::fmt;
+
 use crate::assess::{EDGE, REFRESH_WINDOW};
 use crate::classify::{Failure, Issuance};
+use crate::finding::Finding;
 use crate::model::{Severity, Verdict};
-use crate::report::Group;
 use crate::stats::{FailureStats, GroupKey};
-use crate::time::{Epoch, parse_time};
+use crate::time::Epoch;
 
 /// A group's state in the state table.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,11 +31,50 @@ pub struct GroupState {
 /// Incident starts kept per group: two months of a daily job.
 pub const MAX_HISTORY: usize = 64;
 
+/// Issue times kept per group. A busy role re-issued at every cold start would otherwise grow its state
+/// without bound; at the cap the times are dropped and counting starts again from the newest, which keeps
+/// the recent sessions a refresh race is judged on.
+pub const MAX_ISSUED_TIMES: usize = 256;
+
+/// Which incident: its group and its first failure. Written `<group id>@<epoch seconds>` wherever it
+/// must be text (a state-table attribute, an alert).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IncidentId {
+    /// The group's [`group_id`].
+    pub group: String,
+    /// When the incident began: its first failure.
+    pub opened_at: Epoch,
+}
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.group, self.opened_at)
+    }
+}
+
+impl std::str::FromStr for IncidentId {
+    type Err = String;
+
+    /// Reads the text [`IncidentId`]'s `Display` writes (for stores that keep it as text).
+    fn from_str(s: &str) -> Result<IncidentId, String> {
+        let (group, start) = s
+            .rsplit_once('@')
+            .ok_or_else(|| format!("incident id '{s}' has no '@'"))?;
+        let opened_at = start
+            .parse()
+            .map_err(|_| format!("incident id '{s}' does not end in epoch seconds"))?;
+        Ok(IncidentId {
+            group: group.to_owned(),
+            opened_at,
+        })
+    }
+}
+
 /// One incident of a group: from its first failure until a newer session or the cool-down.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Incident {
-    /// Stable id: the group id and the first failure's time. `None` before any failure.
-    pub id: Option<String>,
+    /// Which incident; `None` before any failure.
+    pub id: Option<IncidentId>,
     /// The highest severity paged for it, if any.
     pub paged: Option<Severity>,
     /// When it was resolved; `None` while open.
@@ -84,14 +125,12 @@ pub fn group_id(key: &GroupKey) -> String {
     )
 }
 
-/// The id of an incident starting at `first_failure`.
-pub fn incident_id(key: &GroupKey, first_failure: Epoch) -> String {
-    format!("{}@{first_failure}", group_id(key))
-}
-
-/// When the incident with this id began: the time [`incident_id`] put after the last `@`.
-pub fn incident_start(id: &str) -> Option<Epoch> {
-    id.rsplit_once('@')?.1.parse().ok()
+/// The id of `key`'s incident starting at `first_failure`.
+pub fn incident_id(key: &GroupKey, first_failure: Epoch) -> IncidentId {
+    IncidentId {
+        group: group_id(key),
+        opened_at: first_failure,
+    }
 }
 
 /// A principal or session pattern with `*` wildcards, silencing pages until it expires.
@@ -173,46 +212,64 @@ pub enum Decision {
     /// Wait: the failures may still turn out to be a refresh race.
     Hold,
     /// Nothing to send, and why.
-    Quiet(&'static str),
+    Quiet(Withheld),
 }
 
-/// The severity an incident pages at (see [`crate::assess::paging_severity`]).
-pub fn paging_severity(group: &Group, stats: &FailureStats) -> Severity {
-    let facts = crate::assess::Facts {
-        failures: stats.failures,
-        first_failure: stats.first,
-        last_failure: stats.last,
-        request_expired_failures: stats.request_expired_failures,
-        ..Default::default()
-    };
-    crate::assess::paging_severity(group.verdict, &facts)
+/// Why a page was not sent: a metric dimension, so a dashboard can tell a silenced group from a held one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Withheld {
+    /// The group has no open incident.
+    NoOpenIncident,
+    /// A suppression matches it.
+    Suppressed,
+    /// A refresh race recovers by itself.
+    RefreshRace,
+    /// Held while a newer session may still make it a refresh race.
+    HeldForRefreshWindow,
+    /// Its paging severity is below the floor.
+    BelowFloor,
+    /// It was paged at this severity or higher already.
+    AlreadyPaged,
 }
 
-/// Decides whether to page for a group whose report is `group` (made from `state` with
-/// [`FailureStats::to_group`]).
-pub fn decide(state: &GroupState, group: &Group, policy: &Policy, now: Epoch) -> Decision {
+impl Withheld {
+    /// The dimension value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Withheld::NoOpenIncident => "no open incident",
+            Withheld::Suppressed => "suppressed",
+            Withheld::RefreshRace => "refresh race: recovered by itself",
+            Withheld::HeldForRefreshWindow => "held for the refresh window",
+            Withheld::BelowFloor => "below the paging floor",
+            Withheld::AlreadyPaged => "already paged",
+        }
+    }
+}
+
+/// Decides whether to page for the group of `state`, judged as `finding`.
+pub fn decide(state: &GroupState, finding: &Finding, policy: &Policy, now: Epoch) -> Decision {
     if state.stats.failures == 0 || !state.is_open() {
-        return Decision::Quiet("no open incident");
+        return Decision::Quiet(Withheld::NoOpenIncident);
     }
     if policy
         .suppressions
         .iter()
-        .any(|s| s.matches(&state.key, group.principal.as_deref(), now))
+        .any(|s| s.matches(&state.key, finding.principal.as_deref(), now))
     {
-        return Decision::Quiet("suppressed");
+        return Decision::Quiet(Withheld::Suppressed);
     }
-    if group.verdict == Verdict::RefreshRace {
-        return Decision::Quiet("refresh race: recovered by itself");
+    if finding.verdict() == Verdict::RefreshRace {
+        return Decision::Quiet(Withheld::RefreshRace);
     }
-    if might_still_be_a_refresh_race(state, group, now) {
+    if might_still_be_a_refresh_race(state, finding, now) {
         return Decision::Hold;
     }
-    let severity = paging_severity(group, &state.stats);
+    let severity = finding.assessment.paging_severity;
     if severity < policy.min_severity {
-        return Decision::Quiet("below the paging floor");
+        return Decision::Quiet(Withheld::BelowFloor);
     }
     match state.incident.paged {
-        Some(paged) if paged >= severity => Decision::Quiet("already paged"),
+        Some(paged) if paged >= severity => Decision::Quiet(Withheld::AlreadyPaged),
         paged => Decision::Page {
             severity,
             escalation: paged.is_some(),
@@ -222,11 +279,11 @@ pub fn decide(state: &GroupState, group: &Group, policy: &Policy, now: Epoch) ->
 
 /// [`decide`] for an incident that a `tokenwatch drill` event belongs to: a drill proves the path from
 /// EventBridge to the channel, so it pages once whatever the floor, the hold or the suppressions say.
-pub fn decide_drill(state: &GroupState, group: &Group, policy: &Policy, now: Epoch) -> Decision {
-    match decide(state, group, policy, now) {
+pub fn decide_drill(state: &GroupState, finding: &Finding, policy: &Policy, now: Epoch) -> Decision {
+    match decide(state, finding, policy, now) {
         Decision::Hold | Decision::Quiet(_) if state.is_open() && state.incident.paged.is_none() => {
             Decision::Page {
-                severity: paging_severity(group, &state.stats),
+                severity: finding.assessment.paging_severity,
                 escalation: false,
             }
         }
@@ -236,14 +293,11 @@ pub fn decide_drill(state: &GroupState, group: &Group, policy: &Policy, now: Epo
 
 /// Failures at the lease boundary only, and the refresh window not yet over: a newer session may still
 /// show up and make it a refresh race.
-fn might_still_be_a_refresh_race(state: &GroupState, group: &Group, now: Epoch) -> bool {
-    if group.verdict != Verdict::StaleCache {
+fn might_still_be_a_refresh_race(state: &GroupState, finding: &Finding, now: Epoch) -> bool {
+    if finding.verdict() != Verdict::StaleCache {
         return false;
     }
-    let (Some(issued_at), Some(lease)) = (
-        group.issued_at.as_deref().and_then(parse_time),
-        group.lease_seconds,
-    ) else {
+    let (Some(issued_at), Some(lease)) = (finding.issued_at(), finding.lease_seconds()) else {
         return false;
     };
     let last_age = state.stats.last - issued_at;
@@ -296,7 +350,7 @@ mod tests {
             client: Some(Client::Boto3),
             token_call: None,
             hints: IdentityHints {
-                identity_type: Some("AssumedRole".into()),
+                identity_type: Some(crate::model::IdentityType::AssumedRole),
                 ..Default::default()
             },
         }
@@ -327,9 +381,8 @@ mod tests {
         }
     }
 
-    fn group(s: &GroupState) -> Group {
-        let times: Vec<Epoch> = s.issued_times.iter().copied().collect();
-        s.stats.to_group(&s.key, None, &times)
+    fn group(s: &GroupState) -> Finding {
+        crate::finding::judge(s.evidence(), &())
     }
 
     #[test]
@@ -347,7 +400,7 @@ mod tests {
         paged.incident.paged = Some(Severity::High);
         assert_eq!(
             decide(&paged, &group(&paged), &Policy::default(), now),
-            Decision::Quiet("already paged")
+            Decision::Quiet(Withheld::AlreadyPaged)
         );
     }
 
@@ -357,10 +410,10 @@ mod tests {
         let mut s = state(&ages);
         s.incident.paged = Some(Severity::High);
         let g = group(&s);
-        assert_eq!(g.severity, Severity::Critical, "the report still says critical");
+        assert_eq!(g.severity(), Severity::Critical, "the report still says critical");
         assert_eq!(
             decide(&s, &g, &Policy::default(), T0 + 9000),
-            Decision::Quiet("already paged")
+            Decision::Quiet(Withheld::AlreadyPaged)
         );
         let mut long = state(&[3610, 3610 + 7200]);
         long.incident.paged = Some(Severity::High);
@@ -396,7 +449,7 @@ mod tests {
         let mut s = state(&[3605, 3650]);
         s.issued_times.insert(T0 + 3640);
         let g = group(&s);
-        assert_eq!(g.verdict, Verdict::RefreshRace);
+        assert_eq!(g.verdict(), Verdict::RefreshRace);
         assert!(matches!(
             decide(&s, &g, &Policy::default(), T0 + 9999),
             Decision::Quiet(_)
@@ -417,7 +470,7 @@ mod tests {
         };
         assert_eq!(
             decide(&s, &group(&s), &policy, T0 + 3800),
-            Decision::Quiet("suppressed")
+            Decision::Quiet(Withheld::Suppressed)
         );
         assert!(matches!(
             decide(&s, &group(&s), &policy, T0 + 10_001),
@@ -438,7 +491,10 @@ mod tests {
             ..Policy::default()
         };
         let g = group(&s);
-        assert_eq!(decide(&s, &g, &policy, T0 + 3800), Decision::Quiet("suppressed"));
+        assert_eq!(
+            decide(&s, &g, &policy, T0 + 3800),
+            Decision::Quiet(Withheld::Suppressed)
+        );
         assert!(matches!(
             decide_drill(&s, &g, &policy, T0 + 3800),
             Decision::Page {
@@ -449,7 +505,7 @@ mod tests {
         s.incident.paged = Some(Severity::High);
         assert_eq!(
             decide_drill(&s, &g, &policy, T0 + 3800),
-            Decision::Quiet("suppressed")
+            Decision::Quiet(Withheld::Suppressed)
         );
         s.incident.paged = None;
         s.incident.resolved_at = Some(T0 + 3900);
@@ -462,14 +518,14 @@ mod tests {
     #[test]
     fn below_the_floor_is_quiet() {
         let s = state(&[600]);
-        assert_eq!(group(&s).verdict, Verdict::ClockSkew);
+        assert_eq!(group(&s).verdict(), Verdict::ClockSkew);
         let policy = Policy {
             min_severity: Severity::Medium,
             ..Policy::default()
         };
         assert_eq!(
             decide(&s, &group(&s), &policy, T0 + 700),
-            Decision::Quiet("below the paging floor")
+            Decision::Quiet(Withheld::BelowFloor)
         );
         assert!(matches!(
             decide(&s, &group(&s), &Policy::default(), T0 + 700),

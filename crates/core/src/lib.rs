@@ -4,33 +4,35 @@
 //! plain or gzip) are split into record-sized values by [`reader`]; a cheap substring test lets through
 //! only values that may be an expiry failure or an STS issuing call; those are decoded into the lenient
 //! [`record::Record`] and [`classify`]-ed into a failure, an issuance or nothing. The [`analyze::Analyzer`]
-//! keeps the session index and per-session aggregates, then joins, groups and decides each group's
-//! verdict, lease, credential source, client and severity with the pure functions of [`assess`], and writes
-//! the fix with [`remediation`]. The result is a [`report::Report`], shown as JSON, a table, markdown, CSV or
-//! a self-contained HTML page ([`html`]).
+//! keeps the session index and per-session aggregates, then joins and groups; [`finding::judge`] decides
+//! each group's verdict, lease, credential source, client and severity with the pure functions of
+//! [`assess`] and writes the fix with [`remediation`]. The result is a [`finding::Report`] of
+//! [`finding::Finding`]s. The detector ([`pipeline`]) and the state-table report ([`query`]) judge with
+//! the same function, and tell on-call through [`notice::Notice`]s. Showing any of it (JSON, tables,
+//! HTML, SNS messages) is `tokenwatch-render`'s job: nothing here writes text for people.
 //!
 //! Nothing here reads a clock, the network or the environment: time comes in with the records, and the
 //! crate depends on no AWS SDK, no Lambda runtime and no async runtime. The rules are in docs/rules.md.
 
-pub mod alert;
 pub mod analyze;
 pub mod assess;
 pub mod classify;
+pub mod envelope;
 pub mod events;
-pub mod html;
+pub mod finding;
 pub mod incident;
 pub mod memory;
 pub mod model;
+pub mod notice;
 pub mod pipeline;
 pub mod ports;
 pub mod query;
 pub mod reader;
 pub mod record;
 pub mod remediation;
-pub mod report;
 pub mod stats;
 pub mod time;
 
 pub use analyze::{Analyzer, Window};
+pub use finding::{Finding, Report, judge};
 pub use model::{Client, CredentialSource, LeaseSource, Severity, StsCall, Verdict};
-pub use report::{Group, Report};

@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::alert::Alert;
 use crate::classify::{Failure, Issuance};
-use crate::incident::{GroupState, Incident, MAX_HISTORY, incident_start};
+use crate::incident::{GroupState, Incident, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use crate::model::Severity;
+use crate::notice::Notice;
 use crate::ports::{AlertSink, Change, PortError, StateStore};
 use crate::stats::{FailureStats, GroupKey};
 use crate::time::Epoch;
@@ -47,7 +47,7 @@ impl MemoryStore {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(PortError::Transient("injected fault".into()));
+            return Err(PortError::transient("injected fault"));
         }
         Ok(self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -75,7 +75,7 @@ impl StateStore for MemoryStore {
         let mut inner = self.enter()?;
         let current = inner.groups.get(key).and_then(|g| g.incident.id.clone());
         if let Change::Restart { expected, .. } = change
-            && current.as_deref() != expected
+            && current.as_ref() != expected
         {
             return Ok(None);
         }
@@ -95,12 +95,12 @@ impl StateStore for MemoryStore {
         match change {
             Change::Add { incident } => {
                 group.stats.merge(delta);
-                group.incident.id.get_or_insert_with(|| incident.to_owned());
+                group.incident.id.get_or_insert_with(|| incident.clone());
             }
             Change::Restart { incident, .. } => {
                 group.stats = delta;
                 group.incident = Incident {
-                    id: Some(incident.to_owned()),
+                    id: Some(incident.clone()),
                     paged: None,
                     resolved_at: None,
                 };
@@ -119,6 +119,9 @@ impl StateStore for MemoryStore {
             key: key.clone(),
             ..Default::default()
         });
+        if group.issued_times.len() >= MAX_ISSUED_TIMES {
+            group.issued_times.clear();
+        }
         group.issued_times.insert(issuance.issued_at);
         Ok(())
     }
@@ -130,14 +133,14 @@ impl StateStore for MemoryStore {
     async fn claim_page(
         &self,
         key: &GroupKey,
-        incident: &str,
+        incident: &IncidentId,
         severity: Severity,
     ) -> Result<bool, PortError> {
         let mut inner = self.enter()?;
         let Some(g) = inner.groups.get_mut(key) else {
             return Ok(false);
         };
-        if g.incident.id.as_deref() != Some(incident) || g.incident.paged.is_some_and(|p| p >= severity) {
+        if g.incident.id.as_ref() != Some(incident) || g.incident.paged.is_some_and(|p| p >= severity) {
             return Ok(false);
         }
         g.incident.paged = Some(severity);
@@ -147,13 +150,13 @@ impl StateStore for MemoryStore {
     async fn release_page(
         &self,
         key: &GroupKey,
-        incident: &str,
+        incident: &IncidentId,
         severity: Severity,
         previous: Option<Severity>,
     ) -> Result<(), PortError> {
         let mut inner = self.enter()?;
         if let Some(g) = inner.groups.get_mut(key)
-            && g.incident.id.as_deref() == Some(incident)
+            && g.incident.id.as_ref() == Some(incident)
             && g.incident.paged == Some(severity)
         {
             g.incident.paged = previous;
@@ -161,28 +164,26 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
-    async fn resolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<bool, PortError> {
+    async fn resolve(&self, key: &GroupKey, incident: &IncidentId, at: Epoch) -> Result<bool, PortError> {
         let mut inner = self.enter()?;
         let Some(g) = inner.groups.get_mut(key) else {
             return Ok(false);
         };
-        if g.incident.id.as_deref() != Some(incident) || g.incident.resolved_at.is_some() {
+        if g.incident.id.as_ref() != Some(incident) || g.incident.resolved_at.is_some() {
             return Ok(false);
         }
         g.incident.resolved_at = Some(at);
-        if let Some(start) = incident_start(incident) {
-            g.history.insert(start);
-            while g.history.len() > MAX_HISTORY {
-                g.history.pop_first();
-            }
+        g.history.insert(incident.opened_at);
+        while g.history.len() > MAX_HISTORY {
+            g.history.pop_first();
         }
         Ok(true)
     }
 
-    async fn unresolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<(), PortError> {
+    async fn unresolve(&self, key: &GroupKey, incident: &IncidentId, at: Epoch) -> Result<(), PortError> {
         let mut inner = self.enter()?;
         if let Some(g) = inner.groups.get_mut(key)
-            && g.incident.id.as_deref() == Some(incident)
+            && g.incident.id.as_ref() == Some(incident)
             && g.incident.resolved_at == Some(at)
         {
             g.incident.resolved_at = None;
@@ -210,10 +211,10 @@ impl StateStore for MemoryStore {
     }
 }
 
-/// An [`AlertSink`] that keeps what it was given.
+/// An [`AlertSink`] that keeps the notices it was given.
 #[derive(Default)]
 pub struct RecordingSink {
-    alerts: Mutex<Vec<Alert>>,
+    notices: Mutex<Vec<Notice>>,
     failing: AtomicUsize,
 }
 
@@ -224,24 +225,24 @@ impl RecordingSink {
     }
 
     /// What was published, in order.
-    pub fn alerts(&self) -> Vec<Alert> {
-        self.alerts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    pub fn notices(&self) -> Vec<Notice> {
+        self.notices.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 impl AlertSink for RecordingSink {
-    async fn publish(&self, alert: &Alert) -> Result<(), PortError> {
+    async fn publish(&self, notice: &Notice) -> Result<(), PortError> {
         if self
             .failing
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(PortError::Transient("injected fault".into()));
+            return Err(PortError::transient("injected fault"));
         }
-        self.alerts
+        self.notices
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(alert.clone());
+            .push(notice.clone());
         Ok(())
     }
 }

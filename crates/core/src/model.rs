@@ -148,6 +148,61 @@ spelled! {
     }
 }
 
+/// `userIdentity.type`: the documented values, and [`IdentityType::Other`] for any other (CloudTrail adds
+/// types without notice; nothing branches on the ones it does not know).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum IdentityType {
+    Root,
+    IamUser,
+    AssumedRole,
+    Role,
+    FederatedUser,
+    Directory,
+    AwsAccount,
+    AwsService,
+    SamlUser,
+    WebIdentityUser,
+    IdentityCenterUser,
+    Unknown,
+    /// A type this version does not know.
+    Other,
+}
+
+impl IdentityType {
+    const SPELLED: [(IdentityType, &'static str); 13] = [
+        (IdentityType::Root, "Root"),
+        (IdentityType::IamUser, "IAMUser"),
+        (IdentityType::AssumedRole, "AssumedRole"),
+        (IdentityType::Role, "Role"),
+        (IdentityType::FederatedUser, "FederatedUser"),
+        (IdentityType::Directory, "Directory"),
+        (IdentityType::AwsAccount, "AWSAccount"),
+        (IdentityType::AwsService, "AWSService"),
+        (IdentityType::SamlUser, "SAMLUser"),
+        (IdentityType::WebIdentityUser, "WebIdentityUser"),
+        (IdentityType::IdentityCenterUser, "IdentityCenterUser"),
+        (IdentityType::Unknown, "Unknown"),
+        (IdentityType::Other, "Other"),
+    ];
+
+    /// The type CloudTrail spells `text`; [`IdentityType::Other`] for any other text.
+    pub fn parse(text: &str) -> IdentityType {
+        Self::SPELLED
+            .iter()
+            .find(|(_, s)| *s == text)
+            .map_or(IdentityType::Other, |(t, _)| *t)
+    }
+
+    /// CloudTrail's spelling (`Other` for a type this version does not know).
+    pub fn as_str(self) -> &'static str {
+        Self::SPELLED
+            .iter()
+            .find(|(t, _)| *t == self)
+            .map_or("Other", |(_, s)| s)
+    }
+}
+
 impl CredentialSource {
     /// The documented default lifetime of such a session, and the lease source naming it.
     pub fn default_lease(self) -> (u64, LeaseSource) {
@@ -208,6 +263,21 @@ mod tests {
             (21_600, LeaseSource::DefaultInstanceProfile)
         );
         assert!("stale".parse::<Verdict>().unwrap_err().contains("stale-cache"));
+    }
+
+    #[test]
+    fn identity_types_read_cloudtrail_spellings_and_keep_unknown_ones_apart() {
+        assert_eq!(IdentityType::parse("IAMUser"), IdentityType::IamUser);
+        assert_eq!(IdentityType::parse("AssumedRole").as_str(), "AssumedRole");
+        assert_eq!(IdentityType::parse("SomethingNew"), IdentityType::Other);
+        assert_eq!(
+            IdentityType::parse("iamuser"),
+            IdentityType::Other,
+            "spellings are exact"
+        );
+        for (t, s) in IdentityType::SPELLED {
+            assert_eq!(IdentityType::parse(s), t);
+        }
     }
 
     #[test]

@@ -8,17 +8,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::alert::{AlertContext, AlertKind, render, with_severity};
 use crate::classify::{Failure, Issuance, Observation, classify};
+use crate::envelope::{OpenError, Opened, open};
+use crate::finding::{Finding, judge_stored};
 use crate::incident::{
-    Decision, GroupState, Policy, decide, decide_drill, incident_id, resolved_by_issuance, resolved_by_quiet,
-    starts_new_incident,
+    Decision, GroupState, Policy, Withheld, decide, decide_drill, incident_id, resolved_by_issuance,
+    resolved_by_quiet, starts_new_incident,
 };
-use crate::model::Severity;
+use crate::model::{Severity, Verdict};
+use crate::notice::{IncidentNotice, Notice, NoticeKind};
 use crate::ports::{AlertSink, Change, PortError, StateStore};
-use crate::reader::JsonSplitter;
 use crate::record::{EnvelopeContext, Record};
-use crate::report::Group;
 use crate::stats::{FailureStats, GroupKey, group_key};
 use crate::time::Epoch;
 
@@ -33,23 +33,21 @@ pub struct Detector<'a, S, A> {
     pub sink: &'a A,
     /// Paging floor, cool-down, suppressions.
     pub policy: &'a Policy,
-    /// Region and message format of alerts.
-    pub alerts: &'a AlertContext,
 }
 
 /// Counters for one batch, by verdict where one is known (for CloudWatch embedded metrics).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metrics {
     /// New (not duplicate) failures, by the verdict of their group.
-    pub failures: BTreeMap<&'static str, u64>,
+    pub failures: BTreeMap<Verdict, u64>,
     /// Failures already recorded by an earlier delivery.
     pub duplicates: u64,
     /// Incidents opened, by verdict.
-    pub incidents_opened: BTreeMap<&'static str, u64>,
-    /// Alerts published, by kind (`open`, `escalation`, `resolved`).
-    pub alerts_published: BTreeMap<&'static str, u64>,
+    pub incidents_opened: BTreeMap<Verdict, u64>,
+    /// Notices published, by kind.
+    pub alerts_published: BTreeMap<NoticeKind, u64>,
     /// Decisions not to page, by reason.
-    pub alerts_withheld: BTreeMap<&'static str, u64>,
+    pub alerts_withheld: BTreeMap<Withheld, u64>,
     /// Issuing calls recorded.
     pub issuances: u64,
     /// Events that could not be read.
@@ -69,35 +67,22 @@ pub struct Outcome {
     pub metrics: Metrics,
 }
 
-/// Reads one event: an EventBridge envelope, a bare record, or one wrapped in an SNS or SQS string.
-pub fn decode(bytes: &[u8]) -> Result<Vec<(Record, EnvelopeContext)>, String> {
-    decode_nested(bytes, 0)
-}
-
-fn decode_nested(bytes: &[u8], depth: u8) -> Result<Vec<(Record, EnvelopeContext)>, String> {
-    let rec: Record = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-    if rec.event_time.get().is_some() {
-        return Ok(vec![(rec, EnvelopeContext::default())]);
-    }
-    if let Some(detail) = rec.detail {
-        let env = EnvelopeContext {
-            account: rec.account.0,
-            region: rec.region.0,
-            source: rec.source.0,
-        };
-        return Ok(vec![(*detail, env)]);
-    }
-    if let Some(carried) = rec.carried_json()
-        && depth < 3
-    {
-        let mut out = Vec::new();
-        let mut inner = JsonSplitter::new(carried.as_bytes());
-        while let Some(v) = inner.next_value().map_err(|e| e.to_string())? {
-            out.extend(decode_nested(v, depth + 1)?);
+/// Reads one event: an EventBridge envelope, a bare record, or one wrapped in an SNS or SQS string
+/// ([`crate::envelope::open`]). An event any part of which cannot be read is unreadable as a whole.
+pub fn decode(bytes: &[u8]) -> Result<Vec<(Record, EnvelopeContext)>, OpenError> {
+    let mut out = Vec::new();
+    let mut error = None;
+    open(bytes, &|_| true, &mut |opened| match opened {
+        Opened::Record { record, envelope, .. } => out.push((record, envelope)),
+        Opened::Unreadable(e) => {
+            error.get_or_insert(e);
         }
-        return Ok(out);
+        Opened::Filtered => {}
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
-    Err("neither a CloudTrail record nor an EventBridge event".into())
 }
 
 struct Pending {
@@ -117,7 +102,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 Ok(r) => r,
                 Err(reason) => {
                     out.metrics.unreadable += 1;
-                    out.unreadable.push((index, reason));
+                    out.unreadable.push((index, reason.to_string()));
                     continue;
                 }
             };
@@ -244,12 +229,12 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             }
             let change = if restart {
                 Change::Restart {
-                    expected: before.incident.id.as_deref(),
+                    expected: before.incident.id.as_ref(),
                     incident: &new_id,
                 }
             } else {
                 Change::Add {
-                    incident: before.incident.id.as_deref().unwrap_or(&new_id),
+                    incident: before.incident.id.as_ref().unwrap_or(&new_id),
                 }
             };
             let Some(applied) = self.store.record_failures(key, &failures, change).await? else {
@@ -270,32 +255,23 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 after.stats.merge(delta);
                 after.incident.id.get_or_insert_with(|| new_id.clone());
             }
-            let group = self.group_of(&after).await?;
-            *metrics.failures.entry(group.verdict.as_str()).or_default() += applied.len() as u64;
+            let finding = judge_stored(self.store, &after).await?;
+            *metrics.failures.entry(finding.verdict()).or_default() += applied.len() as u64;
             if restart {
-                *metrics
-                    .incidents_opened
-                    .entry(group.verdict.as_str())
-                    .or_default() += 1;
+                *metrics.incidents_opened.entry(finding.verdict()).or_default() += 1;
             }
-            return self.page_if_due(&after, group, drill, now, metrics).await;
+            return self.page_if_due(&after, finding, drill, now, metrics).await;
         }
-        Err(PortError::Transient(
-            "the incident kept changing under concurrent updates".into(),
+        Err(PortError::transient(
+            "the incident kept changing under concurrent updates",
         ))
     }
 
     async fn failing_session(&self, state: &GroupState) -> Result<Option<Issuance>, PortError> {
-        match state.stats.first_failure.access_key_id.as_deref() {
+        match state.evidence().failing_access_key() {
             Some(key) => self.store.session(key).await,
             None => Ok(None),
         }
-    }
-
-    async fn group_of(&self, state: &GroupState) -> Result<Group, PortError> {
-        let issuance = self.failing_session(state).await?;
-        let times: Vec<Epoch> = state.issued_times.iter().copied().collect();
-        Ok(state.stats.to_group(&state.key, issuance.as_ref(), &times))
     }
 
     async fn maybe_page(
@@ -308,33 +284,33 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         if state.incident.id.is_none() {
             return Ok(());
         }
-        let group = self.group_of(state).await?;
-        self.page_if_due(state, group, drill, now, metrics).await
+        let finding = judge_stored(self.store, state).await?;
+        self.page_if_due(state, finding, drill, now, metrics).await
     }
 
-    /// Decides on `group` (made from `state`) and pages if due.
+    /// Decides on `finding` (judged from `state`) and pages if due.
     async fn page_if_due(
         &self,
         state: &GroupState,
-        group: Group,
+        finding: Finding,
         drill: bool,
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
-        let Some(incident) = state.incident.id.as_deref() else {
+        let Some(incident) = state.incident.id.as_ref() else {
             return Ok(());
         };
         let decision = if drill {
-            decide_drill(state, &group, self.policy, now)
+            decide_drill(state, &finding, self.policy, now)
         } else {
-            decide(state, &group, self.policy, now)
+            decide(state, &finding, self.policy, now)
         };
         let (severity, escalation) = match decision {
             Decision::Page { severity, escalation } => (severity, escalation),
             Decision::Hold => {
                 *metrics
                     .alerts_withheld
-                    .entry("held for the refresh window")
+                    .entry(Withheld::HeldForRefreshWindow)
                     .or_default() += 1;
                 return Ok(());
             }
@@ -344,34 +320,33 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             }
         };
         if !self.store.claim_page(&state.key, incident, severity).await? {
-            *metrics.alerts_withheld.entry("already paged").or_default() += 1;
+            *metrics.alerts_withheld.entry(Withheld::AlreadyPaged).or_default() += 1;
             return Ok(());
         }
         let kind = if escalation {
-            AlertKind::Escalation
+            NoticeKind::Escalation
         } else {
-            AlertKind::Open
+            NoticeKind::Open
         };
-        let ctx = AlertContext {
-            drill: drill || self.alerts.drill,
-            ..self.alerts.clone()
-        };
-        let alert = render(&with_severity(&group, severity), incident, kind, &ctx);
-        if let Err(e) = self.sink.publish(&alert).await {
+        let notice = Notice::Incident(IncidentNotice {
+            kind,
+            severity,
+            incident: incident.clone(),
+            finding,
+            drill,
+        });
+        if let Err(e) = self.sink.publish(&notice).await {
             self.store
                 .release_page(&state.key, incident, severity, state.incident.paged)
                 .await?;
             return Err(e);
         }
-        *metrics
-            .alerts_published
-            .entry(if escalation { "escalation" } else { "open" })
-            .or_default() += 1;
+        *metrics.alerts_published.entry(kind).or_default() += 1;
         Ok(())
     }
 
     async fn resolve(&self, state: &GroupState, at: Epoch, metrics: &mut Metrics) -> Result<(), PortError> {
-        let Some(incident) = state.incident.id.as_deref() else {
+        let Some(incident) = state.incident.id.as_ref() else {
             return Ok(());
         };
         if !self.store.resolve(&state.key, incident, at).await? {
@@ -380,18 +355,18 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         let Some(paged) = state.incident.paged else {
             return Ok(());
         };
-        let group = self.group_of(state).await?;
-        let alert = render(
-            &with_severity(&group, paged.max(Severity::Info)),
-            incident,
-            AlertKind::Resolved,
-            self.alerts,
-        );
-        if let Err(e) = self.sink.publish(&alert).await {
+        let notice = Notice::Incident(IncidentNotice {
+            kind: NoticeKind::Resolved,
+            severity: paged.max(Severity::Info),
+            incident: incident.clone(),
+            finding: judge_stored(self.store, state).await?,
+            drill: false,
+        });
+        if let Err(e) = self.sink.publish(&notice).await {
             self.store.unresolve(&state.key, incident, at).await?;
             return Err(e);
         }
-        *metrics.alerts_published.entry("resolved").or_default() += 1;
+        *metrics.alerts_published.entry(NoticeKind::Resolved).or_default() += 1;
         Ok(())
     }
 }
@@ -446,7 +421,6 @@ mod tests {
         store: MemoryStore,
         sink: RecordingSink,
         policy: Policy,
-        alerts: AlertContext,
     }
 
     impl Rig {
@@ -455,10 +429,6 @@ mod tests {
                 store: MemoryStore::default(),
                 sink: RecordingSink::default(),
                 policy: Policy::default(),
-                alerts: AlertContext {
-                    region: "us-east-1".into(),
-                    ..Default::default()
-                },
             }
         }
         fn detector(&self) -> Detector<'_, MemoryStore, RecordingSink> {
@@ -466,16 +436,21 @@ mod tests {
                 store: &self.store,
                 sink: &self.sink,
                 policy: &self.policy,
-                alerts: &self.alerts,
             }
         }
+        /// What each incident notice says, in the words of the alert document.
         fn docs(&self) -> Vec<Value> {
             self.sink
-                .alerts()
+                .notices()
                 .iter()
-                .map(|a| {
-                    let m: Value = serde_json::from_str(&a.message).unwrap();
-                    serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap()
+                .filter_map(Notice::incident)
+                .map(|n| {
+                    json!({
+                        "verdict": n.finding.verdict().as_str(),
+                        "severity": n.severity.as_str(),
+                        "state": n.kind.state(),
+                        "failures": n.finding.failures,
+                    })
                 })
                 .collect()
         }
@@ -530,13 +505,13 @@ mod tests {
             BTreeSet::from([0, 1, 2]),
             "the whole group is retried"
         );
-        assert!(rig.sink.alerts().is_empty());
+        assert!(rig.sink.notices().is_empty());
         let second = run(&rig, &batch, T0 + 3905).await;
         assert!(second.retry.is_empty());
-        assert_eq!(rig.sink.alerts().len(), 1);
+        assert_eq!(rig.sink.notices().len(), 1);
         assert_eq!(second.metrics.duplicates, 3, "the retry counted nothing twice");
         run(&rig, &batch, T0 + 3906).await;
-        assert_eq!(rig.sink.alerts().len(), 1);
+        assert_eq!(rig.sink.notices().len(), 1);
     }
 
     #[tokio::test]
@@ -592,7 +567,7 @@ mod tests {
         )
         .await;
         assert!(
-            rig.sink.alerts().is_empty(),
+            rig.sink.notices().is_empty(),
             "held while a refresh may still come"
         );
         run(
@@ -602,14 +577,14 @@ mod tests {
         )
         .await;
         rig.detector().sweep(T0 + 3605 + 400).await.unwrap();
-        assert!(rig.sink.alerts().is_empty());
+        assert!(rig.sink.notices().is_empty());
     }
 
     #[tokio::test]
     async fn the_sweep_pages_a_held_incident_that_did_not_recover_and_resolves_quiet_ones() {
         let rig = Rig::new();
         run(&rig, &[failure_event("s1", 3605, "svc")], T0 + 3610).await;
-        assert!(rig.sink.alerts().is_empty());
+        assert!(rig.sink.notices().is_empty());
         rig.detector().sweep(T0 + 3605 + 301).await.unwrap();
         assert_eq!(rig.docs().len(), 1);
         rig.detector().sweep(T0 + 3605 + 3600).await.unwrap();
@@ -655,20 +630,20 @@ mod tests {
         }
         let now = T0 + 2 * DAY + 3700;
         let report = state_report(&rig.store, &week, now).await.unwrap();
-        assert_eq!(report.groups.len(), 1);
-        let g = &report.groups[0];
-        assert_eq!((g.failures, g.verdict), (2, crate::Verdict::StaleCache));
+        assert_eq!(report.findings.len(), 1);
+        let g = &report.findings[0];
+        assert_eq!((g.failures, g.verdict()), (2, crate::Verdict::StaleCache));
         let i = g.incident.as_ref().unwrap();
-        assert_eq!(i.state, crate::report::IncidentState::Open);
+        assert_eq!(i.state, crate::finding::IncidentState::Open);
         assert_eq!((i.incidents_seen, i.recurs_every_seconds), (3, Some(DAY)));
-        assert_eq!(i.next_expected_failure, Some(iso(T0 + 3 * DAY + 3610)));
+        assert_eq!(i.next_expected_failure, Some(T0 + 3 * DAY + 3610));
         assert_eq!(i.time_to_recover_seconds, None);
 
         // Quiet for the cool-down: resolved, and the recovery timed from the first failure.
         rig.detector().sweep(T0 + 2 * DAY + 3620 + 3601).await.unwrap();
         let report = state_report(&rig.store, &week, now + 3601).await.unwrap();
-        let i = report.groups[0].incident.as_ref().unwrap();
-        assert_eq!(i.state, crate::report::IncidentState::Resolved);
+        let i = report.findings[0].incident.as_ref().unwrap();
+        assert_eq!(i.state, crate::finding::IncidentState::Resolved);
         assert_eq!(i.time_to_recover_seconds, Some(3620 + 3601 - 3610));
 
         // A day's window still shows it; a window after its last failure, with nothing open, does not.
@@ -680,7 +655,7 @@ mod tests {
             state_report(&rig.store, &day_later, now + 3601)
                 .await
                 .unwrap()
-                .groups
+                .findings
                 .is_empty()
         );
     }
@@ -696,7 +671,7 @@ mod tests {
         let out = run(&rig, &events, T0 + 3900).await;
         assert_eq!(out.unreadable.iter().map(|u| u.0).collect::<Vec<_>>(), vec![0, 1]);
         assert!(out.retry.is_empty());
-        assert_eq!(rig.sink.alerts().len(), 1);
+        assert_eq!(rig.sink.notices().len(), 1);
     }
 
     #[tokio::test]
@@ -705,14 +680,13 @@ mod tests {
         let mut ev: Value = serde_json::from_slice(&failure_event("d1", 3605, "drill")).unwrap();
         ev["source"] = json!(DRILL_SOURCE);
         run(&rig, &[ev.to_string().into_bytes()], T0 + 3606).await;
-        let alerts = rig.sink.alerts();
+        let notices = rig.sink.notices();
         assert_eq!(
-            alerts.len(),
+            notices.len(),
             1,
             "pages at once, without waiting out the refresh window"
         );
-        assert!(alerts[0].subject.contains("DRILL"));
-        assert_eq!(alerts[0].attributes["drill"], "true");
+        assert!(notices[0].incident().unwrap().drill);
     }
 
     #[tokio::test]

@@ -6,22 +6,74 @@
 
 use std::future::Future;
 
-use crate::alert::Alert;
 use crate::classify::{Failure, Issuance};
-use crate::incident::GroupState;
+use crate::incident::{GroupState, IncidentId};
 use crate::model::Severity;
+use crate::notice::Notice;
 use crate::stats::GroupKey;
 use crate::time::Epoch;
 
-/// Why a port call failed.
+/// The error a port failed with underneath (an SDK error), kept for its chain.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a port call failed: whether a retry can help, what failed in words, and the underlying error.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     /// Worth retrying: throttling, 5xx, timeouts, connection errors.
-    #[error("{0}")]
-    Transient(String),
+    #[error("{message}")]
+    Transient {
+        /// What failed, for a log line.
+        message: String,
+        /// The error underneath, if any.
+        #[source]
+        source: Option<Source>,
+    },
     /// Will fail again: validation, a missing table or topic, access denied.
-    #[error("{0}")]
-    Permanent(String),
+    #[error("{message}")]
+    Permanent {
+        /// What failed, for a log line.
+        message: String,
+        /// The error underneath, if any.
+        #[source]
+        source: Option<Source>,
+    },
+}
+
+impl PortError {
+    /// A transient failure described by `message`.
+    pub fn transient(message: impl Into<String>) -> PortError {
+        PortError::Transient {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A permanent failure described by `message`.
+    pub fn permanent(message: impl Into<String>) -> PortError {
+        PortError::Permanent {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Keeps `source` as the error underneath.
+    pub fn with_source(self, source: impl Into<Source>) -> PortError {
+        match self {
+            PortError::Transient { message, .. } => PortError::Transient {
+                message,
+                source: Some(source.into()),
+            },
+            PortError::Permanent { message, .. } => PortError::Permanent {
+                message,
+                source: Some(source.into()),
+            },
+        }
+    }
+
+    /// Can a retry succeed?
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PortError::Transient { .. })
+    }
 }
 
 /// How a batch of new failures changes a group's stored state.
@@ -30,15 +82,15 @@ pub enum Change<'a> {
     /// Add to the incident with this id (set on the item if it has none yet).
     Add {
         /// The incident.
-        incident: &'a str,
+        incident: &'a IncidentId,
     },
     /// Start a new incident: replace the counters with these failures' and clear `paged` and
     /// `resolved_at`, but only if the stored incident id is still `expected`.
     Restart {
         /// The incident id the caller read (`None`: the item had none).
-        expected: Option<&'a str>,
+        expected: Option<&'a IncidentId>,
         /// The new incident's id.
-        incident: &'a str,
+        incident: &'a IncidentId,
     },
 }
 
@@ -77,7 +129,7 @@ pub trait StateStore: Sync {
     fn claim_page(
         &self,
         key: &GroupKey,
-        incident: &str,
+        incident: &IncidentId,
         severity: Severity,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
@@ -85,17 +137,17 @@ pub trait StateStore: Sync {
     fn release_page(
         &self,
         key: &GroupKey,
-        incident: &str,
+        incident: &IncidentId,
         severity: Severity,
         previous: Option<Severity>,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Marks `incident` resolved at `at`: true for exactly one caller while it is current and open. The
-    /// incident's start ([`crate::incident::incident_start`]) joins the group's `history`.
+    /// incident's start ([`IncidentId::opened_at`]) joins the group's `history`.
     fn resolve(
         &self,
         key: &GroupKey,
-        incident: &str,
+        incident: &IncidentId,
         at: Epoch,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
@@ -103,7 +155,7 @@ pub trait StateStore: Sync {
     fn unresolve(
         &self,
         key: &GroupKey,
-        incident: &str,
+        incident: &IncidentId,
         at: Epoch,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
@@ -114,8 +166,8 @@ pub trait StateStore: Sync {
     fn groups(&self, since: Epoch) -> impl Future<Output = Result<Vec<GroupState>, PortError>> + Send;
 }
 
-/// Where alerts go.
+/// Where notices go: the adapter renders each for its channel (SNS: `tokenwatch-render`).
 pub trait AlertSink: Sync {
-    /// Publishes one alert.
-    fn publish(&self, alert: &Alert) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Publishes one notice.
+    fn publish(&self, notice: &Notice) -> impl Future<Output = Result<(), PortError>> + Send;
 }

@@ -4,11 +4,11 @@
 
 use serde::Deserialize;
 
-use crate::incident::{GroupState, incident_start, wildcard};
+use crate::finding::{Finding, IncidentState, IncidentSummary, Report, judge_stored, order};
+use crate::incident::{GroupState, wildcard};
 use crate::model::{Severity, Verdict};
 use crate::ports::{PortError, StateStore};
-use crate::report::{Group, IncidentState, IncidentSummary, Report};
-use crate::time::{Epoch, format_time};
+use crate::time::Epoch;
 
 /// What a report asks for. The reporter Lambda takes it as its direct-invocation payload (JSON, every
 /// field optional, unknown fields rejected so that a typo does not silently widen a query).
@@ -76,12 +76,12 @@ impl Query {
         }
     }
 
-    /// Does the report keep this group?
-    pub fn matches(&self, group: &Group) -> bool {
-        self.verdict.is_none_or(|v| group.verdict == v)
-            && self.min_severity.is_none_or(|s| group.severity >= s)
+    /// Does the report keep this finding?
+    pub fn matches(&self, finding: &Finding) -> bool {
+        self.verdict.is_none_or(|v| finding.verdict() == v)
+            && self.min_severity.is_none_or(|s| finding.severity() >= s)
             && self.principal.as_deref().is_none_or(|pattern| {
-                let arn = group.principal.as_deref().unwrap_or("");
+                let arn = finding.principal.as_deref().unwrap_or("");
                 let name = arn.rsplit(['/', ':']).next().unwrap_or(arn);
                 wildcard(pattern, arn) || wildcard(pattern, name)
             })
@@ -130,9 +130,7 @@ pub fn next_expected(last_start: Epoch, every: Epoch, now: Epoch) -> Option<Epoc
 /// A group's incident, as the state table knows it, at `now`.
 pub fn summarize(state: &GroupState, now: Epoch) -> Option<IncidentSummary> {
     let id = state.incident.id.clone()?;
-    let opened = incident_start(&id)
-        .unwrap_or(state.stats.first)
-        .min(state.stats.first);
+    let opened = id.opened_at.min(state.stats.first);
     let resolved = state.incident.resolved_at;
     let mut starts: Vec<Epoch> = state.history.iter().copied().collect();
     starts.push(opened);
@@ -145,15 +143,13 @@ pub fn summarize(state: &GroupState, now: Epoch) -> Option<IncidentSummary> {
         } else {
             IncidentState::Open
         },
-        opened_at: format_time(opened),
-        resolved_at: resolved.map(format_time),
+        opened_at: opened,
+        resolved_at: resolved,
         time_to_recover_seconds: resolved.map(|r| r - opened),
         paged: state.incident.paged,
         incidents_seen: incidents(&starts).len(),
         recurs_every_seconds: every,
-        next_expected_failure: every
-            .and_then(|e| next_expected(last_start, e, now))
-            .map(format_time),
+        next_expected_failure: every.and_then(|e| next_expected(last_start, e, now)),
     })
 }
 
@@ -162,35 +158,30 @@ pub fn summarize(state: &GroupState, now: Epoch) -> Option<IncidentSummary> {
 /// the table still has it), filtered, most severe first.
 pub async fn state_report<S: StateStore>(store: &S, query: &Query, now: Epoch) -> Result<Report, PortError> {
     let since = query.since_at(now);
-    let mut groups = Vec::new();
+    let mut findings = Vec::new();
     for state in store.groups(since).await? {
         if state.stats.failures == 0 {
             continue;
         }
-        let issuance = match state.stats.first_failure.access_key_id.as_deref() {
-            Some(key) => store.session(key).await?,
-            None => None,
-        };
-        let times: Vec<Epoch> = state.issued_times.iter().copied().collect();
-        let mut group = state.stats.to_group(&state.key, issuance.as_ref(), &times);
-        group.incident = summarize(&state, now);
-        if query.matches(&group) {
-            groups.push(group);
+        let mut finding = judge_stored(store, &state).await?;
+        finding.incident = summarize(&state, now);
+        if query.matches(&finding) {
+            findings.push(finding);
         }
     }
-    crate::analyze::order(&mut groups);
+    order(&mut findings);
     Ok(Report {
         records: 0,
-        failures: groups.iter().map(|g| g.failures).sum(),
+        failures: findings.iter().map(|f| f.failures).sum(),
         skipped_records: 0,
-        groups,
+        findings,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::test_group;
+    use crate::finding::example_finding as test_group;
 
     const DAY: Epoch = 86_400;
 

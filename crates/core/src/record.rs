@@ -141,9 +141,9 @@ pub struct Record {
     #[serde(deserialize_with = "lenient")]
     pub response_elements: ResponseElements,
     // An input object is read once; these fields are set when it wraps records instead of being one.
-    /// EventBridge `detail`: the record this envelope carries.
-    #[serde(deserialize_with = "boxed_record")]
-    pub detail: Option<Box<Record>>,
+    /// EventBridge `detail`: the record this envelope carries, read by [`crate::envelope::open`] (kept
+    /// raw so that a bare record, the common case, is parsed once and an envelope's record once more).
+    pub detail: Option<Box<serde_json::value::RawValue>>,
     /// EventBridge `account`.
     pub account: Text,
     /// EventBridge `region`.
@@ -293,10 +293,6 @@ pub struct EnvelopeContext {
 }
 
 /// Reads a nested record (an EventBridge `detail`); a non-object becomes an empty record.
-fn boxed_record<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<Record>>, D::Error> {
-    lenient::<D, Record>(d).map(|r| Some(Box::new(r)))
-}
-
 /// SNS as delivered to Lambda: `{"Sns": {"Message": "…"}}`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]

@@ -1,147 +1,183 @@
 //! The fix, written for the client that failed and where its credentials came from.
 //!
-//! The first sentence is the one-line fix shown in tables and alert subjects' neighbours; what follows
-//! explains. Only fixed text and our own enums go in: nothing from the event.
+//! Each text is a one-line fix (what tables, pages and chat show first) and the detail that explains it;
+//! the report document carries them joined as `fix: detail`. Only fixed text and our own enums go in:
+//! nothing from the event.
+
+use std::fmt;
 
 use crate::model::{Client, CredentialSource, Verdict};
 
+/// What to do about a group: the fix in one line, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remediation {
+    /// The fix, one clause (no trailing period).
+    pub fix: String,
+    /// Why, and what to stop doing.
+    pub detail: String,
+}
+
+impl Remediation {
+    fn new(fix: &str, detail: &str) -> Remediation {
+        Remediation {
+            fix: fix.to_owned(),
+            detail: detail.to_owned(),
+        }
+    }
+}
+
+/// The whole text, as the report document's `remediation` field carries it: `fix: detail`.
+impl fmt::Display for Remediation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.fix, self.detail)
+    }
+}
+
 /// The remediation for a group.
-pub fn remediation(verdict: Verdict, source: CredentialSource, client: Option<Client>) -> String {
+pub fn remediation(verdict: Verdict, source: CredentialSource, client: Option<Client>) -> Remediation {
     match verdict {
         Verdict::StaleCache => {
-            let mut text = String::from(refreshing_provider(client, source));
+            let mut fix = refreshing_provider(client, source);
             if let Some(note) = source_note(source) {
-                text.push(' ');
-                text.push_str(note);
+                fix.detail.push(' ');
+                fix.detail.push_str(note);
             }
-            text
+            fix
         }
-        Verdict::RefreshRace => "No action needed unless it recurs: the client renewed its credentials a little \
-             after they expired and recovered by itself. If it repeats, renew earlier (botocore refreshes 15 min \
-             before expiry, the Rust SDK 10 s) or check the host clock."
-            .to_owned(),
-        Verdict::PausedProcess => "Make the process resolve credentials again after it resumes, or restart it: it \
-             slept past its session's expiry (laptop lid, paused container, stopped debugger) and woke holding \
-             expired credentials. A refreshing provider does this by itself; credentials copied into environment \
-             variables or a long-lived client do not."
-            .to_owned(),
-        Verdict::ClockSkew => "Check the host clock (chrony or systemd-timesyncd) and any presigned URL's \
-             X-Amz-Expires: the session was still valid when these calls were rejected, so the request's date \
-             stamp or expiry is off, not the credentials."
-            .to_owned(),
-        Verdict::WebIdentityTokenExpired => "Read the web identity token afresh for every AssumeRoleWithWebIdentity \
-             call: the OIDC token or SAML assertion presented to STS had expired. Point AWS_WEB_IDENTITY_TOKEN_FILE at \
-             the file the platform rotates (EKS projects a new service-account token in place; do not copy it), \
-             and in CI request a new OIDC token for each job step that assumes the role."
-            .to_owned(),
-        Verdict::Unknown => "Find the issuing call to measure the session's age: these failures carry no \
-             creationDate and no AssumeRole/GetSessionToken for their access key was seen. Include the trail files \
-             (or the region) where the session was issued, then look for credentials copied out of a refreshing \
-             provider."
-            .to_owned(),
+        Verdict::RefreshRace => Remediation::new(
+            "No action needed unless it recurs",
+            "the client renewed its credentials a little after they expired and recovered by itself. If \
+              it repeats, renew earlier (botocore refreshes 15 min before expiry, the Rust SDK 10 s) or \
+              check the host clock.",
+        ),
+        Verdict::PausedProcess => Remediation::new(
+            "Make the process resolve credentials again after it resumes, or restart it",
+            "it slept past its session's expiry (laptop lid, paused container, stopped debugger) and woke \
+              holding expired credentials. A refreshing provider does this by itself; credentials copied \
+              into environment variables or a long-lived client do not.",
+        ),
+        Verdict::ClockSkew => Remediation::new(
+            "Check the host clock (chrony or systemd-timesyncd) and any presigned URL's X-Amz-Expires",
+            "the session was still valid when these calls were rejected, so the request's date stamp or \
+              expiry is off, not the credentials.",
+        ),
+        Verdict::WebIdentityTokenExpired => Remediation::new(
+            "Read the web identity token afresh for every AssumeRoleWithWebIdentity call",
+            "the OIDC token or SAML assertion presented to STS had expired. Point \
+              AWS_WEB_IDENTITY_TOKEN_FILE at the file the platform rotates (EKS projects a new \
+              service-account token in place; do not copy it), and in CI request a new OIDC token for each \
+              job step that assumes the role.",
+        ),
+        Verdict::Unknown => Remediation::new(
+            "Find the issuing call to measure the session's age",
+            "these failures carry no creationDate and no AssumeRole/GetSessionToken for their access key \
+              was seen. Include the trail files (or the region) where the session was issued, then look \
+              for credentials copied out of a refreshing provider.",
+        ),
     }
 }
 
-/// The first sentence of [`remediation`]: the one-line fix.
-pub fn one_line(remediation: &str) -> &str {
-    match remediation.find(": ").or_else(|| remediation.find(". ")) {
-        Some(i) => &remediation[..i],
-        None => remediation.trim_end_matches('.'),
-    }
-}
-
-fn refreshing_provider(client: Option<Client>, source: CredentialSource) -> &'static str {
+fn refreshing_provider(client: Option<Client>, source: CredentialSource) -> Remediation {
     if source == CredentialSource::Sso {
         return match client {
-            Some(Client::AwsCliV1 | Client::AwsCliV2) | None => {
-                "Run `aws sso login` with an `sso_session` profile and let the CLI fetch role credentials from \
-                 it: do not export AWS_ACCESS_KEY_ID/AWS_SESSION_TOKEN copied from the SSO portal, which die when \
-                 the permission set's session ends."
-            }
-            _ => {
-                "Use the SDK's SSO provider through a profile with `sso_session` (after `aws sso login`): it \
-                 refreshes role credentials from the SSO token cache, where credentials copied from the SSO portal \
-                 die when the permission set's session ends."
-            }
+            Some(Client::AwsCliV1 | Client::AwsCliV2) | None => Remediation::new(
+                "Run `aws sso login` with an `sso_session` profile and let the CLI fetch role credentials from it",
+                "do not export AWS_ACCESS_KEY_ID/AWS_SESSION_TOKEN copied from the SSO portal, which die when \
+                  the permission set's session ends.",
+            ),
+            _ => Remediation::new(
+                "Use the SDK's SSO provider through a profile with `sso_session` (after `aws sso login`)",
+                "it refreshes role credentials from the SSO token cache, where credentials copied from the \
+                  SSO portal die when the permission set's session ends.",
+            ),
         };
     }
     if source == CredentialSource::InstanceProfile {
-        return "Let the SDK's default credential chain read the instance profile from IMDS: it rotates \
-                credentials before they expire. Remove AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and \
-                AWS_SESSION_TOKEN copied out of the metadata service from the environment and config files.";
+        return Remediation::new(
+            "Let the SDK's default credential chain read the instance profile from IMDS",
+            "it rotates credentials before they expire. Remove AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY \
+              and AWS_SESSION_TOKEN copied out of the metadata service from the environment and config \
+              files.",
+        );
     }
     match client {
-        Some(Client::Boto3 | Client::Botocore) => {
-            "Let botocore refresh the role: configure `role_arn` + `source_profile` (or `credential_source`) in \
-             ~/.aws/config and build clients from that profile's Session, so its AssumeRoleProvider renews 15 \
-             minutes before expiry. Never pass aws_session_token= to boto3.client() or keep a client built \
-             from copied credentials for longer than the session."
-        }
-        Some(Client::AwsCliV1 | Client::AwsCliV2) => {
-            "Use a profile with `role_arn` + `source_profile` instead of exporting AWS_SESSION_TOKEN: the CLI \
-             assumes the role itself and renews it, where exported credentials stop working when the session \
-             ends."
-        }
-        Some(Client::JavaV2) => {
-            "Use StsAssumeRoleCredentialsProvider (software.amazon.awssdk.services.sts.auth), which refreshes \
-             in the background: replace StaticCredentialsProvider/AwsSessionCredentials built once from an \
-             AssumeRole response."
-        }
-        Some(Client::JavaV1) => {
-            "Use STSAssumeRoleSessionCredentialsProvider, which renews before expiry: replace \
-             BasicSessionCredentials built once from an AssumeRole response."
-        }
-        Some(Client::GoV2) => {
+        Some(Client::Boto3 | Client::Botocore) => Remediation::new(
+            "Let botocore refresh the role",
+            "configure `role_arn` + `source_profile` (or `credential_source`) in ~/.aws/config and build \
+              clients from that profile's Session, so its AssumeRoleProvider renews 15 minutes before \
+              expiry. Never pass aws_session_token= to boto3.client() or keep a client built from copied \
+              credentials for longer than the session.",
+        ),
+        Some(Client::AwsCliV1 | Client::AwsCliV2) => Remediation::new(
+            "Use a profile with `role_arn` + `source_profile` instead of exporting AWS_SESSION_TOKEN",
+            "the CLI assumes the role itself and renews it, where exported credentials stop working when \
+              the session ends.",
+        ),
+        Some(Client::JavaV2) => Remediation::new(
+            "Use StsAssumeRoleCredentialsProvider (software.amazon.awssdk.services.sts.auth), which \
+              refreshes in the background",
+            "replace StaticCredentialsProvider/AwsSessionCredentials built once from an AssumeRole response.",
+        ),
+        Some(Client::JavaV1) => Remediation::new(
+            "Use STSAssumeRoleSessionCredentialsProvider, which renews before expiry",
+            "replace BasicSessionCredentials built once from an AssumeRole response.",
+        ),
+        Some(Client::GoV2) => Remediation::new(
             "Wrap stscreds.NewAssumeRoleProvider in aws.NewCredentialsCache and set it as the config's \
-             Credentials: replace credentials.NewStaticCredentialsProvider built from an AssumeRole response."
-        }
-        Some(Client::GoV1) => {
-            "Use stscreds.NewCredentials(sess, roleARN), which renews before expiry: replace \
-             credentials.NewStaticCredentials built from an AssumeRole response."
-        }
-        Some(Client::JsV3) => {
+              Credentials",
+            "replace credentials.NewStaticCredentialsProvider built from an AssumeRole response.",
+        ),
+        Some(Client::GoV1) => Remediation::new(
+            "Use stscreds.NewCredentials(sess, roleARN), which renews before expiry",
+            "replace credentials.NewStaticCredentials built from an AssumeRole response.",
+        ),
+        Some(Client::JsV3) => Remediation::new(
             "Pass fromTemporaryCredentials({ params: { RoleArn } }) (or fromIni with a role profile) from \
-             @aws-sdk/credential-providers as the client's credentials: a fixed { accessKeyId, \
-             secretAccessKey, sessionToken } object is never renewed."
-        }
-        Some(Client::JsV2) => {
-            "Use AWS.ChainableTemporaryCredentials, which renews before expiry: replace AWS.Credentials built \
-             once from an AssumeRole response."
-        }
-        Some(Client::Rust) => {
-            "Use aws_config::sts::AssumeRoleProvider as the credentials provider (the SDK's identity cache then \
-             renews it): replace Credentials::new(...) built once from an AssumeRole response."
-        }
-        Some(Client::Dotnet) => {
-            "Use AssumeRoleAWSCredentials (Amazon.Runtime), which renews before expiry: replace \
-             SessionAWSCredentials built once from an AssumeRole response."
-        }
-        Some(Client::Php) => {
-            "Use CredentialProvider::memoize(CredentialProvider::assumeRole(...)): it renews before expiry, \
-             where Credentials built once from an AssumeRole response do not."
-        }
-        Some(Client::Ruby) => {
-            "Use Aws::AssumeRoleCredentials, which renews before expiry: replace Aws::Credentials built once \
-             from an AssumeRole response."
-        }
-        Some(Client::Powershell) => {
-            "Use a role profile (Set-AWSCredential -ProfileName with role_arn + source_profile) instead of \
-             passing the keys from Use-STSRole: the profile renews, copied keys expire."
-        }
-        Some(Client::Terraform) => {
-            "Let the provider assume the role itself (an `assume_role` block) instead of exporting temporary \
-             keys into the run, and give runs longer than an hour a longer `duration` (within the role's \
-             MaxSessionDuration)."
-        }
-        Some(Client::Console) => {
-            "Sign in again: the console session outlived its credentials. Raise the role's MaxSessionDuration \
-             if sessions routinely need to be longer."
-        }
-        None => {
-            "Get credentials from a refreshing provider (a role profile, the SDK's assume-role provider, or the \
-             default chain) instead of copying them into environment variables, files or a client built once: \
-             the workload keeps presenting credentials past their lease."
-        }
+              @aws-sdk/credential-providers as the client's credentials",
+            "a fixed { accessKeyId, secretAccessKey, sessionToken } object is never renewed.",
+        ),
+        Some(Client::JsV2) => Remediation::new(
+            "Use AWS.ChainableTemporaryCredentials, which renews before expiry",
+            "replace AWS.Credentials built once from an AssumeRole response.",
+        ),
+        Some(Client::Rust) => Remediation::new(
+            "Use aws_config::sts::AssumeRoleProvider as the credentials provider (the SDK's identity \
+              cache then renews it)",
+            "replace Credentials::new(...) built once from an AssumeRole response.",
+        ),
+        Some(Client::Dotnet) => Remediation::new(
+            "Use AssumeRoleAWSCredentials (Amazon.Runtime), which renews before expiry",
+            "replace SessionAWSCredentials built once from an AssumeRole response.",
+        ),
+        Some(Client::Php) => Remediation::new(
+            "Use CredentialProvider::memoize(CredentialProvider::assumeRole(...))",
+            "it renews before expiry, where Credentials built once from an AssumeRole response do not.",
+        ),
+        Some(Client::Ruby) => Remediation::new(
+            "Use Aws::AssumeRoleCredentials, which renews before expiry",
+            "replace Aws::Credentials built once from an AssumeRole response.",
+        ),
+        Some(Client::Powershell) => Remediation::new(
+            "Use a role profile (Set-AWSCredential -ProfileName with role_arn + source_profile) instead \
+              of passing the keys from Use-STSRole",
+            "the profile renews, copied keys expire.",
+        ),
+        Some(Client::Terraform) => Remediation::new(
+            "Let the provider assume the role itself",
+            "add an `assume_role` block instead of exporting temporary keys into the run, and give runs \
+              longer than an hour a longer `duration` (within the role's MaxSessionDuration).",
+        ),
+        Some(Client::Console) => Remediation::new(
+            "Sign in again",
+            "the console session outlived its credentials. Raise the role's MaxSessionDuration if \
+              sessions routinely need to be longer.",
+        ),
+        None => Remediation::new(
+            "Get credentials from a refreshing provider (a role profile, the SDK's assume-role provider, \
+              or the default chain) instead of copying them into environment variables, files or a client \
+              built once",
+            "the workload keeps presenting credentials past their lease.",
+        ),
     }
 }
 
@@ -149,21 +185,21 @@ fn source_note(source: CredentialSource) -> Option<&'static str> {
     match source {
         CredentialSource::RoleChaining => Some(
             "This session was role chaining (a role assuming a role), which AWS caps at one hour whatever \
-             DurationSeconds says, so raising the duration will not help: renew it, or assume the target role \
-             directly from a user or service identity.",
+              DurationSeconds says, so raising the duration will not help: renew it, or assume the target role \
+              directly from a user or service identity.",
         ),
         CredentialSource::SessionToken => Some(
             "GetSessionToken sessions last 12 hours by default and cannot be renewed without the long-term key: \
-             use a role profile with `mfa_serial` so the SDK or CLI asks and caches, or call GetSessionToken again \
-             before the expiration.",
+              use a role profile with `mfa_serial` so the SDK or CLI asks and caches, or call GetSessionToken again \
+              before the expiration.",
         ),
         CredentialSource::FederationToken => Some(
             "GetFederationToken sessions cannot be renewed by the SDK: the broker that issued them must issue \
-             new ones before the expiration.",
+              new ones before the expiration.",
         ),
         CredentialSource::WebIdentity => Some(
             "For web identity, set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE and let the SDK's web identity \
-             provider assume the role; do not export the credentials it returns.",
+              provider assume the role; do not export the credentials it returns.",
         ),
         _ => None,
     }
@@ -183,26 +219,29 @@ mod tests {
             (Client::Rust, "aws_config::sts::AssumeRoleProvider"),
         ];
         for (client, provider) in cases {
-            let text = remediation(Verdict::StaleCache, CredentialSource::AssumeRole, Some(client));
+            let text =
+                remediation(Verdict::StaleCache, CredentialSource::AssumeRole, Some(client)).to_string();
             assert!(text.contains(provider), "{client}: {text}");
         }
     }
 
     #[test]
     fn source_specific_advice_is_added_or_takes_over() {
-        let sso = remediation(Verdict::StaleCache, CredentialSource::Sso, Some(Client::AwsCliV2));
+        let sso = remediation(Verdict::StaleCache, CredentialSource::Sso, Some(Client::AwsCliV2)).to_string();
         assert!(sso.contains("aws sso login"));
         let chained = remediation(
             Verdict::StaleCache,
             CredentialSource::RoleChaining,
             Some(Client::JavaV2),
-        );
+        )
+        .to_string();
         assert!(chained.contains("one hour") && chained.contains("StsAssumeRoleCredentialsProvider"));
         let plain = remediation(
             Verdict::StaleCache,
             CredentialSource::AssumeRole,
             Some(Client::JavaV2),
-        );
+        )
+        .to_string();
         assert!(!plain.contains("one hour"));
     }
 
@@ -212,20 +251,40 @@ mod tests {
             Verdict::ClockSkew,
             CredentialSource::AssumeRole,
             Some(Client::Boto3),
-        );
+        )
+        .to_string();
         assert!(skew.contains("clock") && !skew.contains("botocore refresh"));
         let web = remediation(
             Verdict::WebIdentityTokenExpired,
             CredentialSource::WebIdentity,
             None,
-        );
+        )
+        .to_string();
         assert!(web.contains("AWS_WEB_IDENTITY_TOKEN_FILE"));
     }
 
     #[test]
-    fn one_line_is_the_first_clause() {
-        assert_eq!(one_line("Do this: because."), "Do this");
-        assert_eq!(one_line("Do this. Then that."), "Do this");
-        assert_eq!(one_line("Do this."), "Do this");
+    fn the_fix_of_a_code_span_is_never_cut_inside_it() {
+        let js = remediation(
+            Verdict::StaleCache,
+            CredentialSource::AssumeRole,
+            Some(Client::JsV3),
+        );
+        assert!(
+            js.fix
+                .contains("fromTemporaryCredentials({ params: { RoleArn } })"),
+            "{}",
+            js.fix
+        );
+        assert!(js.to_string().starts_with(&format!("{}: ", js.fix)));
+        for verdict in Verdict::ALL {
+            for source in CredentialSource::ALL {
+                for client in Client::ALL.iter().copied().map(Some).chain([None]) {
+                    let r = remediation(*verdict, *source, client);
+                    assert_eq!(r.fix.matches('`').count() % 2, 0, "{}", r.fix);
+                    assert!(!r.fix.ends_with('.') && !r.detail.is_empty(), "{r:?}");
+                }
+            }
+        }
     }
 }

@@ -1,14 +1,11 @@
 //! What tokenwatch keeps about a group's failures, offline and in the state table alike: counts, first
-//! and last failure, the facts of the earliest failure, and the report group they make.
+//! and last failure, and the facts of the earliest failure ([`crate::finding::judge`] decides on them).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::assess::{Facts, assess};
-use crate::classify::{Failure, IdentityHints, Issuance, role_name};
+use crate::classify::{Failure, IdentityHints, role_name};
 use crate::model::{Client, StsCall};
-use crate::remediation::remediation;
-use crate::report::Group;
-use crate::time::{Epoch, format_time};
+use crate::time::Epoch;
 
 /// Limits on what one group lists, so a storm cannot grow a report or a state item without bound.
 pub const MAX_LISTED: usize = 20;
@@ -176,52 +173,5 @@ pub fn group_key(account: &Option<String>, principal: &Option<String>, session: 
         account: account.clone(),
         principal: principal.as_deref().map(|p| principal_key(p).to_owned()),
         session: session.clone(),
-    }
-}
-
-impl FailureStats {
-    /// Decides and writes the report group: `issuance` is the earliest failure's session, joined by key;
-    /// `issued_times` when sessions of the group were issued.
-    pub fn to_group(&self, key: &GroupKey, issuance: Option<&Issuance>, issued_times: &[Epoch]) -> Group {
-        let agg = self;
-        let facts = Facts {
-            principal: agg.principal.as_deref(),
-            session: key.session.as_deref(),
-            failures: agg.failures,
-            first_failure: agg.first,
-            last_failure: agg.last,
-            token_call_failures: agg.token_call_failures,
-            token_call: agg.first_failure.token_call,
-            request_expired_failures: agg.request_expired_failures,
-            creation_date: agg.first_failure.creation_date,
-            access_key_id: agg.first_failure.access_key_id.as_deref(),
-            hints: agg.first_failure.hints.clone(),
-            issuance,
-            issued_times,
-        };
-        let a = assess(&facts);
-        let client = agg.client();
-        Group {
-            account: key.account.clone(),
-            principal: agg.principal.clone(),
-            session: key.session.clone(),
-            access_key_ids: agg.access_key_ids.iter().cloned().collect(),
-            failures: agg.failures,
-            first_failure: format_time(agg.first),
-            last_failure: format_time(agg.last),
-            issued_at: a.issued_at.map(format_time),
-            lease_seconds: a.lease.map(|l| l.seconds),
-            lease_source: a.lease.map(|l| l.source),
-            age_at_first_failure_seconds: a.age_at_first_failure,
-            verdict: a.verdict,
-            severity: a.severity,
-            credential_source: a.credential_source,
-            client,
-            error_codes: agg.error_codes.clone(),
-            event_names: agg.event_names.clone(),
-            source_ips: agg.source_ips.iter().cloned().collect(),
-            remediation: remediation(a.verdict, a.credential_source, client),
-            incident: None,
-        }
     }
 }

@@ -113,9 +113,9 @@ fn analyze_bytes(bytes: &[u8]) {
     let mut a = Analyzer::default();
     let _ = a.read(bytes);
     let report = a.report();
-    let _ = report.to_table();
-    let _ = report.to_markdown();
-    serde_json::to_string(&report).unwrap();
+    for f in &report.findings {
+        assert!(f.failures > 0 && f.first_failure <= f.last_failure, "{f:?}");
+    }
 }
 
 proptest! {

@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use serde_json::json;
 use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, create_table, sdk_config};
-use tokenwatch_core::alert::AlertContext;
 use tokenwatch_core::incident::Policy;
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::time::format_time;
@@ -47,13 +46,12 @@ async fn run(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize) {
         .await
         .expect("topic");
     let store = DynamoStore::new(&sdk, &table);
-    let sink = SnsAlertSink::new(&sdk, topic.topic_arn().expect("arn"));
-    let (policy, alerts) = (Policy::default(), AlertContext::default());
+    let sink = SnsAlertSink::new(&sdk, topic.topic_arn().expect("arn"), Default::default());
+    let policy = Policy::default();
     let detector = Detector {
         store: &store,
         sink: &sink,
         policy: &policy,
-        alerts: &alerts,
     };
     let chunks: Vec<&[Vec<u8>]> = events.chunks(10).collect();
     let per_task = chunks.len().div_ceil(tasks);

@@ -9,7 +9,6 @@
 use std::time::Instant;
 
 use serde_json::json;
-use tokenwatch_core::alert::AlertContext;
 use tokenwatch_core::incident::Policy;
 use tokenwatch_core::memory::{MemoryStore, RecordingSink};
 use tokenwatch_core::pipeline::Detector;
@@ -49,15 +48,10 @@ fn measure(name: &str, events: &[Vec<u8>], batch: usize) {
         RecordingSink::default(),
         Policy::default(),
     );
-    let alerts = AlertContext {
-        region: "us-east-1".into(),
-        ..Default::default()
-    };
     let detector = Detector {
         store: &store,
         sink: &sink,
         policy: &policy,
-        alerts: &alerts,
     };
     let start = Instant::now();
     runtime.block_on(async {
@@ -74,7 +68,7 @@ fn measure(name: &str, events: &[Vec<u8>], batch: usize) {
         batch,
         events.len() as f64 / elapsed.as_secs_f64(),
         store.calls(),
-        sink.alerts().len()
+        sink.notices().len()
     );
 }
 

@@ -2,55 +2,38 @@
 //! A missing or malformed value fails the cold start with a message naming the variable and what it
 //! expects; nothing is read from the environment mid-invocation.
 
-use tokenwatch_aws::env::Env;
 use tokenwatch_core::Severity;
-use tokenwatch_core::alert::{AlertContext, AlertFormat};
 use tokenwatch_core::incident::{Policy, Suppression};
 use tokenwatch_core::time::{Epoch, parse_bound, parse_time};
+use tokenwatch_process::env::{Common, Env};
 
-/// DynamoDB state table name (required).
-pub const TABLE_NAME: &str = "TABLE_NAME";
-/// SNS topic ARN alerts are published to (required).
-pub const TOPIC_ARN: &str = "TOPIC_ARN";
+pub use tokenwatch_process::env::{ALERT_FORMAT, AWS_REGION, ConfigError, TABLE_NAME, TOPIC_ARN};
+
 /// Lowest severity that pages: info, low, medium, high, critical (default low).
 pub const MIN_SEVERITY: &str = "MIN_SEVERITY";
 /// Quiet time that ends an incident: seconds or a span like 90m, 1h (default 1h).
 pub const COOLDOWN: &str = "COOLDOWN";
 /// JSON array of suppressions: `[{"principal": "...", "session": "*", "expires": "2026-12-31", "reason": "..."}]`.
 pub const SUPPRESSIONS: &str = "SUPPRESSIONS";
-/// `standard` (default) or `chatbot` (AWS Chatbot custom notifications in `default` and `https`).
-pub const ALERT_FORMAT: &str = "ALERT_FORMAT";
-/// Region for console links; the Lambda runtime sets it.
-pub const AWS_REGION: &str = "AWS_REGION";
-
-pub use tokenwatch_aws::env::ConfigError;
-
 /// Everything the detector is told, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// State table.
-    pub table_name: String,
-    /// Alert topic.
-    pub topic_arn: String,
+    /// State table, alert topic, how alerts are written.
+    pub common: Common,
     /// Paging floor, cool-down, suppressions.
     pub policy: Policy,
-    /// Region and message format for alerts.
-    pub format: AlertFormat,
-    /// Region for console links.
-    pub region: String,
 }
 
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| std::env::var(name).ok(), tokenwatch_aws::process::now())
+        Config::from_lookup(|name| std::env::var(name).ok(), tokenwatch_process::now())
     }
 
     /// Reads variables through `lookup`; `now` dates suppressions given as spans.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, now: Epoch) -> Result<Config, ConfigError> {
         let env = Env(lookup);
-        let table_name = env.required(TABLE_NAME, "the state table's name")?;
-        let topic_arn = env.topic_arn(TOPIC_ARN)?;
+        let common = Common::read(&env)?;
         let min_severity = env.severity(MIN_SEVERITY, Severity::Low)?;
         let cooldown = env.span(COOLDOWN, 3600, (60, 30 * 86_400))?;
         let suppressions = match env.optional(SUPPRESSIONS) {
@@ -60,27 +43,14 @@ impl Config {
                 problem,
             })?,
         };
-        let alerts = env.alert_context(AWS_REGION, ALERT_FORMAT)?;
         Ok(Config {
-            table_name,
-            topic_arn,
+            common,
             policy: Policy {
                 min_severity,
                 cooldown,
                 suppressions,
             },
-            format: alerts.format,
-            region: alerts.region,
         })
-    }
-
-    /// The alert context this configuration gives.
-    pub fn alert_context(&self) -> AlertContext {
-        AlertContext {
-            region: self.region.clone(),
-            format: self.format,
-            drill: false,
-        }
     }
 }
 
@@ -127,6 +97,7 @@ fn parse_suppressions(raw: &str, now: Epoch) -> Result<Vec<Suppression>, String>
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use tokenwatch_render::sns::AlertFormat;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -142,7 +113,7 @@ mod tests {
     fn defaults_apply_to_what_is_optional() {
         let c = config(&BASE).unwrap();
         assert_eq!(c.policy, Policy::default());
-        assert_eq!(c.format, AlertFormat::Standard);
+        assert_eq!(c.common.style.format, AlertFormat::Standard);
     }
 
     #[test]
@@ -157,7 +128,7 @@ mod tests {
         let c = config(&vars).unwrap();
         assert_eq!(c.policy.min_severity, Severity::High);
         assert_eq!(c.policy.cooldown, 1800);
-        assert_eq!(c.format, AlertFormat::Chatbot);
+        assert_eq!(c.common.style.format, AlertFormat::Chatbot);
         assert_eq!(c.policy.suppressions[0].session, "*");
         assert_eq!(
             c.policy.suppressions[0].expires,

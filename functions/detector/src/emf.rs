@@ -1,34 +1,90 @@
 //! CloudWatch Embedded Metric Format: one JSON line per metric value, which CloudWatch Logs turns into
 //! metrics in the `tokenwatch` namespace, so dashboards and alarms need no extra code or API calls.
 
-use tokenwatch_aws::process::metric_line as line;
+use std::collections::BTreeMap;
+
 use tokenwatch_core::pipeline::Metrics;
 use tokenwatch_core::time::Epoch;
+use tokenwatch_process::emf::metric_line as line;
+
+/// The detector's metrics: what the template's alarms and a dashboard read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// New failures, by the verdict of their group.
+    FailuresSeen,
+    /// Incidents opened, by verdict.
+    IncidentsOpened,
+    /// Notices published, by kind.
+    AlertsPublished,
+    /// Pages not sent, by reason.
+    AlertsWithheld,
+    /// Failures already recorded by an earlier delivery.
+    DuplicateFailures,
+    /// Issuing calls recorded.
+    IssuingCalls,
+    /// Events that could not be read.
+    UnreadableEvents,
+}
+
+impl Metric {
+    /// The metric's name in CloudWatch.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::FailuresSeen => "FailuresSeen",
+            Metric::IncidentsOpened => "IncidentsOpened",
+            Metric::AlertsPublished => "AlertsPublished",
+            Metric::AlertsWithheld => "AlertsWithheld",
+            Metric::DuplicateFailures => "DuplicateFailures",
+            Metric::IssuingCalls => "IssuingCalls",
+            Metric::UnreadableEvents => "UnreadableEvents",
+        }
+    }
+
+    /// Its one dimension, if it has one.
+    pub fn dimension(self) -> Option<&'static str> {
+        match self {
+            Metric::FailuresSeen | Metric::IncidentsOpened => Some("Verdict"),
+            Metric::AlertsPublished => Some("Kind"),
+            Metric::AlertsWithheld => Some("Reason"),
+            Metric::DuplicateFailures | Metric::IssuingCalls | Metric::UnreadableEvents => None,
+        }
+    }
+}
 
 /// The lines for one batch's counters (zero counters are left out).
 pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
     let mut out = Vec::new();
-    let by = |out: &mut Vec<String>,
-              name: &str,
-              dim: &str,
-              map: &std::collections::BTreeMap<&'static str, u64>| {
-        for (value, n) in map {
+    fn by<K>(
+        out: &mut Vec<String>,
+        now: Epoch,
+        metric: Metric,
+        map: &BTreeMap<K, u64>,
+        value: impl Fn(&K) -> &'static str,
+    ) {
+        let dim = metric.dimension().unwrap_or("Value");
+        for (k, n) in map {
             if *n > 0 {
-                out.push(line(now, name, Some((dim, value)), *n));
+                out.push(line(now, metric.name(), Some((dim, value(k))), *n));
             }
         }
-    };
-    by(&mut out, "FailuresSeen", "Verdict", &m.failures);
-    by(&mut out, "IncidentsOpened", "Verdict", &m.incidents_opened);
-    by(&mut out, "AlertsPublished", "Kind", &m.alerts_published);
-    by(&mut out, "AlertsWithheld", "Reason", &m.alerts_withheld);
-    for (name, n) in [
-        ("DuplicateFailures", m.duplicates),
-        ("IssuingCalls", m.issuances),
-        ("UnreadableEvents", m.unreadable),
+    }
+    by(&mut out, now, Metric::FailuresSeen, &m.failures, |v| v.as_str());
+    by(&mut out, now, Metric::IncidentsOpened, &m.incidents_opened, |v| {
+        v.as_str()
+    });
+    by(&mut out, now, Metric::AlertsPublished, &m.alerts_published, |k| {
+        k.as_str()
+    });
+    by(&mut out, now, Metric::AlertsWithheld, &m.alerts_withheld, |r| {
+        r.as_str()
+    });
+    for (metric, n) in [
+        (Metric::DuplicateFailures, m.duplicates),
+        (Metric::IssuingCalls, m.issuances),
+        (Metric::UnreadableEvents, m.unreadable),
     ] {
         if n > 0 {
-            out.push(line(now, name, None, n));
+            out.push(line(now, metric.name(), None, n));
         }
     }
     out
@@ -42,8 +98,9 @@ mod tests {
     #[test]
     fn each_counter_is_a_valid_emf_line() {
         let mut m = Metrics::default();
-        m.failures.insert("stale-cache", 83);
-        m.alerts_published.insert("open", 1);
+        m.failures.insert(tokenwatch_core::Verdict::StaleCache, 83);
+        m.alerts_published
+            .insert(tokenwatch_core::notice::NoticeKind::Open, 1);
         m.duplicates = 2;
         let out = lines(&m, 1_793_610_000);
         assert_eq!(out.len(), 3);

@@ -28,8 +28,8 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
         // The type names what on-call sees in the Lambda console and the Errors alarm's logs.
         let error_type = match e {
             HandlerError::Retry(_) => "Retryable",
-            HandlerError::Sweep(PortError::Transient(_)) => "SweepRetryable",
-            HandlerError::Sweep(PortError::Permanent(_)) => "SweepFailed",
+            HandlerError::Sweep(PortError::Transient { .. }) => "SweepRetryable",
+            HandlerError::Sweep(PortError::Permanent { .. }) => "SweepFailed",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -143,7 +143,6 @@ fn emit(metrics: &Metrics, now: Epoch) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenwatch_core::alert::AlertContext;
     use tokenwatch_core::incident::Policy;
     use tokenwatch_core::memory::{MemoryStore, RecordingSink};
 
@@ -174,12 +173,11 @@ mod tests {
     #[tokio::test]
     async fn an_sqs_batch_reports_only_the_messages_to_retry() {
         with_detector(|store, sink| async move {
-            let (policy, alerts) = (Policy::default(), AlertContext::default());
+            let policy = Policy::default();
             let d = Detector {
                 store: &store,
                 sink: &sink,
                 policy: &policy,
-                alerts: &alerts,
             };
             sink.fail_next(1);
             let batch = sqs(&[
@@ -199,7 +197,7 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(again["batchItemFailures"], json!([]));
-            assert_eq!(sink.alerts().len(), 1);
+            assert_eq!(sink.notices().len(), 1);
         })
         .await;
     }
@@ -207,12 +205,11 @@ mod tests {
     #[tokio::test]
     async fn a_direct_event_fails_the_invocation_when_it_must_be_retried() {
         with_detector(|store, sink| async move {
-            let (policy, alerts) = (Policy::default(), AlertContext::default());
+            let policy = Policy::default();
             let d = Detector {
                 store: &store,
                 sink: &sink,
                 policy: &policy,
-                alerts: &alerts,
             };
             store.fail_next(1);
             let event: Value = serde_json::from_str(&failure("e9")).unwrap();
@@ -221,7 +218,7 @@ mod tests {
                 Err(HandlerError::Retry(_))
             ));
             assert!(handle(event, &d, NOW).await.is_ok());
-            assert_eq!(sink.alerts().len(), 1);
+            assert_eq!(sink.notices().len(), 1);
         })
         .await;
     }

@@ -2,11 +2,11 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
-use tokenwatch_aws::process::{init_logging, now};
 use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, sdk_config};
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_detector::config::Config;
 use tokenwatch_detector::handle;
+use tokenwatch_process::{init_logging, now};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -15,14 +15,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "Configuration is invalid."))?;
     let sdk = sdk_config(&SdkOptions::default()).await;
-    let store = DynamoStore::new(&sdk, &config.table_name);
-    let sink = SnsAlertSink::new(&sdk, &config.topic_arn);
-    let alerts = config.alert_context();
+    let store = DynamoStore::new(&sdk, &config.common.table_name);
+    let sink = SnsAlertSink::new(&sdk, &config.common.topic_arn, config.common.style.clone());
     let detector = Detector {
         store: &store,
         sink: &sink,
         policy: &config.policy,
-        alerts: &alerts,
     };
     let detector = &detector;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -2,26 +2,17 @@
 //! A missing or malformed value fails the cold start with a message naming the variable, instead of
 //! a digest that silently never arrives.
 
-use tokenwatch_aws::env::Env;
 use tokenwatch_core::Severity;
-use tokenwatch_core::alert::AlertContext;
 use tokenwatch_core::query::{DEFAULT_SPAN, Query, Since};
 use tokenwatch_core::time::Epoch;
+use tokenwatch_process::env::{Common, Env};
 
-pub use tokenwatch_aws::env::ConfigError;
+pub use tokenwatch_process::env::{ALERT_FORMAT, AWS_REGION, ConfigError, TABLE_NAME, TOPIC_ARN};
 
-/// DynamoDB state table name (required).
-pub const TABLE_NAME: &str = "TABLE_NAME";
-/// SNS topic ARN the digest is published to (required).
-pub const TOPIC_ARN: &str = "TOPIC_ARN";
 /// How far back a digest looks: seconds or a span like 24h, 7d (default 24h, between 1h and 90d).
 pub const DIGEST_SINCE: &str = "DIGEST_SINCE";
 /// Lowest severity a digest lists: info, low, medium, high, critical (default low).
 pub const DIGEST_MIN_SEVERITY: &str = "DIGEST_MIN_SEVERITY";
-/// `standard` (default) or `chatbot`, as for the detector.
-pub const ALERT_FORMAT: &str = "ALERT_FORMAT";
-/// Region for console links; the Lambda runtime sets it.
-pub const AWS_REGION: &str = "AWS_REGION";
 
 /// A digest window shorter than the schedule's hour would skip failures between digests; longer than
 /// the state table keeps groups would promise history it does not have.
@@ -30,16 +21,12 @@ const DIGEST_SPAN_RANGE: (Epoch, Epoch) = (3600, 90 * 86_400);
 /// Everything the reporter is told, typed.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// State table.
-    pub table_name: String,
-    /// Alert topic.
-    pub topic_arn: String,
+    /// State table, alert topic, how the digest is written.
+    pub common: Common,
     /// Seconds a digest looks back.
     pub digest_span: Epoch,
     /// Lowest severity a digest lists.
     pub digest_min_severity: Severity,
-    /// Region and message format of the digest.
-    pub alerts: AlertContext,
 }
 
 impl Config {
@@ -52,11 +39,9 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let env = Env(lookup);
         Ok(Config {
-            table_name: env.required(TABLE_NAME, "the state table's name")?,
-            topic_arn: env.topic_arn(TOPIC_ARN)?,
+            common: Common::read(&env)?,
             digest_span: env.span(DIGEST_SINCE, DEFAULT_SPAN, DIGEST_SPAN_RANGE)?,
             digest_min_severity: env.severity(DIGEST_MIN_SEVERITY, Severity::Low)?,
-            alerts: env.alert_context(AWS_REGION, ALERT_FORMAT)?,
         })
     }
 
@@ -74,7 +59,7 @@ impl Config {
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use tokenwatch_core::alert::AlertFormat;
+    use tokenwatch_render::sns::AlertFormat;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -91,8 +76,8 @@ mod tests {
         let c = config(&BASE).unwrap();
         assert_eq!(c.digest_span, 86_400);
         assert_eq!(c.digest_min_severity, Severity::Low);
-        assert_eq!(c.alerts.format, AlertFormat::Standard);
-        assert_eq!(c.alerts.region, "us-east-1");
+        assert_eq!(c.common.style.format, AlertFormat::Standard);
+        assert_eq!(c.common.style.region, "us-east-1");
         let q = c.digest_query();
         assert_eq!(q.since_at(1_800_000_000), 1_800_000_000 - 86_400);
         assert_eq!(q.min_severity, Some(Severity::Low));
@@ -110,9 +95,9 @@ mod tests {
         let c = config(&vars).unwrap();
         assert_eq!(c.digest_span, 7 * 86_400);
         assert_eq!(c.digest_min_severity, Severity::High);
-        assert_eq!(c.alerts.format, AlertFormat::Chatbot);
-        assert_eq!(c.alerts.region, "eu-west-1");
-        assert_eq!(c.table_name, "tokenwatch-state");
+        assert_eq!(c.common.style.format, AlertFormat::Chatbot);
+        assert_eq!(c.common.style.region, "eu-west-1");
+        assert_eq!(c.common.table_name, "tokenwatch-state");
     }
 
     #[test]

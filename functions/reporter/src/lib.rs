@@ -7,10 +7,11 @@
 pub mod config;
 
 use serde_json::{Value, json};
-use tokenwatch_core::alert::{AlertContext, render_digest};
+use tokenwatch_core::notice::{DigestNotice, Notice};
 use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
 use tokenwatch_core::query::{Query, state_report};
 use tokenwatch_core::time::{Epoch, format_time};
+use tokenwatch_render::Document;
 use tracing::info;
 
 /// Why an invocation failed.
@@ -36,11 +37,9 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
         // its own mistake from a fault worth retrying.
         let error_type = match &e {
             HandlerError::Query(_) => "InvalidQuery",
-            HandlerError::Store(PortError::Transient(_)) | HandlerError::Publish(PortError::Transient(_)) => {
-                "Retryable"
-            }
-            HandlerError::Store(PortError::Permanent(_)) => "StateTableFailed",
-            HandlerError::Publish(PortError::Permanent(_)) => "PublishFailed",
+            HandlerError::Store(e) | HandlerError::Publish(e) if e.is_transient() => "Retryable",
+            HandlerError::Store(_) => "StateTableFailed",
+            HandlerError::Publish(_) => "PublishFailed",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -57,8 +56,25 @@ pub struct Reporter<'a, S, A> {
     pub sink: &'a A,
     /// What a scheduled digest covers.
     pub digest: &'a Query,
-    /// Region and message format of the digest.
-    pub alerts: &'a AlertContext,
+}
+
+/// The reporter's metrics (the template alarms on them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// A scheduled digest was published.
+    DigestsPublished,
+    /// A scheduled digest could not be made or published.
+    DigestsFailed,
+}
+
+impl Metric {
+    /// The metric's name in CloudWatch.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::DigestsPublished => "DigestsPublished",
+            Metric::DigestsFailed => "DigestsFailed",
+        }
+    }
 }
 
 /// An EventBridge schedule's event, rather than a query. Both fields are checked: `source` alone is
@@ -91,10 +107,10 @@ pub async fn handle<S: StateStore, A: AlertSink>(
         .map_err(HandlerError::Store)?;
     info!(
         since = %format_time(query.since_at(now)),
-        groups = report.groups.len(),
+        groups = report.findings.len(),
         "Report answered."
     );
-    Ok(serde_json::to_value(&report).expect("a report serializes"))
+    Ok(serde_json::to_value(Document::of(&report)).expect("a report serializes"))
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -119,11 +135,14 @@ async fn digest<S: StateStore, A: AlertSink>(
 ) -> Result<Value, HandlerError> {
     let outcome = publish_digest(reporter, now).await;
     let metric = if outcome.is_ok() {
-        "DigestsPublished"
+        Metric::DigestsPublished
     } else {
-        "DigestsFailed"
+        Metric::DigestsFailed
     };
-    println!("{}", tokenwatch_aws::process::metric_line(now, metric, None, 1));
+    println!(
+        "{}",
+        tokenwatch_process::emf::metric_line(now, metric.name(), None, 1)
+    );
     outcome
 }
 
@@ -135,14 +154,20 @@ async fn publish_digest<S: StateStore, A: AlertSink>(
     let report = state_report(reporter.store, reporter.digest, now)
         .await
         .map_err(HandlerError::Store)?;
-    let alert = render_digest(&report, since, now, reporter.alerts);
+    let groups = report.findings.len();
+    let notice = Notice::Digest(DigestNotice {
+        report,
+        since,
+        until: now,
+    });
     reporter
         .sink
-        .publish(&alert)
+        .publish(&notice)
         .await
         .map_err(HandlerError::Publish)?;
-    info!(alert_id = %alert.alert_id, groups = report.groups.len(), "Digest published.");
-    Ok(json!({ "published": alert.alert_id, "groups": report.groups.len() }))
+    let alert_id = notice.alert_id();
+    info!(%alert_id, groups, "Digest published.");
+    Ok(json!({ "published": alert_id, "groups": groups }))
 }
 
 #[cfg(test)]
@@ -172,12 +197,11 @@ mod tests {
     async fn filled_store() -> MemoryStore {
         let store = MemoryStore::default();
         let sink = RecordingSink::default();
-        let (policy, alerts) = (Policy::default(), AlertContext::default());
+        let policy = Policy::default();
         let detector = Detector {
             store: &store,
             sink: &sink,
             policy: &policy,
-            alerts: &alerts,
         };
         let events = [
             failure(
@@ -214,14 +238,16 @@ mod tests {
         store: &'a MemoryStore,
         sink: &'a RecordingSink,
         digest: &'a Query,
-        alerts: &'a AlertContext,
     ) -> Reporter<'a, MemoryStore, RecordingSink> {
-        Reporter {
-            store,
-            sink,
-            digest,
-            alerts,
-        }
+        Reporter { store, sink, digest }
+    }
+
+    /// What the sink was given, as SNS would publish it.
+    fn published(sink: &RecordingSink) -> Vec<tokenwatch_render::sns::Message> {
+        sink.notices()
+            .iter()
+            .map(|n| tokenwatch_render::sns::render(n, &Default::default()))
+            .collect()
     }
 
     fn schedule() -> Value {
@@ -243,11 +269,11 @@ mod tests {
     async fn a_schedule_publishes_one_digest_of_the_window() {
         let store = filled_store().await;
         let sink = RecordingSink::default();
-        let (digest, alerts) = (Query::default(), AlertContext::default());
-        let r = reporter(&store, &sink, &digest, &alerts);
+        let digest = Query::default();
+        let r = reporter(&store, &sink, &digest);
         let now = parse_time(NOW).unwrap();
         let out = handle(schedule(), &r, now).await.unwrap();
-        let published = sink.alerts();
+        let published = published(&sink);
         assert_eq!(published.len(), 1);
         let alert = &published[0];
         assert_eq!(out, json!({"published": alert.alert_id, "groups": 2}));
@@ -263,11 +289,11 @@ mod tests {
     #[tokio::test]
     async fn a_quiet_day_still_gets_its_digest() {
         let (store, sink) = (MemoryStore::default(), RecordingSink::default());
-        let (digest, alerts) = (Query::default(), AlertContext::default());
-        let r = reporter(&store, &sink, &digest, &alerts);
+        let digest = Query::default();
+        let r = reporter(&store, &sink, &digest);
         let out = handle(schedule(), &r, parse_time(NOW).unwrap()).await.unwrap();
         assert_eq!(out["groups"], 0);
-        let published = sink.alerts();
+        let published = published(&sink);
         assert_eq!(published.len(), 1);
         assert!(
             published[0].subject.contains("0 open, 0 groups"),
@@ -285,8 +311,7 @@ mod tests {
             min_severity: Some(Severity::High),
             ..Query::default()
         };
-        let alerts = AlertContext::default();
-        let r = reporter(&store, &sink, &digest, &alerts);
+        let r = reporter(&store, &sink, &digest);
         let out = handle(schedule(), &r, parse_time(NOW).unwrap()).await.unwrap();
         assert_eq!(out["groups"], 1);
     }
@@ -295,8 +320,8 @@ mod tests {
     async fn a_query_answers_the_report_and_publishes_nothing() {
         let store = filled_store().await;
         let sink = RecordingSink::default();
-        let (digest, alerts) = (Query::default(), AlertContext::default());
-        let r = reporter(&store, &sink, &digest, &alerts);
+        let digest = Query::default();
+        let r = reporter(&store, &sink, &digest);
         let now = parse_time(NOW).unwrap();
         let all = handle(json!({}), &r, now).await.unwrap();
         assert_eq!(verdicts(&all), ["stale-cache", "clock-skew"]);
@@ -318,14 +343,14 @@ mod tests {
             .await
             .unwrap();
         assert!(verdicts(&later).contains(&"clock-skew"));
-        assert!(sink.alerts().is_empty());
+        assert!(sink.notices().is_empty());
     }
 
     #[tokio::test]
     async fn a_bad_query_fails_naming_the_field_or_value() {
         let (store, sink) = (MemoryStore::default(), RecordingSink::default());
-        let (digest, alerts) = (Query::default(), AlertContext::default());
-        let r = reporter(&store, &sink, &digest, &alerts);
+        let digest = Query::default();
+        let r = reporter(&store, &sink, &digest);
         let cases = [
             (json!({"sinse": "24h"}), "sinse"),
             (json!({"verdict": "stale"}), "stale"),
@@ -350,18 +375,18 @@ mod tests {
                 diagnostic.error_message
             );
         }
-        assert!(sink.alerts().is_empty());
+        assert!(sink.notices().is_empty());
     }
 
     #[tokio::test]
     async fn a_failed_publish_fails_the_invocation_so_the_schedule_retries_it() {
         let (store, sink) = (MemoryStore::default(), RecordingSink::default());
-        let (digest, alerts) = (Query::default(), AlertContext::default());
-        let r = reporter(&store, &sink, &digest, &alerts);
+        let digest = Query::default();
+        let r = reporter(&store, &sink, &digest);
         sink.fail_next(1);
         let e = handle(schedule(), &r, 1_800_000_000).await.unwrap_err();
         assert_eq!(lambda_runtime::Diagnostic::from(e).error_type, "Retryable");
         assert!(handle(schedule(), &r, 1_800_000_000).await.is_ok());
-        assert_eq!(sink.alerts().len(), 1);
+        assert_eq!(sink.notices().len(), 1);
     }
 }

@@ -2,8 +2,8 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
-use tokenwatch_aws::process::{init_logging, now};
 use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, sdk_config};
+use tokenwatch_process::{init_logging, now};
 use tokenwatch_reporter::config::Config;
 use tokenwatch_reporter::{Reporter, handle};
 
@@ -14,14 +14,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "Configuration is invalid."))?;
     let sdk = sdk_config(&SdkOptions::default()).await;
-    let store = DynamoStore::new(&sdk, &config.table_name);
-    let sink = SnsAlertSink::new(&sdk, &config.topic_arn);
+    let store = DynamoStore::new(&sdk, &config.common.table_name);
+    let sink = SnsAlertSink::new(&sdk, &config.common.topic_arn, config.common.style.clone());
     let digest = config.digest_query();
     let reporter = Reporter {
         store: &store,
         sink: &sink,
         digest: &digest,
-        alerts: &config.alerts,
     };
     let reporter = &reporter;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokenwatch_core::classify::{IdentityHints, Issuance};
 use tokenwatch_core::incident::{GroupState, Incident, group_id};
+use tokenwatch_core::model::IdentityType;
 use tokenwatch_core::stats::{FailureStats, FirstFailure, GroupKey};
 use tokenwatch_core::time::Epoch;
 use tokenwatch_core::{Client, Severity, StsCall};
@@ -154,7 +155,7 @@ pub(crate) fn decode_group(item: &Item) -> GroupState {
             access_key_id: get_s(item, FIRST_ACCESS_KEY_ID).map(str::to_owned),
             creation_date: get_n(item, FIRST_CREATION_DATE),
             hints: IdentityHints {
-                identity_type: get_s(item, FIRST_IDENTITY_TYPE).map(str::to_owned),
+                identity_type: get_s(item, FIRST_IDENTITY_TYPE).map(IdentityType::parse),
                 ec2_role_delivery: get_bool(item, FIRST_EC2_ROLE_DELIVERY),
                 web_identity: get_bool(item, FIRST_WEB_IDENTITY),
             },
@@ -185,7 +186,7 @@ pub(crate) fn decode_group(item: &Item) -> GroupState {
     }
     let issued_times = get_ns(item, ISSUED_TIMES);
     let incident = Incident {
-        id: get_s(item, INCIDENT_ID).map(str::to_owned),
+        id: get_s(item, INCIDENT_ID).and_then(|id| id.parse().ok()),
         paged: get_s(item, PAGED).and_then(|p| p.parse::<Severity>().ok()),
         resolved_at: get_n(item, RESOLVED_AT),
     };

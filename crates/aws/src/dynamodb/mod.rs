@@ -66,7 +66,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokenwatch_core::classify::{Failure, Issuance};
-use tokenwatch_core::incident::{GroupState, MAX_HISTORY, incident_start};
+use tokenwatch_core::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use tokenwatch_core::model::Severity;
 use tokenwatch_core::ports::{Change, PortError, StateStore};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
@@ -74,7 +74,6 @@ use tokenwatch_core::time::Epoch;
 use tracing::{debug, warn};
 
 use crate::error::from_sdk;
-use crate::process::now;
 use expr::Expr;
 use item::*;
 
@@ -265,7 +264,7 @@ impl DynamoStore {
                     .set_item(Some(claim))
                     .condition_expression("attribute_not_exists(pk)")
                     .build()
-                    .map_err(|e| PortError::Permanent(format!("dynamodb: claim not built: {e}")))?;
+                    .map_err(|e| PortError::permanent(format!("dynamodb: claim not built: {e}")))?;
                 actions.push(TransactWriteItem::builder().put(put).build());
             }
             let e = &plan.expr;
@@ -278,7 +277,7 @@ impl DynamoStore {
                 .set_expression_attribute_values(e.values())
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .build()
-                .map_err(|e| PortError::Permanent(format!("dynamodb: group update not built: {e}")))?;
+                .map_err(|e| PortError::permanent(format!("dynamodb: group update not built: {e}")))?;
             actions.push(TransactWriteItem::builder().update(update).build());
 
             let err = match self.transact(actions).await {
@@ -292,7 +291,7 @@ impl DynamoStore {
                 return Err(from_sdk("dynamodb:TransactWriteItems", err));
             };
             if reasons.len() != claimed.len() + 1 {
-                return Err(PortError::Transient(format!(
+                return Err(PortError::transient(format!(
                     "dynamodb:TransactWriteItems cancelled with {} reasons for {} actions",
                     reasons.len(),
                     claimed.len() + 1
@@ -316,7 +315,7 @@ impl DynamoStore {
                         back_off = true;
                     }
                     code => {
-                        return Err(PortError::Permanent(format!(
+                        return Err(PortError::permanent(format!(
                             "dynamodb:TransactWriteItems cancelled: {code}: {}",
                             reason.message().unwrap_or("no message")
                         )));
@@ -335,7 +334,7 @@ impl DynamoStore {
                 let mut stored = stored.as_ref().map(decode_group).unwrap_or_default();
                 stored.key = key.clone();
                 if let Change::Restart { expected, .. } = change
-                    && stored.incident.id.as_deref() != expected
+                    && stored.incident.id.as_ref() != expected
                 {
                     self.remember(&pk, stored);
                     return Ok(None);
@@ -343,7 +342,7 @@ impl DynamoStore {
                 // Planned from exactly what is stored and refused anyway: the item holds something this
                 // code does not write (edited by hand, or by another version). Retrying cannot help.
                 if view_is_stored && stored == view {
-                    return Err(PortError::Permanent(format!(
+                    return Err(PortError::permanent(format!(
                         "dynamodb: group item {pk} does not have the shape this version writes; \
                          its update's condition fails on it"
                     )));
@@ -363,7 +362,7 @@ impl DynamoStore {
             }
         }
         warn!(group = %pk, attempts = MAX_ATTEMPTS, "Gave up recording failures: the group kept changing.");
-        Err(PortError::Transient(format!(
+        Err(PortError::transient(format!(
             "dynamodb: {MAX_ATTEMPTS} attempts to record failures all conflicted with other writers"
         )))
     }
@@ -387,6 +386,14 @@ fn stats_of<'a>(failures: impl Iterator<Item = &'a Failure>) -> FailureStats {
 }
 
 /// Exponential from 10 ms to 320 ms, with full jitter so that writers that collided spread out.
+/// The wall clock, for TTLs only: what the engine decides never depends on it.
+fn now() -> Epoch {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as Epoch)
+        .unwrap_or_default()
+}
+
 fn backoff(attempt: usize) -> Duration {
     let ceiling = 10u64 << attempt.min(5);
     let random = RandomState::new().build_hasher().finish();
@@ -446,7 +453,7 @@ impl StateStore for DynamoStore {
                 )))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
-                .map_err(|e| PortError::Permanent(format!("dynamodb: session not built: {e}")))
+                .map_err(|e| PortError::permanent(format!("dynamodb: session not built: {e}")))
         };
         let group = |capped: bool| {
             let e = issuance_update(key, issuance, capped);
@@ -458,7 +465,7 @@ impl StateStore for DynamoStore {
                 .set_expression_attribute_names(e.names())
                 .set_expression_attribute_values(e.values())
                 .build()
-                .map_err(|e| PortError::Permanent(format!("dynamodb: group update not built: {e}")))
+                .map_err(|e| PortError::permanent(format!("dynamodb: group update not built: {e}")))
         };
         let both = |capped: bool| -> Result<Vec<TransactWriteItem>, PortError> {
             Ok(vec![
@@ -532,11 +539,11 @@ impl StateStore for DynamoStore {
     async fn claim_page(
         &self,
         key: &GroupKey,
-        incident: &str,
+        incident: &IncidentId,
         severity: Severity,
     ) -> Result<bool, PortError> {
         let mut e = Expr::default();
-        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident));
+        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
         let paged = e.name(PAGED);
         let lower: Vec<String> = Severity::ALL
             .iter()
@@ -559,12 +566,12 @@ impl StateStore for DynamoStore {
     async fn release_page(
         &self,
         key: &GroupKey,
-        incident: &str,
+        incident: &IncidentId,
         severity: Severity,
         previous: Option<Severity>,
     ) -> Result<(), PortError> {
         let mut e = Expr::default();
-        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident));
+        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
         let (paged, sev) = (e.name(PAGED), e.s(severity.as_str()));
         e.require(format!("{id} = {inc} AND {paged} = {sev}"));
         match previous {
@@ -574,16 +581,14 @@ impl StateStore for DynamoStore {
         self.update_group(key, e).await.map(|_| ())
     }
 
-    async fn resolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<bool, PortError> {
+    async fn resolve(&self, key: &GroupKey, incident: &IncidentId, at: Epoch) -> Result<bool, PortError> {
         let mut e = Expr::default();
-        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident));
+        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
         let resolved = e.name(RESOLVED_AT);
         e.require(format!("{id} = {inc} AND attribute_not_exists({resolved})"));
         e.set(RESOLVED_AT, n(at));
         e.remove(OPEN);
-        if let Some(start) = incident_start(incident) {
-            e.add(HISTORY, AttributeValue::Ns(vec![start.to_string()]));
-        }
+        e.add(HISTORY, AttributeValue::Ns(vec![incident.opened_at.to_string()]));
         let Some(updated) = self
             .update_group_returning(key, e, ReturnValue::UpdatedNew)
             .await?
@@ -606,9 +611,9 @@ impl StateStore for DynamoStore {
         Ok(true)
     }
 
-    async fn unresolve(&self, key: &GroupKey, incident: &str, at: Epoch) -> Result<(), PortError> {
+    async fn unresolve(&self, key: &GroupKey, incident: &IncidentId, at: Epoch) -> Result<(), PortError> {
         let mut e = Expr::default();
-        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident));
+        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
         let (resolved, t) = (e.name(RESOLVED_AT), e.n(at));
         e.require(format!("{id} = {inc} AND {resolved} = {t}"));
         e.remove(RESOLVED_AT);
@@ -676,11 +681,6 @@ impl StateStore for DynamoStore {
     }
 }
 
-/// Adds an issue time to a group, creating the group item if needed.
-/// Issue times kept per group. A busy role (a Lambda's execution role re-issued at every cold start) would
-/// otherwise grow its item by one per issuance towards DynamoDB's 400 KB limit.
-pub(crate) const MAX_ISSUED_TIMES: usize = 256;
-
 /// The group update for an issuance: `capped` adds its time to the set while it holds fewer than
 /// [`MAX_ISSUED_TIMES`] (a condition); otherwise the set is replaced by this one time.
 fn issuance_update(key: &GroupKey, issuance: &Issuance, capped: bool) -> Expr {
@@ -706,21 +706,21 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), PortError> 
             .attribute_name(name)
             .attribute_type(ScalarAttributeType::S)
             .build()
-            .map_err(|e| PortError::Permanent(format!("dynamodb: table definition not built: {e}")))
+            .map_err(|e| PortError::permanent(format!("dynamodb: table definition not built: {e}")))
     };
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(kind)
             .build()
-            .map_err(|e| PortError::Permanent(format!("dynamodb: table definition not built: {e}")))
+            .map_err(|e| PortError::permanent(format!("dynamodb: table definition not built: {e}")))
     };
     let index = GlobalSecondaryIndex::builder()
         .index_name(OPEN_INDEX)
         .key_schema(key(OPEN, KeyType::Hash)?)
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
-        .map_err(|e| PortError::Permanent(format!("dynamodb: index definition not built: {e}")))?;
+        .map_err(|e| PortError::permanent(format!("dynamodb: index definition not built: {e}")))?;
     client
         .create_table()
         .table_name(name)
@@ -739,12 +739,12 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), PortError> 
         .table_name(name)
         .wait(Duration::from_secs(120))
         .await
-        .map_err(|e| PortError::Transient(format!("dynamodb: table {name} did not become active: {e}")))?;
+        .map_err(|e| PortError::transient(format!("dynamodb: table {name} did not become active: {e}")))?;
     let ttl = TimeToLiveSpecification::builder()
         .enabled(true)
         .attribute_name(EXPIRES_AT)
         .build()
-        .map_err(|e| PortError::Permanent(format!("dynamodb: TTL specification not built: {e}")))?;
+        .map_err(|e| PortError::permanent(format!("dynamodb: TTL specification not built: {e}")))?;
     client
         .update_time_to_live()
         .table_name(name)

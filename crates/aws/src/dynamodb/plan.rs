@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use tokenwatch_core::incident::{GroupState, Incident};
+use tokenwatch_core::incident::{GroupState, Incident, IncidentId};
 use tokenwatch_core::ports::Change;
 use tokenwatch_core::stats::{FailureStats, GroupKey, MAX_EVENT_NAMES, MAX_LISTED};
 use tokenwatch_core::time::Epoch;
@@ -76,7 +76,7 @@ fn add(
     e: &mut Expr,
     view: &GroupState,
     delta: &FailureStats,
-    incident: &str,
+    incident: &IncidentId,
     batch_time: Option<Epoch>,
 ) -> GroupState {
     let mut next = view.clone();
@@ -87,9 +87,9 @@ fn add(
         e.require(format!("attribute_exists({id})"));
     } else {
         e.require(format!("attribute_not_exists({id})"));
-        e.set(INCIDENT_ID, s(incident));
+        e.set(INCIDENT_ID, s(incident.to_string()));
         e.set(OPEN, s(OPEN_VALUE));
-        next.incident.id = Some(incident.to_owned());
+        next.incident.id = Some(incident.clone());
     }
 
     if delta.failures == 0 {
@@ -215,7 +215,7 @@ fn capped(
         e.require(format!("size({name}) = {len}"));
     }
     if let Some(id) = &view.incident.id {
-        let (id_name, id_value) = (e.name(INCIDENT_ID), e.s(id));
+        let (id_name, id_value) = (e.name(INCIDENT_ID), e.s(id.to_string()));
         e.require(format!("{id_name} = {id_value}"));
     }
     let mut current = stored.clone();
@@ -250,7 +250,11 @@ fn set_first(e: &mut Expr, stats: &FailureStats) {
     e.set(FIRST, n(stats.first));
     set_or_remove(e, FIRST_ACCESS_KEY_ID, f.access_key_id.as_ref().map(s));
     set_or_remove(e, FIRST_CREATION_DATE, f.creation_date.map(n));
-    set_or_remove(e, FIRST_IDENTITY_TYPE, f.hints.identity_type.as_ref().map(s));
+    set_or_remove(
+        e,
+        FIRST_IDENTITY_TYPE,
+        f.hints.identity_type.map(|t| s(t.as_str())),
+    );
     e.set(
         FIRST_EC2_ROLE_DELIVERY,
         AttributeValue::Bool(f.hints.ec2_role_delivery),
@@ -279,14 +283,14 @@ fn restart(
     e: &mut Expr,
     view: &GroupState,
     delta: &FailureStats,
-    expected: Option<&str>,
-    incident: &str,
+    expected: Option<&IncidentId>,
+    incident: &IncidentId,
     batch_time: Option<Epoch>,
 ) -> GroupState {
     let id = e.name(INCIDENT_ID);
     match expected {
         Some(x) => {
-            let x = e.s(x);
+            let x = e.s(x.to_string());
             e.require(format!("{id} = {x}"));
         }
         None => e.require(format!("attribute_not_exists({id})")),
@@ -370,7 +374,7 @@ fn restart(
         e.remove(&format!("{CLIENT_FIRST_PREFIX}{client}"));
     }
 
-    e.set(INCIDENT_ID, s(incident));
+    e.set(INCIDENT_ID, s(incident.to_string()));
     e.set(OPEN, s(OPEN_VALUE));
     e.remove(PAGED);
     e.remove(RESOLVED_AT);
@@ -379,7 +383,7 @@ fn restart(
         stats: delta.clone(),
         issued_times: view.issued_times.clone(),
         incident: Incident {
-            id: Some(incident.to_owned()),
+            id: Some(incident.clone()),
             paged: None,
             resolved_at: None,
         },
@@ -390,6 +394,13 @@ fn restart(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inc(name: &str) -> IncidentId {
+        IncidentId {
+            group: name.into(),
+            opened_at: 0,
+        }
+    }
     use tokenwatch_core::classify::Failure;
     use tokenwatch_core::model::Client;
 
@@ -416,7 +427,7 @@ mod tests {
         GroupState {
             stats: stats(failures),
             incident: Incident {
-                id: Some("inc".into()),
+                id: Some(inc("inc")),
                 ..Default::default()
             },
             ..Default::default()
@@ -441,7 +452,9 @@ mod tests {
             &GroupKey::default(),
             &GroupState::default(),
             &delta,
-            Change::Add { incident: "inc" },
+            Change::Add {
+                incident: &inc("inc"),
+            },
             Some(100),
         );
         let c = condition(&plan);
@@ -451,7 +464,10 @@ mod tests {
             "{c}"
         );
         assert_eq!(plan.next.stats, delta);
-        assert_eq!(plan.next.incident.id.as_deref(), Some("inc"));
+        assert_eq!(
+            plan.next.incident.id.as_ref().map(|i| i.group.as_str()),
+            Some("inc")
+        );
     }
 
     #[test]
@@ -462,7 +478,7 @@ mod tests {
             &GroupKey::default(),
             &view,
             &delta,
-            Change::Add { incident: "x" },
+            Change::Add { incident: &inc("x") },
             Some(200),
         );
         let c = condition(&plan);
@@ -480,7 +496,7 @@ mod tests {
             (100, 200, 2)
         );
         assert_eq!(
-            plan.next.incident.id.as_deref(),
+            plan.next.incident.id.as_ref().map(|i| i.group.as_str()),
             Some("inc"),
             "Add keeps the stored incident"
         );
@@ -497,7 +513,7 @@ mod tests {
             &GroupKey::default(),
             &view,
             &delta,
-            Change::Add { incident: "x" },
+            Change::Add { incident: &inc("x") },
             None,
         );
         assert!(
@@ -532,12 +548,22 @@ mod tests {
         let delta = stats(&new);
         let small = viewing(&old[..1]);
         let restart = Change::Restart {
-            expected: Some("inc"),
-            incident: "inc2",
+            expected: Some(&inc("inc")),
+            incident: &inc("inc2"),
         };
         for (view, change) in [
-            (&small, Change::Add { incident: "inc" }),
-            (&view, Change::Add { incident: "inc" }),
+            (
+                &small,
+                Change::Add {
+                    incident: &inc("inc"),
+                },
+            ),
+            (
+                &view,
+                Change::Add {
+                    incident: &inc("inc"),
+                },
+            ),
             (&view, restart),
         ] {
             let plan = group_update(&GroupKey::default(), view, &delta, change, None);
@@ -563,8 +589,8 @@ mod tests {
             &view,
             &delta,
             Change::Restart {
-                expected: Some("inc"),
-                incident: "inc2",
+                expected: Some(&inc("inc")),
+                incident: &inc("inc2"),
             },
             None,
         );
@@ -577,7 +603,7 @@ mod tests {
         assert_eq!(
             plan.next.incident,
             Incident {
-                id: Some("inc2".into()),
+                id: Some(inc("inc2")),
                 paged: None,
                 resolved_at: None
             }

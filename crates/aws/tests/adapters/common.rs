@@ -2,7 +2,8 @@
 
 use tokenwatch_aws::{DynamoStore, create_table};
 use tokenwatch_core::classify::{Failure, IdentityHints, Issuance};
-use tokenwatch_core::model::{Client, StsCall};
+use tokenwatch_core::incident::IncidentId;
+use tokenwatch_core::model::{Client, IdentityType, StsCall};
 use tokenwatch_core::stats::GroupKey;
 use tokenwatch_core::time::Epoch;
 use tokenwatch_testkit::{Emulator, unique};
@@ -48,7 +49,7 @@ pub fn failure(id: &str, age: i64, call: &str) -> Failure {
         client: Some(Client::Boto3),
         token_call: None,
         hints: IdentityHints {
-            identity_type: Some("AssumedRole".into()),
+            identity_type: Some(IdentityType::AssumedRole),
             ..Default::default()
         },
     }
@@ -65,5 +66,13 @@ pub fn issuance(access_key_id: &str, issued_at: Epoch) -> Issuance {
         expiration: Some(issued_at + 3600),
         call: StsCall::AssumeRole,
         chained: false,
+    }
+}
+
+/// An incident id named `name` (the stores compare ids, they never read into them).
+pub fn inc(name: &str) -> IncidentId {
+    IncidentId {
+        group: name.into(),
+        opened_at: T0,
     }
 }

@@ -15,7 +15,7 @@ use tokenwatch_core::ports::{Change, StateStore};
 use tokenwatch_core::stats::FailureStats;
 use tokenwatch_testkit::Emulator;
 
-use crate::common::{failure, fresh_store, fresh_table, key};
+use crate::common::{failure, fresh_store, fresh_table, inc, key};
 
 /// xorshift64*: enough to shuffle deterministically without a dependency.
 struct Rng(u64);
@@ -66,7 +66,13 @@ async fn eight_writers_count_each_failure_once_and_page_once() {
             for batch in order.chunks(10) {
                 let slice: Vec<Failure> = batch.iter().map(|&i| failures[i].clone()).collect();
                 let done = store
-                    .record_failures(&k, &slice, Change::Add { incident: "storm" })
+                    .record_failures(
+                        &k,
+                        &slice,
+                        Change::Add {
+                            incident: &inc("storm"),
+                        },
+                    )
                     .await
                     .unwrap()
                     .unwrap();
@@ -107,7 +113,7 @@ async fn eight_writers_count_each_failure_once_and_page_once() {
     for _ in 0..WRITERS {
         let (store, k) = (store.clone(), k.clone());
         claims.push(tokio::spawn(async move {
-            store.claim_page(&k, "storm", Severity::High).await.unwrap()
+            store.claim_page(&k, &inc("storm"), Severity::High).await.unwrap()
         }));
     }
     let mut won = 0;
@@ -137,7 +143,13 @@ async fn calls_per_batch(store: &DynamoStore, batch_size: usize, shuffled: bool)
     let batches = failures.chunks(batch_size).count();
     for batch in failures.chunks(batch_size) {
         store
-            .record_failures(&k, batch, Change::Add { incident: "cost" })
+            .record_failures(
+                &k,
+                batch,
+                Change::Add {
+                    incident: &inc("cost"),
+                },
+            )
             .await
             .unwrap()
             .unwrap();
@@ -170,7 +182,13 @@ async fn calls_per_batch_with_writers(writers: usize, batch_size: usize) -> f64 
             let before = store.calls();
             for batch in mine.chunks(batch_size) {
                 store
-                    .record_failures(&k, batch, Change::Add { incident: "shared" })
+                    .record_failures(
+                        &k,
+                        batch,
+                        Change::Add {
+                            incident: &inc("shared"),
+                        },
+                    )
                     .await
                     .unwrap()
                     .unwrap();

@@ -3,14 +3,14 @@
 
 use tokenwatch_aws::DynamoStore;
 use tokenwatch_core::classify::{Failure, Issuance};
-use tokenwatch_core::incident::{MAX_HISTORY, incident_id};
+use tokenwatch_core::incident::{IncidentId, MAX_HISTORY, incident_id};
 use tokenwatch_core::memory::MemoryStore;
 use tokenwatch_core::model::{Client, Severity, StsCall};
 use tokenwatch_core::ports::{Change, StateStore};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
 use tokenwatch_testkit::Emulator;
 
-use crate::common::{T0, failure, fresh_store, issuance, key};
+use crate::common::{T0, failure, fresh_store, inc, issuance, key};
 
 /// Every port call with its answer, as text: the two stores' transcripts must be equal.
 async fn script<S: StateStore>(store: &S) -> Vec<String> {
@@ -87,7 +87,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
             &k,
             &second,
             Change::Add {
-                incident: "ignored: the group has one"
+                incident: &inc("ignored: the group has one")
             }
         )
     );
@@ -101,7 +101,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     );
     step!(
         "page another incident",
-        store.claim_page(&k, "not-the-incident", Severity::Critical)
+        store.claim_page(&k, &inc("not-the-incident"), Severity::Critical)
     );
     step!(
         "page a group never seen",
@@ -127,7 +127,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     step!("resolve again", store.resolve(&k, &inc1, T0 + 9000));
     step!(
         "resolve another incident",
-        store.resolve(&k, "not-the-incident", T0 + 9000)
+        store.resolve(&k, &inc("not-the-incident"), T0 + 9000)
     );
     step!("open incidents after resolve", store.open_incidents());
     step!("unresolve another resolution", store.unresolve(&k, &inc1, T0 + 1));
@@ -142,7 +142,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         failure("e11", 20_060, "dynamodb:Query"),
     ];
     let stale = Change::Restart {
-        expected: Some("stale-incident"),
+        expected: Some(&inc("stale-incident")),
         incident: &inc2,
     };
     step!(
@@ -172,7 +172,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     let other = key("other");
     let started = Change::Restart {
         expected: None,
-        incident: "other-1",
+        incident: &inc("other-1"),
     };
     step!(
         "restart a new group",
@@ -185,7 +185,13 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     let empty_key = key("empty");
     step!(
         "an empty batch still opens the incident",
-        store.record_failures(&empty_key, &[], Change::Add { incident: "empty-1" })
+        store.record_failures(
+            &empty_key,
+            &[],
+            Change::Add {
+                incident: &inc("empty-1")
+            }
+        )
     );
     step!("load the empty group", store.load(&empty_key));
     let none_key = GroupKey::default();
@@ -194,7 +200,9 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         store.record_failures(
             &none_key,
             &[failure("e30", 100, "s3:A")],
-            Change::Add { incident: "anon" }
+            Change::Add {
+                incident: &inc("anon")
+            }
         )
     );
     step!("open incidents at the end", store.open_incidents());
@@ -217,14 +225,22 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     };
     step!(
         "60 names, 16 addresses",
-        store.record_failures(&caps, &batch("a", 0..60, 0..16), Change::Add { incident: "caps" })
+        store.record_failures(
+            &caps,
+            &batch("a", 0..60, 0..16),
+            Change::Add {
+                incident: &inc("caps")
+            }
+        )
     );
     step!(
         "70 names, 16 more addresses",
         store.record_failures(
             &caps,
             &batch("b", 40..110, 100..116),
-            Change::Add { incident: "caps" }
+            Change::Add {
+                incident: &inc("caps")
+            }
         )
     );
     step!(
@@ -232,7 +248,9 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         store.record_failures(
             &caps,
             &batch("c", 0..10, 200..210),
-            Change::Add { incident: "caps" }
+            Change::Add {
+                incident: &inc("caps")
+            }
         )
     );
     step!("load at the caps", store.load(&caps));
@@ -244,12 +262,24 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         .collect();
     let applied = step!(
         "250 failures",
-        store.record_failures(&big, &many, Change::Add { incident: "big" })
+        store.record_failures(
+            &big,
+            &many,
+            Change::Add {
+                incident: &inc("big")
+            }
+        )
     );
     assert_eq!(applied.map(|a| a.len()), Some(250));
     step!(
         "the same 250 again",
-        store.record_failures(&big, &many, Change::Add { incident: "big" })
+        store.record_failures(
+            &big,
+            &many,
+            Change::Add {
+                incident: &inc("big")
+            }
+        )
     );
     step!("load 250", store.load(&big));
 
@@ -259,12 +289,12 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
 
     // Incident history: each resolution keeps its incident's start, the newest MAX_HISTORY of them.
     let daily = key("daily");
-    let mut previous: Option<String> = None;
+    let mut previous: Option<IncidentId> = None;
     for day in 0..(MAX_HISTORY as i64 + 3) {
         let start = T0 + day * 86_400;
         let id = incident_id(&daily, start);
         let change = Change::Restart {
-            expected: previous.as_deref(),
+            expected: previous.as_ref(),
             incident: &id,
         };
         let f = failure(&format!("day{day}"), day * 86_400, "s3:GetObject");

@@ -7,10 +7,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
 use aws_sdk_sns::operation::publish::PublishOutput;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use tokenwatch_aws::{DynamoStore, SnsAlertSink};
-use tokenwatch_core::alert::Alert;
+use tokenwatch_core::notice::{DigestNotice, Notice};
 use tokenwatch_core::ports::{AlertSink, Change, PortError, StateStore};
 
-use crate::common::{failure, key};
+use crate::common::{failure, inc, key};
 
 fn dynamo_error(status: u16, code: &str) -> (u16, Option<String>) {
     (
@@ -44,14 +44,14 @@ async fn load_after(status: u16, body: Option<String>) -> Result<(), PortError> 
 
 fn assert_transient(result: Result<(), PortError>, what: &str) {
     assert!(
-        matches!(result, Err(PortError::Transient(_))),
+        matches!(result, Err(PortError::Transient { .. })),
         "{what}: {result:?}"
     );
 }
 
 fn assert_permanent(result: Result<(), PortError>, what: &str) {
     assert!(
-        matches!(result, Err(PortError::Permanent(_))),
+        matches!(result, Err(PortError::Permanent { .. })),
         "{what}: {result:?}"
     );
 }
@@ -105,7 +105,7 @@ async fn a_transaction_conflict_is_retried() {
         .record_failures(
             &key("mocked"),
             &[failure("m1", 3700, "s3:A")],
-            Change::Add { incident: "i" },
+            Change::Add { incident: &inc("i") },
         )
         .await;
     assert_eq!(applied.unwrap(), Some(vec![0]));
@@ -127,11 +127,11 @@ async fn a_cancellation_for_another_reason_is_not_retried() {
         .record_failures(
             &key("mocked"),
             &[failure("m1", 3700, "s3:A")],
-            Change::Add { incident: "i" },
+            Change::Add { incident: &inc("i") },
         )
         .await;
     assert!(
-        matches!(result, Err(PortError::Permanent(ref m)) if m.contains("ValidationError")),
+        matches!(result, Err(PortError::Permanent { ref message, .. }) if message.contains("ValidationError")),
         "{result:?}"
     );
 }
@@ -153,11 +153,11 @@ async fn a_group_item_this_code_cannot_update_is_a_permanent_error() {
         .record_failures(
             &key("mocked"),
             &[failure("m1", 3700, "s3:A")],
-            Change::Add { incident: "i" },
+            Change::Add { incident: &inc("i") },
         )
         .await;
     assert!(
-        matches!(result, Err(PortError::Permanent(ref m)) if m.contains("shape")),
+        matches!(result, Err(PortError::Permanent { ref message, .. }) if message.contains("shape")),
         "{result:?}"
     );
     assert_eq!(
@@ -180,13 +180,21 @@ async fn a_missing_group_loads_as_none() {
     );
 }
 
-fn alert() -> Alert {
-    Alert {
-        alert_id: "a".into(),
-        subject: "[tokenwatch] test".into(),
-        message: r#"{"default":"test"}"#.into(),
-        attributes: [("severity".to_owned(), "high".to_owned())].into(),
-    }
+/// A digest: the smallest notice, rendered with subject `[tokenwatch] digest 1h: ...` and `kind=digest`.
+fn alert() -> Notice {
+    Notice::Digest(DigestNotice {
+        report: Default::default(),
+        since: 1_793_606_400,
+        until: 1_793_606_400 + 3600,
+    })
+}
+
+fn sink(client: aws_sdk_sns::Client) -> SnsAlertSink {
+    SnsAlertSink::from_client(
+        client,
+        "arn:aws:sns:us-east-1:123456789012:alerts",
+        Default::default(),
+    )
 }
 
 async fn publish_after(status: u16, body: Option<String>) -> Result<(), PortError> {
@@ -196,9 +204,7 @@ async fn publish_after(status: u16, body: Option<String>) -> Result<(), PortErro
         .build();
     let client = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&rule], |c| c
         .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled()));
-    SnsAlertSink::from_client(client, "arn:aws:sns:us-east-1:123456789012:alerts")
-        .publish(&alert())
-        .await
+    sink(client).publish(&alert()).await
 }
 
 #[tokio::test]
@@ -228,15 +234,13 @@ async fn a_published_alert_is_one_call() {
     let rule = mock!(aws_sdk_sns::Client::publish)
         .match_requests(|r| {
             r.message_structure() == Some("json")
-                && r.subject() == Some("[tokenwatch] test")
+                && r.subject()
+                    .is_some_and(|s| s.starts_with("[tokenwatch] digest 1h:"))
                 && r.message_attributes()
-                    .is_some_and(|a| a["severity"].string_value() == Some("high"))
+                    .is_some_and(|a| a["kind"].string_value() == Some("digest"))
         })
         .then_output(|| PublishOutput::builder().message_id("m").build());
     let client = mock_client!(aws_sdk_sns, [&rule]);
-    SnsAlertSink::from_client(client, "arn:aws:sns:us-east-1:123456789012:alerts")
-        .publish(&alert())
-        .await
-        .unwrap();
+    sink(client).publish(&alert()).await.unwrap();
     assert_eq!(rule.num_calls(), 1);
 }

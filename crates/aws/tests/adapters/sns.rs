@@ -2,12 +2,16 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 use tokenwatch_aws::SnsAlertSink;
-use tokenwatch_core::alert::{AlertContext, AlertKind, render};
+use tokenwatch_core::finding::{Evidence, judge};
 use tokenwatch_core::incident::incident_id;
+use tokenwatch_core::notice::{IncidentNotice, Notice, NoticeKind};
 use tokenwatch_core::ports::AlertSink;
 use tokenwatch_core::stats::FailureStats;
+use tokenwatch_render::sns::{Style, render};
 use tokenwatch_testkit::{Emulator, Subscriber};
 
 use crate::common::{T0, failure};
@@ -23,16 +27,31 @@ async fn an_alert_reaches_an_sqs_subscriber_with_subject_document_and_attributes
         stats.add(failure(&format!("sns-{i}"), age, "s3:ListBuckets"));
     }
     let k = crate::common::key("nightly-etl");
-    let group = stats.to_group(&k, None, &[T0]);
+    let issued = BTreeSet::from([T0]);
+    let finding = judge(
+        Evidence {
+            key: &k,
+            stats: &stats,
+            issued_times: &issued,
+        },
+        &(),
+    );
     let incident = incident_id(&k, stats.first);
-    let ctx = AlertContext {
+    let notice = Notice::Incident(IncidentNotice {
+        kind: NoticeKind::Open,
+        severity: finding.assessment.paging_severity,
+        incident: incident.clone(),
+        finding,
+        drill: false,
+    });
+    let style = Style {
         region: "us-east-1".into(),
         ..Default::default()
     };
-    let alert = render(&group, &incident, AlertKind::Open, &ctx);
+    let alert = render(&notice, &style);
 
-    let sink = SnsAlertSink::new(&sdk, topic);
-    sink.publish(&alert).await.unwrap();
+    let sink = SnsAlertSink::new(&sdk, topic, style);
+    sink.publish(&notice).await.unwrap();
 
     let received = subscriber.receive(1, Duration::from_secs(10)).await;
     assert_eq!(received.len(), 1, "one message per alert");
@@ -51,7 +70,7 @@ async fn an_alert_reaches_an_sqs_subscriber_with_subject_document_and_attributes
     assert_eq!(envelope["Message"], per_protocol["sqs"]);
     let document: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
     assert_eq!(document["alert_id"], alert.alert_id.as_str());
-    assert_eq!(document["incident_id"], incident.as_str());
+    assert_eq!(document["incident_id"], incident.to_string().as_str());
     assert_eq!(document["state"], "open");
     assert_eq!(document["verdict"], "stale-cache");
     assert_eq!(document["failures"], 3);

@@ -1,15 +1,24 @@
-//! Reading a Lambda function's environment into typed values, for the functions that share variables
-//! (the detector and the reporter both read the state table, the alert topic and the alert format).
-//! Every failure names the variable and what it expects, so a bad deployment fails its cold start
-//! with a message on-call can act on. Each function declares its own variable names as constants;
-//! this module only parses.
+//! Reading a Lambda function's environment into typed values. Every failure names the variable and
+//! what it expects, so a bad deployment fails its cold start with a message on-call can act on. The
+//! variables both functions read (state table, alert topic, alert format, region) are [`Common`]; each
+//! function declares its own others as constants.
 
 use tokenwatch_core::Severity;
-use tokenwatch_core::alert::{AlertContext, AlertFormat};
 use tokenwatch_core::time::{Epoch, parse_span};
+use tokenwatch_render::sns::{AlertFormat, Style};
+
+/// DynamoDB state table name (required).
+pub const TABLE_NAME: &str = "TABLE_NAME";
+/// SNS topic ARN alerts are published to (required).
+pub const TOPIC_ARN: &str = "TOPIC_ARN";
+/// `standard` (default) or `chatbot` (AWS Chatbot custom notifications in `default` and `https`).
+pub const ALERT_FORMAT: &str = "ALERT_FORMAT";
+/// Region for console links; the Lambda runtime sets it.
+pub const AWS_REGION: &str = "AWS_REGION";
 
 /// Why the configuration is unusable.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
 pub struct ConfigError {
     /// The environment variable at fault.
     pub variable: &'static str,
@@ -17,13 +26,27 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.variable, self.problem)
-    }
+/// What both functions are told: where state lives, where notices go and how they are written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Common {
+    /// The state table ([`TABLE_NAME`]).
+    pub table_name: String,
+    /// The alert topic ([`TOPIC_ARN`]).
+    pub topic_arn: String,
+    /// Region and message format of alerts ([`AWS_REGION`], [`ALERT_FORMAT`]).
+    pub style: Style,
 }
 
-impl std::error::Error for ConfigError {}
+impl Common {
+    /// Reads the common variables.
+    pub fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Common, ConfigError> {
+        Ok(Common {
+            table_name: env.required(TABLE_NAME, "the state table's name")?,
+            topic_arn: env.topic_arn(TOPIC_ARN)?,
+            style: env.style(AWS_REGION, ALERT_FORMAT)?,
+        })
+    }
+}
 
 /// The environment, seen through `lookup` so that tests need not touch the process environment.
 pub struct Env<F>(pub F);
@@ -103,19 +126,18 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
-    /// The alert context: console links for `region_variable` (the Lambda runtime sets `AWS_REGION`;
-    /// `us-east-1` outside it) in the format `format_variable` names.
-    pub fn alert_context(
+    /// How alerts are written: console links for `region_variable` (the Lambda runtime sets
+    /// `AWS_REGION`; `us-east-1` outside it) in the format `format_variable` names.
+    pub fn style(
         &self,
         region_variable: &'static str,
         format_variable: &'static str,
-    ) -> Result<AlertContext, ConfigError> {
-        Ok(AlertContext {
+    ) -> Result<Style, ConfigError> {
+        Ok(Style {
             region: self
                 .optional(region_variable)
                 .unwrap_or_else(|| "us-east-1".to_owned()),
             format: self.alert_format(format_variable)?,
-            drill: false,
         })
     }
 }

@@ -9,9 +9,10 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Severity, Verdict};
-use crate::report::{Group, Report, duration};
-use crate::time::{Epoch, parse_time};
+use tokenwatch_core::model::{Severity, Verdict};
+use tokenwatch_core::time::Epoch;
+
+use crate::report::{Document, Group, duration};
 
 /// Escapes text for HTML and SVG content and quoted attribute values: `& < > " '` become entities, and
 /// control characters other than tab and newline become spaces.
@@ -207,7 +208,7 @@ const HIST_BOTTOM: f64 = 58.0;
 const TL: (f64, f64) = (900.0, 74.0);
 const TL_PAD: f64 = 14.0;
 
-impl Report {
+impl Document {
     /// One self-contained HTML page: totals, the age histogram, a table of groups and each group's
     /// timeline and remediation. No script and no network fetch; every value from events is escaped.
     pub fn to_html(&self) -> String {
@@ -576,10 +577,7 @@ fn html_group(out: &mut String, i: usize, g: &Group) {
 /// The strip from issue time to the last failure: the valid lease, the time past it, the lease end and the
 /// failure span.
 fn html_timeline(out: &mut String, g: &Group) {
-    let (Some(first), Some(last)) = (parse_time(&g.first_failure), parse_time(&g.last_failure)) else {
-        return;
-    };
-    let issued = g.issued_at.as_deref().and_then(parse_time);
+    let (first, last, issued) = (g.first, g.last, g.issued);
     let lease_end = issued
         .zip(g.lease_seconds)
         .map(|(t, l)| t.saturating_add(i64::try_from(l).unwrap_or(i64::MAX)));
@@ -609,7 +607,7 @@ fn html_timeline(out: &mut String, g: &Group) {
              <title>valid: {a} → {b}</title></rect>",
             vw = (x1 - x0).max(1.0),
             a = escape(g.issued_at.as_deref().unwrap_or_default()),
-            b = escape(&crate::time::format_time(end)),
+            b = escape(&tokenwatch_core::time::format_time(end)),
         );
         if x2 > x1 {
             let _ = writeln!(
@@ -694,7 +692,11 @@ fn html_timeline(out: &mut String, g: &Group) {
     if let Some(issued_at) = &g.issued_at {
         let _ = write!(legend, "issued {issued_at}");
         if let Some(end) = lease_end {
-            let _ = write!(legend, " · lease ends {}", crate::time::format_time(end));
+            let _ = write!(
+                legend,
+                " · lease ends {}",
+                tokenwatch_core::time::format_time(end)
+            );
         }
         legend.push_str(" · ");
     }
@@ -708,11 +710,12 @@ fn html_timeline(out: &mut String, g: &Group) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CredentialSource, LeaseSource};
     use crate::report::test_group;
+    use tokenwatch_core::finding::example_finding;
+    use tokenwatch_core::model::{CredentialSource, LeaseSource};
 
-    fn report(groups: Vec<Group>) -> Report {
-        Report {
+    fn report(groups: Vec<Group>) -> Document {
+        Document {
             records: 100,
             failures: groups.iter().map(|g| g.failures).sum(),
             skipped_records: 0,
@@ -824,7 +827,7 @@ mod tests {
 
     /// The samples' shape: eight stale caches and a refresh race at the lease end, a paused laptop far
     /// past it, a clock skew early, a web identity token and an unknown without an age.
-    fn samples_like() -> Report {
+    fn samples_like() -> Document {
         report(vec![
             group_aged(Some(3614), Some(3600)),
             group_aged(Some(3611), Some(3600)),
@@ -880,19 +883,22 @@ mod tests {
 
     #[test]
     fn every_group_gets_a_timeline_and_its_remediation() {
-        let mut unknown = test_group();
-        unknown.issued_at = None;
-        unknown.lease_seconds = None;
-        unknown.lease_source = None;
-        unknown.age_at_first_failure_seconds = None;
-        unknown.verdict = Verdict::Unknown;
-        unknown.credential_source = CredentialSource::Unknown;
+        let mut unknown = example_finding();
+        unknown.assessment.issued_at = None;
+        unknown.assessment.lease = None;
+        unknown.assessment.age_at_first_failure = None;
+        unknown.assessment.verdict = Verdict::Unknown;
+        unknown.assessment.credential_source = CredentialSource::Unknown;
         unknown.remediation =
-            crate::remediation::remediation(Verdict::Unknown, CredentialSource::Unknown, None);
-        let mut single = test_group();
-        single.last_failure = single.first_failure.clone();
+            tokenwatch_core::remediation::remediation(Verdict::Unknown, CredentialSource::Unknown, None);
+        let unknown = Group::of(&unknown);
+        let mut single = example_finding();
+        single.last_failure = single.first_failure;
         single.failures = 1;
-        single.lease_source = Some(LeaseSource::DefaultAssumeRole);
+        if let Some(lease) = single.assessment.lease.as_mut() {
+            lease.source = LeaseSource::DefaultAssumeRole;
+        }
+        let single = Group::of(&single);
         let r = report(vec![test_group(), unknown, single]);
         let html = r.to_html();
         assert_eq!(count(&html, "<svg class=\"timeline\""), 3);

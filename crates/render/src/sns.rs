@@ -1,5 +1,5 @@
-//! Alerts as SNS publishes them: a subject, one message per protocol (`MessageStructure=json`), and the
-//! message attributes subscription filter policies route on (SPEC.md "Alerts").
+//! Notices as SNS publishes them: a subject, one message per protocol (`MessageStructure=json`), and the
+//! message attributes subscription filter policies route on (docs/contract.md, "Alerts").
 //!
 //! Every value that comes from an event (principal, session, addresses, call names) is attacker-
 //! controlled: it is stripped of control characters and length-capped before it goes anywhere, and only
@@ -9,39 +9,16 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
 use serde_json::json;
+use tokenwatch_core::notice::{DigestNotice, IncidentNotice, Notice, NoticeKind, printable};
 
-use crate::model::Severity;
-use crate::remediation::one_line;
-use crate::report::{Group, duration};
+use crate::report::{Document, Group, duration};
 
 /// The alert document's schema version (the `schema` field of the JSON message).
 pub const SCHEMA: u32 = 1;
 /// SNS allows 100 characters of subject.
 pub const MAX_SUBJECT: usize = 100;
 const MAX_SMS: usize = 140;
-
-/// Why an alert is sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertKind {
-    /// An incident's first page.
-    Open,
-    /// The incident's severity rose since it was paged.
-    Escalation,
-    /// The incident ended: a newer session was issued, or it was quiet for the cool-down.
-    Resolved,
-}
-
-impl AlertKind {
-    fn state(self) -> &'static str {
-        match self {
-            AlertKind::Open | AlertKind::Escalation => "open",
-            AlertKind::Resolved => "resolved",
-        }
-    }
-}
 
 /// How the human-readable messages are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,20 +30,18 @@ pub enum AlertFormat {
     Chatbot,
 }
 
-/// What an alert needs besides the group.
-#[derive(Clone, Debug, Default)]
-pub struct AlertContext {
+/// How a stack's alerts are written: set once per stack.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Style {
     /// Region for console links.
     pub region: String,
     /// Message format.
     pub format: AlertFormat,
-    /// A `tokenwatch drill`: said loudly everywhere.
-    pub drill: bool,
 }
 
 /// One SNS publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Alert {
+pub struct Message {
     /// Unique per incident, kind and severity: a retry of the same alert has the same id.
     pub alert_id: String,
     /// ≤ 100 printable ASCII characters.
@@ -87,18 +62,7 @@ pub fn clean(s: &str, max: usize) -> String {
     }
 }
 
-/// Printable ASCII only (for subjects and attributes), capped.
-fn ascii(s: &str, max: usize) -> String {
-    let mapped: String = s
-        .chars()
-        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
-        .collect();
-    if mapped.len() <= max {
-        mapped
-    } else {
-        format!("{}...", &mapped[..max.saturating_sub(3)])
-    }
-}
+use printable as ascii;
 
 /// The group with every event-supplied value cleaned and capped.
 fn cleaned(group: &Group) -> Group {
@@ -135,29 +99,47 @@ fn console_link(region: &str, key: &str) -> Option<String> {
     })
 }
 
-/// Renders the alert for `group` (whose `severity` is the one paged at).
-pub fn render(group: &Group, incident_id: &str, kind: AlertKind, ctx: &AlertContext) -> Alert {
+/// Renders a notice as SNS publishes it.
+pub fn render(notice: &Notice, style: &Style) -> Message {
+    let alert_id = notice.alert_id();
+    match notice {
+        Notice::Incident(n) => render_incident(n, alert_id, style),
+        Notice::Digest(d) => render_digest(&Document::of(&d.report), d, alert_id, style),
+    }
+}
+
+fn render_incident(n: &IncidentNotice, alert_id: String, style: &Style) -> Message {
+    let mut group = Group::of(&n.finding);
+    group.severity = n.severity;
+    render_group(&group, &n.incident.to_string(), n.kind, n.drill, alert_id, style)
+}
+
+/// Renders the alert for `group` (whose `severity` is the one it is sent at).
+fn render_group(
+    group: &Group,
+    incident_id: &str,
+    kind: NoticeKind,
+    drill: bool,
+    alert_id: String,
+    ctx: &Style,
+) -> Message {
     let g = cleaned(group);
     let label = g.label();
-    let alert_id = ascii(
-        &format!("{incident_id}#{}#{}", serde_plain(kind), g.severity),
-        600,
-    );
     let links: Vec<String> = g
         .access_key_ids
         .iter()
         .filter_map(|k| console_link(&ctx.region, k))
         .collect();
 
-    let tag = if ctx.drill {
+    let tag = if drill {
         "[tokenwatch DRILL]"
     } else {
         "[tokenwatch]"
     };
     let head = match kind {
-        AlertKind::Resolved => "RESOLVED".to_owned(),
-        AlertKind::Escalation => format!("ESCALATED {}", g.severity.as_str().to_uppercase()),
-        AlertKind::Open => g.severity.as_str().to_uppercase(),
+        NoticeKind::Resolved => "RESOLVED".to_owned(),
+        NoticeKind::Escalation => format!("ESCALATED {}", g.severity.as_str().to_uppercase()),
+        NoticeKind::Open => g.severity.as_str().to_uppercase(),
     };
     let tail = format!(" ({} failures)", g.failures);
     let fixed = format!("{tag} {head} {} ", g.verdict);
@@ -170,12 +152,12 @@ pub fn render(group: &Group, incident_id: &str, kind: AlertKind, ctx: &AlertCont
         obj.insert("alert_id".into(), json!(alert_id));
         obj.insert("incident_id".into(), json!(clean(incident_id, 600)));
         obj.insert("state".into(), json!(kind.state()));
-        obj.insert("kind".into(), json!(kind));
-        obj.insert("drill".into(), json!(ctx.drill));
+        obj.insert("kind".into(), json!(kind.as_str()));
+        obj.insert("drill".into(), json!(drill));
         obj.insert("links".into(), json!({ "cloudtrail": links }));
     }
     let machine = doc.to_string();
-    let text = text_message(&g, kind, ctx, &subject, &links, &alert_id);
+    let text = text_message(&g, kind, drill, &subject, &links, &alert_id);
     let sms = clean(
         &format!("{} {} {} {} failures", tag, head, label, g.failures),
         MAX_SMS,
@@ -200,7 +182,7 @@ pub fn render(group: &Group, incident_id: &str, kind: AlertKind, ctx: &AlertCont
     .to_string();
 
     let attributes = BTreeMap::from([
-        ("kind".to_owned(), serde_plain(kind).to_owned()),
+        ("kind".to_owned(), kind.as_str().to_owned()),
         ("severity".to_owned(), g.severity.as_str().to_owned()),
         ("verdict".to_owned(), g.verdict.as_str().to_owned()),
         (
@@ -215,9 +197,9 @@ pub fn render(group: &Group, incident_id: &str, kind: AlertKind, ctx: &AlertCont
             "credential_source".to_owned(),
             g.credential_source.as_str().to_owned(),
         ),
-        ("drill".to_owned(), ctx.drill.to_string()),
+        ("drill".to_owned(), drill.to_string()),
     ]);
-    Alert {
+    Message {
         alert_id,
         subject,
         message,
@@ -234,15 +216,12 @@ const MAX_DIGEST_BYTES: usize = 200 * 1024;
 /// attribute `kind=digest` and no `severity`, so that a pager subscription filtering on severity or on
 /// `kind` never receives it and a chat channel can take only digests. `sqs`/`lambda`/`https` carry a
 /// JSON document (`kind`, `schema`, the window, totals and a short entry per listed group).
-pub fn render_digest(report: &crate::Report, since: i64, now: i64, ctx: &AlertContext) -> Alert {
+fn render_digest(report: &Document, d: &DigestNotice, alert_id: String, ctx: &Style) -> Message {
+    let (since, now) = (d.since, d.until);
     let open = report
         .groups
         .iter()
-        .filter(|g| {
-            g.incident
-                .as_ref()
-                .is_some_and(|i| i.state == crate::report::IncidentState::Open)
-        })
+        .filter(|g| g.incident.as_ref().is_some_and(|i| i.is_open()))
         .count();
     let window = duration(now - since);
     let subject = ascii(
@@ -253,13 +232,12 @@ pub fn render_digest(report: &crate::Report, since: i64, now: i64, ctx: &AlertCo
         ),
         MAX_SUBJECT,
     );
-    let alert_id = format!("digest@{now}");
     let mut listed = report.groups.len().min(MAX_DIGEST_GROUPS);
     loop {
         let window = Window { since, now, open };
         let message = digest_message(report, listed, &window, ctx, &subject, &alert_id);
         if message.len() <= MAX_DIGEST_BYTES || listed == 0 {
-            return Alert {
+            return Message {
                 alert_id,
                 subject,
                 message,
@@ -281,10 +259,10 @@ struct Window {
 }
 
 fn digest_message(
-    report: &crate::Report,
+    report: &Document,
     listed: usize,
     w: &Window,
-    ctx: &AlertContext,
+    ctx: &Style,
     subject: &str,
     alert_id: &str,
 ) -> String {
@@ -294,8 +272,8 @@ fn digest_message(
     let _ = writeln!(
         text,
         "From {} to {}: {} groups with expired-credential failures, {} failures in their current incidents.",
-        crate::time::format_time(since),
-        crate::time::format_time(now),
+        tokenwatch_core::time::format_time(since),
+        tokenwatch_core::time::format_time(now),
         report.groups.len(),
         report.failures
     );
@@ -312,7 +290,7 @@ fn digest_message(
         if let Some(i) = &g.incident {
             let _ = write!(text, "; {}", i.describe());
         }
-        let _ = writeln!(text, "\n  Fix: {}", clean(one_line(&g.remediation), 300));
+        let _ = writeln!(text, "\n  Fix: {}", clean(&g.fix, 300));
     }
     if report.groups.len() > listed {
         let _ = writeln!(
@@ -339,8 +317,8 @@ fn digest_message(
         "schema": SCHEMA,
         "kind": "digest",
         "alert_id": alert_id,
-        "since": crate::time::format_time(since),
-        "until": crate::time::format_time(now),
+        "since": tokenwatch_core::time::format_time(since),
+        "until": tokenwatch_core::time::format_time(now),
         "groups_total": report.groups.len(),
         "open_incidents": w.open,
         "failures": report.failures,
@@ -374,47 +352,41 @@ fn digest_message(
     .to_string()
 }
 
-fn serde_plain(kind: AlertKind) -> &'static str {
-    match kind {
-        AlertKind::Open => "open",
-        AlertKind::Escalation => "escalation",
-        AlertKind::Resolved => "resolved",
-    }
-}
-
 fn text_message(
     g: &Group,
-    kind: AlertKind,
-    ctx: &AlertContext,
+    kind: NoticeKind,
+    drill: bool,
     subject: &str,
     links: &[String],
     id: &str,
 ) -> String {
     let mut t = String::new();
-    if ctx.drill {
+    if drill {
         t.push_str("THIS IS A DRILL sent by `tokenwatch drill`: no workload failed. It proves the path from EventBridge to this channel.\n\n");
     }
     let _ = writeln!(t, "{subject}\n");
     let what = match kind {
-        AlertKind::Resolved => {
+        NoticeKind::Resolved => {
             "The incident is over: a newer session was issued or the group stayed quiet for the cool-down."
         }
-        AlertKind::Escalation => "The incident is still going on and got worse since it was paged.",
-        AlertKind::Open => match g.verdict {
-            crate::Verdict::StaleCache => {
+        NoticeKind::Escalation => "The incident is still going on and got worse since it was paged.",
+        NoticeKind::Open => match g.verdict {
+            tokenwatch_core::model::Verdict::StaleCache => {
                 "Credentials were cached past their lease and the workload keeps using them."
             }
-            crate::Verdict::RefreshRace => {
+            tokenwatch_core::model::Verdict::RefreshRace => {
                 "A refreshing client renewed its credentials a little late and recovered."
             }
-            crate::Verdict::PausedProcess => "A process slept holding a session and woke after it expired.",
-            crate::Verdict::ClockSkew => {
+            tokenwatch_core::model::Verdict::PausedProcess => {
+                "A process slept holding a session and woke after it expired."
+            }
+            tokenwatch_core::model::Verdict::ClockSkew => {
                 "Calls were rejected while the session was still valid: a clock or a presigned URL is off."
             }
-            crate::Verdict::WebIdentityTokenExpired => {
+            tokenwatch_core::model::Verdict::WebIdentityTokenExpired => {
                 "An expired OIDC token or SAML assertion was presented to STS."
             }
-            crate::Verdict::Unknown => {
+            tokenwatch_core::model::Verdict::Unknown => {
                 "Calls failed with expired credentials; the session's age could not be measured."
             }
         },
@@ -461,7 +433,7 @@ fn text_message(
     for (k, v) in rows {
         let _ = writeln!(t, "{k}: {v}");
     }
-    if kind != AlertKind::Resolved {
+    if kind != NoticeKind::Resolved {
         let _ = writeln!(t, "\nFix: {}", g.remediation);
     }
     for l in links {
@@ -495,7 +467,7 @@ fn md(s: &str) -> String {
         .collect()
 }
 
-fn chatbot(g: &Group, kind: AlertKind, subject: &str, text: &str, incident_id: &str) -> String {
+fn chatbot(g: &Group, kind: NoticeKind, subject: &str, text: &str, incident_id: &str) -> String {
     json!({
         "version": "1.0",
         "source": "custom",
@@ -504,31 +476,23 @@ fn chatbot(g: &Group, kind: AlertKind, subject: &str, text: &str, incident_id: &
             "textType": "client-markdown",
             "title": subject,
             "description": md(&clean(text, 3500)),
-            "nextSteps": if kind == AlertKind::Resolved { vec![] } else { vec![md(one_line(&g.remediation))] },
+            "nextSteps": if kind == NoticeKind::Resolved { vec![] } else { vec![md(&g.fix)] },
         },
         "metadata": {
             "threadId": clean(incident_id, 200),
             "summary": subject,
-            "eventType": serde_plain(kind),
+            "eventType": kind.as_str(),
             "relatedResources": g.principal.iter().collect::<Vec<_>>(),
         }
     })
     .to_string()
 }
 
-/// The severity label shown for an alert about `group` paged at `severity`.
-pub fn with_severity(group: &Group, severity: Severity) -> Group {
-    Group {
-        severity,
-        ..group.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Client, CredentialSource, LeaseSource, Verdict};
     use serde_json::Value;
+    use tokenwatch_core::model::{Client, CredentialSource, LeaseSource, Severity, Verdict};
 
     fn group(principal: &str, session: &str) -> Group {
         Group {
@@ -552,17 +516,39 @@ mod tests {
             source_ips: vec!["10.1.2.3".into()],
             remediation: "Let botocore refresh the role: configure it.".into(),
             incident: None,
+            fix: "Let botocore refresh the role".into(),
+            first: 1_793_610_014,
+            last: 1_793_611_900,
+            issued: Some(1_793_606_400),
         }
     }
 
-    fn ctx() -> AlertContext {
-        AlertContext {
+    fn ctx() -> Style {
+        Style {
             region: "us-east-1".into(),
             ..Default::default()
         }
     }
 
-    fn messages(a: &Alert) -> serde_json::Map<String, Value> {
+    fn alert(g: &Group, incident: &str, kind: NoticeKind, drill: bool, ctx: &Style) -> Message {
+        let id = printable(&format!("{incident}#{}#{}", kind.as_str(), g.severity), 600);
+        render_group(g, incident, kind, drill, id, ctx)
+    }
+
+    fn render(g: &Group, incident: &str, kind: NoticeKind, ctx: &Style) -> Message {
+        alert(g, incident, kind, false, ctx)
+    }
+
+    fn digest(report: &Document, since: i64, now: i64, ctx: &Style) -> Message {
+        let d = DigestNotice {
+            report: Default::default(),
+            since,
+            until: now,
+        };
+        render_digest(report, &d, format!("digest@{now}"), ctx)
+    }
+
+    fn messages(a: &Message) -> serde_json::Map<String, Value> {
         serde_json::from_str::<Value>(&a.message)
             .unwrap()
             .as_object()
@@ -575,7 +561,7 @@ mod tests {
         let a = render(
             &group("arn:aws:iam::123456789012:role/etl-pipeline-role", "nightly-etl"),
             "inc",
-            AlertKind::Open,
+            NoticeKind::Open,
             &ctx(),
         );
         assert_eq!(
@@ -589,7 +575,7 @@ mod tests {
         let a = render(
             &group("arn:aws:iam::123456789012:role/r", "s"),
             "inc-1",
-            AlertKind::Open,
+            NoticeKind::Open,
             &ctx(),
         );
         let m = messages(&a);
@@ -632,7 +618,7 @@ mod tests {
         g.source_ips = vec![evil.clone()];
         g.event_names = BTreeMap::from([(evil.clone(), 1)]);
         for format in [AlertFormat::Standard, AlertFormat::Chatbot] {
-            let a = render(&g, &evil, AlertKind::Open, &AlertContext { format, ..ctx() });
+            let a = render(&g, &evil, NoticeKind::Open, &Style { format, ..ctx() });
             assert!(
                 a.subject.len() <= MAX_SUBJECT && a.subject.bytes().all(|b| (0x20..0x7f).contains(&b)),
                 "{}",
@@ -660,8 +646,8 @@ mod tests {
         let chat = render(
             &g,
             "i",
-            AlertKind::Open,
-            &AlertContext {
+            NoticeKind::Open,
+            &Style {
                 format: AlertFormat::Chatbot,
                 ..ctx()
             },
@@ -679,7 +665,7 @@ mod tests {
     #[test]
     fn drills_and_resolutions_say_so() {
         let g = group("arn:aws:iam::123456789012:role/r", "s");
-        let drill = render(&g, "i", AlertKind::Open, &AlertContext { drill: true, ..ctx() });
+        let drill = alert(&g, "i", NoticeKind::Open, true, &ctx());
         assert!(drill.subject.starts_with("[tokenwatch DRILL]"));
         assert!(
             messages(&drill)["email"]
@@ -688,13 +674,13 @@ mod tests {
                 .starts_with("THIS IS A DRILL")
         );
         assert_eq!(drill.attributes["drill"], "true");
-        let resolved = render(&g, "i", AlertKind::Resolved, &ctx());
+        let resolved = render(&g, "i", NoticeKind::Resolved, &ctx());
         assert!(resolved.subject.contains("RESOLVED"));
         let doc: Value = serde_json::from_str(messages(&resolved)["sqs"].as_str().unwrap()).unwrap();
         assert_eq!(doc["state"], "resolved");
         assert_ne!(
             resolved.alert_id,
-            render(&g, "i", AlertKind::Open, &ctx()).alert_id
+            render(&g, "i", NoticeKind::Open, &ctx()).alert_id
         );
     }
 
@@ -718,9 +704,9 @@ mod tests {
         g.event_names = (0..100)
             .map(|i| (format!("s3:{}{i}", "X".repeat(120)), 1))
             .collect();
-        g.incident = Some(crate::report::IncidentSummary {
+        g.incident = Some(crate::report::Incident {
             id: "x@1".into(),
-            state: crate::report::IncidentState::Open,
+            state: "open",
             opened_at: "2026-11-02T09:00:14Z".into(),
             resolved_at: None,
             time_to_recover_seconds: None,
@@ -729,14 +715,14 @@ mod tests {
             recurs_every_seconds: Some(86_400),
             next_expected_failure: Some("2026-11-03T09:00:14Z".into()),
         });
-        let report = crate::Report {
+        let report = Document {
             records: 0,
             failures: 6 * 400,
             skipped_records: 0,
             groups: vec![g; 400],
         };
         let now = 1_793_700_000;
-        let d = render_digest(&report, now - 86_400, now, &ctx());
+        let d = digest(&report, now - 86_400, now, &ctx());
         assert_eq!(d.attributes.get("kind").map(String::as_str), Some("digest"));
         assert!(
             !d.attributes.contains_key("severity"),
@@ -762,31 +748,31 @@ mod tests {
         );
         assert!(!text.contains("nightly\n"), "control characters are stripped");
 
-        let empty = crate::Report {
+        let empty = Document {
             records: 0,
             failures: 0,
             skipped_records: 0,
             groups: vec![],
         };
-        let quiet = render_digest(&empty, now - 86_400, now, &ctx());
+        let quiet = digest(&empty, now - 86_400, now, &ctx());
         assert!(quiet.subject.contains("0 open, 0 groups"), "{}", quiet.subject);
     }
 
     #[test]
     fn a_chatbot_digest_is_a_custom_notification_with_escaped_markdown() {
         let g = group("arn:aws:iam::123456789012:role/etl", "*bold* [link](http://x)");
-        let report = crate::Report {
+        let report = Document {
             records: 0,
             failures: 6,
             skipped_records: 0,
             groups: vec![g],
         };
-        let ctx = AlertContext {
+        let ctx = Style {
             format: AlertFormat::Chatbot,
             ..ctx()
         };
         let now = 1_793_700_000;
-        let d = render_digest(&report, now - 86_400, now, &ctx);
+        let d = digest(&report, now - 86_400, now, &ctx);
         let m: Value = serde_json::from_str(&d.message).unwrap();
         let chat: Value = serde_json::from_str(m["default"].as_str().unwrap()).unwrap();
         assert_eq!(

@@ -1,17 +1,18 @@
-//! The report document of SPEC.md and the ways it is shown: JSON, a terminal table, markdown, CSV (and
-//! HTML, in [`crate::html`]).
+//! The report document (docs/contract.md) and the ways it is shown: JSON, a terminal table, markdown,
+//! CSV (and HTML, in [`crate::html`]). A [`Document`] is made from the engine's
+//! [`tokenwatch_core::finding::Report`]; times become text here and nowhere before.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use tokenwatch_core::finding::{Finding, IncidentState, IncidentSummary, Report};
+use tokenwatch_core::model::{Client, CredentialSource, LeaseSource, Severity, Verdict};
+use tokenwatch_core::time::{Epoch, format_time};
 
-use crate::model::{Client, CredentialSource, LeaseSource, Severity, Verdict};
-use crate::remediation::one_line;
-
-/// `tokenwatch analyze --format json`: field names and order are SPEC.md's.
+/// `tokenwatch analyze --format json`: field names and order are the contract's.
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub struct Document {
     /// Records read, duplicates included.
     pub records: u64,
     /// Expiry-family failures, each eventID once.
@@ -46,16 +47,73 @@ pub struct Group {
     pub source_ips: Vec<String>,
     pub remediation: String,
     /// From the state table only (`tokenwatch report` without a source flag); `null` elsewhere.
-    pub incident: Option<IncidentSummary>,
+    pub incident: Option<Incident>,
+    /// The one-line fix (the start of `remediation`), for tables and pages.
+    #[serde(skip)]
+    pub fix: String,
+    /// `first_failure` as a time.
+    #[serde(skip)]
+    pub first: Epoch,
+    /// `last_failure` as a time.
+    #[serde(skip)]
+    pub last: Epoch,
+    /// `issued_at` as a time.
+    #[serde(skip)]
+    pub issued: Option<Epoch>,
+}
+
+impl Group {
+    /// The document's group for a finding.
+    pub fn of(f: &Finding) -> Group {
+        let a = &f.assessment;
+        Group {
+            account: f.account.clone(),
+            principal: f.principal.clone(),
+            session: f.session.clone(),
+            access_key_ids: f.access_key_ids.clone(),
+            failures: f.failures,
+            first_failure: format_time(f.first_failure),
+            last_failure: format_time(f.last_failure),
+            issued_at: a.issued_at.map(format_time),
+            lease_seconds: a.lease.map(|l| l.seconds),
+            lease_source: a.lease.map(|l| l.source),
+            age_at_first_failure_seconds: a.age_at_first_failure,
+            verdict: a.verdict,
+            severity: a.severity,
+            credential_source: a.credential_source,
+            client: f.client,
+            error_codes: f.error_codes.clone(),
+            event_names: f.event_names.clone(),
+            source_ips: f.source_ips.clone(),
+            remediation: f.remediation.to_string(),
+            incident: f.incident.as_ref().map(Incident::of),
+            fix: f.remediation.fix.clone(),
+            first: f.first_failure,
+            last: f.last_failure,
+            issued: a.issued_at,
+        }
+    }
+}
+
+impl Document {
+    /// The document of a report.
+    pub fn of(report: &Report) -> Document {
+        Document {
+            records: report.records,
+            failures: report.failures,
+            skipped_records: report.skipped_records,
+            groups: report.findings.iter().map(Group::of).collect(),
+        }
+    }
 }
 
 /// The incident a state-table group is in or last had, and what its history says. Unknowns are `null`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct IncidentSummary {
+pub struct Incident {
     /// The incident's id (group id `@` its first failure).
     pub id: String,
     /// `open` or `resolved`.
-    pub state: IncidentState,
+    pub state: &'static str,
     /// When it began: its first failure.
     pub opened_at: String,
     /// When it ended: a newer session, or the cool-down after its last failure.
@@ -72,19 +130,39 @@ pub struct IncidentSummary {
     pub next_expected_failure: Option<String>,
 }
 
-impl IncidentSummary {
+impl Incident {
+    /// The document's incident for a summary.
+    pub fn of(i: &IncidentSummary) -> Incident {
+        Incident {
+            id: i.id.to_string(),
+            state: i.state.as_str(),
+            opened_at: format_time(i.opened_at),
+            resolved_at: i.resolved_at.map(format_time),
+            time_to_recover_seconds: i.time_to_recover_seconds,
+            paged: i.paged,
+            incidents_seen: i.incidents_seen,
+            recurs_every_seconds: i.recurs_every_seconds,
+            next_expected_failure: i.next_expected_failure.map(format_time),
+        }
+    }
+
+    /// Whether the incident is still open.
+    pub fn is_open(&self) -> bool {
+        self.state == IncidentState::Open.as_str()
+    }
+
     /// One line for people: "open since …", "resolved after 45m", and the recurrence if any.
     pub fn describe(&self) -> String {
-        let mut out = match (self.state, self.time_to_recover_seconds) {
-            (IncidentState::Open, _) => format!("open since {}", self.opened_at),
-            (IncidentState::Resolved, Some(t)) => {
+        let mut out = match (self.is_open(), self.time_to_recover_seconds) {
+            (true, _) => format!("open since {}", self.opened_at),
+            (false, Some(t)) => {
                 format!(
                     "resolved after {} (at {})",
                     duration(t),
                     self.resolved_at.as_deref().unwrap_or("?")
                 )
             }
-            (IncidentState::Resolved, None) => "resolved".to_owned(),
+            (false, None) => "resolved".to_owned(),
         };
         if let Some(p) = self.paged {
             let _ = write!(out, "; paged {p}");
@@ -98,26 +176,6 @@ impl IncidentSummary {
             );
         }
         out
-    }
-}
-
-/// Whether an incident is still going on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IncidentState {
-    /// Failing, or not yet quiet for the cool-down.
-    Open,
-    /// Ended.
-    Resolved,
-}
-
-impl IncidentState {
-    /// `open` or `resolved`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentState::Open => "open",
-            IncidentState::Resolved => "resolved",
-        }
     }
 }
 
@@ -177,7 +235,7 @@ fn cell(s: &str, max: usize) -> String {
     }
 }
 
-impl Report {
+impl Document {
     /// A table for a terminal: one line per group with its one-line fix, and, for a report from the state
     /// table, each incident's state, time to recover and next expected failure.
     pub fn to_table(&self) -> String {
@@ -208,7 +266,7 @@ impl Report {
                 ];
                 if incidents {
                     let i = g.incident.as_ref();
-                    row.push(i.map(|i| i.state.as_str()).unwrap_or("-").to_owned());
+                    row.push(i.map(|i| i.state).unwrap_or("-").to_owned());
                     row.push(
                         i.and_then(|i| i.time_to_recover_seconds)
                             .map(duration)
@@ -219,7 +277,7 @@ impl Report {
                             .unwrap_or_else(|| "-".into()),
                     );
                 }
-                row.push(cell(one_line(&g.remediation), 100));
+                row.push(cell(&g.fix, 100));
                 row
             })
             .collect();
@@ -386,7 +444,7 @@ impl Report {
                     g.client.map(|c| c.to_string()).unwrap_or_default(),
                     csv_text(&error_codes),
                     csv_text(&g.remediation),
-                    text(g.incident.as_ref().map(|i| i.state.as_str())),
+                    text(g.incident.as_ref().map(|i| i.state)),
                     text(g.incident.as_ref().and_then(|i| i.resolved_at.as_deref())),
                     g.incident
                         .as_ref()
@@ -405,7 +463,7 @@ impl Report {
     }
 }
 
-/// The columns of [`Report::to_csv`], in order.
+/// The columns of [`Document::to_csv`], in order.
 pub const CSV_COLUMNS: [&str; 20] = [
     "account",
     "principal",
@@ -458,32 +516,7 @@ fn csv_row(out: &mut String, fields: impl IntoIterator<Item = String>) {
 /// A stale-cache group like the one of `samples/01-assume-role-default-boto3`, for tests to vary.
 #[cfg(test)]
 pub(crate) fn test_group() -> Group {
-    Group {
-        account: Some("123456789012".into()),
-        principal: Some("arn:aws:iam::123456789012:role/etl-pipeline-role".into()),
-        session: Some("nightly-etl".into()),
-        access_key_ids: vec!["ASIAETLNIGHT1EXAMPLE".into()],
-        failures: 6,
-        first_failure: "2026-11-02T09:00:14Z".into(),
-        last_failure: "2026-11-02T09:31:40Z".into(),
-        issued_at: Some("2026-11-02T08:00:00Z".into()),
-        lease_seconds: Some(3600),
-        lease_source: Some(LeaseSource::Expiration),
-        age_at_first_failure_seconds: Some(3614),
-        verdict: Verdict::StaleCache,
-        severity: Severity::High,
-        credential_source: CredentialSource::AssumeRole,
-        client: Some(Client::Boto3),
-        error_codes: BTreeMap::from([("ExpiredToken".into(), 4), ("ExpiredTokenException".into(), 2)]),
-        event_names: BTreeMap::from([("s3:PutObject".into(), 3), ("glue:GetTable".into(), 3)]),
-        source_ips: vec!["203.0.113.24".into()],
-        remediation: crate::remediation::remediation(
-            Verdict::StaleCache,
-            CredentialSource::AssumeRole,
-            Some(Client::Boto3),
-        ),
-        incident: None,
-    }
+    Group::of(&tokenwatch_core::finding::example_finding())
 }
 
 #[cfg(test)]
@@ -493,9 +526,9 @@ mod tests {
     #[test]
     fn a_state_table_report_shows_incidents_and_no_record_count() {
         let mut g = test_group();
-        g.incident = Some(IncidentSummary {
+        g.incident = Some(Incident {
             id: "x@1".into(),
-            state: IncidentState::Resolved,
+            state: "resolved",
             opened_at: "2026-11-02T09:00:14Z".into(),
             resolved_at: Some("2026-11-02T10:31:40Z".into()),
             time_to_recover_seconds: Some(5486),
@@ -504,7 +537,7 @@ mod tests {
             recurs_every_seconds: Some(86_400),
             next_expected_failure: Some("2026-11-05T09:00:14Z".into()),
         });
-        let table_report = Report {
+        let table_report = Document {
             records: 0,
             failures: 6,
             skipped_records: 0,
@@ -524,7 +557,7 @@ mod tests {
         assert!(md.contains("- incident: resolved after 1h31m26s"), "{md}");
         assert!(md.contains("next failure expected 2026-11-05T09:00:14Z"), "{md}");
 
-        let analyzed = Report {
+        let analyzed = Document {
             records: 115,
             failures: 6,
             skipped_records: 0,
@@ -587,7 +620,7 @@ mod tests {
         rows
     }
 
-    fn hostile_report() -> Report {
+    fn hostile_report() -> Document {
         let mut quoting = test_group();
         quoting.principal = Some("arn:aws:iam::123456789012:role/a,b".into());
         quoting.session = Some("say \"hi\"\r\nnext line".into());
@@ -605,7 +638,7 @@ mod tests {
         tabbed.lease_source = None;
         tabbed.age_at_first_failure_seconds = None;
         tabbed.client = None;
-        Report {
+        Document {
             records: 9,
             failures: 3,
             skipped_records: 0,
@@ -671,7 +704,7 @@ mod tests {
 
     #[test]
     fn csv_of_an_empty_report_is_its_header() {
-        let empty = Report {
+        let empty = Document {
             records: 0,
             failures: 0,
             skipped_records: 0,

@@ -1,0 +1,302 @@
+//! The judged group: [`Finding`], made by [`judge`] and nothing else.
+//!
+//! Offline analysis, the detector and the state-table report each gather a group's evidence their own way
+//! (records in memory, a DynamoDB item), then hand it to [`judge`]: the one place that joins a group to the
+//! session it is judged on, decides with [`crate::assess`], and writes the fix. Decisions
+//! ([`crate::incident::decide`], [`crate::query::Query::matches`]) and every renderer take the
+//! [`Finding`]; nothing parses a rendered value back.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::assess::{Assessment, Facts, assess};
+use crate::classify::Issuance;
+use crate::incident::{GroupState, IncidentId};
+use crate::model::{Client, CredentialSource, Severity, Verdict};
+use crate::ports::{PortError, StateStore};
+use crate::remediation::{Remediation, remediation};
+use crate::stats::{FailureStats, GroupKey};
+use crate::time::Epoch;
+
+/// One account + principal + session and what its failures say. Unknowns are `None`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    /// What the group is keyed by (the principal reduced to the role name).
+    pub key: GroupKey,
+    /// The account.
+    pub account: Option<String>,
+    /// The fullest spelling of the principal seen (a role ARN keeps its path).
+    pub principal: Option<String>,
+    /// The session name.
+    pub session: Option<String>,
+    /// Access keys of the failing calls (at most [`crate::stats::MAX_LISTED`]).
+    pub access_key_ids: Vec<String>,
+    /// Failures counted, each eventID once.
+    pub failures: u64,
+    /// The earliest failure.
+    pub first_failure: Epoch,
+    /// The latest failure.
+    pub last_failure: Epoch,
+    /// Verdict, credential source, issue time, lease, age and severities.
+    pub assessment: Assessment,
+    /// The client that failed most.
+    pub client: Option<Client>,
+    /// Failures per error code.
+    pub error_codes: BTreeMap<String, u64>,
+    /// Failures per `service:EventName`.
+    pub event_names: BTreeMap<String, u64>,
+    /// Source addresses (at most [`crate::stats::MAX_LISTED`]).
+    pub source_ips: Vec<String>,
+    /// The fix for the client and credential source found.
+    pub remediation: Remediation,
+    /// The incident the state table holds for the group; `None` offline.
+    pub incident: Option<IncidentSummary>,
+}
+
+impl Finding {
+    /// See [`Verdict`].
+    pub fn verdict(&self) -> Verdict {
+        self.assessment.verdict
+    }
+
+    /// The report's severity (raised by volume).
+    pub fn severity(&self) -> Severity {
+        self.assessment.severity
+    }
+
+    /// See [`CredentialSource`].
+    pub fn credential_source(&self) -> CredentialSource {
+        self.assessment.credential_source
+    }
+
+    /// When the failing session was issued.
+    pub fn issued_at(&self) -> Option<Epoch> {
+        self.assessment.issued_at
+    }
+
+    /// The failing session's lease in seconds.
+    pub fn lease_seconds(&self) -> Option<u64> {
+        self.assessment.lease.map(|l| l.seconds)
+    }
+}
+
+/// Whether an incident is still going on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncidentState {
+    /// Failing, or not yet quiet for the cool-down.
+    Open,
+    /// Ended.
+    Resolved,
+}
+
+impl IncidentState {
+    /// `open` or `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentState::Open => "open",
+            IncidentState::Resolved => "resolved",
+        }
+    }
+}
+
+/// The incident a state-table group is in or last had, and what its history says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentSummary {
+    /// The incident.
+    pub id: IncidentId,
+    /// Open or resolved.
+    pub state: IncidentState,
+    /// When it began: its first failure.
+    pub opened_at: Epoch,
+    /// When it ended: a newer session, or the cool-down after its last failure.
+    pub resolved_at: Option<Epoch>,
+    /// `resolved_at − opened_at`.
+    pub time_to_recover_seconds: Option<i64>,
+    /// The highest severity it paged at; `None`: it did not page (below the floor, held, suppressed).
+    pub paged: Option<Severity>,
+    /// Incidents of this group the table remembers, this one included.
+    pub incidents_seen: usize,
+    /// The interval its incidents recur at, when they recur regularly (three or more).
+    pub recurs_every_seconds: Option<i64>,
+    /// When the next incident's first failure is expected, for a group that recurs.
+    pub next_expected_failure: Option<Epoch>,
+}
+
+/// Issued sessions by the access key they handed out: the offline index, or what was read from the
+/// state table for one group.
+pub trait Sessions {
+    /// The session issued with `access_key_id`, if its issuing call was seen.
+    fn issued(&self, access_key_id: &str) -> Option<Issuance>;
+}
+
+/// No issuing call known.
+impl Sessions for () {
+    fn issued(&self, _: &str) -> Option<Issuance> {
+        None
+    }
+}
+
+impl Sessions for HashMap<String, Issuance> {
+    fn issued(&self, access_key_id: &str) -> Option<Issuance> {
+        self.get(access_key_id).cloned()
+    }
+}
+
+/// What a group is judged on, however it was gathered.
+#[derive(Clone, Copy, Debug)]
+pub struct Evidence<'a> {
+    /// The group.
+    pub key: &'a GroupKey,
+    /// Its failures (of the current incident, for the detector).
+    pub stats: &'a FailureStats,
+    /// When sessions of the group were issued.
+    pub issued_times: &'a BTreeSet<Epoch>,
+}
+
+impl<'a> Evidence<'a> {
+    /// The access key of the session the group is judged on: the earliest failure's. The only place that
+    /// says which session that is; [`judge`] and [`judge_stored`] both ask it.
+    pub fn failing_access_key(&self) -> Option<&'a str> {
+        self.stats.first_failure.access_key_id.as_deref()
+    }
+}
+
+impl GroupState {
+    /// This state as evidence for [`judge`].
+    pub fn evidence(&self) -> Evidence<'_> {
+        Evidence {
+            key: &self.key,
+            stats: &self.stats,
+            issued_times: &self.issued_times,
+        }
+    }
+}
+
+/// Judges a group: joins it to the session of its earliest failure through `sessions`, decides per
+/// docs/rules.md, and writes the fix. The analyzer, the detector and the state-table report all come here.
+pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
+    let stats = evidence.stats;
+    let issuance = evidence.failing_access_key().and_then(|k| sessions.issued(k));
+    let issued_times: Vec<Epoch> = evidence.issued_times.iter().copied().collect();
+    let facts = Facts {
+        principal: stats.principal.as_deref(),
+        session: evidence.key.session.as_deref(),
+        failures: stats.failures,
+        first_failure: stats.first,
+        last_failure: stats.last,
+        token_call_failures: stats.token_call_failures,
+        token_call: stats.first_failure.token_call,
+        request_expired_failures: stats.request_expired_failures,
+        creation_date: stats.first_failure.creation_date,
+        access_key_id: stats.first_failure.access_key_id.as_deref(),
+        hints: stats.first_failure.hints.clone(),
+        issuance: issuance.as_ref(),
+        issued_times: &issued_times,
+    };
+    let assessment = assess(&facts);
+    let client = stats.client();
+    Finding {
+        key: evidence.key.clone(),
+        account: evidence.key.account.clone(),
+        principal: stats.principal.clone(),
+        session: evidence.key.session.clone(),
+        access_key_ids: stats.access_key_ids.iter().cloned().collect(),
+        failures: stats.failures,
+        first_failure: stats.first,
+        last_failure: stats.last,
+        remediation: remediation(assessment.verdict, assessment.credential_source, client),
+        assessment,
+        client,
+        error_codes: stats.error_codes.clone(),
+        event_names: stats.event_names.clone(),
+        source_ips: stats.source_ips.iter().cloned().collect(),
+        incident: None,
+    }
+}
+
+/// [`judge`] for a group held by a [`StateStore`]: reads the one session [`Evidence::failing_access_key`]
+/// names from the store first.
+pub async fn judge_stored<S: StateStore>(store: &S, state: &GroupState) -> Result<Finding, PortError> {
+    let evidence = state.evidence();
+    let mut known: HashMap<String, Issuance> = HashMap::new();
+    if let Some(key) = evidence.failing_access_key()
+        && let Some(issuance) = store.session(key).await?
+    {
+        known.insert(key.to_owned(), issuance);
+    }
+    Ok(judge(evidence, &known))
+}
+
+/// Report order: most severe first, then most failures, then by account, principal and session.
+pub fn order(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        b.severity()
+            .cmp(&a.severity())
+            .then(b.failures.cmp(&a.failures))
+            .then_with(|| (&a.account, &a.principal, &a.session).cmp(&(&b.account, &b.principal, &b.session)))
+    });
+}
+
+/// What a report covers: counts and the findings, most severe first. Shown by `tokenwatch-render`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// Records read, duplicates included (0 for a report from the state table, which reads none).
+    pub records: u64,
+    /// Expiry-family failures, each eventID once.
+    pub failures: u64,
+    /// Records that could not be used (no time, not JSON), included in `records`.
+    pub skipped_records: u64,
+    /// The findings, in [`order`].
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Its findings carry incidents: it was read from the state table, not from records.
+    pub fn from_state_table(&self) -> bool {
+        self.findings.iter().any(|f| f.incident.is_some())
+    }
+}
+
+/// A stale-cache finding like the one of `samples/01-assume-role-default-boto3`, for tests to vary.
+#[doc(hidden)]
+pub fn example_finding() -> Finding {
+    use crate::assess::Lease;
+    use crate::model::LeaseSource;
+    let first = crate::time::parse_time("2026-11-02T09:00:14Z").unwrap_or_default();
+    let key = GroupKey {
+        account: Some("123456789012".into()),
+        principal: Some("etl-pipeline-role".into()),
+        session: Some("nightly-etl".into()),
+    };
+    Finding {
+        account: key.account.clone(),
+        principal: Some("arn:aws:iam::123456789012:role/etl-pipeline-role".into()),
+        session: key.session.clone(),
+        key,
+        access_key_ids: vec!["ASIAETLNIGHT1EXAMPLE".into()],
+        failures: 6,
+        first_failure: first,
+        last_failure: first + 1886,
+        assessment: Assessment {
+            verdict: Verdict::StaleCache,
+            credential_source: CredentialSource::AssumeRole,
+            issued_at: Some(first - 3614),
+            lease: Some(Lease {
+                seconds: 3600,
+                source: LeaseSource::Expiration,
+            }),
+            age_at_first_failure: Some(3614),
+            severity: Severity::High,
+            paging_severity: Severity::High,
+        },
+        client: Some(Client::Boto3),
+        error_codes: BTreeMap::from([("ExpiredToken".into(), 4), ("ExpiredTokenException".into(), 2)]),
+        event_names: BTreeMap::from([("s3:PutObject".into(), 3), ("glue:GetTable".into(), 3)]),
+        source_ips: vec!["203.0.113.24".into()],
+        remediation: remediation(
+            Verdict::StaleCache,
+            CredentialSource::AssumeRole,
+            Some(Client::Boto3),
+        ),
+        incident: None,
+    }
+}
