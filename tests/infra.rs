@@ -1129,3 +1129,100 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
         .await
         .unwrap();
 }
+
+/// The skipped checks of a checkov configuration, each with its reason: the comment lines right above the
+/// entry, the first starting with the check's id and a colon.
+fn checkov_skips(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut skips: Vec<(String, String)> = Vec::new();
+    let mut in_list = false;
+    let mut comment: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            comment.clear();
+            continue;
+        }
+        if !line.starts_with(' ') {
+            in_list = trimmed == "skip-check:";
+            comment.clear();
+            continue;
+        }
+        if !in_list {
+            continue;
+        }
+        if let Some(c) = trimmed.strip_prefix('#') {
+            comment.push(c.trim());
+        } else if let Some(id) = trimmed.strip_prefix("- ") {
+            let id = id.trim();
+            let reason = comment
+                .first()
+                .and_then(|first| first.strip_prefix(&format!("{id}:")))
+                .map(|first| {
+                    std::iter::once(first.trim())
+                        .chain(comment[1..].iter().copied())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .ok_or_else(|| format!("{id}: no comment starting with \"# {id}:\" right above it"))?;
+            if reason.len() < 40 {
+                return Err(format!("{id}: reason too short to be one: {reason:?}"));
+            }
+            if skips.iter().any(|(known, _)| known == id) {
+                return Err(format!("{id}: skipped twice"));
+            }
+            skips.push((id.to_owned(), reason));
+            comment.clear();
+        } else {
+            comment.clear();
+        }
+    }
+    Ok(skips)
+}
+
+#[test]
+fn every_checkov_skip_has_a_reason() {
+    let text = std::fs::read_to_string(infra_dir().join(".checkov.yaml")).unwrap();
+    let skips = checkov_skips(&text).unwrap();
+    assert!(!skips.is_empty());
+    let id = regex::Regex::new(r"^CKV2?_AWS_[0-9]+$").unwrap();
+    for (check, _) in &skips {
+        assert!(id.is_match(check), "{check}");
+    }
+    // checkov itself reads the same list.
+    let config: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let listed: Vec<String> = config["skip-check"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, skips.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>());
+    // Pinned, in a venv of its own, and run by the lint.
+    let script =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/infra-check.sh"))
+            .unwrap();
+    assert!(
+        regex::Regex::new(r"(?m)^CHECKOV_VERSION=[0-9]+\.[0-9]+\.[0-9]+$")
+            .unwrap()
+            .is_match(&script)
+    );
+    assert!(script.contains("install_one .venv-checkov checkov \"$CHECKOV_VERSION\""));
+
+    let unexplained = "skip-check:\n  - CKV_AWS_117\n";
+    assert!(checkov_skips(unexplained).unwrap_err().contains("CKV_AWS_117"));
+    let misplaced = concat!(
+        "skip-check:\n",
+        "  # CKV_AWS_116: the schedules' invocations carry nothing to replay, and so on\n",
+        "  - CKV_AWS_117\n"
+    );
+    assert!(checkov_skips(misplaced).is_err());
+    let terse = "skip-check:\n  # CKV_AWS_117: no\n  - CKV_AWS_117\n";
+    assert!(checkov_skips(terse).unwrap_err().contains("too short"));
+    let separated = concat!(
+        "skip-check:\n",
+        "  # CKV_AWS_117: the functions call only AWS APIs, nothing private to reach\n",
+        "  - CKV_AWS_116\n",
+        "  - CKV_AWS_117\n"
+    );
+    assert!(checkov_skips(separated).is_err());
+}
