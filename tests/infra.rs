@@ -3,7 +3,7 @@
 //! installed on moto's EventBridge, letting through exactly the events the detector needs from every
 //! sample, a drill and a set of look-alikes. The resource and trust policies are evaluated, as IAM would,
 //! against the principals that matter (who may send to the queues, publish to the topic, use its key, put
-//! events on the organization's bus, assume the redrive role), the digest-missing alarm over runs
+//! events on the organization's bus, assume the drill and redrive roles), the digest-missing alarm over runs
 //! of hours with and without a digest, and each check is shown to catch the template it guards against.
 //!
 //! The moto test needs `TOKENWATCH_MOTO_ENDPOINT` (`scripts/emulators.sh start`, then
@@ -30,7 +30,7 @@ const ISSUING_CALLS: [&str; 5] = [
 ];
 
 /// Statements that must keep a `*` resource (or action): (template, resource, statement Sid, why).
-const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 2] = [
+const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 3] = [
     (
         "template.yaml",
         "TopicKey",
@@ -42,6 +42,13 @@ const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 2] = [
         "TopicKey",
         "AlarmsPublishToTheEncryptedTopic",
         "a key policy's Resource is always \"*\": it means this key",
+    ),
+    (
+        "template.yaml",
+        "DrillRole",
+        "ReadOnlyProbes",
+        "the probes' list calls are authorised only on \"*\" (the actions: \
+         the_drill_role_may_make_exactly_the_probe_calls)",
     ),
 ];
 
@@ -677,6 +684,14 @@ fn config_variables(crate_dir: &Path) -> BTreeSet<String> {
     re.captures_iter(&source).map(|c| c[1].to_owned()).collect()
 }
 
+/// Variables the template sets before a function's configuration reads them: (variable, function, why).
+/// Once config.rs reads one, it is simply part of what the function reads.
+const SET_AHEAD: [(&str, &str, &str); 1] = [(
+    "DRILL_ROLE_ARN",
+    "DetectorFunction",
+    "the drill role's ARN, by which the detector is to recognise a real drill's sessions",
+)];
+
 #[test]
 fn each_function_environment_is_what_its_configuration_reads() {
     let t = template("template.yaml");
@@ -698,7 +713,16 @@ fn each_function_environment_is_what_its_configuration_reads() {
         );
         // The Lambda runtime sets AWS_REGION (and reserves it).
         let by_runtime = BTreeSet::from(["AWS_REGION".to_owned()]);
-        let want: BTreeSet<String> = read.difference(&by_runtime).cloned().collect();
+        let ahead: BTreeSet<String> = SET_AHEAD
+            .iter()
+            .filter(|(_, function, _)| *function == id)
+            .map(|(variable, _, _)| (*variable).to_owned())
+            .collect();
+        assert!(
+            ahead.is_subset(&set),
+            "{id}: SET_AHEAD names {ahead:?}, not all set"
+        );
+        let want: BTreeSet<String> = read.difference(&by_runtime).chain(&ahead).cloned().collect();
         assert_eq!(set, want, "{id}: template variables vs config.rs constants");
         let vars = &props["Environment"]["Variables"];
         assert_eq!(vars["TABLE_NAME"], reference("StateTable"), "{id}");
@@ -2040,6 +2064,152 @@ fn the_state_table_survives_deleting_or_replacing_the_stack() {
     );
 }
 
+/// The read-only calls `tokenwatch drill --real` makes as the drill role, and the action each needs (STS
+/// GetCallerIdentity needs none).
+const PROBE_ACTIONS: [(&str, &str); 10] = [
+    ("S3 ListBuckets", "s3:ListAllMyBuckets"),
+    ("EC2 DescribeRegions", "ec2:DescribeRegions"),
+    ("DynamoDB ListTables", "dynamodb:ListTables"),
+    ("Lambda ListFunctions", "lambda:ListFunctions"),
+    ("SQS ListQueues", "sqs:ListQueues"),
+    ("SNS ListTopics", "sns:ListTopics"),
+    ("SSM DescribeParameters", "ssm:DescribeParameters"),
+    ("KMS ListAliases", "kms:ListAliases"),
+    ("CloudWatch Logs DescribeLogGroups", "logs:DescribeLogGroups"),
+    ("IAM ListAccountAliases", "iam:ListAccountAliases"),
+];
+
+/// What the drill role may do beyond (or short of) the probe calls.
+fn drill_permission_problems(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let role = &t["Resources"]["DrillRole"]["Properties"];
+    for key in ["ManagedPolicyArns", "PermissionsBoundary"] {
+        if role.get(key).is_some() {
+            problems.push(format!("{key}: permissions not reviewed here"));
+        }
+    }
+    let want: BTreeSet<String> = PROBE_ACTIONS.iter().map(|(_, a)| (*a).to_owned()).collect();
+    let mut got = BTreeSet::new();
+    for (_, s) in statements(t)
+        .iter()
+        .filter(|(id, s)| id == "DrillRole" && s["Action"] != "sts:AssumeRole")
+    {
+        if s["Effect"] != "Allow" || s.get("Condition").is_some() {
+            problems.push(format!("statement {}: not a plain allow", s["Sid"]));
+        }
+        for a in as_list(&s["Action"]) {
+            let a = a.as_str().unwrap().to_owned();
+            if s["Resource"] == "*" && !want.contains(&a) {
+                problems.push(format!("{a} on \"*\""));
+            }
+            got.insert(a);
+        }
+    }
+    for a in got.symmetric_difference(&want) {
+        problems.push(format!(
+            "{a}: {}",
+            if got.contains(a) {
+                "not a probe call"
+            } else {
+                "missing"
+            }
+        ));
+    }
+    problems
+}
+
+/// The actions of the drill role's statement.
+fn probe_actions(t: &mut Value) -> &mut Vec<Value> {
+    let policy = &mut t["Resources"]["DrillRole"]["Properties"]["Policies"][0];
+    policy["PolicyDocument"]["Statement"][0]["Action"]
+        .as_array_mut()
+        .unwrap()
+}
+
+#[test]
+fn the_drill_role_may_make_exactly_the_probe_calls() {
+    let t = template("template.yaml");
+    assert_eq!(drill_permission_problems(&t), Vec::<String>::new());
+    // All of them list or describe; none reads data.
+    for (call, action) in PROBE_ACTIONS {
+        let verb = action.split(':').nth(1).unwrap();
+        assert!(
+            verb.starts_with("List") || verb.starts_with("Describe"),
+            "{call}: {action}"
+        );
+    }
+    let mut wider = t.clone();
+    probe_actions(&mut wider).push(json!("s3:GetObject"));
+    assert_eq!(
+        drill_permission_problems(&wider),
+        ["s3:GetObject on \"*\"", "s3:GetObject: not a probe call"]
+    );
+    let mut narrower = t;
+    probe_actions(&mut narrower).retain(|a| a != "kms:ListAliases");
+    assert_eq!(drill_permission_problems(&narrower), ["kms:ListAliases: missing"]);
+}
+
+#[test]
+fn the_drill_role_trusts_only_the_account_for_an_hour_and_the_detector_knows_it() {
+    let t = template("template.yaml");
+    let d = Deployed::new(t.clone(), &[]);
+    assert!(d.exists("DrillRole"), "on by default");
+    let trust = d.policy("DrillRole");
+    let oncall = || Caller::Iam(role_of(ACCOUNT, "oncall"));
+    assert!(may_assume(&trust, oncall(), "tokenwatch-drill-3f9a2c"));
+    assert!(
+        !may_assume(&trust, oncall(), "oncall"),
+        "only as a drill's session"
+    );
+    assert!(!may_assume(
+        &trust,
+        Caller::Iam(role_of(OTHER_ACCOUNT, "oncall")),
+        "tokenwatch-drill-1"
+    ));
+    assert!(!may_assume(
+        &trust,
+        Caller::Service("lambda.amazonaws.com"),
+        "tokenwatch-drill-1"
+    ));
+    // The trust names the account itself, not a principal in it: an operator also needs sts:AssumeRole on
+    // the role's ARN in their own policy.
+    let principals: Vec<Value> = trust.iter().map(|s| s["Principal"].clone()).collect();
+    assert_eq!(
+        principals,
+        [json!({"AWS": format!("arn:aws:iam::{ACCOUNT}:root")})]
+    );
+    let role = &d.resource("DrillRole")["Properties"];
+    assert_eq!(role["MaxSessionDuration"], 3600);
+    // A stable name, so that the drill's sessions are recognisable; IAM's 64-character limit holds for the
+    // default stack name in the longest region names.
+    assert!(
+        role["RoleName"]["Fn::Sub"]
+            .as_str()
+            .unwrap()
+            .starts_with("${AWS::StackName}-drill")
+    );
+    let name = d.name_of("DrillRole");
+    assert_eq!(name, "tokenwatch-drill-us-east-1");
+    assert!(name.len() - REGION.len() + "ap-southeast-3".len() <= 64);
+    // The detector gets its ARN (the reporter does not), and the stack outputs it.
+    let env = |function: &str| d.resolve(&d.resource(function)["Properties"]["Environment"]["Variables"]);
+    assert_eq!(
+        env("DetectorFunction")["DRILL_ROLE_ARN"],
+        json!(d.arn_of("DrillRole"))
+    );
+    assert!(env("ReporterFunction").get("DRILL_ROLE_ARN").is_none());
+    assert_eq!(t["Outputs"]["DrillRoleArn"]["Value"], get_att("DrillRole", "Arn"));
+    assert_eq!(
+        t["Outputs"]["DrillRoleArn"]["Condition"],
+        t["Resources"]["DrillRole"]["Condition"]
+    );
+    // Turned off: no role, no output, an empty variable.
+    let off = Deployed::new(t.clone(), &[("DrillRoleEnabled", "false")]);
+    assert!(!off.exists("DrillRole"));
+    let env = off.resolve(&off.resource("DetectorFunction")["Properties"]["Environment"]["Variables"]);
+    assert_eq!(env["DRILL_ROLE_ARN"], "");
+}
+
 /// The DynamoDB actions each call of the state store needs (crates/aws/src/dynamodb), and whether on the
 /// table or its index.
 fn dynamodb_actions_of_the_store() -> BTreeSet<(&'static str, &'static str)> {
@@ -2152,7 +2322,7 @@ fn kms_problems(t: &Value) -> Vec<String> {
             .filter_map(Value::as_str)
             .filter(|a| a.starts_with("kms:"))
             .collect();
-        // Listing aliases uses no key.
+        // Listing aliases (the drill's probe) uses no key.
         let uses_a_key = kms.iter().any(|a| !a.starts_with("kms:List"));
         if uses_a_key && kms != BTreeSet::from(["kms:GenerateDataKey", "kms:Decrypt"]) {
             problems.push(format!("{id} {}: {kms:?}", s["Sid"]));
