@@ -1,7 +1,10 @@
 //! The SAM deployment (infra/), checked by reading it: least privilege, encryption, the dead-letter queue,
 //! the rule state, the event source mapping and the function's environment; and the rule's event pattern,
 //! installed on moto's EventBridge, letting through exactly the events the detector needs from every
-//! sample, a drill and a set of look-alikes.
+//! sample, a drill and a set of look-alikes. The resource and trust policies are evaluated, as IAM would,
+//! against the principals that matter (who may send to the queues, publish to the topic, use its key, put
+//! events on the organization's bus, assume the drill and redrive roles), the digest-missing alarm over runs
+//! of hours with and without a digest, and each check is shown to catch the template it guards against.
 //!
 //! The moto test needs `TOKENWATCH_MOTO_ENDPOINT` (`scripts/emulators.sh start`, then
 //! `source target/emulators/env`) and fails without it.
@@ -27,7 +30,7 @@ const ISSUING_CALLS: [&str; 5] = [
 ];
 
 /// Statements that must keep a `*` resource (or action): (template, resource, statement Sid, why).
-const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 2] = [
+const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 3] = [
     (
         "template.yaml",
         "TopicKey",
@@ -39,6 +42,13 @@ const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 2] = [
         "TopicKey",
         "AlarmsPublishToTheEncryptedTopic",
         "a key policy's Resource is always \"*\": it means this key",
+    ),
+    (
+        "template.yaml",
+        "DrillRole",
+        "ReadOnlyProbes",
+        "the probes' list calls are authorised only on \"*\" (the actions: \
+         the_drill_role_may_make_exactly_the_probe_calls)",
     ),
 ];
 
@@ -303,7 +313,8 @@ fn the_detector_role_grants_exactly_what_the_function_calls() {
         ("dynamodb:GetItem", vec![&table]),
         ("dynamodb:PutItem", vec![&table]),
         ("dynamodb:UpdateItem", vec![&table]),
-        ("dynamodb:Query", vec![&table, &index]),
+        // The sweep queries the open-incidents index, never the table.
+        ("dynamodb:Query", vec![&index]),
         ("sqs:ReceiveMessage", vec![&queue]),
         ("sqs:DeleteMessage", vec![&queue]),
         ("sqs:ChangeMessageVisibility", vec![&queue]),
@@ -326,7 +337,7 @@ fn the_detector_role_grants_exactly_what_the_function_calls() {
         .copied()
         .chain([
             "sns:Publish",
-            "kms:GenerateDataKey*",
+            "kms:GenerateDataKey",
             "kms:Decrypt",
             "logs:CreateLogStream",
             "logs:PutLogEvents",
@@ -369,7 +380,10 @@ fn the_dead_letter_queue_is_wired() {
             .filter(|r| as_list(&r["Properties"]["Queues"]).contains(&reference(q)))
             .collect();
         assert_eq!(policies.len(), 1, "{q} has one queue policy");
-        let s = as_list(&policies[0]["Properties"]["PolicyDocument"]["Statement"]);
+        let s: Vec<Value> = as_list(&policies[0]["Properties"]["PolicyDocument"]["Statement"])
+            .into_iter()
+            .filter(|s| s["Effect"] == "Allow")
+            .collect();
         assert_eq!(s.len(), 1, "{q}: only the rule is granted");
         assert_eq!(s[0]["Principal"], json!({"Service": "events.amazonaws.com"}));
         assert_eq!(s[0]["Action"], "sqs:SendMessage");
@@ -431,7 +445,10 @@ fn the_table_the_topic_and_the_queues_are_encrypted() {
     }
     let queues = of_type(&t, "AWS::SQS::Queue");
     assert_eq!(queues.len(), 2);
-    for (id, q) in queues {
+    let forwarder = template("forwarder.yaml");
+    let forwarder_queues = of_type(&forwarder, "AWS::SQS::Queue");
+    assert_eq!(forwarder_queues.len(), 1);
+    for (id, q) in queues.into_iter().chain(forwarder_queues) {
         let p = &q["Properties"];
         assert!(
             p["SqsManagedSseEnabled"] == true || !p["KmsMasterKeyId"].is_null(),
@@ -559,18 +576,17 @@ fn the_reporter_only_reads_the_table_and_publishes_to_the_topic() {
     );
     let granted = grants(&t, role);
     let table = get_att("StateTable", "Arn").to_string();
-    let index = json!({ "Fn::Sub": "${StateTable.Arn}/index/open-incidents" }).to_string();
     let log_group = f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         .as_str()
         .unwrap();
     let key = get_att("TopicKey", "Arn").to_string();
     let set = |items: &[&String]| -> BTreeSet<String> { items.iter().map(|s| s.to_string()).collect() };
     let expect: BTreeMap<&str, BTreeSet<String>> = BTreeMap::from([
+        // A report scans the groups and gets the failing sessions; it queries nothing.
         ("dynamodb:Scan", set(&[&table])),
         ("dynamodb:GetItem", set(&[&table])),
-        ("dynamodb:Query", set(&[&table, &index])),
         ("sns:Publish", set(&[&reference("AlertTopic").to_string()])),
-        ("kms:GenerateDataKey*", set(&[&key])),
+        ("kms:GenerateDataKey", set(&[&key])),
         ("kms:Decrypt", set(&[&key])),
         (
             "logs:CreateLogStream",
@@ -587,7 +603,7 @@ fn the_reporter_only_reads_the_table_and_publishes_to_the_topic() {
     for (action, resources) in &granted {
         assert!(
             !action.starts_with("dynamodb:")
-                || ["dynamodb:Scan", "dynamodb:Query", "dynamodb:GetItem"].contains(&action.as_str()),
+                || ["dynamodb:Scan", "dynamodb:GetItem"].contains(&action.as_str()),
             "{action}: the reporter never writes"
         );
         assert!(
@@ -681,6 +697,14 @@ fn config_variables(crate_dir: &Path) -> BTreeSet<String> {
     read
 }
 
+/// Variables the template sets before a function's configuration reads them: (variable, function, why).
+/// Once config.rs reads one, it is simply part of what the function reads.
+const SET_AHEAD: [(&str, &str, &str); 1] = [(
+    "DRILL_ROLE_ARN",
+    "DetectorFunction",
+    "the drill role's ARN, by which the detector is to recognise a real drill's sessions",
+)];
+
 #[test]
 fn each_function_environment_is_what_its_configuration_reads() {
     let t = template("template.yaml");
@@ -702,7 +726,16 @@ fn each_function_environment_is_what_its_configuration_reads() {
         );
         // The Lambda runtime sets AWS_REGION (and reserves it).
         let by_runtime = BTreeSet::from(["AWS_REGION".to_owned()]);
-        let want: BTreeSet<String> = read.difference(&by_runtime).cloned().collect();
+        let ahead: BTreeSet<String> = SET_AHEAD
+            .iter()
+            .filter(|(_, function, _)| *function == id)
+            .map(|(variable, _, _)| (*variable).to_owned())
+            .collect();
+        assert!(
+            ahead.is_subset(&set),
+            "{id}: SET_AHEAD names {ahead:?}, not all set"
+        );
+        let want: BTreeSet<String> = read.difference(&by_runtime).chain(&ahead).cloned().collect();
         assert_eq!(set, want, "{id}: template variables vs config.rs constants");
         let vars = &props["Environment"]["Variables"];
         assert_eq!(vars["TABLE_NAME"], reference("StateTable"), "{id}");
@@ -818,7 +851,8 @@ fn only_the_functions_and_the_stack_alarms_publish_to_the_topic() {
             "Errors",
             "Throttles",
             "ApproximateNumberOfMessagesVisible",
-            "DigestsFailed"
+            "DigestsFailed",
+            "DigestsPublished"
         ])
     );
     for (id, a) in &alarms {
@@ -826,7 +860,7 @@ fn only_the_functions_and_the_stack_alarms_publish_to_the_topic() {
         let name = a["Properties"]["AlarmName"]["Fn::Sub"].as_str().unwrap();
         assert!(
             name.starts_with("${AWS::StackName}-"),
-            "{id}: the topic policy admits alarms by name"
+            "{id}: the key policy admits the stack's alarms by name"
         );
     }
     assert_eq!(t["Outputs"]["AlertTopicArn"]["Value"], reference(topic));
@@ -1141,4 +1175,1282 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
         .send()
         .await
         .unwrap();
+}
+
+// -----------------------------------------------------------------------------------------------------
+// The policies and alarms evaluated: who may send, publish, put events, assume and invoke, and when an
+// alarm fires
+// -----------------------------------------------------------------------------------------------------
+
+const ACCOUNT: &str = "111122223333";
+const OTHER_ACCOUNT: &str = "444455556666";
+const REGION: &str = "us-east-1";
+const STACK: &str = "tokenwatch";
+const ORGANIZATION: &str = "o-exampleorg01";
+const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+
+/// A template deployed as stack STACK in account ACCOUNT and region REGION with its parameters' defaults
+/// and `overrides`: CloudFormation's intrinsic functions resolved, conditions evaluated, physical names the
+/// template's or `<stack>-<logical id>` where CloudFormation generates one (without its random suffix).
+struct Deployed {
+    t: Value,
+    parameters: BTreeMap<String, String>,
+}
+
+impl Deployed {
+    fn new(t: Value, overrides: &[(&str, &str)]) -> Self {
+        let mut parameters = BTreeMap::new();
+        for (name, p) in t["Parameters"].as_object().into_iter().flatten() {
+            match &p["Default"] {
+                Value::Null => {}
+                Value::String(s) => {
+                    parameters.insert(name.clone(), s.clone());
+                }
+                other => {
+                    parameters.insert(name.clone(), other.to_string());
+                }
+            }
+        }
+        for (name, value) in overrides {
+            assert!(t["Parameters"].get(*name).is_some(), "no parameter {name}");
+            parameters.insert((*name).to_owned(), (*value).to_owned());
+        }
+        Deployed { t, parameters }
+    }
+
+    fn holds(&self, condition: &str) -> bool {
+        let c = &self.t["Conditions"][condition];
+        assert!(!c.is_null(), "no condition {condition}");
+        self.truth(c)
+    }
+
+    fn truth(&self, c: &Value) -> bool {
+        if let Some(name) = c.get("Condition").and_then(Value::as_str) {
+            self.holds(name)
+        } else if let Some(a) = c.get("Fn::Not") {
+            !self.truth(&a[0])
+        } else if let Some(a) = c.get("Fn::And") {
+            a.as_array().unwrap().iter().all(|c| self.truth(c))
+        } else if let Some(a) = c.get("Fn::Or") {
+            a.as_array().unwrap().iter().any(|c| self.truth(c))
+        } else if let Some(a) = c.get("Fn::Equals") {
+            self.resolve(&a[0]) == self.resolve(&a[1])
+        } else {
+            panic!("a condition these tests do not evaluate: {c}")
+        }
+    }
+
+    fn resource(&self, id: &str) -> &Value {
+        let r = &self.t["Resources"][id];
+        assert!(r.is_object(), "no resource {id}");
+        r
+    }
+
+    /// Whether resource `id` is created with these parameters.
+    fn exists(&self, id: &str) -> bool {
+        self.resource(id)["Condition"]
+            .as_str()
+            .is_none_or(|c| self.holds(c))
+    }
+
+    fn name_of(&self, id: &str) -> String {
+        let r = self.resource(id);
+        let p = &r["Properties"];
+        let given = match r["Type"].as_str().unwrap() {
+            "AWS::IAM::Role" => &p["RoleName"],
+            "AWS::CloudWatch::Alarm" => &p["AlarmName"],
+            "AWS::Events::Rule" => &p["Name"],
+            "AWS::SQS::Queue" => &p["QueueName"],
+            "AWS::SNS::Topic" => &p["TopicName"],
+            "AWS::DynamoDB::Table" => &p["TableName"],
+            _ => &Value::Null,
+        };
+        if given.is_null() {
+            format!("{STACK}-{id}")
+        } else {
+            self.text(given)
+        }
+    }
+
+    fn arn_of(&self, id: &str) -> String {
+        let name = self.name_of(id);
+        match self.resource(id)["Type"].as_str().unwrap() {
+            "AWS::IAM::Role" => format!("arn:aws:iam::{ACCOUNT}:role/{name}"),
+            "AWS::CloudWatch::Alarm" => format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}"),
+            "AWS::Events::Rule" => format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"),
+            "AWS::SQS::Queue" => format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"),
+            "AWS::SNS::Topic" => format!("arn:aws:sns:{REGION}:{ACCOUNT}:{name}"),
+            "AWS::DynamoDB::Table" => format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"),
+            "AWS::KMS::Key" => format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{id}"),
+            "AWS::Serverless::Function" => format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"),
+            "AWS::Logs::LogGroup" => format!(
+                "arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{}",
+                self.text(&self.resource(id)["Properties"]["LogGroupName"])
+            ),
+            other => panic!("the ARN of a {other}: not modelled"),
+        }
+    }
+
+    fn reference(&self, name: &str) -> Value {
+        match name {
+            "AWS::AccountId" => return json!(ACCOUNT),
+            "AWS::Region" => return json!(REGION),
+            "AWS::StackName" => return json!(STACK),
+            "AWS::Partition" => return json!("aws"),
+            "AWS::NoValue" => return Value::Null,
+            _ => {}
+        }
+        if let Some(value) = self.parameters.get(name) {
+            return json!(value);
+        }
+        match self.resource(name)["Type"].as_str().unwrap() {
+            "AWS::SQS::Queue" => json!(format!(
+                "https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{}",
+                self.name_of(name)
+            )),
+            "AWS::SNS::Topic" | "AWS::KMS::Key" => json!(self.arn_of(name)),
+            _ => json!(self.name_of(name)),
+        }
+    }
+
+    fn attribute(&self, id: &str, attribute: &str) -> Value {
+        match attribute {
+            "Arn" => json!(self.arn_of(id)),
+            "QueueName" => json!(self.name_of(id)),
+            other => panic!("!GetAtt {id}.{other}: not modelled"),
+        }
+    }
+
+    /// `v` with every intrinsic function resolved; `!Ref AWS::NoValue` is left out of lists and is `null`
+    /// elsewhere.
+    fn resolve(&self, v: &Value) -> Value {
+        match v {
+            Value::Object(m) if m.len() == 1 => {
+                let (function, a) = m.iter().next().unwrap();
+                match function.as_str() {
+                    "Ref" => self.reference(a.as_str().unwrap()),
+                    "Fn::GetAtt" => self.attribute(a[0].as_str().unwrap(), a[1].as_str().unwrap()),
+                    "Fn::If" => {
+                        let branch = if self.holds(a[0].as_str().unwrap()) { 1 } else { 2 };
+                        self.resolve(&a[branch])
+                    }
+                    "Fn::Sub" => {
+                        let (text, variables) = match a {
+                            Value::String(s) => (s.as_str(), Map::new()),
+                            _ => (
+                                a[0].as_str().unwrap(),
+                                a[1].as_object().cloned().unwrap_or_default(),
+                            ),
+                        };
+                        let re = regex::Regex::new(r"\$\{([^}]+)\}").unwrap();
+                        json!(re.replace_all(text, |c: &regex::Captures| {
+                            let name = &c[1];
+                            if let Some(v) = variables.get(name) {
+                                self.text(v)
+                            } else if let (Some((id, attribute)), false) =
+                                (name.split_once('.'), name.starts_with("AWS::"))
+                            {
+                                self.text(&self.attribute(id, attribute))
+                            } else {
+                                self.text(&self.reference(name))
+                            }
+                        }))
+                    }
+                    _ => Value::Object(m.iter().map(|(k, v)| (k.clone(), self.resolve(v))).collect()),
+                }
+            }
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), self.resolve(v))).collect()),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.resolve(v))
+                    .filter(|v| !v.is_null())
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    fn text(&self, v: &Value) -> String {
+        match self.resolve(v) {
+            Value::String(s) => s,
+            other => other.to_string(),
+        }
+    }
+
+    /// The resolved statements of a resource policy (a queue's, a topic's, a key's, a bus's) or of a
+    /// role's trust policy.
+    fn policy(&self, id: &str) -> Vec<Value> {
+        let r = self.resource(id);
+        let p = &r["Properties"];
+        let statements = match r["Type"].as_str().unwrap() {
+            "AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy" => &p["PolicyDocument"]["Statement"],
+            "AWS::KMS::Key" => &p["KeyPolicy"]["Statement"],
+            "AWS::Events::EventBusPolicy" => &p["Statement"],
+            "AWS::IAM::Role" => &p["AssumeRolePolicyDocument"]["Statement"],
+            other => panic!("the policy of a {other}: not modelled"),
+        };
+        as_list(&self.resolve(statements))
+    }
+
+    /// The queue policy of queue `queue`.
+    fn queue_policy(&self, queue: &str) -> String {
+        let policies: Vec<&str> = of_type(&self.t, "AWS::SQS::QueuePolicy")
+            .into_iter()
+            .filter(|(_, p)| as_list(&p["Properties"]["Queues"]).contains(&reference(queue)))
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(policies.len(), 1, "{queue} has one queue policy: {policies:?}");
+        policies[0].to_owned()
+    }
+}
+
+/// Who makes a request.
+#[derive(Clone, Debug)]
+enum Caller {
+    /// An IAM role (its ARN) whose own IAM policy allows the request: the principal every resource
+    /// policy here must reckon with.
+    Iam(String),
+    /// An AWS service principal, acting for a resource named by `aws:SourceArn` in the context.
+    Service(&'static str),
+}
+
+fn account_of(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or("")
+}
+
+/// A request on a resource of account ACCOUNT.
+struct Request {
+    caller: Caller,
+    action: String,
+    resource: String,
+    /// Condition keys other than those of the caller (`aws:PrincipalArn`, `aws:PrincipalAccount`,
+    /// `aws:PrincipalIsAWSService`, which come from `caller`).
+    context: Vec<(&'static str, String)>,
+}
+
+impl Request {
+    fn new(caller: Caller, action: &str, resource: &str) -> Self {
+        Request {
+            caller,
+            action: action.to_owned(),
+            resource: resource.to_owned(),
+            context: Vec::new(),
+        }
+    }
+
+    fn with(mut self, key: &'static str, value: &str) -> Self {
+        self.context.push((key, value.to_owned()));
+        self
+    }
+
+    fn keys(&self) -> BTreeMap<String, Vec<String>> {
+        let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in &self.context {
+            keys.entry((*k).to_owned()).or_default().push(v.clone());
+        }
+        let mut set = |k: &str, v: &str| {
+            keys.insert(k.to_owned(), vec![v.to_owned()]);
+        };
+        match &self.caller {
+            Caller::Iam(arn) => {
+                set("aws:PrincipalArn", arn);
+                set("aws:PrincipalAccount", account_of(arn));
+                set("aws:PrincipalIsAWSService", "false");
+            }
+            Caller::Service(_) => set("aws:PrincipalIsAWSService", "true"),
+        }
+        keys
+    }
+}
+
+/// IAM's wildcards: `*` any run of characters, `?` one.
+fn glob(pattern: &str, text: &str) -> bool {
+    let re = regex::escape(pattern).replace(r"\*", ".*").replace(r"\?", ".");
+    regex::Regex::new(&format!("^{re}$")).unwrap().is_match(text)
+}
+
+fn compare(operator: &str, value: &str, pattern: &str) -> bool {
+    match operator {
+        "StringEquals" => value == pattern,
+        "Bool" => value.eq_ignore_ascii_case(pattern),
+        // ARN operators match each part with wildcards, ArnEquals as ArnLike.
+        "StringLike" | "ArnEquals" | "ArnLike" => glob(pattern, value),
+        other => panic!("condition operator {other}: not modelled here"),
+    }
+}
+
+fn conditions_hold(conditions: &Value, keys: &BTreeMap<String, Vec<String>>) -> bool {
+    conditions.as_object().unwrap().iter().all(|(operator, tests)| {
+        tests.as_object().unwrap().iter().all(|(key, wanted)| {
+            let wanted: Vec<String> = as_list(wanted)
+                .iter()
+                .map(|w| w.as_str().map(str::to_owned).unwrap_or_else(|| w.to_string()))
+                .collect();
+            let got = keys.get(key.as_str());
+            if let Some(base) = operator.strip_prefix("ForAllValues:") {
+                // True for an absent key, as in IAM.
+                return got
+                    .is_none_or(|values| values.iter().all(|v| wanted.iter().any(|w| compare(base, v, w))));
+            }
+            let (base, negated) = match operator.as_str() {
+                "ArnNotEquals" => ("ArnEquals", true),
+                "ArnNotLike" => ("ArnLike", true),
+                "StringNotEquals" => ("StringEquals", true),
+                "StringNotLike" => ("StringLike", true),
+                other => (other, false),
+            };
+            match got {
+                // An absent key fails a positive operator and passes a negated one.
+                None => negated,
+                Some(values) => values.iter().any(|v| wanted.iter().any(|w| compare(base, v, w))) != negated,
+            }
+        })
+    })
+}
+
+fn principal_matches(principal: &Value, caller: &Caller) -> bool {
+    if principal == "*" {
+        return true;
+    }
+    match caller {
+        Caller::Service(name) => as_list(&principal["Service"]).iter().any(|s| s == name),
+        Caller::Iam(arn) => as_list(&principal["AWS"]).iter().any(|p| {
+            let p = p.as_str().unwrap();
+            p == "*" || p == arn || p == format!("arn:aws:iam::{}:root", account_of(arn))
+        }),
+    }
+}
+
+fn applies(statement: &Value, request: &Request, keys: &BTreeMap<String, Vec<String>>) -> bool {
+    principal_matches(&statement["Principal"], &request.caller)
+        && as_list(&statement["Action"]).iter().any(|a| {
+            glob(
+                &a.as_str().unwrap().to_lowercase(),
+                &request.action.to_lowercase(),
+            )
+        })
+        && (statement.get("Resource").is_none()
+            || as_list(&statement["Resource"])
+                .iter()
+                .any(|r| glob(r.as_str().unwrap(), &request.resource)))
+        && statement
+            .get("Condition")
+            .is_none_or(|c| conditions_hold(c, keys))
+}
+
+fn any_applies(statements: &[Value], effect: &str, request: &Request) -> bool {
+    let keys = request.keys();
+    statements
+        .iter()
+        .any(|s| s["Effect"] == effect && applies(s, request, &keys))
+}
+
+/// Whether `request` on a resource of account ACCOUNT with resource policy `statements` is allowed: a
+/// deny wins; a role of the same account is allowed by its own policy, another account's role needs the
+/// resource's allow as well, and a service principal has only the resource's allow.
+fn allowed(statements: &[Value], request: &Request) -> bool {
+    if any_applies(statements, "Deny", request) {
+        return false;
+    }
+    match &request.caller {
+        Caller::Iam(arn) if account_of(arn) == ACCOUNT => true,
+        _ => any_applies(statements, "Allow", request),
+    }
+}
+
+/// Whether a role with trust policy `trust` may be assumed (the caller's own policy allowing it): the
+/// trust policy must allow it, whoever asks.
+fn may_assume(trust: &[Value], caller: Caller, session_name: &str) -> bool {
+    let request = Request::new(caller, "sts:AssumeRole", "").with("sts:RoleSessionName", session_name);
+    !any_applies(trust, "Deny", &request) && any_applies(trust, "Allow", &request)
+}
+
+fn role_of(account: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account}:role/{name}")
+}
+
+#[test]
+fn the_event_queue_and_its_dead_letters_deny_every_sender_but_the_rule() {
+    let check = |t: Value| {
+        let d = Deployed::new(t, &[]);
+        let rule = d.arn_of("DetectorRule");
+        let sends = |queue: &str, caller: Caller, source: Option<&str>| {
+            let mut request = Request::new(caller, "sqs:SendMessage", &d.arn_of(queue));
+            if let Some(arn) = source {
+                request = request
+                    .with("aws:SourceArn", arn)
+                    .with("aws:SourceAccount", ACCOUNT);
+            }
+            allowed(&d.policy(&d.queue_policy(queue)), &request)
+        };
+        let other_rule = format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/someone-elses");
+        let topic = format!("arn:aws:sns:{REGION}:{ACCOUNT}:someone-elses");
+        let mut outcomes = BTreeMap::new();
+        for queue in ["EventQueue", "DeadLetterQueue"] {
+            let cases: [(&str, Caller, Option<&str>); 7] = [
+                (
+                    "the rule",
+                    Caller::Service("events.amazonaws.com"),
+                    Some(rule.as_str()),
+                ),
+                (
+                    "another rule",
+                    Caller::Service("events.amazonaws.com"),
+                    Some(other_rule.as_str()),
+                ),
+                (
+                    "a topic",
+                    Caller::Service("sns.amazonaws.com"),
+                    Some(topic.as_str()),
+                ),
+                ("an admin", Caller::Iam(role_of(ACCOUNT, "admin")), None),
+                ("the detector", Caller::Iam(d.arn_of("DetectorRole")), None),
+                (
+                    "another account",
+                    Caller::Iam(role_of(OTHER_ACCOUNT, "admin")),
+                    None,
+                ),
+                ("the redrive role", Caller::Iam(d.arn_of("RedriveRole")), None),
+            ];
+            for (who, caller, source) in cases {
+                outcomes.insert((queue, who), sends(queue, caller, source));
+            }
+        }
+        outcomes
+    };
+    let outcomes = check(template("template.yaml"));
+    let admitted: Vec<&(&str, &str)> = outcomes.iter().filter(|(_, ok)| **ok).map(|(k, _)| k).collect();
+    assert_eq!(
+        admitted,
+        [
+            &("DeadLetterQueue", "the rule"),
+            &("EventQueue", "the redrive role"),
+            &("EventQueue", "the rule"),
+        ],
+        "who may send to the queues"
+    );
+
+    // Without the deny, any principal of the account whose own policy allows sqs:SendMessage could put
+    // forged events in front of the detector.
+    let mut open = template("template.yaml");
+    for policy in ["EventQueuePolicy", "DeadLetterQueuePolicy"] {
+        let statements = open["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+            .as_array_mut()
+            .unwrap();
+        statements.retain(|s| s["Effect"] != "Deny");
+    }
+    let outcomes = check(open);
+    assert!(outcomes[&("EventQueue", "an admin")] && outcomes[&("DeadLetterQueue", "the detector")]);
+    assert!(
+        !outcomes[&("EventQueue", "another account")],
+        "the allow still names the rule only"
+    );
+}
+
+#[test]
+fn the_redrive_role_moves_the_dead_letters_back_and_does_nothing_else() {
+    let t = template("template.yaml");
+    let granted = grants(&t, "RedriveRole");
+    let dlq = get_att("DeadLetterQueue", "Arn").to_string();
+    let queue = get_att("EventQueue", "Arn").to_string();
+    let expect: BTreeMap<String, BTreeSet<String>> = [
+        ("sqs:StartMessageMoveTask", vec![&dlq]),
+        ("sqs:ListMessageMoveTasks", vec![&dlq]),
+        ("sqs:CancelMessageMoveTask", vec![&dlq]),
+        ("sqs:ReceiveMessage", vec![&dlq]),
+        ("sqs:DeleteMessage", vec![&dlq]),
+        ("sqs:GetQueueAttributes", vec![&dlq, &queue]),
+        ("sqs:SendMessage", vec![&queue]),
+    ]
+    .into_iter()
+    .map(|(a, r)| (a.to_owned(), r.into_iter().cloned().collect()))
+    .collect();
+    assert_eq!(granted, expect);
+    let d = Deployed::new(t, &[]);
+    let trust = d.policy("RedriveRole");
+    assert!(may_assume(
+        &trust,
+        Caller::Iam(role_of(ACCOUNT, "oncall")),
+        "redrive"
+    ));
+    assert!(!may_assume(
+        &trust,
+        Caller::Iam(role_of(OTHER_ACCOUNT, "oncall")),
+        "redrive"
+    ));
+    assert!(!may_assume(
+        &trust,
+        Caller::Service("lambda.amazonaws.com"),
+        "redrive"
+    ));
+    assert_eq!(
+        d.resource("RedriveRole")["Properties"]["MaxSessionDuration"],
+        3600
+    );
+    assert_eq!(
+        d.t["Outputs"]["RedriveRoleArn"]["Value"],
+        get_att("RedriveRole", "Arn")
+    );
+    assert_eq!(
+        d.t["Outputs"]["DeadLetterQueueArn"]["Value"],
+        get_att("DeadLetterQueue", "Arn")
+    );
+}
+
+#[test]
+fn only_the_stack_alarms_by_arn_publish_to_the_topic_and_use_its_key() {
+    for digest in ["cron(0 9 * * ? *)", ""] {
+        let d = Deployed::new(template("template.yaml"), &[("DigestSchedule", digest)]);
+        let topic = d.arn_of("AlertTopic");
+        let key = d.arn_of("TopicKey");
+        let alarms: Vec<String> = of_type(&d.t, "AWS::CloudWatch::Alarm")
+            .into_iter()
+            .filter(|(id, _)| d.exists(id))
+            .map(|(id, _)| d.arn_of(id))
+            .collect();
+        assert_eq!(alarms.len(), if digest.is_empty() { 4 } else { 5 });
+        let by_alarm = |alarm: &str, action: &str, resource: &str| {
+            Request::new(Caller::Service("cloudwatch.amazonaws.com"), action, resource)
+                .with("aws:SourceArn", alarm)
+                .with("aws:SourceAccount", account_of(alarm))
+        };
+        let publishes = |alarm: &str| {
+            allowed(
+                &d.policy("AlertTopicPolicy"),
+                &by_alarm(alarm, "sns:Publish", &topic),
+            )
+        };
+        let uses_key =
+            |alarm: &str, action: &str| allowed(&d.policy("TopicKey"), &by_alarm(alarm, action, &key));
+        for alarm in &alarms {
+            assert!(publishes(alarm), "{alarm} publishes");
+            assert!(uses_key(alarm, "kms:GenerateDataKey") && uses_key(alarm, "kms:Decrypt"));
+            assert!(
+                !uses_key(alarm, "kms:GenerateDataKeyWithoutPlaintext"),
+                "exact key actions"
+            );
+            assert!(!uses_key(alarm, "kms:Encrypt"));
+        }
+        // An alarm anyone in the account can create with a name like the stack's does not page.
+        let lookalike = format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{STACK}-detector-errors-2");
+        assert!(!publishes(&lookalike));
+        let elsewhere = format!("arn:aws:cloudwatch:{REGION}:{OTHER_ACCOUNT}:alarm:{STACK}-detector-errors");
+        assert!(!publishes(&elsewhere) && !uses_key(&elsewhere, "kms:GenerateDataKey"));
+        let other_stack = format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:other-detector-errors");
+        assert!(!uses_key(&other_stack, "kms:GenerateDataKey"));
+        // Nor does a person or a function other than the two.
+        let person = Request::new(Caller::Iam(role_of(ACCOUNT, "admin")), "sns:Publish", &topic);
+        assert!(!allowed(&d.policy("AlertTopicPolicy"), &person));
+        for role in ["DetectorRole", "ReporterRole"] {
+            let function = Request::new(Caller::Iam(d.arn_of(role)), "sns:Publish", &topic);
+            assert!(allowed(&d.policy("AlertTopicPolicy"), &function), "{role}");
+        }
+    }
+}
+
+#[test]
+fn the_organization_bus_admits_only_forwarder_roles_with_the_forwarded_events() {
+    let central = Deployed::new(
+        template("template.yaml"),
+        &[("ForwarderOrganizationId", ORGANIZATION)],
+    );
+    assert!(central.exists("ForwardedEventsPolicy"));
+    assert!(!Deployed::new(template("template.yaml"), &[]).exists("ForwardedEventsPolicy"));
+    let bus = format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default");
+    let puts = |role: &str, organization: &str, source: &str, detail_type: &str| {
+        let request = Request::new(Caller::Iam(role.to_owned()), "events:PutEvents", &bus)
+            .with("aws:PrincipalOrgID", organization)
+            .with("events:source", source)
+            .with("events:detail-type", detail_type);
+        allowed(&central.policy("ForwardedEventsPolicy"), &request)
+    };
+    // The role forwarder.yaml creates in a member account (as deployed in REGION).
+    let forwarding = Deployed::new(
+        template("forwarder.yaml"),
+        &[("MainRegion", "eu-central-1"), ("MainAccountId", OTHER_ACCOUNT)],
+    );
+    let forwarder = forwarding.arn_of("ForwarderRole").replace(ACCOUNT, OTHER_ACCOUNT);
+    assert!(puts(&forwarder, ORGANIZATION, "aws.s3", CLOUDTRAIL_DETAIL_TYPE));
+    assert!(puts(&forwarder, ORGANIZATION, "aws.sts", CLOUDTRAIL_DETAIL_TYPE));
+    assert!(puts(
+        &forwarder,
+        ORGANIZATION,
+        DRILL_SOURCE,
+        CLOUDTRAIL_DETAIL_TYPE
+    ));
+    let app = role_of(OTHER_ACCOUNT, "app");
+    assert!(
+        !puts(&app, ORGANIZATION, "aws.s3", CLOUDTRAIL_DETAIL_TYPE),
+        "any other principal"
+    );
+    assert!(
+        !puts(&forwarder, "o-someoneelse1", "aws.s3", CLOUDTRAIL_DETAIL_TYPE),
+        "a role of that name outside the organization"
+    );
+    assert!(
+        !puts(&forwarder, ORGANIZATION, "my.app", CLOUDTRAIL_DETAIL_TYPE),
+        "another source"
+    );
+    assert!(
+        !puts(&forwarder, ORGANIZATION, "aws.s3", "Object Created"),
+        "another detail type"
+    );
+
+    // What it admits is what the forwarder's rule matches: one detail type, the aws.* sources and drills.
+    let pattern = &forwarding.resource("ForwarderRule")["Properties"]["EventPattern"];
+    assert_eq!(pattern["detail-type"], json!([CLOUDTRAIL_DETAIL_TYPE]));
+    let sources: Vec<&Value> = pattern["$or"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|branch| branch["source"].as_array().unwrap())
+        .collect();
+    assert_eq!(sources, [&json!(DRILL_SOURCE), &json!({"prefix": "aws."})]);
+}
+
+/// What is wrong with who may invoke the template's functions: only schedules of this stack that target
+/// the function, through the events service; no function URL, no other event source than the queue.
+fn invoke_problems(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (id, r) in resources(t) {
+        let kind = r["Type"].as_str().unwrap_or("");
+        if kind == "AWS::Lambda::Url" {
+            problems.push(format!("{id}: a function URL"));
+        }
+        if kind == "AWS::Serverless::Function" {
+            let p = &r["Properties"];
+            if p.get("FunctionUrlConfig").is_some() {
+                problems.push(format!("{id}: a function URL"));
+            }
+            for (name, e) in p["Events"].as_object().into_iter().flatten() {
+                if e["Type"] != "SQS" {
+                    problems.push(format!("{id}: event {name} of type {}", e["Type"]));
+                }
+            }
+        }
+    }
+    for (id, p) in of_type(t, "AWS::Lambda::Permission") {
+        let p = &p["Properties"];
+        if p["Principal"] != "events.amazonaws.com" || p["Action"] != "lambda:InvokeFunction" {
+            problems.push(format!("{id}: {} may {}", p["Principal"], p["Action"]));
+        }
+        let function = p["FunctionName"]["Ref"].as_str().unwrap_or("");
+        let source = p["SourceArn"]["Fn::GetAtt"][0].as_str().unwrap_or("");
+        let is_its_schedule = schedules_of(t, function).iter().any(|(rule, _)| *rule == source);
+        if !is_its_schedule {
+            problems.push(format!(
+                "{id}: {source:?} is not a schedule of {function:?} in this stack"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn only_the_stack_schedules_may_invoke_the_functions() {
+    let t = template("template.yaml");
+    assert_eq!(invoke_problems(&t), Vec::<String>::new());
+    assert_eq!(
+        of_type(&t, "AWS::Lambda::Permission").len(),
+        2,
+        "the sweep and the digest"
+    );
+    // A permission for everyone, one for the event rule (which feeds the queue, not the function), and a
+    // function URL are all refused.
+    let mut open = t.clone();
+    open["Resources"]["Anyone"] = json!({"Type": "AWS::Lambda::Permission", "Properties": {
+        "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "DetectorFunction"}, "Principal": "*"}});
+    open["Resources"]["FromTheRule"] = json!({"Type": "AWS::Lambda::Permission", "Properties": {
+        "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "DetectorFunction"},
+        "Principal": "events.amazonaws.com", "SourceArn": get_att("DetectorRule", "Arn")}});
+    open["Resources"]["ReporterFunction"]["Properties"]["FunctionUrlConfig"] = json!({"AuthType": "AWS_IAM"});
+    let problems = invoke_problems(&open);
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    // A function policy cannot deny, so a principal of the account whose own policy allows
+    // lambda:InvokeFunction can still invoke the detector: the README says how to close that.
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    assert!(
+        readme.contains("lambda:InvokeFunction"),
+        "the README's note on direct invocation"
+    );
+}
+
+/// CloudWatch's evaluation of `alarm` (resolved properties) over consecutive periods, oldest first, each
+/// the period's statistic or `None` for no datapoint: whether the alarm is in ALARM after each period.
+fn alarm_states(d: &Deployed, alarm: &Value, periods: &[Option<f64>]) -> Vec<bool> {
+    let p = d.resolve(&alarm["Properties"]);
+    let number = |v: &Value| d.text(v).parse::<f64>().unwrap();
+    let evaluation = number(&p["EvaluationPeriods"]) as usize;
+    let to_alarm = if p["DatapointsToAlarm"].is_null() {
+        evaluation
+    } else {
+        number(&p["DatapointsToAlarm"]) as usize
+    };
+    let threshold = number(&p["Threshold"]);
+    let breaches = |v: Option<f64>| match v {
+        Some(v) => match p["ComparisonOperator"].as_str().unwrap() {
+            "LessThanThreshold" => v < threshold,
+            "LessThanOrEqualToThreshold" => v <= threshold,
+            "GreaterThanThreshold" => v > threshold,
+            "GreaterThanOrEqualToThreshold" => v >= threshold,
+            other => panic!("{other}"),
+        },
+        None => p["TreatMissingData"] == "breaching",
+    };
+    (0..periods.len())
+        .map(|i| {
+            i + 1 >= evaluation
+                && periods[i + 1 - evaluation..=i]
+                    .iter()
+                    .filter(|v| breaches(**v))
+                    .count()
+                    >= to_alarm
+        })
+        .collect()
+}
+
+#[test]
+fn a_digest_that_stops_arriving_raises_the_digest_missing_alarm() {
+    let t = template("template.yaml");
+    let d = Deployed::new(t.clone(), &[]);
+    let missing: Vec<(&str, &Value)> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| a["Properties"]["MetricName"] == "DigestsPublished")
+        .collect();
+    assert_eq!(missing.len(), 1, "one alarm on the digest's absence");
+    let (id, alarm) = missing[0];
+    let p = &alarm["Properties"];
+    assert_eq!(
+        p["TreatMissingData"], "breaching",
+        "no datapoint is what a dead digest looks like"
+    );
+    assert_eq!(p["Period"], 3600);
+    assert_eq!(p["AlarmActions"], json!([reference("AlertTopic")]));
+    // It reads what the reporter prints: the metric, in the functions' namespace, with no dimension.
+    let line: Value = serde_json::from_str(&tokenwatch_aws::process::metric_line(
+        0,
+        "DigestsPublished",
+        None,
+        1,
+    ))
+    .unwrap();
+    let emitted = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(p["Namespace"], emitted["Namespace"]);
+    assert_eq!(emitted["Dimensions"], json!([[]]));
+    assert!(p.get("Dimensions").is_none());
+    let reporter_source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/reporter/src/lib.rs"),
+    )
+    .unwrap();
+    assert!(
+        reporter_source.contains("\"DigestsPublished\""),
+        "the reporter emits the alarm's metric"
+    );
+    // The window is the DigestMissingHours parameter (25 h by default), within the 7 days CloudWatch
+    // evaluates at most.
+    let hours = &t["Parameters"]["DigestMissingHours"];
+    assert_eq!(hours["Default"], 25);
+    assert!(hours["MaxValue"].as_i64().unwrap() * 3600 <= 7 * 86_400);
+    assert_eq!(p["EvaluationPeriods"], reference("DigestMissingHours"));
+
+    // Ten days of the daily digest at 09:00: never in alarm.
+    let daily = |skipped: Option<usize>| -> Vec<Option<f64>> {
+        (0..240)
+            .map(|h| (h % 24 == 9 && Some(h / 24) != skipped).then_some(1.0))
+            .collect()
+    };
+    assert!(!alarm_states(&d, alarm, &daily(None)).iter().any(|a| *a), "{id}");
+    // The digest of day 4 never comes: the alarm fires 25 h after day 3's, and clears at day 5's.
+    let states = alarm_states(&d, alarm, &daily(Some(4)));
+    let last = 3 * 24 + 9;
+    assert_eq!(states.iter().position(|a| *a), Some(last + 25));
+    assert!(!states[5 * 24 + 9]);
+    // Hours without a datapoint counted as not breaching, a digest that died silently would never alarm.
+    let mut quiet = alarm.clone();
+    quiet["Properties"]["TreatMissingData"] = json!("notBreaching");
+    assert!(!alarm_states(&d, &quiet, &daily(Some(4))).iter().any(|a| *a));
+    // No digest scheduled: no alarm on its absence.
+    assert_eq!(alarm["Condition"], "PublishesDigests");
+    assert!(!Deployed::new(t.clone(), &[("DigestSchedule", "")]).exists(id));
+}
+
+/// What is wrong with the forwarder's delivery: a retry policy, a dead-letter queue of its own (encrypted,
+/// kept 14 days, only the rule may send to it) and an alarm on its depth, all where the forwarder forwards.
+fn forwarder_delivery_problems(t: Value) -> Vec<String> {
+    let d = Deployed::new(t, &[("MainRegion", "eu-central-1")]);
+    let mut problems = Vec::new();
+    let target = &d.resource("ForwarderRule")["Properties"]["Targets"][0];
+    if target["RetryPolicy"] != json!({"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}) {
+        problems.push(format!("retry policy {}", target["RetryPolicy"]));
+    }
+    let Some(queue) = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].as_str() else {
+        problems.push("no dead-letter queue".into());
+        return problems;
+    };
+    let q = &d.resource(queue)["Properties"];
+    if q["SqsManagedSseEnabled"] != true && q["KmsMasterKeyId"].is_null() {
+        problems.push(format!("{queue} is not encrypted"));
+    }
+    if q["MessageRetentionPeriod"] != 1_209_600 {
+        problems.push(format!("{queue} keeps messages {}", q["MessageRetentionPeriod"]));
+    }
+    let policy = d.policy(&d.queue_policy(queue));
+    let from = |caller: Caller, rule: &str| {
+        let request = Request::new(caller, "sqs:SendMessage", &d.arn_of(queue)).with("aws:SourceArn", rule);
+        allowed(&policy, &request)
+    };
+    let rule = d.arn_of("ForwarderRule");
+    if !from(Caller::Service("events.amazonaws.com"), &rule) {
+        problems.push("the rule cannot dead-letter".into());
+    }
+    if from(Caller::Iam(role_of(ACCOUNT, "admin")), &rule) {
+        problems.push("anyone in the account can put messages in the dead-letter queue".into());
+    }
+    let depth = of_type(&d.t, "AWS::CloudWatch::Alarm").into_iter().any(|(_, a)| {
+        let p = &a["Properties"];
+        p["Namespace"] == "AWS/SQS"
+            && p["MetricName"] == "ApproximateNumberOfMessagesVisible"
+            && p["Dimensions"][0]["Value"] == get_att(queue, "QueueName")
+    });
+    if !depth {
+        problems.push(format!("no alarm on {queue}'s depth"));
+    }
+    for (id, r) in resources(&d.t) {
+        if id != "NothingToForward" && r["Condition"] != "Forwards" {
+            problems.push(format!("{id} is created where nothing is forwarded"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_forwarder_dead_letters_what_the_main_bus_does_not_take() {
+    assert_eq!(
+        forwarder_delivery_problems(template("forwarder.yaml")),
+        Vec::<String>::new()
+    );
+    let mut lossy = template("forwarder.yaml");
+    lossy["Resources"]["ForwarderRule"]["Properties"]["Targets"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("DeadLetterConfig");
+    assert_eq!(forwarder_delivery_problems(lossy), ["no dead-letter queue"]);
+    let mut unwatched = template("forwarder.yaml");
+    unwatched["Resources"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ForwarderDeadLettersAlarm");
+    assert_eq!(
+        forwarder_delivery_problems(unwatched),
+        ["no alarm on ForwarderDeadLetterQueue's depth"]
+    );
+    // The alarm notifies the topic it is given, if any, and every region has one: its name is fixed and
+    // alarms are regional.
+    let alarm = |topic: &str| {
+        let d = Deployed::new(
+            template("forwarder.yaml"),
+            &[("MainRegion", "eu-central-1"), ("AlarmTopicArn", topic)],
+        );
+        d.resolve(&d.resource("ForwarderDeadLettersAlarm")["Properties"])
+    };
+    let topic = format!("arn:aws:sns:{REGION}:{ACCOUNT}:ops");
+    assert_eq!(alarm(&topic)["AlarmActions"], json!([topic]));
+    assert!(alarm("")["AlarmActions"].is_null());
+    // Where the forwarder would target its own bus, nothing is created but the placeholder.
+    let main = Deployed::new(template("forwarder.yaml"), &[("MainRegion", REGION)]);
+    let created: Vec<&String> = resources(&main.t).keys().filter(|id| main.exists(id)).collect();
+    assert_eq!(created, ["NothingToForward"]);
+}
+
+#[test]
+fn the_state_table_survives_deleting_or_replacing_the_stack() {
+    let t = template("template.yaml");
+    let (id, table) = only(&t, "AWS::DynamoDB::Table");
+    assert_eq!(table["DeletionPolicy"], "Retain", "{id}");
+    assert_eq!(table["UpdateReplacePolicy"], "Retain", "{id}");
+    assert_eq!(table["Properties"]["DeletionProtectionEnabled"], true, "{id}");
+    // And the README says how to delete it on purpose.
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    assert!(
+        readme.contains("--no-deletion-protection-enabled") && readme.contains("aws dynamodb delete-table")
+    );
+}
+
+/// The read-only calls `tokenwatch drill --real` makes as the drill role, and the action each needs (STS
+/// GetCallerIdentity needs none).
+const PROBE_ACTIONS: [(&str, &str); 10] = [
+    ("S3 ListBuckets", "s3:ListAllMyBuckets"),
+    ("EC2 DescribeRegions", "ec2:DescribeRegions"),
+    ("DynamoDB ListTables", "dynamodb:ListTables"),
+    ("Lambda ListFunctions", "lambda:ListFunctions"),
+    ("SQS ListQueues", "sqs:ListQueues"),
+    ("SNS ListTopics", "sns:ListTopics"),
+    ("SSM DescribeParameters", "ssm:DescribeParameters"),
+    ("KMS ListAliases", "kms:ListAliases"),
+    ("CloudWatch Logs DescribeLogGroups", "logs:DescribeLogGroups"),
+    ("IAM ListAccountAliases", "iam:ListAccountAliases"),
+];
+
+/// What the drill role may do beyond (or short of) the probe calls.
+fn drill_permission_problems(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let role = &t["Resources"]["DrillRole"]["Properties"];
+    for key in ["ManagedPolicyArns", "PermissionsBoundary"] {
+        if role.get(key).is_some() {
+            problems.push(format!("{key}: permissions not reviewed here"));
+        }
+    }
+    let want: BTreeSet<String> = PROBE_ACTIONS.iter().map(|(_, a)| (*a).to_owned()).collect();
+    let mut got = BTreeSet::new();
+    for (_, s) in statements(t)
+        .iter()
+        .filter(|(id, s)| id == "DrillRole" && s["Action"] != "sts:AssumeRole")
+    {
+        if s["Effect"] != "Allow" || s.get("Condition").is_some() {
+            problems.push(format!("statement {}: not a plain allow", s["Sid"]));
+        }
+        for a in as_list(&s["Action"]) {
+            let a = a.as_str().unwrap().to_owned();
+            if s["Resource"] == "*" && !want.contains(&a) {
+                problems.push(format!("{a} on \"*\""));
+            }
+            got.insert(a);
+        }
+    }
+    for a in got.symmetric_difference(&want) {
+        problems.push(format!(
+            "{a}: {}",
+            if got.contains(a) {
+                "not a probe call"
+            } else {
+                "missing"
+            }
+        ));
+    }
+    problems
+}
+
+/// The actions of the drill role's statement.
+fn probe_actions(t: &mut Value) -> &mut Vec<Value> {
+    let policy = &mut t["Resources"]["DrillRole"]["Properties"]["Policies"][0];
+    policy["PolicyDocument"]["Statement"][0]["Action"]
+        .as_array_mut()
+        .unwrap()
+}
+
+#[test]
+fn the_drill_role_may_make_exactly_the_probe_calls() {
+    let t = template("template.yaml");
+    assert_eq!(drill_permission_problems(&t), Vec::<String>::new());
+    // All of them list or describe; none reads data.
+    for (call, action) in PROBE_ACTIONS {
+        let verb = action.split(':').nth(1).unwrap();
+        assert!(
+            verb.starts_with("List") || verb.starts_with("Describe"),
+            "{call}: {action}"
+        );
+    }
+    let mut wider = t.clone();
+    probe_actions(&mut wider).push(json!("s3:GetObject"));
+    assert_eq!(
+        drill_permission_problems(&wider),
+        ["s3:GetObject on \"*\"", "s3:GetObject: not a probe call"]
+    );
+    let mut narrower = t;
+    probe_actions(&mut narrower).retain(|a| a != "kms:ListAliases");
+    assert_eq!(drill_permission_problems(&narrower), ["kms:ListAliases: missing"]);
+}
+
+#[test]
+fn the_drill_role_trusts_only_the_account_for_an_hour_and_the_detector_knows_it() {
+    let t = template("template.yaml");
+    let d = Deployed::new(t.clone(), &[]);
+    assert!(d.exists("DrillRole"), "on by default");
+    let trust = d.policy("DrillRole");
+    let oncall = || Caller::Iam(role_of(ACCOUNT, "oncall"));
+    assert!(may_assume(&trust, oncall(), "tokenwatch-drill-3f9a2c"));
+    assert!(
+        !may_assume(&trust, oncall(), "oncall"),
+        "only as a drill's session"
+    );
+    assert!(!may_assume(
+        &trust,
+        Caller::Iam(role_of(OTHER_ACCOUNT, "oncall")),
+        "tokenwatch-drill-1"
+    ));
+    assert!(!may_assume(
+        &trust,
+        Caller::Service("lambda.amazonaws.com"),
+        "tokenwatch-drill-1"
+    ));
+    // The trust names the account itself, not a principal in it: an operator also needs sts:AssumeRole on
+    // the role's ARN in their own policy.
+    let principals: Vec<Value> = trust.iter().map(|s| s["Principal"].clone()).collect();
+    assert_eq!(
+        principals,
+        [json!({"AWS": format!("arn:aws:iam::{ACCOUNT}:root")})]
+    );
+    let role = &d.resource("DrillRole")["Properties"];
+    assert_eq!(role["MaxSessionDuration"], 3600);
+    // A stable name, so that the drill's sessions are recognisable; IAM's 64-character limit holds for the
+    // default stack name in the longest region names.
+    assert!(
+        role["RoleName"]["Fn::Sub"]
+            .as_str()
+            .unwrap()
+            .starts_with("${AWS::StackName}-drill")
+    );
+    let name = d.name_of("DrillRole");
+    assert_eq!(name, "tokenwatch-drill-us-east-1");
+    assert!(name.len() - REGION.len() + "ap-southeast-3".len() <= 64);
+    // The detector gets its ARN (the reporter does not), and the stack outputs it.
+    let env = |function: &str| d.resolve(&d.resource(function)["Properties"]["Environment"]["Variables"]);
+    assert_eq!(
+        env("DetectorFunction")["DRILL_ROLE_ARN"],
+        json!(d.arn_of("DrillRole"))
+    );
+    assert!(env("ReporterFunction").get("DRILL_ROLE_ARN").is_none());
+    assert_eq!(t["Outputs"]["DrillRoleArn"]["Value"], get_att("DrillRole", "Arn"));
+    assert_eq!(
+        t["Outputs"]["DrillRoleArn"]["Condition"],
+        t["Resources"]["DrillRole"]["Condition"]
+    );
+    // Turned off: no role, no output, an empty variable.
+    let off = Deployed::new(t.clone(), &[("DrillRoleEnabled", "false")]);
+    assert!(!off.exists("DrillRole"));
+    let env = off.resolve(&off.resource("DetectorFunction")["Properties"]["Environment"]["Variables"]);
+    assert_eq!(env["DRILL_ROLE_ARN"], "");
+}
+
+/// The DynamoDB actions each call of the state store needs (crates/aws/src/dynamodb), and whether on the
+/// table or its index.
+fn dynamodb_actions_of_the_store() -> BTreeSet<(&'static str, &'static str)> {
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/aws/src/dynamodb/mod.rs"),
+    )
+    .unwrap();
+    // The tests module creates tables; the store does not.
+    let source = source.split("#[cfg(test)]").next().unwrap();
+    let operations = [
+        "get_item",
+        "put_item",
+        "update_item",
+        "delete_item",
+        "transact_write_items",
+        "transact_get_items",
+        "batch_get_item",
+        "batch_write_item",
+        "query",
+        "scan",
+        "execute_statement",
+    ];
+    let calls = regex::Regex::new(&format!(r"\.({})\(\)", operations.join("|"))).unwrap();
+    let mut actions = BTreeSet::new();
+    for call in calls.captures_iter(source) {
+        match &call[1] {
+            "get_item" => actions.insert(("dynamodb:GetItem", "table")),
+            "update_item" => actions.insert(("dynamodb:UpdateItem", "table")),
+            // Authorised per item: the store's transactions hold puts and updates only.
+            "transact_write_items" => {
+                assert!(!source.contains("Delete::builder") && !source.contains("ConditionCheck::builder"));
+                actions.insert(("dynamodb:PutItem", "table"));
+                actions.insert(("dynamodb:UpdateItem", "table"))
+            }
+            "query" => actions.insert(("dynamodb:Query", "index")),
+            "scan" => actions.insert(("dynamodb:Scan", "table")),
+            other => panic!("the store calls {other}: say which action it needs"),
+        };
+    }
+    // Every query names the index.
+    let on_the_index = regex::Regex::new(r"\.query\(\)\s*\.table_name\([^)]*\)\s*\.index_name\(").unwrap();
+    assert_eq!(
+        source.matches(".query()").count(),
+        on_the_index.find_iter(source).count()
+    );
+    actions
+}
+
+/// The DynamoDB actions the template grants, on the table or its index, and the statements that grant
+/// Query on the table itself.
+fn dynamodb_grants(t: &Value) -> (BTreeSet<(String, &'static str)>, Vec<String>) {
+    let table = get_att("StateTable", "Arn").to_string();
+    let index = json!({ "Fn::Sub": "${StateTable.Arn}/index/open-incidents" }).to_string();
+    let mut granted = BTreeSet::new();
+    let mut table_queries = Vec::new();
+    for role in ["DetectorRole", "ReporterRole"] {
+        for (action, on) in grants(t, role) {
+            if !action.starts_with("dynamodb:") {
+                continue;
+            }
+            for r in on {
+                let target = if r == table {
+                    "table"
+                } else if r == index {
+                    "index"
+                } else {
+                    panic!("{role} {action} on {r}")
+                };
+                if action == "dynamodb:Query" && target == "table" {
+                    table_queries.push(role.to_owned());
+                }
+                granted.insert((action.clone(), target));
+            }
+        }
+    }
+    (granted, table_queries)
+}
+
+#[test]
+fn the_roles_grant_the_dynamodb_calls_the_store_makes_and_no_query_of_the_table() {
+    let needed: BTreeSet<(String, &str)> = dynamodb_actions_of_the_store()
+        .into_iter()
+        .map(|(a, on)| (a.to_owned(), on))
+        .collect();
+    let t = template("template.yaml");
+    let (granted, table_queries) = dynamodb_grants(&t);
+    assert_eq!(granted, needed, "granted vs what crates/aws/src/dynamodb calls");
+    assert!(table_queries.is_empty());
+    // The regression: both roles used to grant Query on the base table, which nothing calls.
+    let mut wide = t;
+    wide["Resources"]["ReporterRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][1]["Action"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("dynamodb:Query"));
+    let (granted, table_queries) = dynamodb_grants(&wide);
+    assert_eq!(table_queries, ["ReporterRole"]);
+    assert_ne!(granted, needed);
+}
+
+/// KMS grants other than the account's administration of its key: exactly GenerateDataKey and Decrypt.
+fn kms_problems(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (id, s) in statements(t) {
+        if s["Sid"] == "AccountAdministersTheKey" {
+            continue;
+        }
+        let actions = as_list(&s["Action"]);
+        let kms: BTreeSet<&str> = actions
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|a| a.starts_with("kms:"))
+            .collect();
+        // Listing aliases (the drill's probe) uses no key.
+        let uses_a_key = kms.iter().any(|a| !a.starts_with("kms:List"));
+        if uses_a_key && kms != BTreeSet::from(["kms:GenerateDataKey", "kms:Decrypt"]) {
+            problems.push(format!("{id} {}: {kms:?}", s["Sid"]));
+        }
+    }
+    problems
+}
+
+#[test]
+fn publishing_to_the_encrypted_topic_is_granted_exact_key_actions() {
+    let t = template("template.yaml");
+    assert_eq!(kms_problems(&t), Vec::<String>::new());
+    let mut wildcard = t;
+    wildcard["Resources"]["DetectorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["Sid"] == "EncryptAlerts")
+        .unwrap()["Action"] = json!(["kms:GenerateDataKey*", "kms:Decrypt"]);
+    assert_eq!(kms_problems(&wildcard).len(), 1);
+}
+
+/// The skipped checks of a checkov configuration, each with its reason: the comment lines right above the
+/// entry, the first starting with the check's id and a colon.
+fn checkov_skips(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut skips: Vec<(String, String)> = Vec::new();
+    let mut in_list = false;
+    let mut comment: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            comment.clear();
+            continue;
+        }
+        if !line.starts_with(' ') {
+            in_list = trimmed == "skip-check:";
+            comment.clear();
+            continue;
+        }
+        if !in_list {
+            continue;
+        }
+        if let Some(c) = trimmed.strip_prefix('#') {
+            comment.push(c.trim());
+        } else if let Some(id) = trimmed.strip_prefix("- ") {
+            let id = id.trim();
+            let reason = comment
+                .first()
+                .and_then(|first| first.strip_prefix(&format!("{id}:")))
+                .map(|first| {
+                    std::iter::once(first.trim())
+                        .chain(comment[1..].iter().copied())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .ok_or_else(|| format!("{id}: no comment starting with \"# {id}:\" right above it"))?;
+            if reason.len() < 40 {
+                return Err(format!("{id}: reason too short to be one: {reason:?}"));
+            }
+            if skips.iter().any(|(known, _)| known == id) {
+                return Err(format!("{id}: skipped twice"));
+            }
+            skips.push((id.to_owned(), reason));
+            comment.clear();
+        } else {
+            comment.clear();
+        }
+    }
+    Ok(skips)
+}
+
+#[test]
+fn every_checkov_skip_has_a_reason() {
+    let text = std::fs::read_to_string(infra_dir().join(".checkov.yaml")).unwrap();
+    let skips = checkov_skips(&text).unwrap();
+    assert!(!skips.is_empty());
+    let id = regex::Regex::new(r"^CKV2?_AWS_[0-9]+$").unwrap();
+    for (check, _) in &skips {
+        assert!(id.is_match(check), "{check}");
+    }
+    // checkov itself reads the same list.
+    let config: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let listed: Vec<String> = config["skip-check"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, skips.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>());
+    // Pinned, in a venv of its own, and run by the lint.
+    let script =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/infra-check.sh"))
+            .unwrap();
+    assert!(
+        regex::Regex::new(r"(?m)^CHECKOV_VERSION=[0-9]+\.[0-9]+\.[0-9]+$")
+            .unwrap()
+            .is_match(&script)
+    );
+    assert!(script.contains("install_one .venv-checkov checkov \"$CHECKOV_VERSION\""));
+
+    let unexplained = "skip-check:\n  - CKV_AWS_117\n";
+    assert!(checkov_skips(unexplained).unwrap_err().contains("CKV_AWS_117"));
+    let misplaced = concat!(
+        "skip-check:\n",
+        "  # CKV_AWS_116: the schedules' invocations carry nothing to replay, and so on\n",
+        "  - CKV_AWS_117\n"
+    );
+    assert!(checkov_skips(misplaced).is_err());
+    let terse = "skip-check:\n  # CKV_AWS_117: no\n  - CKV_AWS_117\n";
+    assert!(checkov_skips(terse).unwrap_err().contains("too short"));
+    let separated = concat!(
+        "skip-check:\n",
+        "  # CKV_AWS_117: the functions call only AWS APIs, nothing private to reach\n",
+        "  - CKV_AWS_116\n",
+        "  - CKV_AWS_117\n"
+    );
+    assert!(checkov_skips(separated).is_err());
 }

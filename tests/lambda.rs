@@ -202,6 +202,11 @@ impl Stack {
             Value::Object(m) if m.len() == 1 && m.contains_key("Ref") => {
                 json!(self.reference(m["Ref"].as_str().unwrap()))
             }
+            Value::Object(m) if m.len() == 1 && m.contains_key("Fn::If") => {
+                let branches = &m["Fn::If"];
+                let holds = self.truth(&self.template["Conditions"][branches[0].as_str().unwrap()]);
+                self.resolve(&branches[if holds { 1 } else { 2 }])
+            }
             Value::Object(m) if m.len() == 1 && m.contains_key("Fn::GetAtt") => json!(self.attribute(
                 m["Fn::GetAtt"][0].as_str().unwrap(),
                 m["Fn::GetAtt"][1].as_str().unwrap()
@@ -822,6 +827,19 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
         &[("TopicName", stack.physical_name(topic_id))],
     );
     deployed_types.insert("AWS::SNS::Topic");
+
+    // The roles are not created (NOT_DEPLOYED), but the functions' environment may name one.
+    for (role_id, role) in of_type(&t, "AWS::IAM::Role") {
+        if !stack.holds(role) {
+            continue;
+        }
+        let name = match &role["Properties"]["RoleName"] {
+            Value::Null => stack.physical_name(role_id),
+            given => stack.text(given),
+        };
+        let arn = format!("arn:aws:iam::{}:role/{name}", stack.account);
+        stack.deployed(role_id, name, &[("Arn", arn)]);
+    }
 
     let dead_letter_queue_url = deploy_queue(c, &mut stack, &dlq_id).await;
     let event_queue_url = deploy_queue(c, &mut stack, &queue_id).await;
