@@ -396,6 +396,23 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_follow_the_samples_redaction_rule() {
+        let h = with_shapes(3, Shape::ALL);
+        let text = h.eventbridge_ndjson();
+        let mut seen = 0;
+        for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+            let len = match word.get(..4) {
+                Some("ASIA" | "AKIA") => 20,
+                Some("AROA" | "AIDA") => 21,
+                _ => continue,
+            };
+            assert!(word.ends_with("EXAMPLE") && word.len() == len, "{word}");
+            seen += 1;
+        }
+        assert!(seen > 0);
+    }
+
+    #[test]
     fn event_ids_are_unique_and_times_parse() {
         let h = generate(9);
         let mut ids: Vec<&str> = h.records.iter().map(|r| r["eventID"].as_str().unwrap()).collect();

@@ -401,13 +401,17 @@ impl Writer {
         ids::ascii(&buf)
     }
 
-    /// A fresh access key (`ASIA…` or `AKIA…`).
+    /// A fresh access key (`ASIA…` or `AKIA…`), 20 characters ending in `EXAMPLE` like the documentation's
+    /// placeholders, so a history can become a sample as it is.
     pub(crate) fn key(&mut self, prefix: &[u8; 4]) -> String {
-        ids::ascii(&ids::access_key(prefix, self.next()))
+        let random = ids::ascii(&ids::access_key(prefix, self.next()));
+        format!("{}EXAMPLE", &random[..13])
     }
 
+    /// A role's or user's unique id (`AROA…`, `AIDA…`): 21 characters ending in `EXAMPLE`.
     pub(crate) fn unique_id(&mut self, prefix: &str) -> String {
-        ids::unique_id(prefix, self.next())
+        let random = ids::unique_id(prefix, self.next());
+        format!("{}EXAMPLE", &random[..14])
     }
 
     pub(crate) fn hex(&mut self, n: usize) -> String {

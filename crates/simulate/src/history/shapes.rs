@@ -20,7 +20,8 @@ const WORKLOADS: [(&str, &str, &str); 8] = [
     ("ml-training", "trainer", "ml"),
 ];
 
-const PEOPLE: [&str; 4] = ["jane.doe", "alex.rivera", "sam.okafor", "mei.tanaka"];
+/// The documentation's placeholder people.
+const PEOPLE: [&str; 2] = ["jane.doe", "alex.rivera"];
 
 const OIDC: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B716D3041E";
 
