@@ -264,7 +264,7 @@ fn refresh_race(p: &mut Plot<'_>, t0: i64) -> Planted {
     let note = format!(
         "lease {lease} s, {n} failures at ages {}..{}, renewal {} s after the first failure",
         first - t0,
-        last - t0,
+        times.last().copied().unwrap_or(first) - t0,
         renewal - first
     );
     p.planted(Shape::RefreshRace, role.arn(), vec![session], note)
@@ -303,11 +303,16 @@ fn renewal(p: &mut Plot<'_>, shape: Shape, t0: i64) -> Planted {
     p.fail(&who, &WORKLOAD_APIS, &times);
     let new = p.assume(renewal, &caller, &role, &session, duration, lease, Detail::Full);
     p.healthy(&Who::Role(new), renewal + 1, renewal + 900, 3);
+    let until = times
+        .iter()
+        .copied()
+        .filter(|&t| Some(t) != straggler)
+        .max()
+        .unwrap_or(first);
     let note = format!(
-        "lease {lease} s, {} failures at ages {}..{}, renewal {:+} s from the first failure{}",
-        times.len(),
+        "lease {lease} s, {n} failures at ages {}..{}, renewal {:+} s from the first failure{}",
         first - t0,
-        last - t0,
+        until - t0,
         renewal - first,
         straggler.map_or(String::new(), |s| format!(", straggler at age {}", s - t0)),
     );
@@ -335,8 +340,7 @@ fn renewal_with_straggler(p: &mut Plot<'_>, t0: i64) -> Planted {
     let new = p.assume(renewal, &caller, &role, &session, duration, lease, Detail::Full);
     p.healthy(&Who::Role(new), renewal + 1, renewal + 900, 3);
     let note = format!(
-        "lease {lease} s, {} failures at ages {}..{}, renewal {} s after the first failure, straggler at age {}",
-        times.len(),
+        "lease {lease} s, {n} failures at ages {}..{}, renewal {} s after the first failure, straggler at age {}",
         first - t0,
         last - t0,
         renewal - first,
