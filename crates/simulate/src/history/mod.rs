@@ -320,6 +320,37 @@ impl History {
         out
     }
 
+    /// The history as one trail log file: its name (`<account>_CloudTrail_<region>_<delivery stamp>_<16
+    /// alnum>.json`) and its `{"Records":[…]}` text, in [`History::trail`] order.
+    pub fn trail_file(&self) -> (String, String) {
+        let (_, last) = self.span();
+        let (_, stamp) = crate::time::file_stamp(last + 300);
+        let mut tag = Vec::with_capacity(16);
+        ids::write_alnum(&mut tag, 16, mix(self.seed ^ 0x7A11));
+        let name = format!("{ACCOUNT}_CloudTrail_{REGION}_{stamp}_{}.json", ids::ascii(&tag));
+        let records: Vec<&Value> = self.trail().collect();
+        let text = serde_json::to_string_pretty(&json!({ "Records": records })).unwrap_or_default();
+        (name, text + "\n")
+    }
+
+    /// The deliveries as text, one a line: delivery time (Unix seconds), `eventTime`, `eventID`; `#`
+    /// starts a comment. [`from_sample`] reads it back.
+    pub fn deliveries_text(&self) -> String {
+        let mut out = String::from(
+            "# delivered_at eventTime eventID: the detector's input, in order (replay with delivered_at as now)\n",
+        );
+        for d in &self.deliveries {
+            let r = &self.records[d.record];
+            out += &format!(
+                "{} {} {}\n",
+                d.at,
+                r["eventTime"].as_str().unwrap_or("?"),
+                r["eventID"].as_str().unwrap_or("?")
+            );
+        }
+        out
+    }
+
     /// What was planted, one line per shape.
     pub fn describe(&self) -> String {
         self.planted
@@ -336,6 +367,52 @@ impl History {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// A history back from a scenario folder: a trail file's text (`{"Records":[…]}`; a record repeated
+/// there is a duplicate) and [`History::deliveries_text`]'s text. Nothing is planted; the seed is 0.
+pub fn from_sample(trail: &str, deliveries: &str) -> Result<History, String> {
+    let doc: Value = serde_json::from_str(trail).map_err(|e| format!("trail: {e}"))?;
+    let all = doc["Records"].as_array().ok_or("trail: no Records array")?;
+    let mut records: Vec<Value> = Vec::new();
+    let mut duplicated = Vec::new();
+    let mut by_id = std::collections::HashMap::new();
+    for r in all {
+        let id = r["eventID"].as_str().ok_or("trail: a record without eventID")?;
+        match by_id.get(id) {
+            Some(&i) => duplicated.push(i),
+            None => {
+                by_id.insert(id.to_owned(), records.len());
+                records.push(r.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for line in deliveries
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let mut parts = line.split_whitespace();
+        let at = parts
+            .next()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("deliveries: no time in '{line}'"))?;
+        let id = parts
+            .nth(1)
+            .ok_or_else(|| format!("deliveries: no eventID in '{line}'"))?;
+        let record = *by_id
+            .get(id)
+            .ok_or_else(|| format!("deliveries: {id} is not in the trail"))?;
+        out.push(Delivery { at, record });
+    }
+    Ok(History {
+        seed: 0,
+        records,
+        duplicated,
+        deliveries: out,
+        planted: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -374,6 +451,19 @@ mod tests {
             }
             assert!(h.deliveries.windows(2).all(|w| w[0].at <= w[1].at));
         }
+    }
+
+    #[test]
+    fn a_history_written_as_a_sample_reads_back_the_same() {
+        let h = with_shapes(5, &[Shape::RenewalWithStraggler, Shape::DailyJob]);
+        let (name, trail) = h.trail_file();
+        assert!(name.starts_with("123456789012_CloudTrail_us-east-1_2026") && name.ends_with(".json"));
+        let back = from_sample(&trail, &h.deliveries_text()).unwrap();
+        assert_eq!(back.records, h.records);
+        assert_eq!(back.deliveries, h.deliveries);
+        assert_eq!(back.trail().collect::<Vec<_>>(), h.trail().collect::<Vec<_>>());
+        assert!(from_sample("{}", "").is_err());
+        assert!(from_sample(&trail, "1 2026-11-02T00:00:00Z no-such-id").is_err());
     }
 
     #[test]
