@@ -11,12 +11,10 @@
 //! - `DIFFERENTIAL_SAMPLE=dir` (absolute): with `DIFFERENTIAL_SEED`, writes the history there as a
 //!   scenario (a trail file, and `deliveries.txt`: what the detector is handed, in order, and when) and
 //!   prints what `analyze` reports of it: the makings of a sample.
+//! - `DIFFERENTIAL_STRICT=1`: the allow-list of known disagreements is ignored.
 //!
 //! The folders of `samples-proposed/` (one per known disagreement) are replayed the same way by the
-//! second test.
-//!
-//! Every call into the engine is in `differential/paths.rs`.
-//! - `DIFFERENTIAL_STRICT=1`: the allow-list of known disagreements is ignored.
+//! second test. Every call into the engine is in `differential/paths.rs`.
 
 #[path = "differential/paths.rs"]
 mod paths;
