@@ -1,0 +1,187 @@
+//! Every call into tokenwatch-core the differential test makes, and nothing else: the three paths a
+//! history can take through the engine, each reduced to plain [`Outcome`]s. When the engine's API
+//! changes, only this file changes.
+
+use serde_json::Value;
+use tokenwatch_core::alert::AlertContext;
+use tokenwatch_core::incident::Policy;
+use tokenwatch_core::memory::{MemoryStore, RecordingSink};
+use tokenwatch_core::pipeline::Detector;
+use tokenwatch_core::query::{Query, Since, state_report};
+use tokenwatch_core::{Analyzer, Group, Severity, Verdict, Window};
+use tokenwatch_simulate::history::History;
+
+use super::{Key, Outcome};
+
+/// The scheduled sweep's period, as the stack's schedule runs it.
+pub const SWEEP_EVERY: i64 = 300;
+/// The detector goes on sweeping this long after the last delivery.
+pub const SWEEP_AFTER: i64 = 2 * 3600;
+/// Deliveries this close together arrive in one invocation (an SQS batch).
+const BATCH_WINDOW: i64 = 10;
+const BATCH_MAX: usize = 10;
+
+fn key_of(account: &Option<String>, principal: &Option<String>, session: &Option<String>) -> Key {
+    Key {
+        account: account.clone(),
+        principal: principal
+            .as_deref()
+            .map(|p| p.rsplit('/').next().unwrap_or(p).to_owned()),
+        session: session.clone(),
+    }
+}
+
+fn from_group(g: &Group) -> Outcome {
+    Outcome {
+        key: key_of(&g.account, &g.principal, &g.session),
+        verdict: g.verdict.as_str().to_owned(),
+        lease_seconds: g.lease_seconds,
+        lease_source: g.lease_source.map(|s| s.as_str().to_owned()),
+        credential_source: g.credential_source.as_str().to_owned(),
+        client: g.client.map(|c| c.as_str().to_owned()),
+        severity: g.severity.as_str().to_owned(),
+        failures: g.failures,
+    }
+}
+
+/// `analyze` over the history's trail.
+pub fn offline(h: &History) -> Vec<Outcome> {
+    let mut analyzer = Analyzer::new(Window::default());
+    for record in h.trail() {
+        analyzer.feed_value(record.to_string().as_bytes());
+    }
+    analyzer.report().groups.iter().map(from_group).collect()
+}
+
+/// Would the detector page a group the offline report found, at the default paging floor?
+pub fn pages_at_default_floor(o: &Outcome) -> bool {
+    let severity: Severity = o.severity.parse().unwrap_or(Severity::Critical);
+    o.verdict != Verdict::RefreshRace.as_str() && severity >= Policy::default().min_severity
+}
+
+/// What the detector did with a history: its state afterwards and every page (open or escalation) it
+/// published, in order, as the page's document describes the group.
+pub struct Live {
+    store: MemoryStore,
+    /// Pages (not resolved notices), each reduced to an outcome; `severity` is the paged severity.
+    pub pages: Vec<Outcome>,
+    /// Events the detector asked to be delivered again, or could not read (there should be none).
+    pub faults: Vec<String>,
+    /// The time of the last sweep.
+    pub end: i64,
+}
+
+/// The detector on the in-memory twins: deliveries in order, in small batches with `now` = delivery
+/// time, and the scheduled sweep every 5 minutes from the first delivery until 2 hours after the last.
+pub fn live(h: &History) -> Live {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    let store = MemoryStore::default();
+    let sink = RecordingSink::default();
+    let policy = Policy::default();
+    let alerts = AlertContext {
+        region: "us-east-1".into(),
+        ..Default::default()
+    };
+    let detector = Detector {
+        store: &store,
+        sink: &sink,
+        policy: &policy,
+        alerts: &alerts,
+    };
+    let mut faults = Vec::new();
+    let first = h.deliveries.first().map_or(0, |d| d.at);
+    let last = h.deliveries.last().map_or(0, |d| d.at);
+    let mut next_sweep = (first / SWEEP_EVERY + 1) * SWEEP_EVERY;
+    let end = last + SWEEP_AFTER;
+    runtime.block_on(async {
+        let mut i = 0;
+        while i < h.deliveries.len() {
+            let start = h.deliveries[i].at;
+            let mut j = i;
+            while j < h.deliveries.len() && j - i < BATCH_MAX && h.deliveries[j].at - start <= BATCH_WINDOW {
+                j += 1;
+            }
+            let now = h.deliveries[j - 1].at;
+            while next_sweep <= now {
+                if let Err(e) = detector.sweep(next_sweep).await {
+                    faults.push(format!("sweep at {next_sweep}: {e}"));
+                }
+                next_sweep += SWEEP_EVERY;
+            }
+            let events: Vec<Vec<u8>> = h.deliveries[i..j]
+                .iter()
+                .map(|d| h.envelope(d.record).to_string().into_bytes())
+                .collect();
+            let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+            let out = detector.process(&refs, now).await;
+            faults.extend(out.faults);
+            faults.extend(out.unreadable.into_iter().map(|(_, why)| why));
+            i = j;
+        }
+        while next_sweep <= end {
+            if let Err(e) = detector.sweep(next_sweep).await {
+                faults.push(format!("sweep at {next_sweep}: {e}"));
+            }
+            next_sweep += SWEEP_EVERY;
+        }
+    });
+    let pages = sink
+        .alerts()
+        .iter()
+        .filter_map(|a| {
+            let message: Value = serde_json::from_str(&a.message).ok()?;
+            let doc: Value = serde_json::from_str(message["sqs"].as_str()?).ok()?;
+            (doc["kind"] != "resolved").then(|| page_outcome(&doc))
+        })
+        .collect();
+    Live {
+        store,
+        pages,
+        faults,
+        end: next_sweep - SWEEP_EVERY,
+    }
+}
+
+fn page_outcome(doc: &Value) -> Outcome {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    Outcome {
+        key: key_of(
+            &text(&doc["account"]),
+            &text(&doc["principal"]),
+            &text(&doc["session"]),
+        ),
+        verdict: text(&doc["verdict"]).unwrap_or_default(),
+        lease_seconds: doc["lease_seconds"].as_u64(),
+        lease_source: text(&doc["lease_source"]),
+        credential_source: text(&doc["credential_source"]).unwrap_or_default(),
+        client: text(&doc["client"]),
+        severity: text(&doc["severity"]).unwrap_or_default(),
+        failures: doc["failures"].as_u64().unwrap_or(0),
+    }
+}
+
+/// The state-table report of the detector's store after the history, covering everything since `since`.
+pub fn table(live: &Live, since: i64) -> Vec<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    let query = Query {
+        since: Some(Since::At(since)),
+        ..Default::default()
+    };
+    match runtime.block_on(state_report(&live.store, &query, live.end)) {
+        Ok(report) => report.groups.iter().map(from_group).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// What `tokenwatch analyze` reports (its JSON document) for a sample's text, for writing samples.
+pub fn analyze_text(text: &str) -> Value {
+    let mut analyzer = Analyzer::new(Window::default());
+    match analyzer.read(text.as_bytes()) {
+        Ok(()) => serde_json::to_value(analyzer.report()).unwrap_or_default(),
+        Err(e) => Value::String(e.to_string()),
+    }
+}
