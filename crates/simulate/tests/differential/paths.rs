@@ -3,12 +3,12 @@
 //! changes, only this file changes.
 
 use serde_json::Value;
-use tokenwatch_core::alert::AlertContext;
 use tokenwatch_core::incident::Policy;
 use tokenwatch_core::memory::{MemoryStore, RecordingSink};
+use tokenwatch_core::notice::NoticeKind;
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::query::{Query, Since, state_report};
-use tokenwatch_core::{Analyzer, Group, Severity, Verdict, Window};
+use tokenwatch_core::{Analyzer, Finding, Severity, Verdict, Window};
 use tokenwatch_simulate::history::History;
 
 use super::{Key, Outcome};
@@ -31,17 +31,21 @@ fn key_of(account: &Option<String>, principal: &Option<String>, session: &Option
     }
 }
 
-fn from_group(g: &Group) -> Outcome {
+fn from_finding(g: &Finding, severity: Severity) -> Outcome {
     Outcome {
         key: key_of(&g.account, &g.principal, &g.session),
-        verdict: g.verdict.as_str().to_owned(),
-        lease_seconds: g.lease_seconds,
-        lease_source: g.lease_source.map(|s| s.as_str().to_owned()),
-        credential_source: g.credential_source.as_str().to_owned(),
+        verdict: g.verdict().as_str().to_owned(),
+        lease_seconds: g.lease_seconds(),
+        lease_source: g.assessment.lease.map(|l| l.source.as_str().to_owned()),
+        credential_source: g.credential_source().as_str().to_owned(),
         client: g.client.map(|c| c.as_str().to_owned()),
-        severity: g.severity.as_str().to_owned(),
+        severity: severity.as_str().to_owned(),
         failures: g.failures,
     }
+}
+
+fn from_group(g: &Finding) -> Outcome {
+    from_finding(g, g.severity())
 }
 
 /// `analyze` over the history's trail.
@@ -50,7 +54,7 @@ pub fn offline(h: &History) -> Vec<Outcome> {
     for record in h.trail() {
         analyzer.feed_value(record.to_string().as_bytes());
     }
-    analyzer.report().groups.iter().map(from_group).collect()
+    analyzer.report().findings.iter().map(from_group).collect()
 }
 
 /// Would the detector page a group the offline report found, at the default paging floor?
@@ -80,15 +84,10 @@ pub fn live(h: &History) -> Live {
     let store = MemoryStore::default();
     let sink = RecordingSink::default();
     let policy = Policy::default();
-    let alerts = AlertContext {
-        region: "us-east-1".into(),
-        ..Default::default()
-    };
     let detector = Detector {
         store: &store,
         sink: &sink,
         policy: &policy,
-        alerts: &alerts,
     };
     let mut faults = Vec::new();
     let first = h.deliveries.first().map_or(0, |d| d.at);
@@ -128,37 +127,17 @@ pub fn live(h: &History) -> Live {
         }
     });
     let pages = sink
-        .alerts()
+        .notices()
         .iter()
-        .filter_map(|a| {
-            let message: Value = serde_json::from_str(&a.message).ok()?;
-            let doc: Value = serde_json::from_str(message["sqs"].as_str()?).ok()?;
-            (doc["kind"] != "resolved").then(|| page_outcome(&doc))
-        })
+        .filter_map(|n| n.incident())
+        .filter(|n| n.kind != NoticeKind::Resolved)
+        .map(|n| from_finding(&n.finding, n.severity))
         .collect();
     Live {
         store,
         pages,
         faults,
         end: next_sweep - SWEEP_EVERY,
-    }
-}
-
-fn page_outcome(doc: &Value) -> Outcome {
-    let text = |v: &Value| v.as_str().map(str::to_owned);
-    Outcome {
-        key: key_of(
-            &text(&doc["account"]),
-            &text(&doc["principal"]),
-            &text(&doc["session"]),
-        ),
-        verdict: text(&doc["verdict"]).unwrap_or_default(),
-        lease_seconds: doc["lease_seconds"].as_u64(),
-        lease_source: text(&doc["lease_source"]),
-        credential_source: text(&doc["credential_source"]).unwrap_or_default(),
-        client: text(&doc["client"]),
-        severity: text(&doc["severity"]).unwrap_or_default(),
-        failures: doc["failures"].as_u64().unwrap_or(0),
     }
 }
 
@@ -172,7 +151,7 @@ pub fn table(live: &Live, since: i64) -> Vec<Outcome> {
         ..Default::default()
     };
     match runtime.block_on(state_report(&live.store, &query, live.end)) {
-        Ok(report) => report.groups.iter().map(from_group).collect(),
+        Ok(report) => report.findings.iter().map(from_group).collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -181,7 +160,9 @@ pub fn table(live: &Live, since: i64) -> Vec<Outcome> {
 pub fn analyze_text(text: &str) -> Value {
     let mut analyzer = Analyzer::new(Window::default());
     match analyzer.read(text.as_bytes()) {
-        Ok(()) => serde_json::to_value(analyzer.report()).unwrap_or_default(),
+        Ok(()) => {
+            serde_json::to_value(tokenwatch_render::Document::of(&analyzer.report())).unwrap_or_default()
+        }
         Err(e) => Value::String(e.to_string()),
     }
 }
