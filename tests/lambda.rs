@@ -17,7 +17,7 @@
 //! or that prove nothing here are listed with the reason in `NOT_DEPLOYED`; a new resource type in the
 //! template, or a new resource of a deployed type, fails the test until it is deployed or listed.
 //!
-//! What differs from the template, and why (ministack 1.5.33, local-aws.md §2b):
+//! What differs from the template, and why (ministack 1.5.33, docs/building.md, "Traps the tests work around"):
 //! - The functions are the debug builds `target/debug/tokenwatch-detector` and `tokenwatch-reporter`
 //!   (scripts/test.sh builds them before the tests), for this machine's architecture (x86_64 here)
 //!   instead of the template's arm64: ministack runs a `provided.al2023` bootstrap natively.
@@ -419,7 +419,7 @@ fn checked_binary(binary: &str, crate_dir: &str) -> (PathBuf, Vec<u8>) {
     assert_eq!(
         machine,
         host,
-        "{} is not built for {}: ministack runs the bootstrap natively (local-aws.md §2b)",
+        "{} is not built for {}: ministack runs the bootstrap natively (docs/building.md)",
         path.display(),
         std::env::consts::ARCH
     );
@@ -692,7 +692,7 @@ async fn deploy_function(
     for (name, value) in fp["Environment"]["Variables"].as_object().unwrap() {
         environment = environment.variables(name, stack.text(value));
     }
-    // ministack does not inject it (local-aws.md §2b, gotcha 1): without it the SDK calls real AWS.
+    // ministack does not inject it (docs/building.md): without it the SDK calls real AWS.
     environment = environment.variables("AWS_ENDPOINT_URL", endpoint);
     let function_name = stack.physical_name(function_id);
     let role = format!(
@@ -888,7 +888,7 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
         .name(&rule_name)
         .description(rp["Description"].as_str().unwrap_or_default())
         .event_pattern(pattern.to_string())
-        // ministack never matches a rule in the template's state (local-aws.md §2b, gotcha 3).
+        // ministack never matches a rule in the template's state (docs/building.md).
         .state(RuleState::Enabled)
         .send()
         .await

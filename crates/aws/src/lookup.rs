@@ -2,8 +2,8 @@
 //! event's `CloudTrailEvent` (the full record, as a JSON string) to the engine.
 //!
 //! The API allows 2 requests per second per account and region, not adjustable, one lookup attribute per
-//! call, no `errorCode` filter, pages of at most 50 events, 90 days of management events (CLOUDTRAIL.md
-//! §E). So every request, retries included, first waits for its turn at [`REQUESTS_PER_SECOND`] (an even
+//! call, no `errorCode` filter, pages of at most 50 events, 90 days of management events
+//! (docs/cloudtrail.md, "Event history"). So every request, retries included, first waits for its turn at [`REQUESTS_PER_SECOND`] (an even
 //! spacing, never a burst), and a throttled or failed-in-transit request is retried after an exponential
 //! backoff with jitter, up to [`MAX_ATTEMPTS`] times. The SDK's own retries are turned off: they would
 //! bypass the limiter.

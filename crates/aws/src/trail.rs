@@ -2,7 +2,7 @@
 //! time window and streams each one through the engine.
 //!
 //! A trail writes `PREFIX/AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/ACCOUNT_CloudTrail_REGION_…json.gz`,
-//! an organization trail `PREFIX/AWSLogs/O-ID/ACCOUNT/CloudTrail/…` (CLOUDTRAIL.md §F). The walk lists
+//! an organization trail `PREFIX/AWSLogs/O-ID/ACCOUNT/CloudTrail/…` (docs/cloudtrail.md, "Trail log files"). The walk lists
 //! accounts and regions with a delimiter, then only the day folders of the window, so it never enters
 //! `CloudTrail-Digest/` or `CloudTrail-Insight/` and never lists days it does not read.
 //!
@@ -642,7 +642,7 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
-/// A CloudTrail log file is one JSON object whose first member is `"Records"` (CLOUDTRAIL.md §F). Anything
+/// A CloudTrail log file is one JSON object whose first member is `"Records"` (docs/cloudtrail.md, "Trail log files"). Anything
 /// else under a trail's folders (a stray upload, another product's export) is refused by name rather than
 /// counted as records.
 fn log_file_body(mut src: Box<dyn Read>) -> Result<impl Read, String> {

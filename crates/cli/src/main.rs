@@ -65,7 +65,7 @@ struct AnalyzeArgs {
 enum Format {
     /// Aligned columns for a terminal.
     Table,
-    /// The report document of SPEC.md.
+    /// The report document (docs/contract.md).
     Json,
     /// A summary table and a section per group.
     Markdown,

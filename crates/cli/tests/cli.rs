@@ -108,7 +108,7 @@ fn all_samples_at_once_are_the_union_of_each() {
     assert_eq!(all["groups"].as_array().unwrap().len(), each_groups);
 }
 
-/// Every field SPEC.md names is present in every group, `null` where unknown.
+/// Every field the contract (docs/contract.md) names is present in every group, `null` where unknown.
 #[test]
 fn report_groups_carry_every_spec_field() {
     let (report, _) = analyze_json(&[&samples_dir()]);

@@ -1,4 +1,4 @@
-//! The words of SPEC.md as types: each serializes to exactly the string the report and alerts use.
+//! The words of the contract (docs/contract.md) as types: each serializes to exactly the string the report and alerts use.
 
 use serde::Serialize;
 
@@ -12,7 +12,7 @@ macro_rules! spelled {
         impl $name {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            /// The exact string of SPEC.md.
+            /// The exact string of the contract.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }

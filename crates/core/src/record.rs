@@ -1,7 +1,7 @@
 //! A forgiving model of the CloudTrail record: only the fields the engine reads, each optional.
 //!
 //! Real records omit fields, write `null`, write numbers and booleans as strings, and put objects where
-//! strings are expected (CLOUDTRAIL.md §I). Every leaf here is a [`Text`], which takes any JSON scalar
+//! strings are expected (docs/cloudtrail.md). Every leaf here is a [`Text`], which takes any JSON scalar
 //! and ignores anything else; every nested object is read with [`lenient`], which turns a value of the
 //! wrong type into the empty default. A record therefore fails to decode only if it is not JSON.
 

@@ -102,7 +102,7 @@ pub struct Summary {
 
 /// One group the engine must report, with the values `docs/rules.md` implies for it.
 ///
-/// Field names follow the report document of SPEC.md.
+/// Field names follow the report document (docs/contract.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedGroup {
     /// `recipientAccountId` of its records.
