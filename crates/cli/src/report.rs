@@ -163,7 +163,11 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
 /// Keeps the groups the query's filters select; totals follow.
 fn filter(report: &mut Report, query: &Query) {
     report.findings.retain(|g| query.matches(g));
-    report.failures = report.findings.iter().map(|g| g.failures).sum();
+    report.failures = report
+        .findings
+        .iter()
+        .map(|g| g.failures_of_all_incidents())
+        .sum();
 }
 
 /// The state table's report. Exit status 0, or 1 when the table cannot be read.

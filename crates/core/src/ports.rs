@@ -91,6 +91,9 @@ pub enum Change<'a> {
         expected: Option<&'a IncidentId>,
         /// The new incident's id.
         incident: &'a IncidentId,
+        /// When the new incident's session failed before it, if it did
+        /// ([`crate::stats::FirstFailure::session_failed_at`]).
+        session_failed_at: Option<Epoch>,
     },
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use tokenwatch_core::finding::{Finding, IncidentState, IncidentSummary, Report};
+use tokenwatch_core::finding::{Finding, IncidentBrief, IncidentState, IncidentSummary, Report};
 use tokenwatch_core::model::{Client, CredentialSource, LeaseSource, Severity, Verdict};
 use tokenwatch_core::time::{Epoch, format_time};
 
@@ -40,12 +40,22 @@ pub struct Group {
     pub age_at_first_failure_seconds: Option<i64>,
     pub verdict: Verdict,
     pub severity: Severity,
+    /// The severity its incident pages at: the verdict's, without the volume raise of `severity`.
+    pub paging_severity: Severity,
     pub credential_source: CredentialSource,
     pub client: Option<Client>,
     pub error_codes: BTreeMap<String, u64>,
     pub event_names: BTreeMap<String, u64>,
     pub source_ips: Vec<String>,
     pub remediation: String,
+    /// Incidents of the group (this group's fields describe the latest).
+    pub incidents: usize,
+    /// Each incident, oldest first.
+    pub incident_list: Vec<IncidentEntry>,
+    /// The interval its incidents recur at, when three or more come evenly spaced.
+    pub recurs_every_seconds: Option<i64>,
+    /// When the next incident's first failure is expected, for a group that recurs.
+    pub next_expected_failure: Option<String>,
     /// From the state table only (`tokenwatch report` without a source flag); `null` elsewhere.
     pub incident: Option<Incident>,
     /// The one-line fix (the start of `remediation`), for tables and pages.
@@ -80,12 +90,24 @@ impl Group {
             age_at_first_failure_seconds: a.age_at_first_failure,
             verdict: a.verdict,
             severity: a.severity,
+            paging_severity: a.paging_severity,
             credential_source: a.credential_source,
             client: f.client,
             error_codes: f.error_codes.clone(),
             event_names: f.event_names.clone(),
             source_ips: f.source_ips.clone(),
             remediation: f.remediation.to_string(),
+            incidents: f.history.len().max(1),
+            incident_list: if f.history.is_empty() {
+                vec![IncidentEntry::of(&IncidentBrief::of(f))]
+            } else {
+                f.history.iter().map(IncidentEntry::of).collect()
+            },
+            recurs_every_seconds: f.recurrence.map(|r| r.every_seconds),
+            next_expected_failure: f
+                .recurrence
+                .and_then(|r| r.next_expected_failure)
+                .map(format_time),
             incident: f.incident.as_ref().map(Incident::of),
             fix: f.remediation.fix.clone(),
             first: f.first_failure,
@@ -103,6 +125,32 @@ impl Document {
             failures: report.failures,
             skipped_records: report.skipped_records,
             groups: report.findings.iter().map(Group::of).collect(),
+        }
+    }
+}
+
+/// One entry of `incident_list`: unknowns are `null` (the state table keeps only a past incident's start).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)]
+pub struct IncidentEntry {
+    pub first_failure: String,
+    pub last_failure: Option<String>,
+    pub failures: Option<u64>,
+    pub issued_at: Option<String>,
+    pub age_at_first_failure_seconds: Option<i64>,
+    pub verdict: Option<Verdict>,
+}
+
+impl IncidentEntry {
+    /// The entry of an incident.
+    pub fn of(i: &IncidentBrief) -> IncidentEntry {
+        IncidentEntry {
+            first_failure: format_time(i.first_failure),
+            last_failure: i.last_failure.map(format_time),
+            failures: i.failures,
+            issued_at: i.issued_at.map(format_time),
+            age_at_first_failure_seconds: i.age_at_first_failure,
+            verdict: i.verdict,
         }
     }
 }
@@ -451,11 +499,7 @@ impl Document {
                         .and_then(|i| i.time_to_recover_seconds)
                         .map(|t| t.to_string())
                         .unwrap_or_default(),
-                    text(
-                        g.incident
-                            .as_ref()
-                            .and_then(|i| i.next_expected_failure.as_deref()),
-                    ),
+                    text(g.next_expected_failure.as_deref()),
                 ],
             );
         }
