@@ -271,11 +271,11 @@ pub fn duration(seconds: i64) -> String {
     }
 }
 
-/// Keeps table cells on one line and bounded: control characters become spaces.
+/// Keeps table cells on one line and bounded: unsafe characters are escaped ([`crate::text::line`]).
 fn cell(s: &str, max: usize) -> String {
-    let clean: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let clean = crate::text::line(s);
     if clean.chars().count() <= max {
-        clean
+        clean.into_owned()
     } else {
         let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
         cut.push('…');
@@ -531,12 +531,15 @@ pub const CSV_COLUMNS: [&str; 20] = [
     "next_expected_failure",
 ];
 
-/// A text cell a spreadsheet must not evaluate: `=1+1`, `@SUM(…)`, `-2+3` become `'=1+1`, ….
+/// A text cell a spreadsheet must not evaluate: `=1+1`, `@SUM(…)`, `-2+3` become `'=1+1`, …; and one a
+/// terminal showing the file must not obey: unsafe characters other than line breaks and tabs are
+/// escaped ([`crate::text::lines`]).
 fn csv_text(s: &str) -> String {
+    let s = crate::text::lines(s);
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 
@@ -627,7 +630,7 @@ mod tests {
 
     #[test]
     fn cells_stay_on_one_line_and_bounded() {
-        assert_eq!(cell("a\nb\x1bc", 10), "a b c");
+        assert_eq!(cell("a\nb\x1bc", 20), "a\\nb\\u{1b}c");
         assert_eq!(cell(&"x".repeat(50), 10).chars().count(), 10);
     }
 
@@ -676,7 +679,8 @@ mod tests {
         formulas.age_at_first_failure_seconds = Some(-30);
         let mut tabbed = test_group();
         tabbed.session = Some("\t=HYPERLINK(\"http://x\")".into());
-        tabbed.principal = Some("\r=2".into());
+        tabbed.principal = Some("\r\n=2".into());
+        tabbed.account = Some("\r=3".into());
         tabbed.issued_at = None;
         tabbed.lease_seconds = None;
         tabbed.lease_source = None;
@@ -734,7 +738,9 @@ mod tests {
         assert_eq!(formulas[col("age_at_first_failure_seconds")], "-30");
         let tabbed = &rows[3];
         assert_eq!(tabbed[col("session")], "'\t=HYPERLINK(\"http://x\")");
-        assert_eq!(tabbed[col("principal")], "'\r=2");
+        assert_eq!(tabbed[col("principal")], "'\r\n=2");
+        // A lone CR is escaped (it would overwrite the line on a terminal), which disarms it too.
+        assert_eq!(tabbed[col("account")], "\\r=3");
         for unknown in [
             "issued_at",
             "lease_seconds",

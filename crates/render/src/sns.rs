@@ -52,9 +52,14 @@ pub struct Message {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// Strips control characters and caps the length (in characters), marking a cut with `…`.
+/// Strips unsafe characters ([`crate::text::is_unsafe`]: controls, bidi overrides, zero-width characters)
+/// and caps the length (in characters), marking a cut with `…`.
 pub fn clean(s: &str, max: usize) -> String {
-    let kept: Vec<char> = s.chars().filter(|c| !c.is_control()).take(max + 1).collect();
+    let kept: Vec<char> = s
+        .chars()
+        .filter(|c| !crate::text::is_unsafe(*c))
+        .take(max + 1)
+        .collect();
     if kept.len() <= max {
         kept.into_iter().collect()
     } else {
