@@ -28,6 +28,8 @@ pub struct Finding {
     pub principal: Option<String>,
     /// The session name.
     pub session: Option<String>,
+    /// Its workload's session pattern (set when a report gathers workloads).
+    pub workload: Option<String>,
     /// Access keys of the failing calls (at most [`crate::stats::MAX_LISTED`]).
     pub access_key_ids: Vec<String>,
     /// Failures counted, each eventID once.
@@ -215,18 +217,41 @@ pub struct IncidentSummary {
 pub trait Sessions {
     /// The session issued with `access_key_id`, if its issuing call was seen.
     fn issued(&self, access_key_id: &str) -> Option<Issuance>;
+
+    /// A session of the group `key` issued within [`CREATION_DATE_JOIN`] of `creation_date`, when the
+    /// key join finds nothing (an Identity Center session's issuing call hands out another key).
+    fn issued_near(&self, key: &GroupKey, creation_date: Epoch) -> Option<Issuance>;
 }
+
+/// How far a session's `creationDate` and its issuing call's `eventTime` may be apart for the two to be
+/// joined without an access key (docs/rules.md, "Age and lease").
+pub const CREATION_DATE_JOIN: Epoch = 2;
 
 /// No issuing call known.
 impl Sessions for () {
     fn issued(&self, _: &str) -> Option<Issuance> {
         None
     }
+
+    fn issued_near(&self, _: &GroupKey, _: Epoch) -> Option<Issuance> {
+        None
+    }
 }
 
-impl Sessions for HashMap<String, Issuance> {
+/// The sessions read from a store for one group: by key, and the one joined by `creationDate`.
+#[derive(Default)]
+struct Known {
+    by_key: HashMap<String, Issuance>,
+    near: Option<Issuance>,
+}
+
+impl Sessions for Known {
     fn issued(&self, access_key_id: &str) -> Option<Issuance> {
-        self.get(access_key_id).cloned()
+        self.by_key.get(access_key_id).cloned()
+    }
+
+    fn issued_near(&self, _: &GroupKey, _: Epoch) -> Option<Issuance> {
+        self.near.clone()
     }
 }
 
@@ -264,7 +289,13 @@ impl GroupState {
 /// docs/rules.md, and writes the fix. The analyzer, the detector and the state-table report all come here.
 pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
     let stats = evidence.stats;
-    let issuance = evidence.failing_access_key().and_then(|k| sessions.issued(k));
+    let issuance = evidence
+        .failing_access_key()
+        .and_then(|k| sessions.issued(k))
+        .or_else(|| {
+            let created = stats.first_failure.creation_date?;
+            sessions.issued_near(evidence.key, created)
+        });
     let issued_times: Vec<Epoch> = evidence.issued_times.iter().copied().collect();
     let facts = Facts {
         principal: stats.principal.as_deref(),
@@ -289,6 +320,7 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
         account: evidence.key.account.clone(),
         principal: stats.principal.clone(),
         session: evidence.key.session.clone(),
+        workload: None,
         access_key_ids: stats.access_key_ids.iter().cloned().collect(),
         failures: stats.failures,
         first_failure: stats.first,
@@ -309,11 +341,21 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
 /// names from the store first.
 pub async fn judge_stored<S: StateStore>(store: &S, state: &GroupState) -> Result<Finding, PortError> {
     let evidence = state.evidence();
-    let mut known: HashMap<String, Issuance> = HashMap::new();
+    let mut known = Known::default();
     if let Some(key) = evidence.failing_access_key()
         && let Some(issuance) = store.session(key).await?
     {
-        known.insert(key.to_owned(), issuance);
+        known.by_key.insert(key.to_owned(), issuance);
+    }
+    if known.by_key.is_empty()
+        && let Some(created) = state.stats.first_failure.creation_date
+        && let Some(key) = state
+            .issued_keys
+            .range(created - CREATION_DATE_JOIN..=created + CREATION_DATE_JOIN)
+            .min_by_key(|(t, _)| (**t - created).abs())
+            .map(|(_, k)| k.clone())
+    {
+        known.near = store.session(&key).await?;
     }
     Ok(judge(evidence, &known))
 }
@@ -339,6 +381,8 @@ pub struct Report {
     pub skipped_records: u64,
     /// The findings, in [`order`].
     pub findings: Vec<Finding>,
+    /// Their workloads (see [`crate::workload`]), most severe first.
+    pub workloads: Vec<crate::workload::Workload>,
 }
 
 impl Report {
@@ -363,6 +407,7 @@ pub fn example_finding() -> Finding {
         account: key.account.clone(),
         principal: Some("arn:aws:iam::123456789012:role/etl-pipeline-role".into()),
         session: key.session.clone(),
+        workload: None,
         key,
         access_key_ids: vec!["ASIAETLNIGHT1EXAMPLE".into()],
         failures: 6,

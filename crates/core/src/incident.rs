@@ -1,7 +1,7 @@
 //! Incidents: what the detector keeps per group between invocations, and when to page, hold, escalate
 //! or resolve. Pure: the state comes in from a [`crate::ports::StateStore`], `now` comes in as an argument.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use std::fmt;
 
@@ -21,6 +21,9 @@ pub struct GroupState {
     pub stats: FailureStats,
     /// When sessions of this group were issued (from issuing calls seen).
     pub issued_times: BTreeSet<Epoch>,
+    /// The access key each of those sessions was issued with: how a failure whose own key was never
+    /// issued (an Identity Center session) finds its issuing call by `creationDate`.
+    pub issued_keys: BTreeMap<Epoch, String>,
     /// The current (or last) incident.
     pub incident: Incident,
     /// When this group's resolved incidents began (the newest [`MAX_HISTORY`] are kept): what shows a

@@ -32,6 +32,7 @@ pub mod record;
 pub mod remediation;
 pub mod stats;
 pub mod time;
+pub mod workload;
 
 pub use analyze::{Analyzer, Window};
 pub use finding::{Finding, Report, judge};

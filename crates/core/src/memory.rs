@@ -127,8 +127,20 @@ impl StateStore for MemoryStore {
         });
         if group.issued_times.len() >= MAX_ISSUED_TIMES {
             group.issued_times.clear();
+            group.issued_keys.clear();
         }
         group.issued_times.insert(issuance.issued_at);
+        // Two sessions issued in the same second: the smaller key, as the DynamoDB adapter reads it back.
+        let key = &issuance.access_key_id;
+        group
+            .issued_keys
+            .entry(issuance.issued_at)
+            .and_modify(|k| {
+                if key < k {
+                    k.clone_from(key)
+                }
+            })
+            .or_insert_with(|| key.clone());
         Ok(())
     }
 
@@ -221,6 +233,7 @@ impl StateStore for MemoryStore {
 /// whatever order they come in: role chaining if either copy shows it, the known facts of both.
 pub fn combine_copies(known: &mut Issuance, copy: &Issuance) {
     known.chained |= copy.chained;
+    known.for_container |= copy.for_container;
     known.duration_seconds = known.duration_seconds.max(copy.duration_seconds);
     known.expiration = known.expiration.max(copy.expiration);
 }

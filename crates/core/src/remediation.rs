@@ -92,6 +92,16 @@ fn refreshing_provider(client: Option<Client>, source: CredentialSource) -> Reme
             ),
         };
     }
+    if source == CredentialSource::Container {
+        return Remediation::new(
+            "Leave the SDK's container credential provider in place",
+            "the SDK reads the task's (or pod's) credentials from the container credential endpoint \
+              (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI) and fetches new ones before they expire. \
+              Build clients from the default credential chain, and do not copy the endpoint's keys into \
+              environment variables, files or a client built once; a task cannot assume its task role \
+              itself.",
+        );
+    }
     if source == CredentialSource::InstanceProfile {
         return Remediation::new(
             "Let the SDK's default credential chain read the instance profile from IMDS",

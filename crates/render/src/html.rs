@@ -716,6 +716,7 @@ mod tests {
 
     fn report(groups: Vec<Group>) -> Document {
         Document {
+            workloads: Vec::new(),
             records: 100,
             failures: groups.iter().map(|g| g.failures).sum(),
             skipped_records: 0,

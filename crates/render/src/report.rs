@@ -19,8 +19,44 @@ pub struct Document {
     pub failures: u64,
     /// Records that could not be used (no time, not JSON), included in `records`.
     pub skipped_records: u64,
+    /// The groups' workloads (account + principal + session pattern), most severe first.
+    pub workloads: Vec<WorkloadEntry>,
     /// Failures grouped by account + principal + session, most severe first.
     pub groups: Vec<Group>,
+}
+
+/// One workload of the document.
+#[derive(Clone, Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct WorkloadEntry {
+    pub account: Option<String>,
+    pub principal: Option<String>,
+    pub session_pattern: Option<String>,
+    pub groups: usize,
+    pub sessions: Vec<String>,
+    pub failures: u64,
+    pub first_failure: String,
+    pub last_failure: String,
+    pub verdicts: BTreeMap<Verdict, usize>,
+    pub severity: Severity,
+}
+
+impl WorkloadEntry {
+    /// The document's entry for a workload.
+    pub fn of(w: &tokenwatch_core::workload::Workload) -> WorkloadEntry {
+        WorkloadEntry {
+            account: w.account.clone(),
+            principal: w.principal.clone(),
+            session_pattern: w.session_pattern.clone(),
+            groups: w.groups,
+            sessions: w.sessions.clone(),
+            failures: w.failures,
+            first_failure: format_time(w.first_failure),
+            last_failure: format_time(w.last_failure),
+            verdicts: w.verdicts.clone(),
+            severity: w.severity,
+        }
+    }
 }
 
 /// One account + principal + session and what its failures say. Unknowns are `null`, never omitted.
@@ -30,6 +66,8 @@ pub struct Group {
     pub account: Option<String>,
     pub principal: Option<String>,
     pub session: Option<String>,
+    /// Its workload's session pattern.
+    pub workload: Option<String>,
     pub access_key_ids: Vec<String>,
     pub failures: u64,
     pub first_failure: String,
@@ -80,6 +118,7 @@ impl Group {
             account: f.account.clone(),
             principal: f.principal.clone(),
             session: f.session.clone(),
+            workload: f.workload.clone(),
             access_key_ids: f.access_key_ids.clone(),
             failures: f.failures,
             first_failure: format_time(f.first_failure),
@@ -124,6 +163,7 @@ impl Document {
             records: report.records,
             failures: report.failures,
             skipped_records: report.skipped_records,
+            workloads: report.workloads.iter().map(WorkloadEntry::of).collect(),
             groups: report.findings.iter().map(Group::of).collect(),
         }
     }
@@ -585,6 +625,7 @@ mod tests {
             next_expected_failure: Some("2026-11-05T09:00:14Z".into()),
         });
         let table_report = Document {
+            workloads: Vec::new(),
             records: 0,
             failures: 6,
             skipped_records: 0,
@@ -605,6 +646,7 @@ mod tests {
         assert!(md.contains("next failure expected 2026-11-05T09:00:14Z"), "{md}");
 
         let analyzed = Document {
+            workloads: Vec::new(),
             records: 115,
             failures: 6,
             skipped_records: 0,
@@ -687,6 +729,7 @@ mod tests {
         tabbed.age_at_first_failure_seconds = None;
         tabbed.client = None;
         Document {
+            workloads: Vec::new(),
             records: 9,
             failures: 3,
             skipped_records: 0,
@@ -755,6 +798,7 @@ mod tests {
     #[test]
     fn csv_of_an_empty_report_is_its_header() {
         let empty = Document {
+            workloads: Vec::new(),
             records: 0,
             failures: 0,
             skipped_records: 0,

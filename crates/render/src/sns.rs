@@ -504,6 +504,7 @@ mod tests {
             account: Some("123456789012".into()),
             principal: Some(principal.into()),
             session: Some(session.into()),
+            workload: None,
             access_key_ids: vec!["ASIAEXAMPLEEXAMPLE01".into()],
             failures: 83,
             first_failure: "2026-11-02T09:00:14Z".into(),
@@ -726,6 +727,7 @@ mod tests {
             next_expected_failure: Some("2026-11-03T09:00:14Z".into()),
         });
         let report = Document {
+            workloads: Vec::new(),
             records: 0,
             failures: 6 * 400,
             skipped_records: 0,
@@ -759,6 +761,7 @@ mod tests {
         assert!(!text.contains("nightly\n"), "control characters are stripped");
 
         let empty = Document {
+            workloads: Vec::new(),
             records: 0,
             failures: 0,
             skipped_records: 0,
@@ -772,6 +775,7 @@ mod tests {
     fn a_chatbot_digest_is_a_custom_notification_with_escaped_markdown() {
         let g = group("arn:aws:iam::123456789012:role/etl", "*bold* [link](http://x)");
         let report = Document {
+            workloads: Vec::new(),
             records: 0,
             failures: 6,
             skipped_records: 0,

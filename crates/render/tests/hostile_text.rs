@@ -76,6 +76,7 @@ fn document(findings: Vec<Finding>) -> Document {
         failures: 6,
         skipped_records: 0,
         findings,
+        workloads: Vec::new(),
     })
 }
 

@@ -394,6 +394,9 @@ impl DynamoStore {
         if copy.chained {
             e.set(CHAINED, AttributeValue::Bool(true));
         }
+        if copy.for_container {
+            e.set(FOR_CONTAINER, AttributeValue::Bool(true));
+        }
         if let Some(d) = copy.duration_seconds {
             e.set_if_absent(DURATION_SECONDS, n(d));
         }
@@ -740,12 +743,18 @@ fn issuance_update(key: &GroupKey, issuance: &Issuance, capped: bool) -> Expr {
     let mut e = Expr::default();
     plan::set_identity(&mut e, key);
     let time = aws_sdk_dynamodb::types::AttributeValue::Ns(vec![issuance.issued_at.to_string()]);
+    let session = aws_sdk_dynamodb::types::AttributeValue::Ss(vec![item::issued_session(
+        issuance.issued_at,
+        &issuance.access_key_id,
+    )]);
     if capped {
         let (times, cap) = (e.name(ISSUED_TIMES), e.n(MAX_ISSUED_TIMES));
         e.require(format!("attribute_not_exists({times}) OR size({times}) < {cap}"));
         e.add(ISSUED_TIMES, time);
+        e.add(ISSUED_SESSIONS, session);
     } else {
         e.set(ISSUED_TIMES, time);
+        e.set(ISSUED_SESSIONS, session);
     }
     e.set_if_absent(EXPIRES_AT, n(issuance.issued_at + GROUP_TTL));
     e

@@ -408,6 +408,7 @@ fn restart(
         key: view.key.clone(),
         stats,
         issued_times: view.issued_times.clone(),
+        issued_keys: view.issued_keys.clone(),
         incident: Incident {
             id: Some(incident.clone()),
             paged: None,
