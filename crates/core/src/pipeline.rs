@@ -16,7 +16,7 @@ use crate::incident::{
     resolved_by_quiet, starts_new_incident,
 };
 use crate::model::{Severity, Verdict};
-use crate::notice::{IncidentNotice, Notice, NoticeKind};
+use crate::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
 use crate::ports::{AlertSink, Change, PortError, StateStore};
 use crate::record::{EnvelopeContext, Record};
 use crate::stats::{FailureStats, GroupKey, group_key};
@@ -150,7 +150,8 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         let mut metrics = Metrics::default();
         for state in self.store.open_incidents().await? {
             if resolved_by_quiet(&state, self.policy, now) {
-                self.resolve(&state, now, &mut metrics).await?;
+                let how = self.quiet(&state);
+                self.resolve(&state, now, how, &mut metrics).await?;
             } else {
                 self.maybe_page(&state, false, now, &mut metrics).await?;
             }
@@ -196,7 +197,10 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             let mut seen = state.clone();
             seen.issued_times.insert(issuance.issued_at);
             self.maybe_page(&seen, false, now, metrics).await?;
-            self.resolve(&state, issuance.issued_at.max(state.stats.last), metrics)
+            let how = Resolution::NewerSession {
+                issued_at: issuance.issued_at,
+            };
+            self.resolve(&state, issuance.issued_at.max(state.stats.last), how, metrics)
                 .await?;
         }
         Ok(())
@@ -225,7 +229,9 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             });
             let restart = starts_new_incident(&before, &failures, self.policy);
             if restart && before.is_open() && before.stats.failures > 0 {
-                self.resolve(&before, before.stats.last, metrics).await?;
+                // Open and restarted: only a gap of the cool-down does that (starts_new_incident).
+                let how = self.quiet(&before);
+                self.resolve(&before, before.stats.last, how, metrics).await?;
             }
             let change = if restart {
                 Change::Restart {
@@ -334,6 +340,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             incident: incident.clone(),
             finding,
             drill,
+            resolution: None,
         });
         if let Err(e) = self.sink.publish(&notice).await {
             self.store
@@ -345,7 +352,20 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         Ok(())
     }
 
-    async fn resolve(&self, state: &GroupState, at: Epoch, metrics: &mut Metrics) -> Result<(), PortError> {
+    fn quiet(&self, state: &GroupState) -> Resolution {
+        Resolution::Quiet {
+            last_failure: state.stats.last,
+            cooldown: self.policy.cooldown,
+        }
+    }
+
+    async fn resolve(
+        &self,
+        state: &GroupState,
+        at: Epoch,
+        how: Resolution,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
         let Some(incident) = state.incident.id.as_ref() else {
             return Ok(());
         };
@@ -361,6 +381,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             incident: incident.clone(),
             finding: judge_stored(self.store, state).await?,
             drill: false,
+            resolution: Some(how),
         });
         if let Err(e) = self.sink.publish(&notice).await {
             self.store.unresolve(&state.key, incident, at).await?;
@@ -549,6 +570,12 @@ mod tests {
             (docs[0]["state"].as_str(), docs[1]["state"].as_str()),
             (Some("open"), Some("resolved"))
         );
+        assert_eq!(
+            rig.sink.notices()[1].incident().unwrap().resolution,
+            Some(Resolution::NewerSession { issued_at: T0 + 4000 }),
+            "the resolved notice says a newer session ended it, and when"
+        );
+        assert_eq!(rig.sink.notices()[0].incident().unwrap().resolution, None);
         run(&rig, &[failure_event("h2", 3950, "job")], T0 + 4002).await;
         assert_eq!(
             rig.docs().len(),
@@ -591,6 +618,14 @@ mod tests {
         let docs = rig.docs();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1]["state"], "resolved");
+        assert_eq!(
+            rig.sink.notices()[1].incident().unwrap().resolution,
+            Some(Resolution::Quiet {
+                last_failure: T0 + 3605,
+                cooldown: 3600
+            }),
+            "the resolved notice says the group went quiet for the cool-down"
+        );
         run(&rig, &[failure_event("s2", 3605 + 7300, "svc")], T0 + 3605 + 7301).await;
         assert_eq!(
             rig.docs().len(),
