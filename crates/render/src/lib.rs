@@ -12,5 +12,6 @@
 pub mod html;
 pub mod report;
 pub mod sns;
+pub mod table;
 
 pub use report::{Document, Group};
