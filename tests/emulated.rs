@@ -73,6 +73,7 @@ pub fn envelope_problems(r: &Received, topic_arn: &str) -> Vec<String> {
         None => problems.push("no MessageAttributes".into()),
         Some(attributes) => {
             for name in [
+                "alert_id",
                 "kind",
                 "severity",
                 "verdict",
@@ -86,8 +87,10 @@ pub fn envelope_problems(r: &Received, topic_arn: &str) -> Vec<String> {
             }
             for (name, v) in attributes {
                 let value = v["Value"].as_str().unwrap_or_default();
+                // The alert id is as long as uniqueness needs (at most 600, docs/contract.md "Alerts").
+                let max = if name == "alert_id" { 600 } else { 256 };
                 if v["Type"] != "String"
-                    || value.len() > 256
+                    || value.len() > max
                     || !value.bytes().all(|b| (0x20..0x7f).contains(&b))
                 {
                     problems.push(format!("attribute {name} is {v}"));

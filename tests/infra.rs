@@ -797,6 +797,14 @@ fn parameters_are_described_and_default_to_safe_values() {
     assert_eq!(defaults["Cooldown"], "1h");
     assert_eq!(defaults["Suppressions"], "[]");
     assert_eq!(defaults["AlertFormat"], "standard");
+    assert_eq!(defaults["RunbookUrl"], "", "no runbook link unless given one");
+    let runbook = regex::Regex::new(&format!(
+        "^(?:{})$",
+        t["Parameters"]["RunbookUrl"]["AllowedPattern"].as_str().unwrap()
+    ))
+    .unwrap();
+    assert!(runbook.is_match("https://wiki.example.com/tokenwatch/{verdict}"));
+    assert!(!runbook.is_match("http://wiki.example.com/{verdict}") && !runbook.is_match("https://a b"));
     assert_eq!(defaults["AlertEmail"], "");
     assert_eq!(defaults["AlertHttpsEndpoint"], "");
     assert_eq!(defaults["ForwarderOrganizationId"], "");

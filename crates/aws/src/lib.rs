@@ -16,7 +16,7 @@
 //! SDK error kept as their source.
 
 pub mod dynamodb;
-mod error;
+pub mod error;
 pub mod eventbridge;
 #[cfg(feature = "backfill")]
 pub mod lookup;
@@ -26,6 +26,7 @@ pub mod sns;
 pub mod trail;
 
 pub use dynamodb::{DynamoStore, create_table};
+pub use error::{Blocked, BlockedError, blocked};
 pub use eventbridge::{EventBus, caller_account};
-pub use sdk::{SdkOptions, sdk_config};
+pub use sdk::{SdkOptions, ready, require_region, sdk_config};
 pub use sns::SnsAlertSink;

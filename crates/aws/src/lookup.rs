@@ -23,7 +23,7 @@ use tokenwatch_core::Analyzer;
 use tokenwatch_core::ports::PortError;
 use tokenwatch_core::time::Epoch;
 
-use crate::error::from_sdk;
+use crate::error::{Blocked, blocked, from_sdk};
 
 /// CloudTrail's documented limit for LookupEvents, per account and region.
 pub const REQUESTS_PER_SECOND: u32 = 2;
@@ -85,6 +85,9 @@ pub struct LookupError {
     pub lookup: String,
     /// Why it stopped.
     pub reason: String,
+    /// Set when only the user can fix it (credentials, region, permission): no other lookup will do
+    /// better.
+    pub blocked: Option<Blocked>,
     /// What it did before.
     pub pulled: Pulled,
 }
@@ -151,8 +154,9 @@ impl LookupEvents {
         loop {
             let page = match self.page(lookup, start, end, token.clone(), &mut pulled).await {
                 Ok(page) => page,
-                Err(reason) => {
+                Err((reason, blocked)) => {
                     return Err(LookupError {
+                        blocked,
                         lookup: format!(
                             "{lookup} in {} … {}",
                             tokenwatch_core::time::format_time(start),
@@ -187,7 +191,8 @@ impl LookupEvents {
         end: Epoch,
         token: Option<String>,
         pulled: &mut Pulled,
-    ) -> Result<aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput, String> {
+    ) -> Result<aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput, (String, Option<Blocked>)>
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -200,21 +205,25 @@ impl LookupEvents {
                 .end_time(DateTime::from_secs(end))
                 .max_results(PAGE_SIZE)
                 .set_next_token(token.clone());
-            if let Some(attribute) = attribute(lookup)? {
+            if let Some(attribute) = attribute(lookup).map_err(|e| (e, None))? {
                 request = request.lookup_attributes(attribute);
             }
             match request.send().await {
                 Ok(page) => return Ok(page),
                 Err(e) => match from_sdk("cloudtrail:LookupEvents", e) {
+                    // Credentials, region, permission: permanent, so never retried; said once.
+                    fault if blocked(&fault).is_some() => {
+                        return Err((fault.to_string(), blocked(&fault).cloned()));
+                    }
                     PortError::Transient { message, .. } if attempt < MAX_ATTEMPTS => {
                         pulled.retried += 1;
                         tracing::debug!(%lookup, attempt, reason = %message, "Lookup throttled or failed in transit; backing off.");
                         self.pacer.sleep(backoff(attempt, random_fraction())).await;
                     }
                     PortError::Transient { message, .. } => {
-                        return Err(format!("{message} (gave up after {attempt} attempts)"));
+                        return Err((format!("{message} (gave up after {attempt} attempts)"), None));
                     }
-                    PortError::Permanent { message, .. } => return Err(message),
+                    PortError::Permanent { message, .. } => return Err((message, None)),
                 },
             }
         }

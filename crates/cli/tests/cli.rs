@@ -19,8 +19,7 @@ fn analyze_json(paths: &[&Path]) -> (Value, Output) {
     let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
     let out = tokenwatch(&args);
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let report = tokenwatch_testkit::assert_valid_report_text(&String::from_utf8_lossy(&out.stdout));
     (report, out)
 }
 
@@ -143,15 +142,39 @@ fn report_groups_carry_every_spec_field() {
 #[test]
 fn table_shows_group_verdict_age_against_lease_client_and_fix() {
     let dir = scenarios().into_iter().next().unwrap();
-    let out = tokenwatch(&["analyze", dir.to_str().unwrap()]);
+    // A wide terminal: the fix in its own column.
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .args(["analyze", dir.to_str().unwrap()])
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let header = text.lines().next().unwrap();
-    for col in ["GROUP", "VERDICT", "FAILURES", "AGE / LEASE", "CLIENT", "FIX"] {
+    for col in [
+        "GROUP",
+        "VERDICT",
+        "FAILURES",
+        "AGE / LEASE",
+        "SINCE",
+        "CLIENT",
+        "FIX",
+    ] {
         assert!(header.contains(col), "{header}");
     }
     assert!(text.contains("stale-cache") && text.contains("1h"), "{text}");
     assert!(text.contains("expired-credential failures"), "{text}");
+    // The default 100 columns: the fix on a line of its own under its group.
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .args(["analyze", dir.to_str().unwrap()])
+        .env_remove("COLUMNS")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("\n  fix: Let botocore refresh the role\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -268,11 +291,21 @@ fn since_and_until_bound_the_failures_counted() {
 #[test]
 fn a_bad_flag_value_is_a_clear_error() {
     let out = tokenwatch(&["analyze", "--since", "whenever", "."]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64), "a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--since 'whenever'"), "{stderr}");
     let out = tokenwatch(&["analyze", "--format", "yaml", "."]);
-    assert!(!out.status.success());
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "clap's usage error exits 64, not 2 (partial)"
+    );
+    let out = tokenwatch(&["analyze", "--since", "2026-11-03", "--until", "2026-11-02", "."]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = tokenwatch(&["analyze"]);
+    assert_eq!(out.status.code(), Some(64), "a missing argument");
+    let out = tokenwatch(&["--help"]);
+    assert_eq!(out.status.code(), Some(0), "help is not an error");
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::assess::{Assessment, Facts, assess};
 use crate::classify::Issuance;
 use crate::incident::{GroupState, IncidentId};
-use crate::model::{Client, CredentialSource, Severity, Verdict};
+use crate::model::{Client, CredentialSource, Severity, StsCall, Verdict};
 use crate::ports::{PortError, StateStore};
 use crate::remediation::{Remediation, remediation};
 use crate::stats::{FailureStats, GroupKey};
@@ -56,6 +56,8 @@ pub struct Finding {
     pub history: Vec<IncidentBrief>,
     /// The interval the incidents recur at, when they do.
     pub recurrence: Option<Recurrence>,
+    /// Which records the verdict rests on.
+    pub provenance: Provenance,
 }
 
 /// One incident of a group, in short: what `incident_list` shows. What the source no longer holds (the
@@ -130,6 +132,62 @@ impl Recurrence {
             every_seconds: every,
             next_expected_failure: crate::query::next_expected(last, every, now),
         })
+    }
+}
+
+/// Which records the verdict rests on: where the issue time came from, and the issuing call joined to the
+/// failing session (whose `durationSeconds` or `expiration` gives the lease, per
+/// [`crate::assess::Lease::source`]). `tokenwatch explain` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// Where [`Assessment::issued_at`] came from; `None` when it is unknown.
+    pub issued_at_from: Option<IssuedAtFrom>,
+    /// The issuing call found by the failing access key, if one was seen.
+    pub issuing_call: Option<IssuingCall>,
+}
+
+/// The record an issue time was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssuedAtFrom {
+    /// The first failure's `userIdentity.sessionContext.attributes.creationDate`.
+    CreationDate,
+    /// The `eventTime` of the issuing call ([`Provenance::issuing_call`]).
+    IssuingCall,
+}
+
+/// The STS call that issued the failing session, as far as the verdict uses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuingCall {
+    /// Which call.
+    pub call: StsCall,
+    /// Its `eventTime`.
+    pub at: Epoch,
+    /// The access key it handed out (the failing one).
+    pub access_key_id: String,
+    /// Its `requestParameters.durationSeconds`.
+    pub duration_seconds: Option<u64>,
+    /// Its `responseElements.credentials.expiration`.
+    pub expiration: Option<Epoch>,
+}
+
+impl Provenance {
+    /// What `facts` gave the assessment.
+    fn of(creation_date: Option<Epoch>, issuance: Option<&Issuance>, assessment: &Assessment) -> Provenance {
+        let issued_at_from = match (assessment.issued_at, creation_date) {
+            (None, _) => None,
+            (Some(_), Some(_)) => Some(IssuedAtFrom::CreationDate),
+            (Some(_), None) => Some(IssuedAtFrom::IssuingCall),
+        };
+        Provenance {
+            issued_at_from,
+            issuing_call: issuance.map(|i| IssuingCall {
+                call: i.call,
+                at: i.issued_at,
+                access_key_id: i.access_key_id.clone(),
+                duration_seconds: i.duration_seconds,
+                expiration: i.expiration,
+            }),
+        }
     }
 }
 
@@ -238,6 +296,17 @@ impl Sessions for () {
     }
 }
 
+/// Sessions by access key only (no `creationDate` join).
+impl Sessions for HashMap<String, Issuance> {
+    fn issued(&self, access_key_id: &str) -> Option<Issuance> {
+        self.get(access_key_id).cloned()
+    }
+
+    fn issued_near(&self, _: &GroupKey, _: Epoch) -> Option<Issuance> {
+        None
+    }
+}
+
 /// The sessions read from a store for one group: by key, and the one joined by `creationDate`.
 #[derive(Default)]
 struct Known {
@@ -314,6 +383,7 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
         issued_times: &issued_times,
     };
     let assessment = assess(&facts);
+    let provenance = Provenance::of(stats.first_failure.creation_date, issuance.as_ref(), &assessment);
     let client = stats.client();
     Finding {
         key: evidence.key.clone(),
@@ -334,6 +404,7 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
         incident: None,
         history: Vec::new(),
         recurrence: None,
+        provenance,
     }
 }
 
@@ -437,5 +508,98 @@ pub fn example_finding() -> Finding {
         incident: None,
         history: Vec::new(),
         recurrence: None,
+        provenance: Provenance {
+            issued_at_from: Some(IssuedAtFrom::CreationDate),
+            issuing_call: Some(IssuingCall {
+                call: crate::model::StsCall::AssumeRole,
+                at: first - 3614,
+                access_key_id: "ASIAETLNIGHT1EXAMPLE".into(),
+                duration_seconds: None,
+                expiration: Some(first - 14),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Failure, IdentityHints};
+
+    const T0: Epoch = 1_793_606_400;
+
+    fn failure(creation_date: Option<Epoch>) -> Failure {
+        Failure {
+            event_id: Some("e1".into()),
+            time: T0 + 3614,
+            account: Some("123456789012".into()),
+            principal: Some("arn:aws:iam::123456789012:role/etl".into()),
+            session: Some("job".into()),
+            access_key_id: Some("ASIAJOBEXAMPLE".into()),
+            creation_date,
+            error_code: "ExpiredToken".into(),
+            event_name: "s3:GetObject".into(),
+            source_ip: None,
+            client: Some(Client::Boto3),
+            token_call: None,
+            hints: IdentityHints::default(),
+        }
+    }
+
+    fn issuance() -> Issuance {
+        Issuance {
+            access_key_id: "ASIAJOBEXAMPLE".into(),
+            account: Some("123456789012".into()),
+            principal: Some("arn:aws:iam::123456789012:role/etl".into()),
+            session: Some("job".into()),
+            issued_at: T0,
+            duration_seconds: Some(3600),
+            expiration: None,
+            call: StsCall::AssumeRole,
+            chained: false,
+            for_container: false,
+        }
+    }
+
+    fn judged(creation_date: Option<Epoch>, sessions: &impl Sessions) -> Finding {
+        let mut stats = FailureStats::default();
+        stats.add(failure(creation_date));
+        let key = GroupKey::default();
+        let issued = BTreeSet::new();
+        judge(
+            Evidence {
+                key: &key,
+                stats: &stats,
+                issued_times: &issued,
+            },
+            sessions,
+        )
+    }
+
+    #[test]
+    fn provenance_names_the_creation_date_when_the_failure_carries_one() {
+        let known = HashMap::from([("ASIAJOBEXAMPLE".to_owned(), issuance())]);
+        let f = judged(Some(T0), &known);
+        assert_eq!(f.provenance.issued_at_from, Some(IssuedAtFrom::CreationDate));
+        let call = f.provenance.issuing_call.expect("joined by access key");
+        assert_eq!(
+            (call.call, call.at, call.duration_seconds),
+            (StsCall::AssumeRole, T0, Some(3600))
+        );
+    }
+
+    #[test]
+    fn provenance_names_the_issuing_call_when_only_it_gave_the_time() {
+        let known = HashMap::from([("ASIAJOBEXAMPLE".to_owned(), issuance())]);
+        let f = judged(None, &known);
+        assert_eq!(f.provenance.issued_at_from, Some(IssuedAtFrom::IssuingCall));
+        assert_eq!(f.issued_at(), Some(T0));
+    }
+
+    #[test]
+    fn provenance_is_empty_when_nothing_gave_the_time() {
+        let f = judged(None, &());
+        assert_eq!(f.provenance, Provenance::default());
+        assert_eq!(f.verdict(), Verdict::Unknown);
     }
 }

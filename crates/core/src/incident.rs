@@ -325,7 +325,7 @@ pub fn resolved_by_quiet(state: &GroupState, policy: &Policy, now: Epoch) -> boo
 /// the incident over. `failing_issued_at` is when the incident's session was issued. The newest session
 /// issued after it ends the incident if no failure came later than [`EDGE`] after that issue, once the
 /// delivery allowance has passed (a straggler of the old session, delivered late, would keep it open);
-/// returns the time it ended.
+/// returns when that newer session was issued (the incident ended then, or at its last failure if later).
 pub fn renewal_settled(state: &GroupState, failing_issued_at: Option<Epoch>, now: Epoch) -> Option<Epoch> {
     if !state.is_open() || state.stats.failures == 0 {
         return None;
@@ -333,7 +333,7 @@ pub fn renewal_settled(state: &GroupState, failing_issued_at: Option<Epoch>, now
     let after = failing_issued_at.unwrap_or(state.stats.first);
     let renewed = state.issued_times.iter().copied().filter(|&t| t > after).max()?;
     let ended = renewed.max(state.stats.last);
-    (state.stats.last <= renewed + EDGE && now >= ended + DELIVERY_ALLOWANCE).then_some(ended)
+    (state.stats.last <= renewed + EDGE && now >= ended + DELIVERY_ALLOWANCE).then_some(renewed)
 }
 
 /// Where a batch of one session's failures goes.

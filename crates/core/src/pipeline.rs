@@ -16,7 +16,7 @@ use crate::incident::{
     place, renewal_settled, resolved_by_quiet,
 };
 use crate::model::{Severity, Verdict};
-use crate::notice::{IncidentNotice, Notice, NoticeKind};
+use crate::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
 use crate::ports::{AlertSink, Change, PortError, StateStore};
 use crate::record::{EnvelopeContext, Record};
 use crate::stats::{FailureStats, GroupKey, group_key};
@@ -150,14 +150,17 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         let mut metrics = Metrics::default();
         for state in self.store.open_incidents().await? {
             if resolved_by_quiet(&state, self.policy, now) {
-                self.resolve(&state, now, &mut metrics).await?;
+                let how = self.quiet(&state);
+                self.resolve(&state, now, how, &mut metrics).await?;
                 continue;
             }
             self.maybe_page(&state, false, now, &mut metrics).await?;
             let failing = self.failing_session(&state).await?;
             let issued = state.failing_session_issued_at(failing.as_ref());
-            if let Some(ended) = renewal_settled(&state, issued, now) {
-                self.resolve(&state, ended, &mut metrics).await?;
+            if let Some(renewed) = renewal_settled(&state, issued, now) {
+                let how = Resolution::NewerSession { issued_at: renewed };
+                self.resolve(&state, renewed.max(state.stats.last), how, &mut metrics)
+                    .await?;
             }
         }
         Ok(metrics)
@@ -285,7 +288,13 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                         // Its page may still have been held (no sweep since): decide on it before it ends.
                         self.maybe_page(&before, drill, now, metrics).await?;
                         let ending = self.store.load(key).await?.unwrap_or_else(|| before.clone());
-                        self.resolve(&ending, ending.stats.last, metrics).await?;
+                        let how = match session.issued_at {
+                            Some(issued_at) if issued_at > ending.stats.last => {
+                                Resolution::NewerSession { issued_at }
+                            }
+                            _ => self.quiet(&ending),
+                        };
+                        self.resolve(&ending, ending.stats.last, how, metrics).await?;
                     }
                     Change::Restart {
                         expected: before.incident.id.as_ref(),
@@ -407,6 +416,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             incident: incident.clone(),
             finding,
             drill,
+            resolution: None,
         });
         if let Err(e) = self.sink.publish(&notice).await {
             self.store
@@ -418,7 +428,20 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         Ok(())
     }
 
-    async fn resolve(&self, state: &GroupState, at: Epoch, metrics: &mut Metrics) -> Result<(), PortError> {
+    fn quiet(&self, state: &GroupState) -> Resolution {
+        Resolution::Quiet {
+            last_failure: state.stats.last,
+            cooldown: self.policy.cooldown,
+        }
+    }
+
+    async fn resolve(
+        &self,
+        state: &GroupState,
+        at: Epoch,
+        how: Resolution,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
         let Some(incident) = state.incident.id.as_ref() else {
             return Ok(());
         };
@@ -434,6 +457,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             incident: incident.clone(),
             finding: judge_stored(self.store, state).await?,
             drill: false,
+            resolution: Some(how),
         });
         if let Err(e) = self.sink.publish(&notice).await {
             self.store.unresolve(&state.key, incident, at).await?;
@@ -637,6 +661,12 @@ mod tests {
             (docs[0]["state"].as_str(), docs[1]["state"].as_str()),
             (Some("open"), Some("resolved"))
         );
+        assert_eq!(
+            rig.sink.notices()[1].incident().unwrap().resolution,
+            Some(Resolution::NewerSession { issued_at: T0 + 4000 }),
+            "the resolved notice says a newer session ended it, and when"
+        );
+        assert_eq!(rig.sink.notices()[0].incident().unwrap().resolution, None);
         run(&rig, &[failure_event("h2", 3950, "job")], T0 + 4400).await;
         rig.detector().sweep(T0 + 4500).await.unwrap();
         assert_eq!(
@@ -751,6 +781,14 @@ mod tests {
         let docs = rig.docs();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1]["state"], "resolved");
+        assert_eq!(
+            rig.sink.notices()[1].incident().unwrap().resolution,
+            Some(Resolution::Quiet {
+                last_failure: T0 + 3605,
+                cooldown: 3600
+            }),
+            "the resolved notice says the group went quiet for the cool-down"
+        );
         run(&rig, &[failure_event("s2", 3605 + 7300, "svc")], T0 + 3605 + 7301).await;
         assert_eq!(
             rig.docs().len(),

@@ -28,10 +28,14 @@ pub fn session_pattern(session: &str) -> String {
             continue;
         }
         // A whole word (letters and digits between separators) is copied at once, so that a variable
-        // part is only ever a whole word or a run inside one that starts at a word's start.
-        let end = session[i..]
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .map_or(session.len(), |e| i + e.max(1));
+        // part is only ever a whole word or a run inside one that starts at a word's start; a separator
+        // (any other character, of any length in UTF-8) is copied on its own.
+        let rest = &session[i..];
+        let end = match rest.find(|c: char| !c.is_ascii_alphanumeric()) {
+            Some(0) => i + rest.chars().next().map_or(1, char::len_utf8),
+            Some(e) => i + e,
+            None => session.len(),
+        };
         out.push_str(&session[i..end]);
         i = end;
     }
@@ -50,8 +54,7 @@ fn variable_at(s: &str, i: usize) -> Option<usize> {
         .unwrap_or(rest.len());
     let word = &rest[..word_len];
     // A UUID spans four separators.
-    if rest.len() >= 36 {
-        let candidate = &rest[..36];
+    if let Some(candidate) = rest.get(..36) {
         let parts: Vec<&str> = candidate.split('-').collect();
         let ends_word = rest.len() == 36 || !rest.as_bytes()[36].is_ascii_alphanumeric();
         if ends_word
@@ -121,10 +124,13 @@ pub struct Workload {
     pub severity: Severity,
 }
 
+/// What makes two findings one workload: account, principal (without its session) and session pattern.
+type WorkloadKey = (Option<String>, Option<String>, Option<String>);
+
 /// The workloads of `findings`, most severe first (then most failures, then by name). Sets each
 /// finding's `workload` as it goes.
 pub fn workloads(findings: &mut [Finding]) -> Vec<Workload> {
-    let mut by_key: BTreeMap<(Option<String>, Option<String>, Option<String>), Workload> = BTreeMap::new();
+    let mut by_key: BTreeMap<WorkloadKey, Workload> = BTreeMap::new();
     for f in findings.iter_mut() {
         let pattern = f.session.as_deref().map(session_pattern);
         f.workload = pattern.clone();
@@ -193,6 +199,21 @@ mod tests {
             ("export-run-20261102-deadbeef01", "export-run-*"),
         ] {
             assert_eq!(session_pattern(name), pattern, "{name}");
+        }
+    }
+
+    #[test]
+    fn any_name_has_a_pattern_and_characters_outside_ascii_are_kept() {
+        assert_eq!(session_pattern("ad\u{200b}min-1764825600"), "ad\u{200b}min-*");
+        assert_eq!(session_pattern("jöb-🦀-1764825600"), "jöb-🦀-*");
+        assert_eq!(session_pattern(""), "");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_session_name_panics_and_a_pattern_is_never_longer(name in ".{0,64}") {
+            let pattern = session_pattern(&name);
+            proptest::prop_assert!(pattern.len() <= name.len().max(1));
         }
     }
 

@@ -7,7 +7,9 @@ use tokenwatch_core::incident::{Policy, Suppression};
 use tokenwatch_core::time::{Epoch, parse_bound, parse_time};
 use tokenwatch_process::env::{Common, Env};
 
-pub use tokenwatch_process::env::{ALERT_FORMAT, AWS_REGION, ConfigError, TABLE_NAME, TOPIC_ARN};
+pub use tokenwatch_process::env::{
+    ALERT_FORMAT, AWS_REGION, ConfigError, RUNBOOK_URL, TABLE_NAME, TOPIC_ARN,
+};
 
 /// Lowest severity that pages: info, low, medium, high, critical (default low).
 pub const MIN_SEVERITY: &str = "MIN_SEVERITY";

@@ -179,9 +179,11 @@ pub async fn table_on<S: StateStore>(live: &Live<S>, since: i64) -> Vec<Outcome>
 pub fn analyze_text(text: &str) -> Value {
     let mut analyzer = Analyzer::new(Window::default());
     match analyzer.read(text.as_bytes()) {
-        Ok(()) => {
-            serde_json::to_value(tokenwatch_render::Document::of(&analyzer.report())).unwrap_or_default()
-        }
+        Ok(()) => serde_json::to_value(tokenwatch_render::Document::of(
+            &analyzer.report(),
+            tokenwatch_render::Made::default(),
+        ))
+        .unwrap_or_default(),
         Err(e) => Value::String(e.to_string()),
     }
 }
