@@ -167,17 +167,26 @@ fn event_name(n: u32) -> String {
     format!("svc{}:Call{n:03}", n % 7)
 }
 
-/// A history of `steps` batches, mostly added to the group's incident.
+/// A history of `steps` batches, mostly added to the group's incident. In half of the histories time
+/// moves on from batch to batch (by less than a batch spans, so batches still overlap), as it does when
+/// an incident is restarted; in the others every batch falls in the same quarter hour.
 pub fn history(steps: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Step>> {
     let kind = prop_oneof![
         8 => Just(Kind::Add),
         2 => Just(Kind::Restart),
         1 => Just(Kind::StaleRestart),
     ];
-    vec(
-        (kind, batch()).prop_map(|(kind, failures)| Step { kind, failures }),
-        steps,
-    )
+    (vec((kind, batch()), steps), any::<bool>()).prop_map(|(steps, moving)| {
+        (0..)
+            .zip(steps)
+            .map(|(n, (kind, mut failures))| {
+                for f in &mut failures {
+                    f.time += if moving { n * 300 } else { 0 };
+                }
+                Step { kind, failures }
+            })
+            .collect()
+    })
 }
 
 /// What the contract says a store holds: the group's state and every eventID counted so far.
