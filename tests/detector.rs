@@ -40,7 +40,8 @@ pub fn event_time(e: &Value) -> Epoch {
         .unwrap_or_default()
 }
 
-/// The pages a scenario must produce: one per expected group that pages at the default floor.
+/// The groups a scenario must page: each expected group whose paging severity (its `paging_severity`
+/// where the scenario names it, else its severity) is at the default floor, unless it is a refresh race.
 pub fn expected_pages(dir: &Path) -> Vec<Value> {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
@@ -49,11 +50,33 @@ pub fn expected_pages(dir: &Path) -> Vec<Value> {
         .unwrap()
         .iter()
         .filter(|g| {
-            let severity: Severity = g["severity"].as_str().unwrap().parse().unwrap();
+            let paging = g.get("paging_severity").unwrap_or(&g["severity"]);
+            let severity: Severity = paging.as_str().unwrap().parse().unwrap();
             g["verdict"] != "refresh-race" && severity >= Policy::default().min_severity
         })
         .cloned()
         .collect()
+}
+
+/// A scenario's `pages`, where it lists them: every page (open and escalation), in order, as
+/// (kind, verdict, severity, client).
+pub fn listed_pages(dir: &Path) -> Option<Vec<[String; 4]>> {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let text = |v: &Value| v.as_str().unwrap_or("null").to_owned();
+    expected.get("pages")?.as_array().map(|pages| {
+        pages
+            .iter()
+            .map(|p| {
+                [
+                    text(&p["kind"]),
+                    text(&p["verdict"]),
+                    text(&p["severity"]),
+                    text(&p["client"]),
+                ]
+            })
+            .collect()
+    })
 }
 
 /// The `sqs` document of each alert.
@@ -83,20 +106,47 @@ pub async fn feed_scenario<S: StateStore, A: AlertSink>(detector: &Detector<'_, 
             dir.display()
         );
     }
-    detector.sweep(last + 400).await.unwrap();
+    // Past every hold: the refresh window and the delivery allowance.
+    detector.sweep(last + 700).await.unwrap();
 }
 
-/// Checks the open alerts against the scenario's expected pages.
+/// Checks the alerts against the scenario's expected pages: the pages it lists, in order, when it lists
+/// them; and one first page per group that pages, with the group's facts.
 pub fn check_pages(dir: &Path, alerts: &[Alert]) -> Vec<String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let docs = documents(alerts);
+    let mut problems = Vec::new();
+    if let Some(listed) = listed_pages(dir) {
+        let text = |v: &Value| v.as_str().unwrap_or("null").to_owned();
+        let got: Vec<[String; 4]> = docs
+            .iter()
+            .filter(|d| d["kind"] != "resolved")
+            .map(|d| {
+                [
+                    text(&d["kind"]),
+                    text(&d["verdict"]),
+                    text(&d["severity"]),
+                    text(&d["client"]),
+                ]
+            })
+            .collect();
+        if got != listed {
+            problems.push(format!("{name}: pages {got:?}, expected {listed:?}"));
+        }
+    }
     let open: Vec<(&Value, &Alert)> = docs
         .iter()
         .zip(alerts)
-        .filter(|(d, _)| d["state"] == "open")
+        .filter(|(d, _)| d["kind"] == "open")
         .collect();
-    let want = expected_pages(dir);
-    let mut problems = Vec::new();
+    let mut want = expected_pages(dir);
+    if let Some(listed) = listed_pages(dir) {
+        // A group paged once per incident: as many first pages as the scenario lists.
+        let firsts = listed.iter().filter(|p| p[0] == "open").count();
+        while want.len() < firsts && !want.is_empty() {
+            want.push(want[0].clone());
+        }
+    }
     if open.len() != want.len() {
         problems.push(format!(
             "{name}: {} open alerts, expected {}: {:?}",

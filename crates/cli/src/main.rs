@@ -4,6 +4,7 @@ mod inputs;
 mod report;
 
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,6 +46,10 @@ enum Command {
 #[derive(Parser)]
 struct AnalyzeArgs {
     /// Files or folders (read recursively: *.json, *.json.gz, *.gz, *.ndjson, *.jsonl); `-` for stdin.
+    /// In folders, each folder and file is read once however many links lead to it, and FIFOs, sockets
+    /// and devices are skipped (named on stderr); a FIFO named here is read as a stream, like `-`. A
+    /// path holding no CloudTrail record is named on stderr with what it was (exit status 2). For a
+    /// trail's bucket in S3, use `tokenwatch report --from-trail s3://BUCKET/PREFIX`.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// Output format.
@@ -56,9 +61,10 @@ struct AnalyzeArgs {
     /// Count failures up to this time (same forms as --since).
     #[arg(long)]
     until: Option<String>,
-    /// Files read at once (default: one per core).
-    #[arg(long)]
-    jobs: Option<usize>,
+    /// Files read at once (default: one per core). At most 4 per core: reading is CPU-bound, so more
+    /// would only cost memory; a larger value is lowered, and stderr says so.
+    #[arg(long, value_name = "N")]
+    jobs: Option<NonZeroUsize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -109,11 +115,27 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tokenwatch: {e:#}");
+            // Line by line: an error may say more on a line of its own, but no line can carry a control
+            // or bidi character (from a path or an AWS message) to the terminal.
+            let text = format!("{e:#}");
+            for (i, line) in text.lines().enumerate() {
+                let prefix = if i == 0 { "tokenwatch: " } else { "" };
+                eprintln!("{prefix}{}", tokenwatch_render::text::line(line));
+            }
             ExitCode::from(1)
         }
     }
 }
+
+/// Writes `tokenwatch: MESSAGE` on stderr as one line. File names, S3 keys, AWS messages and anything
+/// else inside are escaped ([`tokenwatch_render::text::line`]): they can neither drive the terminal nor
+/// start a line of their own that looks like tokenwatch's.
+pub(crate) fn warn(message: &str) {
+    eprintln!("tokenwatch: {}", tokenwatch_render::text::line(message));
+}
+
+/// `sysexits.h`'s EX_USAGE: the command line itself is wrong (docs/contract.md, "The command line").
+const EXIT_USAGE: u8 = 64;
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -142,8 +164,19 @@ fn bound(raw: Option<&str>, flag: &str) -> Result<Option<Epoch>> {
     .transpose()
 }
 
-/// Exit status: 0 all read, 1 nothing could be done, 2 the report is partial (some input unreadable).
+/// Exit status: 0 all read, 1 nothing could be done, 2 the report is partial (some input unreadable,
+/// or holding no CloudTrail record), 64 an S3 URL given as a path.
 fn analyze(args: AnalyzeArgs) -> Result<ExitCode> {
+    // A usage error, not an unreadable input: no report could ever cover it, and the fix is another
+    // command. Refused before anything is read, so no partial report suggests it was looked at.
+    if let Some(url) = inputs::s3_url(&args.paths) {
+        let url = url.display();
+        warn(&format!(
+            "{url}: analyze reads local files and folders; for a trail's log files in S3 use \
+             `tokenwatch report --from-trail {url}`"
+        ));
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     let window = Window {
         since: bound(args.since.as_deref(), "--since")?,
         until: bound(args.until.as_deref(), "--until")?,
@@ -155,11 +188,16 @@ fn analyze(args: AnalyzeArgs) -> Result<ExitCode> {
     }
     let mut errors = Vec::new();
     let found = inputs::discover(&args.paths, &mut errors);
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    for skipped in &found.skipped {
+        warn(&format!("{}: skipped: {}", skipped.name, skipped.reason));
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (jobs, lowered) = inputs::jobs(args.jobs, cores);
+    if let Some(lowered) = lowered {
+        warn(&lowered);
+    }
     let mut analyzer = Analyzer::new(window);
-    inputs::read_all(&mut analyzer, found, jobs, &mut errors);
+    inputs::read_all(&mut analyzer, found.inputs, jobs, &mut errors);
     let report = analyzer.report();
 
     let errors: Vec<(String, String)> = errors.into_iter().map(|e| (e.name, e.reason)).collect();
@@ -186,15 +224,15 @@ pub(crate) fn write_report(
         .and_then(|()| out.flush())
         .context("writing the report")?;
     for (name, reason) in unread {
-        eprintln!("tokenwatch: {name}: {reason}");
+        warn(&format!("{name}: {reason}"));
     }
     if unread.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
-            "tokenwatch: {} input(s) could not be read in full; the report covers the rest",
+        warn(&format!(
+            "{} input(s) could not be read in full; the report covers the rest",
             unread.len()
-        );
+        ));
         Ok(ExitCode::from(2))
     }
 }

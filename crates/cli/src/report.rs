@@ -163,7 +163,11 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
 /// Keeps the groups the query's filters select; totals follow.
 fn filter(report: &mut Report, query: &Query) {
     report.findings.retain(|g| query.matches(g));
-    report.failures = report.findings.iter().map(|g| g.failures).sum();
+    report.failures = report
+        .findings
+        .iter()
+        .map(|g| g.failures_of_all_incidents())
+        .sum();
 }
 
 /// The state table's report. Exit status 0, or 1 when the table cannot be read.
@@ -230,7 +234,7 @@ async fn from_trail(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_message(location.to_string());
+    bar.set_message(tokenwatch_render::text::line(&location.to_string()).into_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
     let (records, started) = (analyzer.records(), Instant::now());
     let summary = reader
@@ -240,13 +244,13 @@ async fn from_trail(
     let summary = summary.context("reading the trail")?;
     let seconds = started.elapsed().as_secs_f64().max(1e-3);
     let records = analyzer.records() - records;
-    eprintln!(
-        "tokenwatch: {location}: {} log files, {:.1} MB in {seconds:.1} s ({:.1} MB/s), {records} records ({:.0} records/s)",
+    crate::warn(&format!(
+        "{location}: {} log files, {:.1} MB in {seconds:.1} s ({:.1} MB/s), {records} records ({:.0} records/s)",
         summary.objects,
         summary.bytes as f64 / 1e6,
         summary.bytes as f64 / 1e6 / seconds,
         records as f64 / seconds,
-    );
+    ));
     unread.extend(summary.errors.into_iter().map(|e| Unread {
         name: e.name,
         reason: e.reason,
@@ -297,10 +301,11 @@ async fn lookup_events(
     for (lookup, start, end) in plan {
         let result = lookups
             .pull_into(analyzer, lookup, *start, *end, |p| {
-                spinner.set_message(format!(
+                let message = format!(
                     "lookup-events {region} {lookup}: {} requests, {} events",
                     p.requests, p.events
-                ));
+                );
+                spinner.set_message(tokenwatch_render::text::line(&message).into_owned());
             })
             .await;
         let pulled = match result {
@@ -321,10 +326,10 @@ async fn lookup_events(
         events += pulled.events;
     }
     spinner.finish_and_clear();
-    eprintln!(
-        "tokenwatch: lookup-events {region}: {requests} requests ({retried} retried), {events} events in {:.1} s",
+    crate::warn(&format!(
+        "lookup-events {region}: {requests} requests ({retried} retried), {events} events in {:.1} s",
         started.elapsed().as_secs_f64()
-    );
+    ));
 }
 
 #[cfg(test)]

@@ -254,7 +254,7 @@ async fn the_trail_in_s3_reports_what_analyze_reports_on_the_samples_dir() {
     let want = analyze(&[samples_dir()], &[]);
     assert_eq!(
         (&got["records"], &got["failures"], &got["skipped_records"]),
-        (&json!(115), &json!(52), &json!(0)),
+        (&json!(315), &json!(201), &json!(0)),
         "the union of the samples (samples/README.md)"
     );
     assert_eq!(got, want, "report --from-trail and analyze disagree");
@@ -299,7 +299,7 @@ async fn the_trail_in_s3_reports_what_analyze_reports_on_the_samples_dir() {
     assert_eq!(got["failures"], want["failures"]);
     let read = got["records"].as_u64().unwrap();
     assert!(
-        read > 0 && read < 115,
+        read > 0 && read < 315,
         "read {read} records: days outside the window were listed"
     );
 
@@ -410,7 +410,7 @@ async fn state_table_trail_and_analyze_agree_on_every_sample_group() {
     };
     assert_eq!(
         facts(&analyzed).len(),
-        13,
+        21,
         "the sample groups (samples/README.md)"
     );
     assert_eq!(
@@ -695,6 +695,58 @@ async fn unreadable_objects_are_named_and_the_rest_is_reported() {
         err.contains("3 input(s) could not be read in full; the report covers the rest"),
         "{err}"
     );
+    assert_sample_01_reported(&out);
+}
+
+/// An object key made to drive a terminal (a C1 CSI, a bidi override, a zero-width space) reaches stderr
+/// escaped, on the line that names it. (A line break in a key cannot go through moto's HTTP server; that
+/// a name cannot forge a line is shown with file names in tests/inputs.rs, through the same writer.)
+#[tokio::test]
+async fn hostile_object_keys_cannot_inject_anything_into_stderr() {
+    let endpoint = Emulator::Moto.endpoint();
+    let client = s3(Emulator::Moto, "testing").await;
+    let bucket = bucket(&client, "keys").await;
+    let day = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/02/";
+    for (key, body) in sample_01("AWSLogs/123456789012/CloudTrail/") {
+        put(&client, &bucket, &key, body, None).await;
+    }
+    let hostile = format!("{day}x\u{9b}2J\u{202e}zg.nosj\u{200b}\u{85}tokenwatch: all good.json.gz");
+    put(&client, &bucket, &hostile, b"\x1b[2J not a log".to_vec(), None).await;
+
+    let out = tokenwatch(
+        &endpoint,
+        "testing",
+        &[
+            "report",
+            "--from-trail",
+            &format!("s3://{bucket}/"),
+            "--format",
+            "json",
+            "--since",
+            "2026-11-02",
+            "--until",
+            "2026-11-03",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("x\\u{9b}2J\\u{202e}zg.nosj\\u{200b}\\u{85}tokenwatch: all good.json.gz: "),
+        "the key is named, escaped: {err}"
+    );
+    for c in err.chars() {
+        assert!(
+            c == '\n' || !tokenwatch_render::text::is_unsafe(c),
+            "{c:?} reached stderr: {err}"
+        );
+    }
+    for line in err.lines() {
+        assert!(line.starts_with("tokenwatch: "), "{line:?}");
+        assert!(
+            !line.starts_with("tokenwatch: all good"),
+            "a forged line: {line:?}"
+        );
+    }
     assert_sample_01_reported(&out);
 }
 

@@ -16,7 +16,7 @@ use aho_corasick::AhoCorasick;
 
 use crate::classify::{Failure, Issuance, Observation, classify};
 use crate::envelope::{Opened, open};
-use crate::finding::{Evidence, Report, Sessions, judge, order};
+use crate::finding::{Evidence, Finding, IncidentBrief, Recurrence, Report, Sessions, judge, order};
 use crate::model::StsCall;
 use crate::reader::{JsonSplitter, ReadError};
 use crate::record::{EnvelopeContext, Record};
@@ -53,7 +53,9 @@ pub struct Analyzer {
     records: u64,
     skipped: u64,
     failures: u64,
-    sessions: HashMap<SessionKey, FailureStats>,
+    cooldown: Epoch,
+    /// Each session's failures in pieces: runs whose failures are less than the cool-down apart.
+    sessions: HashMap<SessionKey, Vec<FailureStats>>,
 }
 
 /// What forks of one analyzer share: failures already counted, and the session index. Both are touched
@@ -95,7 +97,13 @@ struct Issued {
 impl SessionIndex {
     fn insert(&mut self, i: Issuance) {
         let key = hash64(&i.access_key_id);
-        if self.by_key.contains_key(&key) {
+        if let Some(known) = self.by_key.get_mut(&key) {
+            // Copies of one issuing call (a cross-account AssumeRole is logged in both accounts) are
+            // combined, whatever order they come in: role chaining if either copy shows it.
+            known.chained |= i.chained;
+            known.expiration = known.expiration.max(i.expiration);
+            let duration = i.duration_seconds.map(|d| d.min(u64::from(u32::MAX)) as u32);
+            known.duration_seconds = known.duration_seconds.max(duration);
             return;
         }
         let identity = (i.account, i.principal, i.session);
@@ -184,7 +192,17 @@ impl Analyzer {
             records: 0,
             skipped: 0,
             failures: 0,
+            cooldown: crate::incident::Policy::default().cooldown,
             sessions: HashMap::new(),
+        }
+    }
+
+    /// An analyzer whose incidents end after `cooldown` seconds without a failure (default: the
+    /// detector's default cool-down).
+    pub fn with_cooldown(window: Window, cooldown: Epoch) -> Self {
+        Analyzer {
+            cooldown: cooldown.max(1),
+            ..Analyzer::new(window)
         }
     }
 
@@ -192,7 +210,7 @@ impl Analyzer {
     pub fn fork(&self) -> Self {
         Analyzer {
             shared: Arc::clone(&self.shared),
-            ..Analyzer::new(self.window)
+            ..Analyzer::with_cooldown(self.window, self.cooldown)
         }
     }
 
@@ -201,8 +219,11 @@ impl Analyzer {
         self.records += other.records;
         self.skipped += other.skipped;
         self.failures += other.failures;
-        for (k, agg) in other.sessions {
-            self.sessions.entry(k).or_default().merge(agg);
+        for (k, pieces) in other.sessions {
+            let mine = self.sessions.entry(k).or_default();
+            for piece in pieces {
+                insert_piece(mine, piece, self.cooldown);
+            }
         }
     }
 
@@ -264,38 +285,58 @@ impl Analyzer {
             session: f.session.clone(),
             access_key_id: f.access_key_id.clone(),
         };
-        self.sessions.entry(key).or_default().add(f);
+        let mut piece = FailureStats::default();
+        piece.add(f);
+        insert_piece(self.sessions.entry(key).or_default(), piece, self.cooldown);
     }
 
-    /// Joins, groups and decides.
+    /// Joins, groups, splits each group into incidents and decides (docs/rules.md, "Incidents").
     pub fn report(self) -> Report {
         let index = lock(&self.shared.index);
-        let mut groups: HashMap<GroupKey, FailureStats> = HashMap::new();
-        for (mut key, agg) in self.sessions {
+        let mut groups: HashMap<GroupKey, Vec<Piece>> = HashMap::new();
+        for (mut key, pieces) in self.sessions {
             if let Some(i) = key.access_key_id.as_deref().and_then(|k| index.get(k)) {
                 key.account = key.account.or(i.account);
                 key.principal = key.principal.or(i.principal);
                 key.session = key.session.or(i.session);
             }
             let gk = group_key(&key.account, &key.principal, &key.session);
-            let entry = groups.entry(gk).or_default();
-            entry.merge(FailureStats {
-                principal: agg.principal.clone().or(key.principal),
-                ..agg
-            });
+            let issued = key
+                .access_key_id
+                .as_deref()
+                .and_then(|k| index.get(k))
+                .map(|i| i.issued_at);
+            for stats in pieces {
+                let issued = stats.first_failure.creation_date.or(issued);
+                groups.entry(gk.clone()).or_default().push(Piece {
+                    session: key.access_key_id.clone(),
+                    issued,
+                    stats: FailureStats {
+                        principal: stats.principal.clone().or(key.principal.clone()),
+                        ..stats
+                    },
+                });
+            }
         }
 
         let issued_times = index.issued_times();
         let none = BTreeSet::new();
         let mut findings: Vec<_> = groups
-            .iter()
-            .map(|(key, stats)| {
-                let evidence = Evidence {
-                    key,
-                    stats,
-                    issued_times: issued_times.get(key).unwrap_or(&none),
-                };
-                judge(evidence, &*index)
+            .into_iter()
+            .map(|(key, pieces)| {
+                let issued_times = issued_times.get(&key).unwrap_or(&none);
+                let incidents: Vec<Finding> = incidents(pieces, self.cooldown)
+                    .iter()
+                    .map(|stats| {
+                        let evidence = Evidence {
+                            key: &key,
+                            stats,
+                            issued_times,
+                        };
+                        judge(evidence, &*index)
+                    })
+                    .collect();
+                latest_with_history(incidents)
             })
             .collect();
         order(&mut findings);
@@ -306,6 +347,83 @@ impl Analyzer {
             findings,
         }
     }
+}
+
+/// A run of one session's failures, each less than the cool-down after the one before.
+struct Piece {
+    /// The session's access key, if its failures named one.
+    session: Option<String>,
+    /// When the session was issued, if known.
+    issued: Option<Epoch>,
+    stats: FailureStats,
+}
+
+/// Adds `piece` to a session's pieces, merging every piece it touches (less than `cooldown` apart), so
+/// that the pieces are the same whatever order the failures came in.
+fn insert_piece(pieces: &mut Vec<FailureStats>, mut piece: FailureStats, cooldown: Epoch) {
+    while let Some(i) = pieces
+        .iter()
+        .position(|p| piece.first < p.last + cooldown && p.first < piece.last + cooldown)
+    {
+        piece.merge(pieces.swap_remove(i));
+    }
+    pieces.push(piece);
+}
+
+/// A group's pieces as incidents, oldest first: in time order, a piece starts a new incident when it
+/// begins at least `cooldown` after the incident's last failure, or when its session was issued after
+/// that failure (a newer session). A later incident of a session that failed before is timed from the
+/// session's first failure.
+fn incidents(mut pieces: Vec<Piece>, cooldown: Epoch) -> Vec<FailureStats> {
+    pieces.sort_by(|a, b| {
+        (a.stats.first, a.issued, &a.session, a.stats.last).cmp(&(
+            b.stats.first,
+            b.issued,
+            &b.session,
+            b.stats.last,
+        ))
+    });
+    let mut session_first: HashMap<Option<String>, Epoch> = HashMap::new();
+    for p in &pieces {
+        if p.session.is_some() {
+            let t = session_first.entry(p.session.clone()).or_insert(p.stats.first);
+            *t = (*t).min(p.stats.first);
+        }
+    }
+    let mut out: Vec<FailureStats> = Vec::new();
+    for p in pieces {
+        let new = match out.last() {
+            None => true,
+            Some(current) => {
+                p.stats.first - current.last >= cooldown || p.issued.is_some_and(|t| t > current.last)
+            }
+        };
+        if new {
+            let mut stats = p.stats;
+            stats.first_failure.session_failed_at = session_first
+                .get(&p.session)
+                .copied()
+                .filter(|&t| p.session.is_some() && t < stats.first);
+            out.push(stats);
+        } else if let Some(current) = out.last_mut() {
+            current.merge(p.stats);
+        }
+    }
+    out
+}
+
+/// The latest incident's finding, with every incident summed up in its history and their recurrence
+/// (the next beat after the latest one: offline, "now" is the end of the records).
+fn latest_with_history(incidents: Vec<Finding>) -> Finding {
+    let history: Vec<IncidentBrief> = incidents.iter().map(IncidentBrief::of).collect();
+    let starts: Vec<Epoch> = history.iter().map(|i| i.first_failure).collect();
+    let mut latest = incidents
+        .into_iter()
+        .max_by_key(|f| f.first_failure)
+        .expect("a group has at least one incident");
+    latest.recurrence = Recurrence::of(&starts, latest.first_failure);
+    latest.history = history;
+    latest
 }
 
 #[cfg(test)]

@@ -9,6 +9,10 @@ use crate::time::Epoch;
 pub const EDGE: i64 = 120;
 /// A newer session issued this close to the first failure means the client refreshed.
 pub const REFRESH_WINDOW: i64 = 300;
+/// How late EventBridge may hand the detector a record and still be waited for: a decision that a late
+/// record could change (a renewal that makes a refresh race, an issuing call that gives a shorter lease)
+/// waits this long past its window (docs/rules.md, "Incidents").
+pub const DELIVERY_ALLOWANCE: i64 = 300;
 
 /// What the engine knows about one group when it decides.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +39,9 @@ pub struct Facts<'a> {
     pub access_key_id: Option<&'a str>,
     /// The first failure's identity hints.
     pub hints: IdentityHints,
+    /// When the first failure's session first failed, if before these failures (a later incident of the
+    /// same session): the verdict is timed from then.
+    pub session_failed_at: Option<Epoch>,
     /// The issuing call of the first failure's session, joined by access key.
     pub issuance: Option<&'a Issuance>,
     /// When sessions of the same account + principal + session name were issued.
@@ -86,9 +93,14 @@ pub fn assess(f: &Facts) -> Assessment {
     let issued_at = f.creation_date.or(f.issuance.map(|i| i.issued_at));
     let lease = lease(f.issuance, credential_source);
     let age = issued_at.map(|t| f.first_failure - t);
-    let verdict = match age {
+    // A session that failed before this incident keeps the verdict of its first failure: a copied
+    // credential used again after a quiet hour is the same stale cache, not a process that slept.
+    let timed_from = f
+        .session_failed_at
+        .map_or(f.first_failure, |t| t.min(f.first_failure));
+    let verdict = match issued_at {
         None => Verdict::Unknown,
-        Some(age) => timing_verdict(f, issued_at.unwrap_or_default(), age, lease.seconds as i64),
+        Some(issued) => timing_verdict(f, issued, timed_from - issued, lease.seconds as i64),
     };
     Assessment {
         verdict,
@@ -107,10 +119,11 @@ fn timing_verdict(f: &Facts, issued_at: Epoch, age: i64, lease: i64) -> Verdict 
         return Verdict::ClockSkew;
     }
     let last_age = f.last_failure - issued_at;
+    let first = issued_at + age;
     let refreshed = f
         .issued_times
         .iter()
-        .any(|&t| t > issued_at && (t - f.first_failure).abs() <= REFRESH_WINDOW);
+        .any(|&t| t > issued_at && (t - first).abs() <= REFRESH_WINDOW);
     if last_age <= lease + EDGE && refreshed {
         Verdict::RefreshRace
     } else if age <= lease + grace {

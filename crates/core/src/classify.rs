@@ -129,6 +129,13 @@ pub fn is_expiry(error_code: Option<&str>, error_message: Option<&str>) -> bool 
 
 static CLIENTS: LazyLock<Vec<(Regex, Client)>> = LazyLock::new(|| {
     [
+        // The consoles first: the S3 console's agent also names the Java SDK it is built on
+        // (`[S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.750 ...]`), and a console session's fix is not
+        // an SDK's.
+        (
+            r"^S3Console/|^console(\.[a-z0-9-]+)?\.amazonaws\.com$|^AWS Internal$|signin\.amazonaws\.com|AWS-Console",
+            Client::Console,
+        ),
         (r"Terraform/", Client::Terraform),
         (r"aws-cli/2", Client::AwsCliV2),
         (r"aws-cli/1", Client::AwsCliV1),
@@ -146,10 +153,6 @@ static CLIENTS: LazyLock<Vec<(Regex, Client)>> = LazyLock::new(|| {
         (r"aws-sdk-dotnet", Client::Dotnet),
         (r"aws-sdk-php", Client::Php),
         (r"aws-sdk-ruby", Client::Ruby),
-        (
-            r"console\.amazonaws\.com|signin\.amazonaws\.com|AWS-Console",
-            Client::Console,
-        ),
     ]
     .into_iter()
     .map(|(p, c)| {
@@ -599,9 +602,17 @@ mod tests {
                 Some(Client::Terraform),
             ),
             ("signin.amazonaws.com", Some(Client::Console)),
+            ("console.amazonaws.com", Some(Client::Console)),
+            ("console.ec2.amazonaws.com", Some(Client::Console)),
+            (
+                "[S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.750 Linux/5.10 OpenJDK_64-Bit_Server_VM/25.412]",
+                Some(Client::Console),
+            ),
+            ("AWS Internal", Some(Client::Console)),
             ("[aws-cli/2.15.0 Python/3.11.6]", Some(Client::AwsCliV2)),
             ("curl/8.0", None),
-            ("AWS Internal", None),
+            ("ec2.amazonaws.com", None),
+            ("aws-internal/3 aws-sdk-java/1.12.750", Some(Client::JavaV1)),
         ];
         for (ua, want) in cases {
             assert_eq!(client_of(ua), want, "{ua}");

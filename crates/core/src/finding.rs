@@ -50,6 +50,85 @@ pub struct Finding {
     pub remediation: Remediation,
     /// The incident the state table holds for the group; `None` offline.
     pub incident: Option<IncidentSummary>,
+    /// Every incident of the group the source knows, oldest first; the finding describes the latest.
+    pub history: Vec<IncidentBrief>,
+    /// The interval the incidents recur at, when they do.
+    pub recurrence: Option<Recurrence>,
+}
+
+/// One incident of a group, in short: what `incident_list` shows. What the source no longer holds (the
+/// state table keeps only the start of a past incident) is `None`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentBrief {
+    /// Its first failure.
+    pub first_failure: Epoch,
+    /// Its last failure.
+    pub last_failure: Option<Epoch>,
+    /// Failures in it.
+    pub failures: Option<u64>,
+    /// When its session was issued.
+    pub issued_at: Option<Epoch>,
+    /// Its first failure's age.
+    pub age_at_first_failure: Option<i64>,
+    /// What it was.
+    pub verdict: Option<Verdict>,
+    /// The severity it pages at.
+    pub paging_severity: Option<Severity>,
+}
+
+impl IncidentBrief {
+    /// The brief of an incident judged as `f`.
+    pub fn of(f: &Finding) -> IncidentBrief {
+        IncidentBrief {
+            first_failure: f.first_failure,
+            last_failure: Some(f.last_failure),
+            failures: Some(f.failures),
+            issued_at: f.assessment.issued_at,
+            age_at_first_failure: f.assessment.age_at_first_failure,
+            verdict: Some(f.assessment.verdict),
+            paging_severity: Some(f.assessment.paging_severity),
+        }
+    }
+
+    /// An incident known only by its start.
+    pub fn started_at(first_failure: Epoch) -> IncidentBrief {
+        IncidentBrief {
+            first_failure,
+            last_failure: None,
+            failures: None,
+            issued_at: None,
+            age_at_first_failure: None,
+            verdict: None,
+            paging_severity: None,
+        }
+    }
+
+    /// Would the detector page this incident at `floor`? (Unknown: no.)
+    pub fn pages_at(&self, floor: Severity) -> bool {
+        self.verdict.is_some_and(|v| v != Verdict::RefreshRace)
+            && self.paging_severity.is_some_and(|s| s >= floor)
+    }
+}
+
+/// A group whose incidents come at a regular interval (docs/rules.md, "Recurrence").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recurrence {
+    /// The interval.
+    pub every_seconds: i64,
+    /// When the next incident's first failure is expected; `None` once two beats were missed.
+    pub next_expected_failure: Option<Epoch>,
+}
+
+impl Recurrence {
+    /// The recurrence of incidents that began at `starts`, seen at `now`.
+    pub fn of(starts: &[Epoch], now: Epoch) -> Option<Recurrence> {
+        let every = crate::query::recurrence(starts)?;
+        let last = starts.iter().copied().max()?;
+        Some(Recurrence {
+            every_seconds: every,
+            next_expected_failure: crate::query::next_expected(last, every, now),
+        })
+    }
 }
 
 impl Finding {
@@ -76,6 +155,16 @@ impl Finding {
     /// The failing session's lease in seconds.
     pub fn lease_seconds(&self) -> Option<u64> {
         self.assessment.lease.map(|l| l.seconds)
+    }
+
+    /// Failures of every incident the source knows (the finding's own `failures` are its latest
+    /// incident's; a past incident the state table keeps only the start of counts nothing).
+    pub fn failures_of_all_incidents(&self) -> u64 {
+        if self.history.is_empty() {
+            self.failures
+        } else {
+            self.history.iter().filter_map(|i| i.failures).sum()
+        }
     }
 }
 
@@ -189,6 +278,7 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
         creation_date: stats.first_failure.creation_date,
         access_key_id: stats.first_failure.access_key_id.as_deref(),
         hints: stats.first_failure.hints.clone(),
+        session_failed_at: stats.first_failure.session_failed_at,
         issuance: issuance.as_ref(),
         issued_times: &issued_times,
     };
@@ -210,6 +300,8 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
         event_names: stats.event_names.clone(),
         source_ips: stats.source_ips.iter().cloned().collect(),
         incident: None,
+        history: Vec::new(),
+        recurrence: None,
     }
 }
 
@@ -298,5 +390,7 @@ pub fn example_finding() -> Finding {
             Some(Client::Boto3),
         ),
         incident: None,
+        history: Vec::new(),
+        recurrence: None,
     }
 }

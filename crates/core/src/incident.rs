@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use std::fmt;
 
-use crate::assess::{EDGE, REFRESH_WINDOW};
-use crate::classify::{Failure, Issuance};
+use crate::assess::{DELIVERY_ALLOWANCE, EDGE, REFRESH_WINDOW};
+use crate::classify::Issuance;
 use crate::finding::Finding;
 use crate::model::{Severity, Verdict};
 use crate::stats::{FailureStats, GroupKey};
@@ -261,12 +261,12 @@ pub fn decide(state: &GroupState, finding: &Finding, policy: &Policy, now: Epoch
     if finding.verdict() == Verdict::RefreshRace {
         return Decision::Quiet(Withheld::RefreshRace);
     }
-    if might_still_be_a_refresh_race(state, finding, now) {
-        return Decision::Hold;
-    }
     let severity = finding.assessment.paging_severity;
     if severity < policy.min_severity {
         return Decision::Quiet(Withheld::BelowFloor);
+    }
+    if might_still_be_a_refresh_race(state, finding, now) {
+        return Decision::Hold;
     }
     match state.incident.paged {
         Some(paged) if paged >= severity => Decision::Quiet(Withheld::AlreadyPaged),
@@ -291,22 +291,26 @@ pub fn decide_drill(state: &GroupState, finding: &Finding, policy: &Policy, now:
     }
 }
 
-/// Failures at the lease boundary only, and the refresh window not yet over: a newer session may still
-/// show up and make it a refresh race.
+/// A late record could still change the verdict, so the page waits (docs/rules.md, "Incidents"):
+/// - failures at the lease boundary only, and the refresh window plus the delivery allowance not yet
+///   over since the first: a renewal may still show up and make it a refresh race;
+/// - a clock skew judged on a default lease, within the delivery allowance of its first failure: the
+///   issuing call that gives the real, shorter lease may still arrive.
 fn might_still_be_a_refresh_race(state: &GroupState, finding: &Finding, now: Epoch) -> bool {
-    if finding.verdict() != Verdict::StaleCache {
-        return false;
+    let waited = now - state.stats.first;
+    match finding.verdict() {
+        Verdict::StaleCache => {
+            let (Some(issued_at), Some(lease)) = (finding.issued_at(), finding.lease_seconds()) else {
+                return false;
+            };
+            let last_age = state.stats.last - issued_at;
+            last_age <= lease as i64 + EDGE && waited < REFRESH_WINDOW + DELIVERY_ALLOWANCE
+        }
+        Verdict::ClockSkew => {
+            finding.assessment.lease.is_some_and(|l| l.source.is_default()) && waited < DELIVERY_ALLOWANCE
+        }
+        _ => false,
     }
-    let (Some(issued_at), Some(lease)) = (finding.issued_at(), finding.lease_seconds()) else {
-        return false;
-    };
-    let last_age = state.stats.last - issued_at;
-    last_age <= lease as i64 + EDGE && now - state.stats.first < REFRESH_WINDOW
-}
-
-/// A newer session of the group was issued at `issued_at`: does it end the open incident?
-pub fn resolved_by_issuance(state: &GroupState, failing_issued_at: Option<Epoch>, issued_at: Epoch) -> bool {
-    state.is_open() && issued_at > failing_issued_at.unwrap_or(state.stats.first)
 }
 
 /// Has the open incident been quiet for the cool-down?
@@ -314,23 +318,85 @@ pub fn resolved_by_quiet(state: &GroupState, policy: &Policy, now: Epoch) -> boo
     state.is_open() && now - state.stats.last >= policy.cooldown
 }
 
-/// Do these failures start a new incident rather than add to the current one?
-pub fn starts_new_incident(state: &GroupState, failures: &[Failure], policy: &Policy) -> bool {
-    let Some(earliest) = failures.iter().map(|f| f.time).min() else {
-        return false;
-    };
-    match (&state.incident.id, state.incident.resolved_at) {
-        (None, _) => true,
-        // The old session's stragglers, seconds after a newer one resolved the incident, still belong to it.
-        (Some(_), Some(resolved)) => earliest > resolved + EDGE,
-        (Some(_), None) => state.stats.failures > 0 && earliest - state.stats.last >= policy.cooldown,
+/// A newer session of the group was issued and the incident's failures stopped with it: when to call
+/// the incident over. `failing_issued_at` is when the incident's session was issued. The newest session
+/// issued after it ends the incident if no failure came later than [`EDGE`] after that issue, once the
+/// delivery allowance has passed (a straggler of the old session, delivered late, would keep it open);
+/// returns the time it ended.
+pub fn renewal_settled(state: &GroupState, failing_issued_at: Option<Epoch>, now: Epoch) -> Option<Epoch> {
+    if !state.is_open() || state.stats.failures == 0 {
+        return None;
+    }
+    let after = failing_issued_at.unwrap_or(state.stats.first);
+    let renewed = state.issued_times.iter().copied().filter(|&t| t > after).max()?;
+    let ended = renewed.max(state.stats.last);
+    (state.stats.last <= renewed + EDGE && now >= ended + DELIVERY_ALLOWANCE).then_some(ended)
+}
+
+/// Where a batch of one session's failures goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Into the current incident (open or not: a late record of an ended incident only counts).
+    Same,
+    /// Into the current incident, which had been called over: it is open again.
+    Reopen,
+    /// A new incident. `session_failed_at` is when the session first failed, if it failed before.
+    New {
+        /// See [`crate::stats::FirstFailure::session_failed_at`].
+        session_failed_at: Option<Epoch>,
+    },
+}
+
+/// The session of a batch of failures, as far as it matters for incidents.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchSession<'a> {
+    /// Their access key.
+    pub access_key_id: Option<&'a str>,
+    /// Their `creationDate`.
+    pub creation_date: Option<Epoch>,
+    /// When their session was issued (`creationDate`, else the issuing call), if known.
+    pub issued_at: Option<Epoch>,
+    /// The earliest of them.
+    pub earliest: Epoch,
+}
+
+/// Where failures of one session go, given the group's state (docs/rules.md, "Incidents"): a new incident
+/// when the group has none, when their session was issued after the incident's last failure (a newer
+/// session), or when they come at least the cool-down after it; otherwise into the current incident,
+/// reopening it if it had been called over before them (a late record of a failure before its end only
+/// counts).
+pub fn place(state: &GroupState, batch: BatchSession<'_>, policy: &Policy) -> Placement {
+    if state.incident.id.is_none() || state.stats.failures == 0 {
+        return Placement::New {
+            session_failed_at: None,
+        };
+    }
+    let last = state.stats.last;
+    if batch.issued_at.is_some_and(|t| t > last) {
+        return Placement::New {
+            session_failed_at: None,
+        };
+    }
+    if batch.earliest - last >= policy.cooldown {
+        let first = &state.stats.first_failure;
+        let same_session = match (batch.access_key_id, first.access_key_id.as_deref()) {
+            (Some(a), Some(b)) => a == b,
+            _ => batch.creation_date.is_some() && batch.creation_date == first.creation_date,
+        };
+        return Placement::New {
+            session_failed_at: same_session.then(|| first.session_failed_at.unwrap_or(state.stats.first)),
+        };
+    }
+    match state.incident.resolved_at {
+        Some(ended) if batch.earliest > ended => Placement::Reopen,
+        _ => Placement::Same,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::IdentityHints;
+    use crate::classify::{Failure, IdentityHints};
     use crate::model::Client;
 
     const T0: Epoch = 1_793_606_400; // 2026-11-02T08:00:00Z, the session's issue time
@@ -427,14 +493,24 @@ mod tests {
     }
 
     #[test]
-    fn failures_at_the_boundary_are_held_through_the_refresh_window() {
+    fn failures_at_the_boundary_are_held_through_the_refresh_window_and_the_delivery_allowance() {
         let s = state(&[3605, 3650]);
         assert_eq!(
             decide(&s, &group(&s), &Policy::default(), T0 + 3700),
             Decision::Hold
         );
+        assert_eq!(
+            decide(&s, &group(&s), &Policy::default(), T0 + 3605 + REFRESH_WINDOW + 1),
+            Decision::Hold,
+            "a renewal delivered late may still make it a refresh race"
+        );
         assert!(matches!(
-            decide(&s, &group(&s), &Policy::default(), T0 + 3605 + 301),
+            decide(
+                &s,
+                &group(&s),
+                &Policy::default(),
+                T0 + 3605 + REFRESH_WINDOW + DELIVERY_ALLOWANCE
+            ),
             Decision::Page { .. }
         ));
         let later = state(&[3605, 3900]);
@@ -527,54 +603,149 @@ mod tests {
             decide(&s, &group(&s), &policy, T0 + 700),
             Decision::Quiet(Withheld::BelowFloor)
         );
-        assert!(matches!(
+        assert_eq!(
             decide(&s, &group(&s), &Policy::default(), T0 + 700),
+            Decision::Hold,
+            "a clock skew on a default lease waits: its issuing call may still come with a shorter lease"
+        );
+        assert!(matches!(
+            decide(&s, &group(&s), &Policy::default(), T0 + 600 + DELIVERY_ALLOWANCE),
             Decision::Page { .. }
         ));
     }
 
-    #[test]
-    fn incidents_end_with_a_newer_session_or_quiet_and_restart_after() {
-        let s = state(&[3700]);
-        assert!(resolved_by_issuance(&s, Some(T0), T0 + 3800));
-        assert!(
-            !resolved_by_issuance(&s, Some(T0), T0),
-            "the failing session itself"
-        );
-        let policy = Policy::default();
-        assert!(!resolved_by_quiet(&s, &policy, T0 + 3700 + 3599));
-        assert!(resolved_by_quiet(&s, &policy, T0 + 3700 + 3600));
-        assert!(!starts_new_incident(&s, &[failure("x", 3800)], &policy));
-        assert!(starts_new_incident(&s, &[failure("x", 3700 + 3600)], &policy));
-        let mut resolved = s.clone();
-        resolved.incident.resolved_at = Some(T0 + 3800);
-        assert!(starts_new_incident(
-            &resolved,
-            &[failure("x", 3800 + EDGE + 1)],
-            &policy
-        ));
-        assert!(
-            !starts_new_incident(&resolved, &[failure("x", 3750)], &policy),
-            "a late record of the old one"
-        );
-        assert!(starts_new_incident(
-            &GroupState::default(),
-            &[failure("x", 1)],
-            &policy
-        ));
+    fn batch(age: i64, key: &str, issued: Option<i64>) -> BatchSession<'_> {
+        BatchSession {
+            access_key_id: Some(key),
+            creation_date: issued.map(|t| T0 + t),
+            issued_at: issued.map(|t| T0 + t),
+            earliest: T0 + age,
+        }
     }
 
     #[test]
-    fn stragglers_right_after_a_refresh_do_not_open_a_new_incident() {
+    fn a_group_without_an_incident_starts_one() {
+        let policy = Policy::default();
+        assert_eq!(
+            place(&GroupState::default(), batch(1, "ASIAEXAMPLE", Some(0)), &policy),
+            Placement::New {
+                session_failed_at: None
+            }
+        );
+    }
+
+    #[test]
+    fn failures_of_the_same_session_within_the_cool_down_stay_in_the_incident() {
+        let s = state(&[3700]);
+        let policy = Policy::default();
+        assert_eq!(
+            place(&s, batch(3800, "ASIAEXAMPLE", Some(0)), &policy),
+            Placement::Same
+        );
+        assert_eq!(
+            place(&s, batch(3650, "ASIAEXAMPLE", Some(0)), &policy),
+            Placement::Same,
+            "a late record of an earlier failure"
+        );
+    }
+
+    #[test]
+    fn a_quiet_gap_of_the_cool_down_starts_a_new_incident_that_remembers_its_session() {
+        let s = state(&[3700]);
+        let policy = Policy::default();
+        assert_eq!(
+            place(&s, batch(3700 + 3600, "ASIAEXAMPLE", Some(0)), &policy),
+            Placement::New {
+                session_failed_at: Some(T0 + 3700)
+            },
+            "the same session failing again keeps its first failure"
+        );
+        assert_eq!(
+            place(&s, batch(3700 + 3600, "ASIAOTHERKEY", Some(100)), &policy),
+            Placement::New {
+                session_failed_at: None
+            },
+            "another session"
+        );
+        assert_eq!(
+            place(&s, batch(3700 + 3599, "ASIAEXAMPLE", Some(0)), &policy),
+            Placement::Same
+        );
+    }
+
+    #[test]
+    fn a_session_issued_after_the_last_failure_starts_a_new_incident() {
+        let s = state(&[3700, 3800]);
+        let policy = Policy::default();
+        assert_eq!(
+            place(&s, batch(7500, "ASIANEWER", Some(3900)), &policy),
+            Placement::New {
+                session_failed_at: None
+            }
+        );
+        assert_eq!(
+            place(&s, batch(3900, "ASIANEWER", Some(3750)), &policy),
+            Placement::Same,
+            "a session issued while the incident was failing is part of it"
+        );
+        assert_eq!(
+            place(&s, batch(3900, "ASIANEWER", None), &policy),
+            Placement::Same,
+            "a session of unknown age is never taken for a newer one"
+        );
+    }
+
+    #[test]
+    fn a_straggler_of_the_old_session_reopens_an_incident_a_renewal_ended() {
         let mut resolved = state(&[3605]);
         resolved.incident.resolved_at = Some(T0 + 3640);
         let policy = Policy::default();
-        assert!(!starts_new_incident(&resolved, &[failure("late", 3660)], &policy));
-        assert!(!starts_new_incident(
-            &resolved,
-            &[failure("late", 3640 + EDGE)],
-            &policy
-        ));
+        assert_eq!(
+            place(&resolved, batch(3600 + 218, "ASIAEXAMPLE", Some(0)), &policy),
+            Placement::Reopen
+        );
+        assert_eq!(
+            place(&resolved, batch(3605 + 3600, "ASIAEXAMPLE", Some(0)), &policy),
+            Placement::New {
+                session_failed_at: Some(T0 + 3605)
+            },
+            "after the cool-down it is a new incident"
+        );
+    }
+
+    #[test]
+    fn incidents_end_quiet_for_the_cool_down() {
+        let s = state(&[3700]);
+        let policy = Policy::default();
+        assert!(!resolved_by_quiet(&s, &policy, T0 + 3700 + 3599));
+        assert!(resolved_by_quiet(&s, &policy, T0 + 3700 + 3600));
+    }
+
+    #[test]
+    fn a_renewal_ends_the_incident_once_settled_unless_the_old_session_fails_on() {
+        let mut s = state(&[3605, 3630]);
+        s.issued_times.insert(T0 + 3640);
+        assert_eq!(
+            renewal_settled(&s, Some(T0), T0 + 3640 + DELIVERY_ALLOWANCE - 1),
+            None,
+            "a straggler delivered late may still come"
+        );
+        assert_eq!(
+            renewal_settled(&s, Some(T0), T0 + 3640 + DELIVERY_ALLOWANCE),
+            Some(T0 + 3640)
+        );
+        let mut straggler = state(&[3605, 3640 + EDGE + 1]);
+        straggler.issued_times.insert(T0 + 3640);
+        assert_eq!(
+            renewal_settled(&straggler, Some(T0), T0 + 99_999),
+            None,
+            "the old session failed after the renewal: it did not fix this workload"
+        );
+        assert_eq!(
+            renewal_settled(&state(&[3605]), Some(T0), T0 + 99_999),
+            None,
+            "no newer session"
+        );
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl StateStore for MemoryStore {
         inner
             .sessions
             .entry(issuance.access_key_id.clone())
+            .and_modify(|known| combine_copies(known, issuance))
             .or_insert_with(|| issuance.clone());
         let group = inner.groups.entry(key.clone()).or_insert_with(|| GroupState {
             key: key.clone(),
@@ -189,6 +190,14 @@ impl StateStore for MemoryStore {
         groups.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(groups)
     }
+}
+
+/// Copies of one issuing call (a cross-account AssumeRole is logged in both accounts) are combined,
+/// whatever order they come in: role chaining if either copy shows it, the known facts of both.
+pub fn combine_copies(known: &mut Issuance, copy: &Issuance) {
+    known.chained |= copy.chained;
+    known.duration_seconds = known.duration_seconds.max(copy.duration_seconds);
+    known.expiration = known.expiration.max(copy.expiration);
 }
 
 /// An [`AlertSink`] that keeps the notices it was given.

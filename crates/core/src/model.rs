@@ -220,6 +220,16 @@ impl CredentialSource {
     }
 }
 
+impl LeaseSource {
+    /// A documented default, not a fact of the session's own issuing call.
+    pub fn is_default(self) -> bool {
+        !matches!(
+            self,
+            LeaseSource::DurationSeconds | LeaseSource::Expiration | LeaseSource::RoleChainingCap
+        )
+    }
+}
+
 impl Severity {
     /// One step down, never below `info`.
     pub fn lower(self) -> Severity {

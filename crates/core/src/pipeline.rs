@@ -12,8 +12,8 @@ use crate::classify::{Failure, Issuance, Observation, classify};
 use crate::envelope::{OpenError, Opened, open};
 use crate::finding::{Finding, judge_stored};
 use crate::incident::{
-    Decision, GroupState, Policy, Withheld, decide, decide_drill, incident_id, resolved_by_issuance,
-    resolved_by_quiet, starts_new_incident,
+    BatchSession, Decision, GroupState, Placement, Policy, Withheld, decide, decide_drill, incident_id,
+    place, renewal_settled, resolved_by_quiet,
 };
 use crate::model::{Severity, Verdict};
 use crate::notice::{IncidentNotice, Notice, NoticeKind};
@@ -144,15 +144,20 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         out
     }
 
-    /// The scheduled sweep: ends incidents quiet for the cool-down and pages held ones whose refresh
-    /// window has passed.
+    /// The scheduled sweep: pages held incidents whose wait is over, and ends incidents quiet for the
+    /// cool-down or whose failures stopped with a newer session.
     pub async fn sweep(&self, now: Epoch) -> Result<Metrics, PortError> {
         let mut metrics = Metrics::default();
         for state in self.store.open_incidents().await? {
             if resolved_by_quiet(&state, self.policy, now) {
                 self.resolve(&state, now, &mut metrics).await?;
-            } else {
-                self.maybe_page(&state, false, now, &mut metrics).await?;
+                continue;
+            }
+            self.maybe_page(&state, false, now, &mut metrics).await?;
+            let failing = self.failing_session(&state).await?;
+            let issued = state.failing_session_issued_at(failing.as_ref());
+            if let Some(ended) = renewal_settled(&state, issued, now) {
+                self.resolve(&state, ended, &mut metrics).await?;
             }
         }
         Ok(metrics)
@@ -180,28 +185,20 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         let key = group_key(&issuance.account, &issuance.principal, &issuance.session);
         self.store.record_issuance(&key, issuance).await?;
         metrics.issuances += 1;
-        let Some(state) = self.store.load(&key).await? else {
+        let Some(mut state) = self.store.load(&key).await? else {
             return Ok(());
         };
         if !state.is_open() {
             return Ok(());
         }
-        let failing = self.failing_session(&state).await?;
-        if resolved_by_issuance(
-            &state,
-            state.failing_session_issued_at(failing.as_ref()),
-            issuance.issued_at,
-        ) {
-            // A refresh race resolves itself: let the decision see the new session before the incident ends.
-            let mut seen = state.clone();
-            seen.issued_times.insert(issuance.issued_at);
-            self.maybe_page(&seen, false, now, metrics).await?;
-            self.resolve(&state, issuance.issued_at.max(state.stats.last), metrics)
-                .await?;
-        }
-        Ok(())
+        // A newer session may make the incident a refresh race: decide again with it. The incident itself
+        // ends at the sweep, once the renewal has settled (a straggler of the old session keeps it open).
+        state.issued_times.insert(issuance.issued_at);
+        self.maybe_page(&state, false, now, metrics).await
     }
 
+    /// Records a group's new failures, one session at a time (oldest session first), each into the
+    /// incident [`place`] says.
     async fn on_failures(
         &self,
         key: &GroupKey,
@@ -211,38 +208,113 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
     ) -> Result<(), PortError> {
         let drill = pending.iter().any(|p| p.drill);
         let mut seen = BTreeSet::new();
-        let failures: Vec<Failure> = pending
-            .into_iter()
-            .map(|p| p.failure)
-            .filter(|f| f.event_id.as_ref().is_none_or(|id| seen.insert(id.clone())))
-            .collect();
-        let earliest = failures.iter().map(|f| f.time).min().unwrap_or(now);
-        let new_id = incident_id(key, earliest);
+        let mut sessions: BTreeMap<(Option<String>, Option<Epoch>), Vec<Failure>> = BTreeMap::new();
+        for p in pending {
+            let f = p.failure;
+            if f.event_id.as_ref().is_none_or(|id| seen.insert(id.clone())) {
+                sessions
+                    .entry((f.access_key_id.clone(), f.creation_date))
+                    .or_default()
+                    .push(f);
+            }
+        }
+        let mut batches = Vec::new();
+        for ((access_key_id, creation_date), mut failures) in sessions {
+            let issued_at = match (creation_date, access_key_id.as_deref()) {
+                (Some(t), _) => Some(t),
+                (None, Some(k)) => self.store.session(k).await?.map(|i| i.issued_at),
+                (None, None) => None,
+            };
+            // A session's failures a cool-down apart are two incidents, even when delivered together.
+            failures.sort_by_key(|f| f.time);
+            let mut run: Vec<Failure> = Vec::new();
+            for f in failures {
+                if run
+                    .last()
+                    .is_some_and(|l: &Failure| f.time - l.time >= self.policy.cooldown)
+                {
+                    let earliest = run[0].time;
+                    batches.push((
+                        issued_at,
+                        earliest,
+                        access_key_id.clone(),
+                        creation_date,
+                        std::mem::take(&mut run),
+                    ));
+                }
+                run.push(f);
+            }
+            if let Some(first) = run.first() {
+                let earliest = first.time;
+                batches.push((issued_at, earliest, access_key_id, creation_date, run));
+            }
+        }
+        batches.sort_by_key(|(_, earliest, ..)| *earliest);
+        for (issued_at, earliest, access_key_id, creation_date, failures) in batches {
+            let session = BatchSession {
+                access_key_id: access_key_id.as_deref(),
+                creation_date,
+                issued_at,
+                earliest,
+            };
+            self.record_session_failures(key, session, &failures, drill, now, metrics)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn record_session_failures(
+        &self,
+        key: &GroupKey,
+        session: BatchSession<'_>,
+        failures: &[Failure],
+        drill: bool,
+        now: Epoch,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
+        let new_id = incident_id(key, session.earliest);
         for _attempt in 0..3 {
             let before = self.store.load(key).await?.unwrap_or_else(|| GroupState {
                 key: key.clone(),
                 ..Default::default()
             });
-            let restart = starts_new_incident(&before, &failures, self.policy);
-            if restart && before.is_open() && before.stats.failures > 0 {
-                self.resolve(&before, before.stats.last, metrics).await?;
-            }
-            let change = if restart {
-                Change::Restart {
-                    expected: before.incident.id.as_ref(),
-                    incident: &new_id,
+            let placement = place(&before, session, self.policy);
+            let change = match placement {
+                Placement::New { session_failed_at } => {
+                    if before.is_open() && before.stats.failures > 0 {
+                        // Its page may still have been held (no sweep since): decide on it before it ends.
+                        self.maybe_page(&before, drill, now, metrics).await?;
+                        let ending = self.store.load(key).await?.unwrap_or_else(|| before.clone());
+                        self.resolve(&ending, ending.stats.last, metrics).await?;
+                    }
+                    Change::Restart {
+                        expected: before.incident.id.as_ref(),
+                        incident: &new_id,
+                        session_failed_at,
+                    }
                 }
-            } else {
-                Change::Add {
+                Placement::Reopen => {
+                    if let (Some(id), Some(at)) = (&before.incident.id, before.incident.resolved_at) {
+                        self.store.unresolve(key, id, at).await?;
+                    }
+                    Change::Add {
+                        incident: before.incident.id.as_ref().unwrap_or(&new_id),
+                    }
+                }
+                Placement::Same => Change::Add {
                     incident: before.incident.id.as_ref().unwrap_or(&new_id),
-                }
+                },
             };
-            let Some(applied) = self.store.record_failures(key, &failures, change).await? else {
+            let Some(applied) = self.store.record_failures(key, failures, change).await? else {
                 continue; // another invocation restarted the incident first
             };
             metrics.duplicates += (failures.len() - applied.len()) as u64;
             let mut after = before.clone();
-            change.apply(&mut after, &failures, &applied);
+            let restart = matches!(placement, Placement::New { .. });
+            change.apply(&mut after, failures, &applied);
+            if placement == Placement::Reopen {
+                after.incident.resolved_at = None;
+            }
             let finding = judge_stored(self.store, &after).await?;
             *metrics.failures.entry(finding.verdict()).or_default() += applied.len() as u64;
             if restart {
@@ -362,6 +434,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assess::{DELIVERY_ALLOWANCE, REFRESH_WINDOW};
     use crate::memory::{MemoryStore, RecordingSink};
     use serde_json::{Value, json};
 
@@ -568,17 +641,95 @@ mod tests {
             T0 + 4001,
         )
         .await;
+        assert_eq!(
+            rig.docs().len(),
+            1,
+            "a renewal settles before it ends the incident"
+        );
+        rig.detector()
+            .sweep(T0 + 4000 + DELIVERY_ALLOWANCE - 1)
+            .await
+            .unwrap();
+        assert_eq!(rig.docs().len(), 1);
+        rig.detector()
+            .sweep(T0 + 4000 + DELIVERY_ALLOWANCE)
+            .await
+            .unwrap();
         let docs = rig.docs();
         assert_eq!(docs.len(), 2);
         assert_eq!(
             (docs[0]["state"].as_str(), docs[1]["state"].as_str()),
             (Some("open"), Some("resolved"))
         );
-        run(&rig, &[failure_event("h2", 3950, "job")], T0 + 4002).await;
+        run(&rig, &[failure_event("h2", 3950, "job")], T0 + 4400).await;
+        rig.detector().sweep(T0 + 4500).await.unwrap();
         assert_eq!(
             rig.docs().len(),
             2,
-            "a late record of the resolved incident pages nothing"
+            "a late record of a failure before the end counts and pages nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_straggler_of_the_old_session_after_a_renewal_pages_a_stale_cache() {
+        // Issue 17: renewed 3 minutes after the first failure, one thread fails once more 200 s after the
+        // lease end. analyze calls it a stale cache (high); so must the detector.
+        let rig = Rig::new();
+        run(
+            &rig,
+            &[failure_event("b1", 3605, "job"), failure_event("b2", 3620, "job")],
+            T0 + 3625,
+        )
+        .await;
+        run(
+            &rig,
+            &[issuance_event(3785, "job", "ASIANEWKEY0000000003")],
+            T0 + 3790,
+        )
+        .await;
+        assert!(rig.docs().is_empty(), "a refresh race so far");
+        run(&rig, &[failure_event("b3", 3800, "job")], T0 + 3810).await;
+        let docs = rig.docs();
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        assert_eq!(
+            (docs[0]["verdict"].as_str(), docs[0]["severity"].as_str()),
+            (Some("stale-cache"), Some("high"))
+        );
+    }
+
+    #[tokio::test]
+    async fn copied_credentials_failing_through_renewals_are_one_incident_and_one_page() {
+        let rig = Rig::new();
+        for hour in 0..3 {
+            let at = 3700 + hour * 3600;
+            run(
+                &rig,
+                &[issuance_event(at - 60, "job", &format!("ASIAROTATED{hour:09}"))],
+                T0 + at - 59,
+            )
+            .await;
+            let batch: Vec<Vec<u8>> = (0..5)
+                .map(|i| failure_event(&format!("c{hour}-{i}"), at + i * 600, "job"))
+                .collect();
+            run(&rig, &batch, T0 + at + 3000).await;
+            rig.detector().sweep(T0 + at + 3100).await.unwrap();
+        }
+        let notices = rig.sink.notices();
+        let incidents: BTreeSet<String> = notices
+            .iter()
+            .filter_map(Notice::incident)
+            .map(|n| n.incident.to_string())
+            .collect();
+        assert_eq!(incidents.len(), 1, "one incident: {notices:?}");
+        let kinds: Vec<NoticeKind> = notices
+            .iter()
+            .filter_map(Notice::incident)
+            .map(|n| n.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [NoticeKind::Open, NoticeKind::Escalation],
+            "paged once, escalated when it had failed for two hours, never resolved by a rotation"
         );
     }
 
@@ -610,7 +761,15 @@ mod tests {
         let rig = Rig::new();
         run(&rig, &[failure_event("s1", 3605, "svc")], T0 + 3610).await;
         assert!(rig.sink.notices().is_empty());
-        rig.detector().sweep(T0 + 3605 + 301).await.unwrap();
+        rig.detector()
+            .sweep(T0 + 3605 + REFRESH_WINDOW + DELIVERY_ALLOWANCE - 1)
+            .await
+            .unwrap();
+        assert!(rig.sink.notices().is_empty());
+        rig.detector()
+            .sweep(T0 + 3605 + REFRESH_WINDOW + DELIVERY_ALLOWANCE)
+            .await
+            .unwrap();
         assert_eq!(rig.docs().len(), 1);
         rig.detector().sweep(T0 + 3605 + 3600).await.unwrap();
         let docs = rig.docs();

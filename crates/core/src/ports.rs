@@ -113,6 +113,9 @@ pub enum Change<'a> {
         expected: Option<&'a IncidentId>,
         /// The new incident's id.
         incident: &'a IncidentId,
+        /// When the new incident's session failed before it, if it did
+        /// ([`crate::stats::FirstFailure::session_failed_at`]).
+        session_failed_at: Option<Epoch>,
     },
 }
 
@@ -135,8 +138,13 @@ impl Change<'_> {
                     state.stats.merge(delta);
                     state.incident.id.get_or_insert_with(|| incident.clone());
                 }
-                Change::Restart { incident, .. } => {
+                Change::Restart {
+                    incident,
+                    session_failed_at,
+                    ..
+                } => {
                     state.stats = delta;
+                    state.stats.first_failure.session_failed_at = session_failed_at;
                     state.incident = Incident {
                         id: Some(incident.clone()),
                         paged: None,

@@ -4,7 +4,9 @@
 
 use serde::Deserialize;
 
-use crate::finding::{Finding, IncidentState, IncidentSummary, Report, judge_stored, order};
+use crate::finding::{
+    Finding, IncidentBrief, IncidentState, IncidentSummary, Recurrence, Report, judge_stored, order,
+};
 use crate::incident::{GroupState, wildcard};
 use crate::model::{Severity, Verdict};
 use crate::ports::{PortError, StateStore};
@@ -165,6 +167,21 @@ pub async fn state_report<S: StateStore>(store: &S, query: &Query, now: Epoch) -
         }
         let mut finding = judge_stored(store, &state).await?;
         finding.incident = summarize(&state, now);
+        let current = IncidentBrief::of(&finding);
+        let mut history: Vec<IncidentBrief> = incidents(&state.history.iter().copied().collect::<Vec<_>>())
+            .into_iter()
+            .filter(|&t| (t - current.first_failure).abs() >= SAME_INCIDENT)
+            .map(IncidentBrief::started_at)
+            .collect();
+        history.push(current);
+        history.sort_by_key(|i| i.first_failure);
+        finding.history = history;
+        finding.recurrence = finding.incident.as_ref().and_then(|i| {
+            i.recurs_every_seconds.map(|every| Recurrence {
+                every_seconds: every,
+                next_expected_failure: i.next_expected_failure,
+            })
+        });
         if query.matches(&finding) {
             findings.push(finding);
         }

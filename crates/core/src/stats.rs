@@ -34,6 +34,9 @@ pub struct FirstFailure {
     pub hints: IdentityHints,
     /// Set when it was an `AssumeRoleWith*` call presenting an external token.
     pub token_call: Option<StsCall>,
+    /// When its session first failed, if that was before this incident (a session failing again after a
+    /// quiet gap): the session is judged on its first failure, so it keeps its verdict.
+    pub session_failed_at: Option<Epoch>,
 }
 
 /// The failures of a group (or of one session) summed up. Adding the same failures in any order, split in
@@ -77,6 +80,7 @@ impl FailureStats {
                 creation_date: f.creation_date,
                 hints: f.hints,
                 token_call: f.token_call,
+                session_failed_at: None,
             };
         }
         if self.failures == 0 || f.time > self.last {
@@ -114,10 +118,19 @@ impl FailureStats {
         if other.failures == 0 {
             return;
         }
+        // A property of the incident's session, not of a failure: kept whichever failure comes first.
+        let session_failed_at = match (
+            self.first_failure.session_failed_at,
+            other.first_failure.session_failed_at,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if self.failures == 0 || other.first < self.first {
             self.first = other.first;
             self.first_failure = other.first_failure;
         }
+        self.first_failure.session_failed_at = session_failed_at;
         if self.failures == 0 || other.last > self.last {
             self.last = other.last;
         }
@@ -153,11 +166,13 @@ impl FailureStats {
         }
     }
 
-    /// Most failures, ties to the client seen first.
+    /// The client of the earliest failure whose agent names one (ties to the first in [`Client`] order).
+    /// The earliest rather than the most frequent, so that what a page named when it was sent is what the
+    /// report says later (docs/rules.md, "Client").
     pub fn client(&self) -> Option<Client> {
         self.clients
             .iter()
-            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+            .min_by(|a, b| a.1.1.cmp(&b.1.1).then(a.0.cmp(b.0)))
             .map(|(c, _)| *c)
     }
 }

@@ -15,8 +15,10 @@ use tokenwatch_core::time::Epoch;
 use crate::report::{Document, Group, duration};
 
 /// Escapes text for HTML and SVG content and quoted attribute values: `& < > " '` become entities, and
-/// control characters other than tab and newline become spaces.
+/// unsafe characters other than line breaks and tabs (controls, bidi overrides that would reorder the
+/// page's text, zero-width characters) are shown as escapes ([`crate::text::lines`]).
 pub fn escape(s: &str) -> String {
+    let s = crate::text::lines(s);
     let mut out = String::with_capacity(s.len() + s.len() / 8);
     for c in s.chars() {
         match c {
@@ -25,8 +27,6 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            '\t' | '\n' => out.push(c),
-            c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
     }
@@ -733,7 +733,16 @@ mod tests {
             escape(r#"<a href="x">Tom & 'Jerry'</a>"#),
             "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
         );
-        assert_eq!(escape("a\u{0}b\u{1b}c\td"), "a b c\td");
+        assert_eq!(escape("a\u{0}b\u{1b}c\td"), "a\\u{0}b\\u{1b}c\td");
+    }
+
+    #[test]
+    fn bidi_overrides_and_zero_width_characters_cannot_reorder_or_hide_page_text() {
+        assert_eq!(
+            escape("role/\u{202e}nimda\u{202c}\u{200b}x"),
+            "role/\\u{202e}nimda\\u{202c}\\u{200b}x"
+        );
+        assert_eq!(escape("line\r\nnext\rover"), "line\r\nnext\\rover");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - [`report`]: the report document (JSON) and the terminal table, markdown and CSV made from it;
 //! - [`html`]: the self-contained HTML page;
 //! - [`sns`]: a notice as SNS publishes it (subject, one message per protocol, message attributes, the
-//!   AWS Chatbot form, the digest).
+//!   AWS Chatbot form, the digest);
+//! - [`text`]: which characters may reach a screen as they are, for every renderer and the CLI's messages.
 //!
 //! Times become text here and nowhere before; every value that comes from an event is cleaned and
 //! escaped for the channel it goes to. Nothing here decides anything.
@@ -12,5 +13,6 @@
 pub mod html;
 pub mod report;
 pub mod sns;
+pub mod text;
 
 pub use report::{Document, Group};

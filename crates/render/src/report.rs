@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use tokenwatch_core::finding::{Finding, IncidentState, IncidentSummary, Report};
+use tokenwatch_core::finding::{Finding, IncidentBrief, IncidentState, IncidentSummary, Report};
 use tokenwatch_core::model::{Client, CredentialSource, LeaseSource, Severity, Verdict};
 use tokenwatch_core::time::{Epoch, format_time};
 
@@ -40,12 +40,22 @@ pub struct Group {
     pub age_at_first_failure_seconds: Option<i64>,
     pub verdict: Verdict,
     pub severity: Severity,
+    /// The severity its incident pages at: the verdict's, without the volume raise of `severity`.
+    pub paging_severity: Severity,
     pub credential_source: CredentialSource,
     pub client: Option<Client>,
     pub error_codes: BTreeMap<String, u64>,
     pub event_names: BTreeMap<String, u64>,
     pub source_ips: Vec<String>,
     pub remediation: String,
+    /// Incidents of the group (this group's fields describe the latest).
+    pub incidents: usize,
+    /// Each incident, oldest first.
+    pub incident_list: Vec<IncidentEntry>,
+    /// The interval its incidents recur at, when three or more come evenly spaced.
+    pub recurs_every_seconds: Option<i64>,
+    /// When the next incident's first failure is expected, for a group that recurs.
+    pub next_expected_failure: Option<String>,
     /// From the state table only (`tokenwatch report` without a source flag); `null` elsewhere.
     pub incident: Option<Incident>,
     /// The one-line fix (the start of `remediation`), for tables and pages.
@@ -80,12 +90,24 @@ impl Group {
             age_at_first_failure_seconds: a.age_at_first_failure,
             verdict: a.verdict,
             severity: a.severity,
+            paging_severity: a.paging_severity,
             credential_source: a.credential_source,
             client: f.client,
             error_codes: f.error_codes.clone(),
             event_names: f.event_names.clone(),
             source_ips: f.source_ips.clone(),
             remediation: f.remediation.to_string(),
+            incidents: f.history.len().max(1),
+            incident_list: if f.history.is_empty() {
+                vec![IncidentEntry::of(&IncidentBrief::of(f))]
+            } else {
+                f.history.iter().map(IncidentEntry::of).collect()
+            },
+            recurs_every_seconds: f.recurrence.map(|r| r.every_seconds),
+            next_expected_failure: f
+                .recurrence
+                .and_then(|r| r.next_expected_failure)
+                .map(format_time),
             incident: f.incident.as_ref().map(Incident::of),
             fix: f.remediation.fix.clone(),
             first: f.first_failure,
@@ -103,6 +125,32 @@ impl Document {
             failures: report.failures,
             skipped_records: report.skipped_records,
             groups: report.findings.iter().map(Group::of).collect(),
+        }
+    }
+}
+
+/// One entry of `incident_list`: unknowns are `null` (the state table keeps only a past incident's start).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)]
+pub struct IncidentEntry {
+    pub first_failure: String,
+    pub last_failure: Option<String>,
+    pub failures: Option<u64>,
+    pub issued_at: Option<String>,
+    pub age_at_first_failure_seconds: Option<i64>,
+    pub verdict: Option<Verdict>,
+}
+
+impl IncidentEntry {
+    /// The entry of an incident.
+    pub fn of(i: &IncidentBrief) -> IncidentEntry {
+        IncidentEntry {
+            first_failure: format_time(i.first_failure),
+            last_failure: i.last_failure.map(format_time),
+            failures: i.failures,
+            issued_at: i.issued_at.map(format_time),
+            age_at_first_failure_seconds: i.age_at_first_failure,
+            verdict: i.verdict,
         }
     }
 }
@@ -223,11 +271,11 @@ pub fn duration(seconds: i64) -> String {
     }
 }
 
-/// Keeps table cells on one line and bounded: control characters become spaces.
+/// Keeps table cells on one line and bounded: unsafe characters are escaped ([`crate::text::line`]).
 fn cell(s: &str, max: usize) -> String {
-    let clean: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let clean = crate::text::line(s);
     if clean.chars().count() <= max {
-        clean
+        clean.into_owned()
     } else {
         let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
         cut.push('…');
@@ -451,11 +499,7 @@ impl Document {
                         .and_then(|i| i.time_to_recover_seconds)
                         .map(|t| t.to_string())
                         .unwrap_or_default(),
-                    text(
-                        g.incident
-                            .as_ref()
-                            .and_then(|i| i.next_expected_failure.as_deref()),
-                    ),
+                    text(g.next_expected_failure.as_deref()),
                 ],
             );
         }
@@ -487,12 +531,15 @@ pub const CSV_COLUMNS: [&str; 20] = [
     "next_expected_failure",
 ];
 
-/// A text cell a spreadsheet must not evaluate: `=1+1`, `@SUM(…)`, `-2+3` become `'=1+1`, ….
+/// A text cell a spreadsheet must not evaluate: `=1+1`, `@SUM(…)`, `-2+3` become `'=1+1`, …; and one a
+/// terminal showing the file must not obey: unsafe characters other than line breaks and tabs are
+/// escaped ([`crate::text::lines`]).
 fn csv_text(s: &str) -> String {
+    let s = crate::text::lines(s);
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 
@@ -583,7 +630,7 @@ mod tests {
 
     #[test]
     fn cells_stay_on_one_line_and_bounded() {
-        assert_eq!(cell("a\nb\x1bc", 10), "a b c");
+        assert_eq!(cell("a\nb\x1bc", 20), "a\\nb\\u{1b}c");
         assert_eq!(cell(&"x".repeat(50), 10).chars().count(), 10);
     }
 
@@ -632,7 +679,8 @@ mod tests {
         formulas.age_at_first_failure_seconds = Some(-30);
         let mut tabbed = test_group();
         tabbed.session = Some("\t=HYPERLINK(\"http://x\")".into());
-        tabbed.principal = Some("\r=2".into());
+        tabbed.principal = Some("\r\n=2".into());
+        tabbed.account = Some("\r=3".into());
         tabbed.issued_at = None;
         tabbed.lease_seconds = None;
         tabbed.lease_source = None;
@@ -690,7 +738,9 @@ mod tests {
         assert_eq!(formulas[col("age_at_first_failure_seconds")], "-30");
         let tabbed = &rows[3];
         assert_eq!(tabbed[col("session")], "'\t=HYPERLINK(\"http://x\")");
-        assert_eq!(tabbed[col("principal")], "'\r=2");
+        assert_eq!(tabbed[col("principal")], "'\r\n=2");
+        // A lone CR is escaped (it would overwrite the line on a terminal), which disarms it too.
+        assert_eq!(tabbed[col("account")], "\\r=3");
         for unknown in [
             "issued_at",
             "lease_seconds",

@@ -52,9 +52,14 @@ pub struct Message {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// Strips control characters and caps the length (in characters), marking a cut with `…`.
+/// Strips unsafe characters ([`crate::text::is_unsafe`]: controls, bidi overrides, zero-width characters)
+/// and caps the length (in characters), marking a cut with `…`.
 pub fn clean(s: &str, max: usize) -> String {
-    let kept: Vec<char> = s.chars().filter(|c| !c.is_control()).take(max + 1).collect();
+    let kept: Vec<char> = s
+        .chars()
+        .filter(|c| !crate::text::is_unsafe(*c))
+        .take(max + 1)
+        .collect();
     if kept.len() <= max {
         kept.into_iter().collect()
     } else {
@@ -509,12 +514,17 @@ mod tests {
             age_at_first_failure_seconds: Some(3614),
             verdict: Verdict::StaleCache,
             severity: Severity::High,
+            paging_severity: Severity::High,
             credential_source: CredentialSource::AssumeRole,
             client: Some(Client::Boto3),
             error_codes: BTreeMap::from([("ExpiredToken".into(), 83)]),
             event_names: BTreeMap::from([("s3:ListBuckets".into(), 40), ("s3:GetBucketAcl".into(), 43)]),
             source_ips: vec!["10.1.2.3".into()],
             remediation: "Let botocore refresh the role: configure it.".into(),
+            incidents: 1,
+            incident_list: Vec::new(),
+            recurs_every_seconds: None,
+            next_expected_failure: None,
             incident: None,
             fix: "Let botocore refresh the role".into(),
             first: 1_793_610_014,

@@ -11,10 +11,11 @@
 //! - `DIFFERENTIAL_SAMPLE=dir` (absolute): with `DIFFERENTIAL_SEED`, writes the history there as a
 //!   scenario (a trail file, and `deliveries.txt`: what the detector is handed, in order, and when) and
 //!   prints what `analyze` reports of it: the makings of a sample.
-//! - `DIFFERENTIAL_STRICT=1`: the allow-list of known disagreements is ignored.
 //!
-//! The folders of `samples-proposed/` (one per known disagreement) are replayed the same way by the
-//! second test. Every call into the engine is in `differential/paths.rs`.
+//! Every sample of `samples/` that has a `deliveries.txt` (what the detector is handed, in order, and
+//! when: a seed that once disagreed, written with `DIFFERENTIAL_SAMPLE`) is replayed the same way by the
+//! second test. Every call into the engine is in `differential/paths.rs`. The rules both paths follow are
+//! in docs/rules.md ("Incidents").
 
 #[path = "differential/paths.rs"]
 mod paths;
@@ -57,6 +58,8 @@ pub struct Outcome {
     client: Option<String>,
     severity: String,
     failures: u64,
+    /// Offline: whether any of the group's incidents pages at the default floor.
+    pages: bool,
 }
 
 /// Which path disagrees with `analyze`.
@@ -79,8 +82,6 @@ struct Disagreement {
     field: &'static str,
     offline: String,
     other: String,
-    /// What `analyze` said of the group, and what the other path said (a page, or the table's row).
-    said: (Option<Outcome>, Option<Outcome>),
 }
 
 impl Disagreement {
@@ -113,120 +114,6 @@ impl fmt::Display for Disagreement {
             self.offline
         )
     }
-}
-
-/// A disagreement that is known, with the issue text that names it.
-struct Known {
-    issue: &'static str,
-    matches: fn(&Disagreement) -> bool,
-}
-
-/// The disagreements tolerated until the single `judge` and one set of incident rules decide them
-/// (issue 17). Each is analysed in DIFFERENTIAL.md. Delete an entry when its rule lands; delete the
-/// list (and its one use in `tolerated`) when it is empty.
-const KNOWN: &[Known] = &[
-    Known {
-        issue: "D1 (issue 17): an IAM user's console session left open past its 12 h: analyze names a client \
-                (java-v1, from the S3 console's agent), the detector's page names none (only EC2 console calls \
-                had failed when it paged)",
-        matches: |d| {
-            d.route == Route::Page
-                && d.field == "client"
-                && d.other == "null"
-                && d.said.0.as_ref().is_some_and(|a| {
-                    a.credential_source == "session-token" && a.client.as_deref() == Some("java-v1")
-                })
-        },
-    },
-    Known {
-        issue: "D2 (issue 17): a session renewed within the refresh window, with a straggler of the old session \
-                more than 2 min after the lease end: analyze says stale-cache (high), the detector never pages \
-                (the renewal resolved the incident as a refresh race and the straggler stayed in it)",
-        matches: |d| {
-            d.route == Route::Paging
-                && d.other == "false"
-                && d.said.0.as_ref().is_some_and(|a| a.verdict == "stale-cache")
-        },
-    },
-    Known {
-        issue: "D3: RequestExpired in volume: analyze raises a clock-skew of 100+ failures to medium and lowers \
-                it to low (at the paging floor); the detector pages without the volume raise (info) and stays quiet",
-        matches: |d| {
-            d.route == Route::Paging
-                && d.other == "false"
-                && d.said
-                    .0
-                    .as_ref()
-                    .is_some_and(|a| a.verdict == "clock-skew" && a.failures >= 100)
-        },
-    },
-    Known {
-        issue: "D4: a refresh race whose renewal is delivered after the 5 min hold: the detector pages a \
-                stale-cache, analyze (and the table, once the renewal arrived) say refresh-race",
-        matches: |d| {
-            let race = d.said.0.as_ref().is_some_and(|a| a.verdict == "refresh-race");
-            race && ((d.route == Route::Paging && d.other == "true")
-                || (d.route == Route::Page && d.field == "verdict" && d.other == "stale-cache"))
-        },
-    },
-    Known {
-        issue: "D5: a failure delivered before its session's issuing call: the detector pages on the default \
-                lease (clock-skew, assume-role, default-assume-role) what analyze judges with the issuing call",
-        matches: |d| {
-            d.route == Route::Page
-                && d.said.1.as_ref().is_some_and(|b| {
-                    b.lease_source
-                        .as_deref()
-                        .is_some_and(|s| s.starts_with("default-"))
-                })
-                && d.said.0.as_ref().is_some_and(|a| {
-                    !a.lease_source
-                        .as_deref()
-                        .is_some_and(|s| s.starts_with("default-"))
-                })
-        },
-    },
-    Known {
-        issue: "D6/D7: one session's failures split into incidents (a quiet gap of an hour, or a newer session \
-                issued while the old one keeps failing): the later incident is judged on its own first failure \
-                (paused-process) where analyze judges the group on its first (stale-cache)",
-        matches: |d| {
-            matches!(d.route, Route::Page | Route::Table)
-                && d.said.0.as_ref().is_some_and(|a| a.verdict == "stale-cache")
-                && d.said.1.as_ref().is_some_and(|b| b.verdict == "paused-process")
-        },
-    },
-    Known {
-        issue: "D8: severity over several incidents: analyze measures a group's span and volume over all its \
-                failures (a job failing 20 min every day is critical), the state table over its current incident \
-                (high)",
-        matches: |d| {
-            d.route == Route::Table
-                && d.field == "severity"
-                && match &d.said {
-                    (Some(a), Some(b)) => a.verdict == b.verdict && a.failures > b.failures,
-                    _ => false,
-                }
-        },
-    },
-    Known {
-        issue: "D9: a cross-account AssumeRole logged in both accounts: whether the session is role chaining \
-                (and its lease source) depends on which copy a path reads first (trail order offline, delivery \
-                order in the detector)",
-        matches: |d| {
-            let pair =
-                |x: &str, y: &str| (d.offline == x && d.other == y) || (d.offline == y && d.other == x);
-            matches!(d.route, Route::Page | Route::Table)
-                && (pair("role-chaining", "assume-role") || pair("role-chaining-cap", "expiration"))
-        },
-    },
-];
-
-fn tolerated(d: &Disagreement) -> Option<&'static str> {
-    if std::env::var_os("DIFFERENTIAL_STRICT").is_some() {
-        return None;
-    }
-    KNOWN.iter().find(|k| (k.matches)(d)).map(|k| k.issue)
 }
 
 fn shape_of(h: &History, key: &Key) -> Option<Shape> {
@@ -325,7 +212,7 @@ fn differences(h: &History, verbose: bool) -> Vec<Disagreement> {
     );
 
     let mut out = Vec::new();
-    let mut push = |key: &Key, route, field, x: String, y: String, b: Option<&Outcome>| {
+    let mut push = |key: &Key, route, field, x: String, y: String| {
         out.push(Disagreement {
             seed: h.seed,
             key: key.clone(),
@@ -334,7 +221,6 @@ fn differences(h: &History, verbose: bool) -> Vec<Disagreement> {
             field,
             offline: x,
             other: y,
-            said: (offline.get(key).cloned(), b.cloned()),
         });
     };
     let keys: BTreeSet<&Key> = offline.keys().chain(table.keys()).collect();
@@ -342,25 +228,11 @@ fn differences(h: &History, verbose: bool) -> Vec<Disagreement> {
         match (offline.get(key), table.get(key)) {
             (Some(a), Some(b)) => {
                 for (field, x, y) in compare(a, b, true) {
-                    push(key, Route::Table, field, x, y, Some(b));
+                    push(key, Route::Table, field, x, y);
                 }
             }
-            (Some(_), None) => push(
-                key,
-                Route::Table,
-                "group",
-                "present".into(),
-                "absent".into(),
-                None,
-            ),
-            (None, Some(b)) => push(
-                key,
-                Route::Table,
-                "group",
-                "absent".into(),
-                "present".into(),
-                Some(b),
-            ),
+            (Some(_), None) => push(key, Route::Table, "group", "present".into(), "absent".into()),
+            (None, Some(_)) => push(key, Route::Table, "group", "absent".into(), "present".into()),
             (None, None) => {}
         }
     }
@@ -374,7 +246,6 @@ fn differences(h: &History, verbose: bool) -> Vec<Disagreement> {
                 "paged",
                 format!("{} ({} {})", should, o.verdict, o.severity),
                 paged.contains(key).to_string(),
-                None,
             );
         }
     }
@@ -384,20 +255,13 @@ fn differences(h: &History, verbose: bool) -> Vec<Disagreement> {
             Some(o) => {
                 for (field, x, y) in compare(o, page, false) {
                     if seen.insert((page.key.clone(), field, y.clone())) {
-                        push(&page.key, Route::Page, field, x, y, Some(page));
+                        push(&page.key, Route::Page, field, x, y);
                     }
                 }
             }
             None => {
                 if seen.insert((page.key.clone(), "group", String::new())) {
-                    push(
-                        &page.key,
-                        Route::Page,
-                        "group",
-                        "absent".into(),
-                        "paged".into(),
-                        Some(page),
-                    );
+                    push(&page.key, Route::Page, "group", "absent".into(), "paged".into());
                 }
             }
         }
@@ -420,7 +284,7 @@ fn write_sample(h: &History, dir: &Path) {
     );
 }
 
-/// A scenario folder of `samples-proposed/` as a history: its trail file and its deliveries.
+/// A scenario folder as a history: its trail file and its deliveries.
 fn read_sample(dir: &Path) -> History {
     let mut trail = None;
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -454,81 +318,73 @@ fn history_of(seed: u64) -> History {
 }
 
 #[test]
+fn the_generator_delivers_within_the_detectors_delivery_allowance() {
+    assert_eq!(
+        tokenwatch_simulate::history::MAX_DELIVERY_DELAY,
+        paths::DELIVERY_ALLOWANCE,
+        "the paths can only agree on records the detector waits for"
+    );
+}
+
+#[test]
 fn analyze_the_detector_and_the_state_table_agree_on_generated_histories() {
     let one: Option<u64> = env("DIFFERENTIAL_SEED");
     let seeds: Vec<u64> = match one {
         Some(seed) => vec![seed],
         None => (0..env("DIFFERENTIAL_HISTORIES").unwrap_or(300)).collect(),
     };
-    let mut new = Vec::new();
-    let mut classes: BTreeMap<String, (usize, u64, Option<&'static str>)> = BTreeMap::new();
+    let mut found = Vec::new();
+    let mut classes: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     for &seed in &seeds {
         let h = history_of(seed);
         if let (Some(_), Ok(dir)) = (one, std::env::var("DIFFERENTIAL_SAMPLE")) {
             write_sample(&h, Path::new(&dir));
         }
         for d in differences(&h, one.is_some()) {
-            let known = tolerated(&d);
-            let entry = classes.entry(d.class()).or_insert((0, d.seed, known));
-            entry.0 += 1;
-            if known.is_none() {
-                new.push(d);
-            }
+            classes.entry(d.class()).or_insert((0, d.seed)).0 += 1;
+            found.push(d);
         }
     }
     println!(
         "{} histories; disagreements by kind (count, first seed):",
         seeds.len()
     );
-    for (class, (n, seed, known)) in &classes {
-        let tag = if known.is_some() { "known" } else { "NEW" };
-        println!("  [{tag}] {n:4} × {class} (seed {seed})");
+    for (class, (n, seed)) in &classes {
+        println!("  {n:4} × {class} (seed {seed})");
     }
-    for d in &new {
+    for d in &found {
         println!("{d}");
     }
     assert!(
-        new.is_empty(),
-        "{} disagreements not in the allow-list; replay one with DIFFERENTIAL_SEED=<seed> (the first: {})",
-        new.len(),
-        new[0]
+        found.is_empty(),
+        "{} disagreements; replay one with DIFFERENTIAL_SEED=<seed>, write it as a sample with \
+         DIFFERENTIAL_SAMPLE=<dir> (the first: {})",
+        found.len(),
+        found[0]
     );
 }
 
-/// Each folder of `samples-proposed/` is a minimal history of one known disagreement: replayed through
-/// the three paths, it must still disagree, and only in known ways. When a rule lands and a folder
-/// stops disagreeing, it is ready to join `samples/` with its `expected.json`.
+/// Every sample with a `deliveries.txt` was once a disagreement: replayed through the three paths, it
+/// must agree now.
 #[test]
-fn each_proposed_sample_reproduces_its_known_disagreement() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples-proposed");
-    let Ok(entries) = std::fs::read_dir(&root) else {
-        return;
-    };
-    let mut dirs: Vec<_> = entries
+fn every_sample_with_deliveries_agrees_on_all_paths() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.join("deliveries.txt").is_file())
         .collect();
     dirs.sort();
+    assert!(
+        dirs.len() >= 8,
+        "the samples that were disagreements are missing: {dirs:?}"
+    );
     let mut problems = Vec::new();
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let found = differences(&read_sample(dir), false);
-        if found.is_empty() {
-            problems.push(format!(
-                "{name}: no longer disagrees: move it to samples/ (check its expected.json)"
-            ));
-        }
-        for d in found.iter().filter(|d| tolerated(d).is_none()) {
+        for d in differences(&read_sample(dir), false) {
             problems.push(format!("{name}: {d}"));
         }
-        println!(
-            "{name}: {}",
-            found
-                .iter()
-                .map(Disagreement::class)
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
     }
     assert!(problems.is_empty(), "{problems:#?}");
 }

@@ -20,12 +20,14 @@ pub fn scenarios() -> Vec<PathBuf> {
     dirs
 }
 
-/// A scenario's input files (all but its `expected.json`), in name order.
+/// A scenario's input files (all but its `expected.json` and its `deliveries.txt`, the order and times
+/// the detector is handed its records in the differential test), in name order.
 pub fn inputs(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.file_name().unwrap() != "expected.json")
+        .filter(|p| p.extension().is_none_or(|e| e != "txt"))
         .collect();
     files.sort();
     files

@@ -651,8 +651,16 @@ mod plans {
                 let current = oracle.incident();
                 let first = match step.kind {
                     Kind::Add => Change::Add { incident: &incident },
-                    Kind::Restart => Change::Restart { expected: current.as_ref(), incident: &incident },
-                    Kind::StaleRestart => Change::Restart { expected: Some(&stale), incident: &incident },
+                    Kind::Restart => Change::Restart {
+                        expected: current.as_ref(),
+                        incident: &incident,
+                        session_failed_at: step.session_failed_at,
+                    },
+                    Kind::StaleRestart => Change::Restart {
+                        expected: Some(&stale),
+                        incident: &incident,
+                        session_failed_at: step.session_failed_at,
+                    },
                 };
                 let answer = oracle.record(&group, &failures, first);
                 let (writer, read_at) = &writers[n % writers.len()];

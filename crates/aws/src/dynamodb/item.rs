@@ -60,6 +60,8 @@ pub(crate) const FIRST_IDENTITY_TYPE: &str = "first_identity_type";
 pub(crate) const FIRST_EC2_ROLE_DELIVERY: &str = "first_ec2_role_delivery";
 pub(crate) const FIRST_WEB_IDENTITY: &str = "first_web_identity";
 pub(crate) const FIRST_TOKEN_CALL: &str = "first_token_call";
+/// When the incident's session failed before the incident (a later incident of the same session).
+pub(crate) const FIRST_SESSION_FAILED_AT: &str = "first_session_failed_at";
 /// `code#<errorCode>`: failures per error code, one top-level number each so that `ADD` works.
 pub(crate) const CODE_PREFIX: &str = "code#";
 /// `call#<service:EventName>`: failures per call, capped like [`FailureStats::event_names`].
@@ -160,6 +162,7 @@ pub(crate) fn decode_group(item: &Item) -> GroupState {
                 web_identity: get_bool(item, FIRST_WEB_IDENTITY),
             },
             token_call: get_s(item, FIRST_TOKEN_CALL).and_then(|c| c.parse::<StsCall>().ok()),
+            session_failed_at: get_n(item, FIRST_SESSION_FAILED_AT),
         },
         token_call_failures: get_n(item, TOKEN_CALL_FAILURES).unwrap_or(0),
         request_expired_failures: get_n(item, REQUEST_EXPIRED_FAILURES).unwrap_or(0),

@@ -393,6 +393,56 @@ fn stats_of<'a>(failures: impl Iterator<Item = &'a Failure>) -> FailureStats {
 }
 
 /// Exponential from 10 ms to 320 ms, with full jitter so that writers that collided spread out.
+impl DynamoStore {
+    /// Folds another copy of a recorded issuing call into its session item (see
+    /// [`tokenwatch_core::memory::combine_copies`]).
+    async fn combine_session_copy(&self, copy: &Issuance) -> Result<(), PortError> {
+        let mut e = Expr::default();
+        if copy.chained {
+            e.set(CHAINED, AttributeValue::Bool(true));
+        }
+        if let Some(d) = copy.duration_seconds {
+            e.set_if_absent(DURATION_SECONDS, n(d));
+        }
+        if let Some(t) = copy.expiration {
+            e.set_if_absent(EXPIRATION, n(t));
+        }
+        if e.is_empty() {
+            return Ok(());
+        }
+        let pk = session_pk(&copy.access_key_id);
+        let key_name = e.name("pk");
+        e.require(format!("attribute_exists({key_name})"));
+        self.count();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(pk, SESSION_SK)))
+            .update_expression(e.update_expression())
+            .set_condition_expression(e.condition_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await;
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&copy.access_key_id);
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(from_sdk("dynamodb:UpdateItem", err)),
+        }
+    }
+}
+
 /// The wall clock, for TTLs only: what the engine decides never depends on it.
 fn now() -> Epoch {
     std::time::SystemTime::now()
@@ -498,8 +548,11 @@ impl StateStore for DynamoStore {
         if !session_known {
             return Err(from_sdk("dynamodb:TransactWriteItems", err));
         }
-        // The session was recorded before (a redelivery): the first record stands, as in MemoryStore; the
-        // issue time still goes to the group (a set, so adding it again changes nothing).
+        // The session was recorded before: a redelivery, or the other account's copy of a cross-account
+        // AssumeRole. The copies are combined as MemoryStore combines them (role chaining if either says so,
+        // facts one copy lacks from the other); the issue time still goes to the group (a set, so adding it
+        // again changes nothing).
+        self.combine_session_copy(issuance).await?;
         if !self
             .update_group(key, issuance_update(key, issuance, true))
             .await?

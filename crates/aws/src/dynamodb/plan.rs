@@ -59,9 +59,21 @@ pub(crate) fn group_update(
     set_identity(&mut e, key);
     let next = match change {
         Change::Add { incident } => add(&mut e, view, delta, incident, batch_time),
-        Change::Restart { expected, incident } => {
-            restart(&mut e, view, delta, expected, incident, batch_time)
-        }
+        Change::Restart {
+            expected,
+            incident,
+            session_failed_at,
+        } => restart(
+            &mut e,
+            view,
+            delta,
+            Restarted {
+                expected,
+                incident,
+                session_failed_at,
+            },
+            batch_time,
+        ),
     };
     Plan {
         expr: e,
@@ -275,6 +287,13 @@ fn set_or_remove(e: &mut Expr, name: &str, value: Option<AttributeValue>) {
     }
 }
 
+/// What a restart replaces the incident with.
+struct Restarted<'a> {
+    expected: Option<&'a IncidentId>,
+    incident: &'a IncidentId,
+    session_failed_at: Option<Epoch>,
+}
+
 /// Replaces the group's stats with `delta`'s and starts `incident`, if the stored incident is still
 /// `expected`. The attributes of the old counters must be removed by name, so the plan also pins the
 /// stored failure count to the view's (a view of incident `expected`): within an incident every new
@@ -284,10 +303,14 @@ fn restart(
     e: &mut Expr,
     view: &GroupState,
     delta: &FailureStats,
-    expected: Option<&IncidentId>,
-    incident: &IncidentId,
+    to: Restarted<'_>,
     batch_time: Option<Epoch>,
 ) -> GroupState {
+    let Restarted {
+        expected,
+        incident,
+        session_failed_at,
+    } = to;
     let id = e.name(INCIDENT_ID);
     match expected {
         Some(x) => {
@@ -388,9 +411,12 @@ fn restart(
     e.set(OPEN, s(OPEN_VALUE));
     e.remove(PAGED);
     e.remove(RESOLVED_AT);
+    set_or_remove(e, FIRST_SESSION_FAILED_AT, session_failed_at.map(n));
+    let mut stats = delta.clone();
+    stats.first_failure.session_failed_at = session_failed_at;
     GroupState {
         key: view.key.clone(),
-        stats: delta.clone(),
+        stats,
         issued_times: view.issued_times.clone(),
         incident: Incident {
             id: Some(incident.clone()),
@@ -560,6 +586,7 @@ mod tests {
         let restart = Change::Restart {
             expected: Some(&inc("inc")),
             incident: &inc("inc2"),
+            session_failed_at: None,
         };
         for (view, change) in [
             (
@@ -624,6 +651,7 @@ mod tests {
         let restart = Change::Restart {
             expected: Some(&inc1),
             incident: &inc2,
+            session_failed_at: None,
         };
         let (written, _, stored) = write(&stored, &second, restart);
         assert!(written && stored.stats.failures == earlier.stats.failures);
@@ -632,6 +660,7 @@ mod tests {
         let again = Change::Restart {
             expected: Some(&inc2),
             incident: &inc3,
+            session_failed_at: None,
         };
         let (written, _, _) = write(&earlier, &none, again);
         assert!(
@@ -659,6 +688,7 @@ mod tests {
             Change::Restart {
                 expected: Some(&inc("inc")),
                 incident: &inc("inc2"),
+                session_failed_at: None,
             },
             None,
         );

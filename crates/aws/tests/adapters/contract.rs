@@ -146,6 +146,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     let stale = Change::Restart {
         expected: Some(&inc("stale-incident")),
         incident: &inc2,
+        session_failed_at: None,
     };
     step!(
         "restart on a stale incident id writes nothing",
@@ -155,6 +156,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     let fresh = Change::Restart {
         expected: Some(&inc1),
         incident: &inc2,
+        session_failed_at: None,
     };
     step!("restart", store.record_failures(&k, &restart, fresh));
     step!("load after restart", store.load(&k));
@@ -175,6 +177,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     let started = Change::Restart {
         expected: None,
         incident: &inc("other-1"),
+        session_failed_at: None,
     };
     step!(
         "restart a new group",
@@ -298,6 +301,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         let change = Change::Restart {
             expected: previous.as_ref(),
             incident: &id,
+            session_failed_at: None,
         };
         let f = failure(&format!("day{day}"), day * 86_400, "s3:GetObject");
         step!("a day's incident", store.record_failures(&daily, &[f], change));

@@ -63,6 +63,8 @@ pub struct Step {
     pub kind: Kind,
     /// Its failures, in delivery order.
     pub failures: Vec<Failure>,
+    /// For a restart: when the new incident's session failed before it.
+    pub session_failed_at: Option<Epoch>,
 }
 
 /// One failure with values drawn from small pools, so that ties, repeats and caps happen: event ids
@@ -176,14 +178,19 @@ pub fn history(steps: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Step>
         2 => Just(Kind::Restart),
         1 => Just(Kind::StaleRestart),
     ];
-    (vec((kind, batch()), steps), any::<bool>()).prop_map(|(steps, moving)| {
+    let failed_before = proptest::option::of(1..7200 as Epoch);
+    (vec((kind, batch(), failed_before), steps), any::<bool>()).prop_map(|(steps, moving)| {
         (0..)
             .zip(steps)
-            .map(|(n, (kind, mut failures))| {
+            .map(|(n, (kind, mut failures, failed_before))| {
                 for f in &mut failures {
                     f.time += if moving { n * 300 } else { 0 };
                 }
-                Step { kind, failures }
+                Step {
+                    kind,
+                    failures,
+                    session_failed_at: failed_before.map(|b| T0 - b),
+                }
             })
             .collect()
     })
@@ -207,7 +214,8 @@ impl Oracle {
     /// another incident than the stored one writes nothing. Otherwise the first failure of each eventID
     /// in the batch and every failure without one are taken in order, [`MERGE_PART`] at a time; of each
     /// part, the failures whose eventID was never counted are new, and their stats (added in order) are
-    /// merged into the stored ones (the first part of a restart replaces them and starts the incident).
+    /// merged into the stored ones (the first part of a restart replaces them, with when its session
+    /// failed before, and starts the incident).
     pub fn record(&mut self, key: &GroupKey, failures: &[Failure], change: Change<'_>) -> Option<Vec<usize>> {
         if let Change::Restart { expected, .. } = change
             && self.incident().as_ref() != expected
@@ -245,8 +253,13 @@ impl Oracle {
                 ..Default::default()
             });
             match change {
-                Change::Restart { incident, .. } if n == 0 => {
+                Change::Restart {
+                    incident,
+                    session_failed_at,
+                    ..
+                } if n == 0 => {
                     state.stats = delta;
+                    state.stats.first_failure.session_failed_at = session_failed_at;
                     state.incident = Incident {
                         id: Some(incident.clone()),
                         paged: None,
@@ -295,10 +308,12 @@ pub async fn agrees<S: StateStore>(
             Kind::Restart => Change::Restart {
                 expected: current.as_ref(),
                 incident: &incident,
+                session_failed_at: step.session_failed_at,
             },
             Kind::StaleRestart => Change::Restart {
                 expected: Some(&stale),
                 incident: &incident,
+                session_failed_at: step.session_failed_at,
             },
         };
         let expected = oracle.record(key, &failures, change);

@@ -8,7 +8,7 @@ use tokenwatch_core::memory::{MemoryStore, RecordingSink};
 use tokenwatch_core::notice::NoticeKind;
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::query::{Query, Since, state_report};
-use tokenwatch_core::{Analyzer, Finding, Severity, Verdict, Window};
+use tokenwatch_core::{Analyzer, Finding, Severity, Window};
 use tokenwatch_simulate::history::History;
 
 use super::{Key, Outcome};
@@ -41,6 +41,10 @@ fn from_finding(g: &Finding, severity: Severity) -> Outcome {
         client: g.client.map(|c| c.as_str().to_owned()),
         severity: severity.as_str().to_owned(),
         failures: g.failures,
+        pages: g
+            .history
+            .iter()
+            .any(|i| i.pages_at(Policy::default().min_severity)),
     }
 }
 
@@ -57,11 +61,16 @@ pub fn offline(h: &History) -> Vec<Outcome> {
     analyzer.report().findings.iter().map(from_group).collect()
 }
 
-/// Would the detector page a group the offline report found, at the default paging floor?
+/// Would the detector page a group the offline report found, at the default paging floor? When any of
+/// its incidents pages there (its paging severity, which leaves out the volume raise, at or above the
+/// floor, and no refresh race).
 pub fn pages_at_default_floor(o: &Outcome) -> bool {
-    let severity: Severity = o.severity.parse().unwrap_or(Severity::Critical);
-    o.verdict != Verdict::RefreshRace.as_str() && severity >= Policy::default().min_severity
+    o.pages
 }
+
+/// How late a record may be handed to the detector and still be waited for: the generator's deliveries
+/// must stay within it for the paths to agree (docs/rules.md, "Incidents").
+pub const DELIVERY_ALLOWANCE: i64 = tokenwatch_core::assess::DELIVERY_ALLOWANCE;
 
 /// What the detector did with a history: its state afterwards and every page (open or escalation) it
 /// published, in order, as the page's document describes the group.
