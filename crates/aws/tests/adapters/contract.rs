@@ -10,6 +10,7 @@ use tokenwatch_core::memory::MemoryStore;
 use tokenwatch_core::model::{Client, Severity, StsCall};
 use tokenwatch_core::ports::{Change, StateStore};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
+use tokenwatch_core::time::Epoch;
 use tokenwatch_testkit::Emulator;
 
 use crate::common::{T0, failure, fresh_store, inc, issuance, key};
@@ -336,8 +337,10 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
 /// Regression: the set grew without bound in DynamoDB, towards the item's 400 KB limit after which every
 /// update of the group fails; and the in-memory twin did not cap it at all. On a table of its own, and on
 /// ministack only: it makes over 500 issuances, and moto copies the whole table for each action of a
-/// transaction, which takes minutes here (`issuance_cap.rs` holds moto to the cap).
-async fn issue_times<S: StateStore>(store: &S) -> Vec<String> {
+/// transaction, which takes minutes here (`issuance_cap.rs` holds moto to the cap). The sessions are
+/// issued from `since` on, a recent time: ministack deletes items whose `expires_at` has passed (a group's
+/// is 30 days after its last issue time), so a group issued at T0 vanishes mid-test once T0 is a month old.
+async fn issue_times<S: StateStore>(store: &S, since: Epoch) -> Vec<String> {
     let mut log = Vec::new();
     macro_rules! step {
         ($label:expr, $call:expr) => {{
@@ -348,7 +351,7 @@ async fn issue_times<S: StateStore>(store: &S) -> Vec<String> {
     }
     let busy = key("busy");
     let cap = MAX_ISSUED_TIMES as i64;
-    let session = |i: i64| issuance(&format!("ASIABUSY{i:012}"), T0 + i * 60);
+    let session = |i: i64| issuance(&format!("ASIABUSY{i:012}"), since + i * 60);
     for i in 0..cap - 1 {
         step!(
             format!("issuance {i}, below the cap"),
@@ -389,7 +392,7 @@ async fn issue_times<S: StateStore>(store: &S) -> Vec<String> {
         );
     }
     let state = store.load(&busy).await.ok().flatten().unwrap_or_default();
-    assert_eq!(state.issued_times, BTreeSet::from([T0 + (cap + 5) * 60]));
+    assert_eq!(state.issued_times, BTreeSet::from([since + (cap + 5) * 60]));
     log
 }
 
@@ -397,13 +400,14 @@ async fn issue_times<S: StateStore>(store: &S) -> Vec<String> {
 #[derive(Clone, Copy)]
 enum Script {
     Contract,
-    IssueTimes,
+    /// Issue times from this time on.
+    IssueTimes(Epoch),
 }
 
 async fn run<S: StateStore>(store: &S, which: Script) -> Vec<String> {
     match which {
         Script::Contract => script(store).await,
-        Script::IssueTimes => issue_times(store).await,
+        Script::IssueTimes(since) => issue_times(store, since).await,
     }
 }
 
@@ -430,5 +434,10 @@ async fn dynamo_store_matches_memory_store_on_ministack() {
 
 #[tokio::test]
 async fn issue_times_are_capped_alike_on_ministack() {
-    same_as_memory(Emulator::Ministack, Script::IssueTimes).await;
+    let day_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as Epoch
+        - 86_400;
+    same_as_memory(Emulator::Ministack, Script::IssueTimes(day_ago)).await;
 }
