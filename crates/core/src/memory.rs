@@ -7,11 +7,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::classify::{Failure, Issuance};
-use crate::incident::{GroupState, Incident, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
+use crate::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use crate::model::Severity;
 use crate::notice::Notice;
-use crate::ports::{AlertSink, Change, PortError, StateStore};
-use crate::stats::{FailureStats, GroupKey};
+use crate::ports::{AlertSink, Change, PortError, StateStore, merge_parts};
+use crate::stats::GroupKey;
 use crate::time::Epoch;
 
 #[derive(Default)]
@@ -53,14 +53,6 @@ impl MemoryStore {
     }
 }
 
-fn stats_of<'a>(failures: impl Iterator<Item = &'a Failure>) -> FailureStats {
-    let mut s = FailureStats::default();
-    for f in failures {
-        s.add(f.clone());
-    }
-    s
-}
-
 impl StateStore for MemoryStore {
     async fn load(&self, key: &GroupKey) -> Result<Option<GroupState>, PortError> {
         Ok(self.enter()?.groups.get(key).cloned())
@@ -79,7 +71,9 @@ impl StateStore for MemoryStore {
         {
             return Ok(None);
         }
-        let applied: Vec<usize> = (0..failures.len())
+        let applied: Vec<usize> = merge_parts(failures)
+            .into_iter()
+            .flatten()
             .filter(|&i| {
                 failures[i]
                     .event_id
@@ -87,30 +81,11 @@ impl StateStore for MemoryStore {
                     .is_none_or(|id| inner.events.insert(id.clone()))
             })
             .collect();
-        let delta = stats_of(applied.iter().map(|&i| &failures[i]));
         let group = inner.groups.entry(key.clone()).or_insert_with(|| GroupState {
             key: key.clone(),
             ..Default::default()
         });
-        match change {
-            Change::Add { incident } => {
-                group.stats.merge(delta);
-                group.incident.id.get_or_insert_with(|| incident.clone());
-            }
-            Change::Restart {
-                incident,
-                session_failed_at,
-                ..
-            } => {
-                group.stats = delta;
-                group.stats.first_failure.session_failed_at = session_failed_at;
-                group.incident = Incident {
-                    id: Some(incident.clone()),
-                    paged: None,
-                    resolved_at: None,
-                };
-            }
-        }
+        change.apply(group, failures, &applied);
         Ok(Some(applied))
     }
 

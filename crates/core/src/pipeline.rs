@@ -19,7 +19,7 @@ use crate::model::{Severity, Verdict};
 use crate::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
 use crate::ports::{AlertSink, Change, PortError, StateStore};
 use crate::record::{EnvelopeContext, Record};
-use crate::stats::{FailureStats, GroupKey, group_key};
+use crate::stats::{GroupKey, group_key};
 use crate::time::Epoch;
 
 /// The EventBridge `source` of events put by `tokenwatch drill`.
@@ -318,24 +318,11 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 continue; // another invocation restarted the incident first
             };
             metrics.duplicates += (failures.len() - applied.len()) as u64;
-            let mut delta = FailureStats::default();
-            for &i in &applied {
-                delta.add(failures[i].clone());
-            }
             let mut after = before.clone();
             let restart = matches!(placement, Placement::New { .. });
-            if let Placement::New { session_failed_at } = placement {
-                delta.first_failure.session_failed_at = session_failed_at;
-                after.stats = delta;
-                after.incident.id = Some(new_id.clone());
-                after.incident.paged = None;
+            change.apply(&mut after, failures, &applied);
+            if placement == Placement::Reopen {
                 after.incident.resolved_at = None;
-            } else {
-                after.stats.merge(delta);
-                after.incident.id.get_or_insert_with(|| new_id.clone());
-                if placement == Placement::Reopen {
-                    after.incident.resolved_at = None;
-                }
             }
             let finding = judge_stored(self.store, &after).await?;
             *metrics.failures.entry(finding.verdict()).or_default() += applied.len() as u64;
@@ -588,6 +575,43 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(state.stats.failures, 9);
+    }
+
+    /// Regression: the detector decided on the whole batch merged at once while the stores merge it part
+    /// by part (`MERGE_PART`), so for a batch of more than one part it could page with another spelling
+    /// of the principal than the one stored.
+    #[tokio::test]
+    async fn a_batch_of_more_than_one_part_is_judged_as_the_store_merged_it() {
+        let rig = Rig::new();
+        let batch: Vec<Vec<u8>> = (0..=crate::ports::MERGE_PART as i64)
+            .map(|i| {
+                let event = failure_event(&format!("p{i}"), 3800 + i, "job");
+                if i < crate::ports::MERGE_PART as i64 {
+                    return event;
+                }
+                String::from_utf8_lossy(&event)
+                    .replace("role/etl", "role/jobs/etl")
+                    .into_bytes()
+            })
+            .collect();
+        run(&rig, &batch, T0 + 4000).await;
+        let notices = rig.sink.notices();
+        let paged = notices.iter().find_map(Notice::incident).expect("a page");
+        let state = rig
+            .store
+            .load(&group_key(
+                &Some("123456789012".into()),
+                &Some("etl".into()),
+                &Some("job".into()),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            state.stats.principal.as_deref(),
+            Some("arn:aws:iam::123456789012:role/jobs/etl")
+        );
+        assert_eq!(paged.finding.principal, state.stats.principal);
     }
 
     #[tokio::test]

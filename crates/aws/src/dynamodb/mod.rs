@@ -20,8 +20,9 @@
 //! the incident is open (set when one starts, removed on resolve, set again on unresolve), so
 //! `open_incidents` is a query of the index, not a scan.
 //!
-//! `record_failures` makes one `TransactWriteItems` per 99 failures: a put of each eventID's claim,
-//! conditional on `attribute_not_exists(pk)`, and one update of the group item that `ADD`s the counters.
+//! `record_failures` makes one `TransactWriteItems` per part of the batch ([`MERGE_PART`], 99 failures): a
+//! put of each eventID's claim, conditional on `attribute_not_exists(pk)`, and one update of the group
+//! item that `ADD`s the counters.
 //! A claim that already exists cancels the transaction; its failure is a duplicate, dropped, and the rest
 //! are sent again. First and last failure are a min and a max, which DynamoDB cannot compute, and the
 //! caps on listed values depend on what is stored. Rather than read-modify-write, the update is written
@@ -33,15 +34,21 @@
 //! stale guess costs one more round trip, never a wrong count, and no min/max is ever left for a follow-up
 //! write that a crash could lose. A restart replaces the counters under a condition on the stored
 //! incident id (and on the stored failure count, which proves the store knows every counter it must
-//! remove); a different incident id makes it return `None` with nothing written.
+//! remove, when what it last saw is of that incident); a different incident id makes it return `None`
+//! with nothing written.
 //!
-//! Accepted limits: a batch of more than 99 failures is several transactions, each atomic, with the
-//! principal and capped lists merged per transaction (they can differ from one merge of the whole batch
-//! only at the caps or between two spellings of a principal); the principal's length is compared with
-//! `size()`, which counts UTF-8 bytes in DynamoDB as `str::len` does (moto counts characters; the two
-//! differ only for non-ASCII principals, which IAM does not allow); items past their `expires_at` are
-//! still read until DynamoDB deletes them (it does so lazily, within days).
+//! That the plans leave exactly what `FailureStats::merge` says, whatever a writer's view, is a property
+//! test (`evaluate.rs` applies them as DynamoDB would; `tests/adapters/merge.rs` records random histories
+//! on the emulators).
+//!
+//! Accepted limits: a batch of more than one part is several transactions, each atomic (the stats are
+//! merged part by part, as the port's contract says: [`Change::apply`]); the principal's length is
+//! compared with `size()`, which counts UTF-8 bytes in DynamoDB as `str::len` does (moto counts
+//! characters; the two differ only for non-ASCII principals, which IAM does not allow); items past their
+//! `expires_at` are still read until DynamoDB deletes them (it does so lazily, within days).
 
+#[cfg(test)]
+mod evaluate;
 mod expr;
 mod item;
 mod plan;
@@ -68,7 +75,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokenwatch_core::classify::{Failure, Issuance};
 use tokenwatch_core::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use tokenwatch_core::model::Severity;
-use tokenwatch_core::ports::{Change, PortError, StateStore};
+use tokenwatch_core::ports::{Change, MERGE_PART, PortError, StateStore, merge_parts};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
 use tokenwatch_core::time::Epoch;
 use tracing::{debug, warn};
@@ -77,8 +84,8 @@ use crate::error::from_sdk;
 use expr::Expr;
 use item::*;
 
-/// At most 100 actions per transaction: 99 claims and the group's update.
-const MAX_CLAIMS: usize = 99;
+// At most 100 actions per transaction: a part's claims and the group's update.
+const _: () = assert!(MERGE_PART < 100);
 /// Attempts per batch before giving up with a transient error. Each attempt either succeeds, drops
 /// duplicates, learns the stored group, or backs off from a conflicting writer.
 const MAX_ATTEMPTS: usize = 30;
@@ -471,20 +478,12 @@ impl StateStore for DynamoStore {
         failures: &[Failure],
         change: Change<'_>,
     ) -> Result<Option<Vec<usize>>, PortError> {
-        // A transaction may not touch one item twice, and the first occurrence is the one that counts.
-        let mut seen = HashSet::new();
-        let candidates: Vec<usize> = (0..failures.len())
-            .filter(|&i| failures[i].event_id.as_deref().is_none_or(|id| seen.insert(id)))
-            .collect();
+        // One transaction per part; a part holds each eventID once (a transaction may not touch one
+        // item twice), its first occurrence.
         let mut applied = Vec::new();
         let mut change = change;
-        let chunks: Vec<&[usize]> = if candidates.is_empty() {
-            vec![&[]]
-        } else {
-            candidates.chunks(MAX_CLAIMS).collect()
-        };
-        for chunk in chunks {
-            match self.record_chunk(key, failures, chunk, change).await? {
+        for chunk in merge_parts(failures) {
+            match self.record_chunk(key, failures, &chunk, change).await? {
                 Some(done) => applied.extend(done),
                 None => return Ok(None),
             }

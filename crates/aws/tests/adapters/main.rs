@@ -9,5 +9,6 @@ mod common;
 mod concurrency;
 mod contract;
 mod issuance_cap;
+mod merge;
 mod mocks;
 mod sns;
