@@ -1928,7 +1928,7 @@ fn a_digest_that_stops_arriving_raises_the_digest_missing_alarm() {
     assert_eq!(p["Period"], 3600);
     assert_eq!(p["AlarmActions"], json!([reference("AlertTopic")]));
     // It reads what the reporter prints: the metric, in the functions' namespace, with no dimension.
-    let line: Value = serde_json::from_str(&tokenwatch_aws::process::metric_line(
+    let line: Value = serde_json::from_str(&tokenwatch_process::emf::metric_line(
         0,
         "DigestsPublished",
         None,
