@@ -697,14 +697,6 @@ fn config_variables(crate_dir: &Path) -> BTreeSet<String> {
     read
 }
 
-/// Variables the template sets before a function's configuration reads them: (variable, function, why).
-/// Once config.rs reads one, it is simply part of what the function reads.
-const SET_AHEAD: [(&str, &str, &str); 1] = [(
-    "DRILL_ROLE_ARN",
-    "DetectorFunction",
-    "the drill role's ARN, by which the detector is to recognise a real drill's sessions",
-)];
-
 #[test]
 fn each_function_environment_is_what_its_configuration_reads() {
     let t = template("template.yaml");
@@ -726,16 +718,7 @@ fn each_function_environment_is_what_its_configuration_reads() {
         );
         // The Lambda runtime sets AWS_REGION (and reserves it).
         let by_runtime = BTreeSet::from(["AWS_REGION".to_owned()]);
-        let ahead: BTreeSet<String> = SET_AHEAD
-            .iter()
-            .filter(|(_, function, _)| *function == id)
-            .map(|(variable, _, _)| (*variable).to_owned())
-            .collect();
-        assert!(
-            ahead.is_subset(&set),
-            "{id}: SET_AHEAD names {ahead:?}, not all set"
-        );
-        let want: BTreeSet<String> = read.difference(&by_runtime).chain(&ahead).cloned().collect();
+        let want: BTreeSet<String> = read.difference(&by_runtime).cloned().collect();
         assert_eq!(set, want, "{id}: template variables vs config.rs constants");
         let vars = &props["Environment"]["Variables"];
         assert_eq!(vars["TABLE_NAME"], reference("StateTable"), "{id}");
@@ -800,6 +783,7 @@ fn parameters_are_described_and_default_to_safe_values() {
     assert_eq!(defaults["AlertEmail"], "");
     assert_eq!(defaults["AlertHttpsEndpoint"], "");
     assert_eq!(defaults["ForwarderOrganizationId"], "");
+    assert_eq!(defaults["DrillAccounts"], "", "drills of the stack's own account only");
     assert_eq!(defaults["DigestSchedule"], "cron(0 9 * * ? *)");
     assert_eq!(defaults["DigestSince"], "24h");
     assert_eq!(defaults["DigestMinSeverity"], "low");
@@ -2211,6 +2195,19 @@ fn the_drill_role_trusts_only_the_account_for_an_hour_and_the_detector_knows_it(
         json!(d.arn_of("DrillRole"))
     );
     assert!(env("ReporterFunction").get("DRILL_ROLE_ARN").is_none());
+    // Synthetic drills: the function's own account, and those a central stack admits. "organization"
+    // means the accounts the bus policy admits, so it needs that policy's organization.
+    let detector_env = &d.resource("DetectorFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(detector_env["DRILL_ACCOUNTS"], reference("DrillAccounts"));
+    let rule = &t["Rules"]["DrillsFromTheOrganizationNeedItsBusPolicy"];
+    assert_eq!(
+        rule["RuleCondition"],
+        json!({"Fn::Equals": [reference("DrillAccounts"), "organization"]})
+    );
+    assert_eq!(
+        rule["Assertions"][0]["Assert"],
+        json!({"Fn::Not": [{"Fn::Equals": [reference("ForwarderOrganizationId"), ""]}]})
+    );
     assert_eq!(t["Outputs"]["DrillRoleArn"]["Value"], get_att("DrillRole", "Arn"));
     assert_eq!(
         t["Outputs"]["DrillRoleArn"]["Condition"],
