@@ -846,7 +846,7 @@ mod tests {
         // Another event within the 5 minutes is refused; after them, one more is admitted.
         let late = forged_drill("f-late", ACCOUNT, 3605 + 299, "late");
         assert_eq!(
-            run(&rig, &bytes(&[late.clone()]), T0 + 3605 + 299)
+            run(&rig, &bytes(std::slice::from_ref(&late)), T0 + 3605 + 299)
                 .await
                 .refused
                 .len(),
