@@ -2028,19 +2028,13 @@ fn the_state_table_survives_deleting_or_replacing_the_stack() {
 }
 
 /// The read-only calls `tokenwatch drill --real` makes as the drill role, and the action each needs (STS
-/// GetCallerIdentity needs none).
-const PROBE_ACTIONS: [(&str, &str); 10] = [
-    ("S3 ListBuckets", "s3:ListAllMyBuckets"),
-    ("EC2 DescribeRegions", "ec2:DescribeRegions"),
-    ("DynamoDB ListTables", "dynamodb:ListTables"),
-    ("Lambda ListFunctions", "lambda:ListFunctions"),
-    ("SQS ListQueues", "sqs:ListQueues"),
-    ("SNS ListTopics", "sns:ListTopics"),
-    ("SSM DescribeParameters", "ssm:DescribeParameters"),
-    ("KMS ListAliases", "kms:ListAliases"),
-    ("CloudWatch Logs DescribeLogGroups", "logs:DescribeLogGroups"),
-    ("IAM ListAccountAliases", "iam:ListAccountAliases"),
-];
+/// GetCallerIdentity needs none): the probe table itself.
+fn probe_actions_of_the_drill() -> Vec<(String, &'static str)> {
+    tokenwatch_aws::probe::PROBES
+        .iter()
+        .filter_map(|p| p.action.map(|a| (format!("{} {}", p.service, p.call), a)))
+        .collect()
+}
 
 /// What the drill role may do beyond (or short of) the probe calls.
 fn drill_permission_problems(t: &Value) -> Vec<String> {
@@ -2051,7 +2045,10 @@ fn drill_permission_problems(t: &Value) -> Vec<String> {
             problems.push(format!("{key}: permissions not reviewed here"));
         }
     }
-    let want: BTreeSet<String> = PROBE_ACTIONS.iter().map(|(_, a)| (*a).to_owned()).collect();
+    let want: BTreeSet<String> = probe_actions_of_the_drill()
+        .iter()
+        .map(|(_, a)| (*a).to_owned())
+        .collect();
     let mut got = BTreeSet::new();
     for (_, s) in statements(t)
         .iter()
@@ -2094,7 +2091,13 @@ fn the_drill_role_may_make_exactly_the_probe_calls() {
     let t = template("template.yaml");
     assert_eq!(drill_permission_problems(&t), Vec::<String>::new());
     // All of them list or describe; none reads data.
-    for (call, action) in PROBE_ACTIONS {
+    let actions = probe_actions_of_the_drill();
+    assert_eq!(
+        actions.len(),
+        10,
+        "every probe but STS GetCallerIdentity needs an action"
+    );
+    for (call, action) in actions {
         let verb = action.split(':').nth(1).unwrap();
         assert!(
             verb.starts_with("List") || verb.starts_with("Describe"),

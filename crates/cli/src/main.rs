@@ -1,7 +1,10 @@
 //! `tokenwatch`: find AWS credentials cached past their lease in CloudTrail.
 
+mod doctor;
 mod inputs;
+mod real_drill;
 mod report;
+mod table;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,10 +30,15 @@ enum Command {
     /// Analyze CloudTrail files offline: trail log files (plain or .gz), NDJSON, EventBridge envelopes
     /// (also SQS- and SNS-wrapped) and `aws cloudtrail lookup-events` output, in files and folders.
     Analyze(AnalyzeArgs),
-    /// Put a synthetic, clearly labelled expired-token event on the account's EventBridge bus, to prove
-    /// after a deploy that rule, queue, function, topic and subscriptions work. Uses the usual AWS
-    /// credentials and region (AWS_PROFILE, AWS_REGION, ...).
+    /// Prove the deployment. Without --real: put a synthetic, clearly labelled expired-token event on the
+    /// account's EventBridge bus, which proves that rule, queue, function, topic and subscriptions work.
+    /// With --real: make real calls with an expired session of the stack's drill role, and measure what
+    /// each service answers, whether CloudTrail records it and whether tokenwatch sees it. Uses the usual
+    /// AWS credentials and region (AWS_PROFILE, AWS_REGION, ...).
     Drill(DrillArgs),
+    /// Check a deployed stack, read-only: each check OK, WARN or FAIL with its fix in one line. Uses the
+    /// usual AWS credentials and region.
+    Doctor(doctor::DoctorArgs),
     /// Report open and recent incidents from a deployed stack's state table (--table), or from CloudTrail
     /// itself, for accounts where nothing was deployed or for history before the deploy: a trail's log
     /// files in S3 (--from-trail s3://BUCKET/PREFIX) and/or CloudTrail Event history (--lookup-events).
@@ -75,17 +83,86 @@ enum Format {
     Html,
 }
 
+const DRILL_HELP: &str = "\
+Examples:
+  # The synthetic drill: an alert whose subject starts with [tokenwatch DRILL] within minutes.
+  tokenwatch drill
+
+  # The real drill against the stack `tokenwatch` (about 15 minutes, then up to 20 more while CloudTrail
+  # Event history catches up); the records and the coverage table are saved to share.
+  tokenwatch drill --real --stack tokenwatch --save ./drill
+
+The real drill assumes the stack's drill role (your IAM policy needs sts:AssumeRole on its DrillRoleArn
+output) for 900 s, calls each probe service while the session is valid and again once it has expired, then
+reads CloudTrail Event history (cloudtrail:LookupEvents) and the stack's state table (dynamodb:GetItem). It
+prints, per service: what the service answered, whether CloudTrail recorded the failure (errorCode,
+errorMessage, the userIdentity fields present), whether the detector saw it, its verdict and lease, and
+whether it paged as a drill; then one plain conclusion. Stopped at any point (Ctrl-C, or --no-wait), it
+says where it stands and finishes with --resume DIR.
+
+Exit status of --real: 0 every probe went end to end; 1 CloudTrail recorded a failure and tokenwatch did
+not see or page it (or nothing could be done); 2 some probe could not be measured; 3 CloudTrail does not
+record some service's expired-credential failures (a coverage gap to know, not a tokenwatch fault);
+130 interrupted.";
+
 #[derive(Parser)]
+#[command(after_help = DRILL_HELP)]
 struct DrillArgs {
     /// Event bus name (default: the account's default bus, where CloudTrail events arrive).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "real")]
     bus: Option<String>,
     /// Print the event instead of putting it (no AWS call; account 123456789012 unless --account).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "real")]
     dry_run: bool,
     /// Account to name in the event (default: the caller's, from STS).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "real")]
     account: Option<String>,
+    /// The real drill: calls with an expired session of the stack's drill role, and what CloudTrail and
+    /// tokenwatch made of them.
+    #[arg(long)]
+    real: bool,
+    /// --real: the deployed stack (its DrillRoleArn and StateTableName outputs).
+    #[arg(long, value_name = "NAME", requires = "real", conflicts_with_all = ["role_arn", "resume"])]
+    stack: Option<String>,
+    /// --real: the drill role to assume, instead of --stack.
+    #[arg(long, value_name = "ARN", requires = "real", conflicts_with = "resume")]
+    role_arn: Option<String>,
+    /// --real with --role-arn: the state table to read (without it the detector is not checked).
+    #[arg(long, value_name = "NAME", requires = "role_arn")]
+    table: Option<String>,
+    /// --real: only these probe services, comma-separated (sts, s3, ec2, dynamodb, lambda, sqs, sns, ssm,
+    /// kms, logs, iam; default all).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        requires = "real",
+        conflicts_with = "resume"
+    )]
+    services: Vec<String>,
+    /// --real: output format.
+    #[arg(long, value_enum, default_value_t = DrillFormat::Table, requires = "real")]
+    format: DrillFormat,
+    /// --real: the drill's folder: its saved session, and at the end the records CloudTrail returned
+    /// (records.json) and the coverage table (coverage.json), which hold no secrets. Default: a new
+    /// folder in the temporary directory.
+    #[arg(long, value_name = "DIR", requires = "real")]
+    save: Option<PathBuf>,
+    /// --real: assume the role and make the control calls, then stop; finish after the session's expiry
+    /// with --resume.
+    #[arg(long, requires = "real")]
+    no_wait: bool,
+    /// --real: go on with the drill saved in DIR (stopped, or started with --no-wait).
+    #[arg(long, value_name = "DIR", requires = "real")]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DrillFormat {
+    /// The coverage table and its conclusion.
+    Table,
+    /// The coverage document.
+    Json,
 }
 
 #[cfg(feature = "simulate")]
@@ -118,7 +195,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Analyze(args) => analyze(args),
+        Command::Drill(args) if args.real => real_drill::run(args),
         Command::Drill(args) => drill(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Report(args) => report::run(args),
         #[cfg(feature = "simulate")]
         Command::Simulate(args) => simulate(args),

@@ -17,6 +17,7 @@
 pub mod analyze;
 pub mod assess;
 pub mod classify;
+pub mod coverage;
 pub mod drill;
 pub mod envelope;
 pub mod events;
