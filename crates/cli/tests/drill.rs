@@ -52,7 +52,10 @@ async fn a_drill_reaches_the_bus_and_pages_as_a_drill() {
     let mut event: Value = serde_json::from_str(&bodies[0]).unwrap();
     // EventBridge sets the envelope's `account` (the account that put the event); moto leaves it out. The
     // detector admits a drill only by it, so the test sets it as EventBridge would.
-    assert!(event.get("account").is_none(), "moto now sets account: drop this step");
+    assert!(
+        event.get("account").is_none(),
+        "moto now sets account: drop this step"
+    );
     event["account"] = Value::from("123456789012");
     let body = &event.to_string();
     assert_eq!(event["source"], "tokenwatch.drill");
