@@ -1347,6 +1347,19 @@ mod tests {
             .await
             .unwrap();
         cloudtrail.start_logging().name(&name).send().await.unwrap();
+        // A new trail's default selector on AWS; moto gives a new trail none.
+        cloudtrail
+            .put_event_selectors()
+            .trail_name(&name)
+            .event_selectors(
+                aws_sdk_cloudtrail::types::EventSelector::builder()
+                    .read_write_type(aws_sdk_cloudtrail::types::ReadWriteType::All)
+                    .include_management_events(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
         let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
         let group = format!("/aws/lambda/{name}-detector");
         logs.create_log_group()
