@@ -55,6 +55,8 @@ pub enum Lookup {
     AccessKey(String),
     /// Every call of one name (`EventName`), e.g. an issuing call.
     EventName(String),
+    /// The calls of one user name (`Username`): for an assumed role, its session name.
+    Username(String),
 }
 
 impl fmt::Display for Lookup {
@@ -63,6 +65,7 @@ impl fmt::Display for Lookup {
             Lookup::Everything => write!(f, "every event"),
             Lookup::AccessKey(key) => write!(f, "AccessKeyId={key}"),
             Lookup::EventName(name) => write!(f, "EventName={name}"),
+            Lookup::Username(name) => write!(f, "Username={name}"),
         }
     }
 }
@@ -147,6 +150,40 @@ impl LookupEvents {
         lookup: &Lookup,
         start: Epoch,
         end: Epoch,
+        on_page: impl FnMut(&Pulled),
+    ) -> Result<Pulled, LookupError> {
+        self.visit(
+            lookup,
+            start,
+            end,
+            |record| analyzer.feed_value(record.as_bytes()),
+            on_page,
+        )
+        .await
+    }
+
+    /// Every event's record (`CloudTrailEvent`, a JSON string) of `lookup` between `start` and `end`,
+    /// newest first.
+    pub async fn records(
+        &self,
+        lookup: &Lookup,
+        start: Epoch,
+        end: Epoch,
+    ) -> Result<Vec<String>, LookupError> {
+        let mut out = Vec::new();
+        self.visit(lookup, start, end, |record| out.push(record.to_owned()), |_| {})
+            .await?;
+        Ok(out)
+    }
+
+    /// Hands `each` every record of `lookup` between `start` and `end`, page after page, and calls
+    /// `on_page` after each page.
+    async fn visit(
+        &self,
+        lookup: &Lookup,
+        start: Epoch,
+        end: Epoch,
+        mut each: impl FnMut(&str),
         mut on_page: impl FnMut(&Pulled),
     ) -> Result<Pulled, LookupError> {
         let mut pulled = Pulled::default();
@@ -169,7 +206,7 @@ impl LookupEvents {
             };
             for event in page.events() {
                 if let Some(record) = event.cloud_trail_event() {
-                    analyzer.feed_value(record.as_bytes());
+                    each(record);
                     pulled.events += 1;
                 }
             }
@@ -235,6 +272,7 @@ fn attribute(lookup: &Lookup) -> Result<Option<LookupAttribute>, String> {
         Lookup::Everything => return Ok(None),
         Lookup::AccessKey(key) => (LookupAttributeKey::AccessKeyId, key),
         Lookup::EventName(name) => (LookupAttributeKey::EventName, name),
+        Lookup::Username(name) => (LookupAttributeKey::Username, name),
     };
     LookupAttribute::builder()
         .attribute_key(key)

@@ -1,9 +1,12 @@
 //! `tokenwatch`: find AWS credentials cached past their lease in CloudTrail.
 
+mod doctor;
 mod explain;
 mod inputs;
 mod output;
+mod real_drill;
 mod report;
+mod table;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -81,11 +84,15 @@ enum Command {
     /// Pages as on-call receives them, from files and without AWS.
     #[command(subcommand)]
     Alert(explain::AlertCommand),
-    /// Put a synthetic, clearly labelled expired-token event on the account's EventBridge bus, to prove
-    /// after a deploy that rule, queue, function, topic and subscriptions work. Uses the usual AWS
-    /// credentials and region (AWS_PROFILE, AWS_REGION, ...).
-    #[command(after_help = DRILL_HELP)]
+    /// Prove the deployment. Without --real: put a synthetic, clearly labelled expired-token event on the
+    /// account's EventBridge bus, which proves that rule, queue, function, topic and subscriptions work.
+    /// With --real: make real calls with an expired session of the stack's drill role, and measure what
+    /// each service answers, whether CloudTrail records it and whether tokenwatch sees it. Uses the usual
+    /// AWS credentials and region (AWS_PROFILE, AWS_REGION, ...).
     Drill(DrillArgs),
+    /// Check a deployed stack, read-only: each check OK, WARN or FAIL with its fix in one line. Uses the
+    /// usual AWS credentials and region.
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script: `tokenwatch completions bash > /etc/bash_completion.d/tokenwatch`.
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -159,16 +166,6 @@ Exit status:
   2   done but partial: some input could not be read (each is named on stderr)
   64  usage error (a bad flag or value)";
 
-const DRILL_HELP: &str = "\
-Examples:
-  tokenwatch drill                 put the event on the default bus of the configured account and region
-  tokenwatch drill --dry-run       print the event, call nothing
-
-Exit status:
-  0   the event was put (or printed)
-  1   nothing useful was done (missing credentials or region, AWS refused)
-  64  usage error (a bad flag or value)";
-
 const COMPLETIONS_HELP: &str = "\
 Examples:
   tokenwatch completions bash > ~/.local/share/bash-completion/completions/tokenwatch
@@ -239,17 +236,91 @@ pub(crate) enum Format {
     Html,
 }
 
+const DRILL_HELP: &str = "\
+Examples:
+  tokenwatch drill                 the synthetic drill: an alert whose subject starts with
+                                   [tokenwatch DRILL] within minutes
+  tokenwatch drill --dry-run       print the synthetic event, call nothing
+  tokenwatch drill --real --stack tokenwatch --save ./drill
+                                   the real drill (about 15 minutes, then up to 20 more while CloudTrail
+                                   Event history catches up); records and coverage table saved to share
+
+The real drill assumes the stack's drill role (your IAM policy needs sts:AssumeRole on its DrillRoleArn
+output) for 900 s, calls each probe service while the session is valid and again once it has expired, then
+reads CloudTrail Event history (cloudtrail:LookupEvents) and the stack's state table (dynamodb:GetItem). It
+prints, per service: what the service answered, whether CloudTrail recorded the failure (errorCode,
+errorMessage, the userIdentity fields present), whether the detector saw it, its verdict and lease, and
+whether it paged as a drill; then one plain conclusion. Stopped at any point (Ctrl-C, or --no-wait), it
+says where it stands and finishes with --resume DIR.
+
+Exit status:
+  0   the event was put (or printed); --real: every probe went end to end
+  1   nothing useful was done (missing credentials or region, AWS refused); --real: CloudTrail recorded
+      a failure and tokenwatch did not see or page it
+  2   --real: some probe could not be measured
+  3   --real: CloudTrail does not record some service's expired-credential failures (a coverage gap to
+      know, not a tokenwatch fault)
+  64  usage error (a bad flag or value)
+  130 --real: interrupted";
+
 #[derive(Parser)]
+#[command(after_help = DRILL_HELP)]
 struct DrillArgs {
     /// Event bus name (default: the account's default bus, where CloudTrail events arrive).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "real")]
     bus: Option<String>,
     /// Print the event instead of putting it (no AWS call; account 123456789012 unless --account).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "real")]
     dry_run: bool,
     /// Account to name in the event (default: the caller's, from STS).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "real")]
     account: Option<String>,
+    /// The real drill: calls with an expired session of the stack's drill role, and what CloudTrail and
+    /// tokenwatch made of them.
+    #[arg(long)]
+    real: bool,
+    /// --real: the deployed stack (its DrillRoleArn and StateTableName outputs).
+    #[arg(long, value_name = "NAME", requires = "real", conflicts_with_all = ["role_arn", "resume"])]
+    stack: Option<String>,
+    /// --real: the drill role to assume, instead of --stack.
+    #[arg(long, value_name = "ARN", requires = "real", conflicts_with = "resume")]
+    role_arn: Option<String>,
+    /// --real with --role-arn: the state table to read (without it the detector is not checked).
+    #[arg(long, value_name = "NAME", requires = "role_arn")]
+    table: Option<String>,
+    /// --real: only these probe services, comma-separated (sts, s3, ec2, dynamodb, lambda, sqs, sns, ssm,
+    /// kms, logs, iam; default all).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        requires = "real",
+        conflicts_with = "resume"
+    )]
+    services: Vec<String>,
+    /// --real: output format.
+    #[arg(long, value_enum, default_value_t = DrillFormat::Table, requires = "real")]
+    format: DrillFormat,
+    /// --real: the drill's folder: its saved session, and at the end the records CloudTrail returned
+    /// (records.json) and the coverage table (coverage.json), which hold no secrets. Default: a new
+    /// folder in the temporary directory.
+    #[arg(long, value_name = "DIR", requires = "real")]
+    save: Option<PathBuf>,
+    /// --real: assume the role and make the control calls, then stop; finish after the session's expiry
+    /// with --resume.
+    #[arg(long, requires = "real")]
+    no_wait: bool,
+    /// --real: go on with the drill saved in DIR (stopped, or started with --no-wait).
+    #[arg(long, value_name = "DIR", requires = "real")]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DrillFormat {
+    /// The coverage table and its conclusion.
+    Table,
+    /// The coverage document.
+    Json,
 }
 
 #[cfg(feature = "simulate")]
@@ -337,7 +408,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             explain::explain(args, &out)
         }
         Command::Alert(command) => explain::alert(command, &output(None)),
+        Command::Drill(args) if args.real => real_drill::run(args),
         Command::Drill(args) => drill(args, &output(None)),
+        Command::Doctor(args) => doctor::run(args),
         Command::Completions { shell } => {
             let mut text = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "tokenwatch", &mut text);

@@ -318,3 +318,75 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     child.stdin.take().unwrap().write_all(bytes).unwrap();
     child.wait_with_output().unwrap().stdout
 }
+
+#[test]
+fn drill_real_and_doctor_describe_themselves_with_an_example() {
+    let flat = |out: &Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let drill = tokenwatch(&["drill", "--real", "--help"]);
+    let text = flat(&drill);
+    assert!(drill.status.success(), "{text}");
+    for words in [
+        "tokenwatch drill --real --stack tokenwatch --save ./drill",
+        "--role-arn",
+        "--services",
+        "--no-wait",
+        "--resume",
+        "sts:AssumeRole",
+        "3 --real: CloudTrail does not record",
+    ] {
+        assert!(
+            text.contains(words),
+            "drill --real --help lacks {words:?}:\n{text}"
+        );
+    }
+    let doctor = tokenwatch(&["doctor", "--help"]);
+    let text = flat(&doctor);
+    assert!(doctor.status.success(), "{text}");
+    for words in [
+        "tokenwatch doctor --stack tokenwatch --regions",
+        "TestEventPattern",
+        "--format",
+        "Exit status",
+    ] {
+        assert!(text.contains(words), "doctor --help lacks {words:?}:\n{text}");
+    }
+}
+
+#[test]
+fn drill_real_flags_need_real_and_a_role() {
+    let out = tokenwatch(&["drill", "--stack", "tokenwatch"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--real"));
+    let offline = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+            .args(args)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    };
+    let out = offline(&["drill", "--real"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--real needs --stack NAME (or --role-arn ARN)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = offline(&[
+        "drill",
+        "--real",
+        "--role-arn",
+        "arn:aws:iam::1:role/x",
+        "--services",
+        "s4",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service 's4'"));
+}

@@ -193,6 +193,7 @@ fn every_help_lists_examples_and_exit_statuses() {
         &["explain", "--help"],
         &["alert", "preview", "--help"],
         &["drill", "--help"],
+        &["doctor", "--help"],
     ] {
         let out = run(command, &[]);
         assert!(out.status.success());

@@ -190,6 +190,8 @@ pub struct Policy {
     pub cooldown: i64,
     /// Silenced workloads.
     pub suppressions: Vec<Suppression>,
+    /// Which drills are accepted, and which groups are drills.
+    pub drills: crate::drill::DrillPolicy,
 }
 
 impl Default for Policy {
@@ -198,6 +200,7 @@ impl Default for Policy {
             min_severity: Severity::Low,
             cooldown: 3600,
             suppressions: Vec::new(),
+            drills: Default::default(),
         }
     }
 }

@@ -17,6 +17,8 @@
 pub mod analyze;
 pub mod assess;
 pub mod classify;
+pub mod coverage;
+pub mod drill;
 pub mod envelope;
 pub mod events;
 pub mod finding;

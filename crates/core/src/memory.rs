@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::classify::{Failure, Issuance};
+use crate::drill::DRILL_INTERVAL;
 use crate::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use crate::model::Severity;
 use crate::notice::Notice;
@@ -19,6 +20,8 @@ struct Inner {
     groups: HashMap<GroupKey, GroupState>,
     events: HashSet<String>,
     sessions: HashMap<String, Issuance>,
+    /// Per account: when its drill slot was taken, and by which event.
+    drills: HashMap<String, (Epoch, Option<String>)>,
 }
 
 /// A [`StateStore`] in a mutex.
@@ -182,6 +185,21 @@ impl StateStore for MemoryStore {
             g.incident.resolved_at = None;
         }
         Ok(())
+    }
+
+    async fn claim_drill(&self, account: &str, event: Option<&str>, now: Epoch) -> Result<bool, PortError> {
+        let mut inner = self.enter()?;
+        match inner.drills.get(account) {
+            // The event holding the slot keeps it as it was: a redelivery does not move it on.
+            Some((_, holder)) if event.is_some() && holder.as_deref() == event => Ok(true),
+            Some((at, _)) if *at > now - DRILL_INTERVAL => Ok(false),
+            _ => {
+                inner
+                    .drills
+                    .insert(account.to_owned(), (now, event.map(str::to_owned)));
+                Ok(true)
+            }
+        }
     }
 
     async fn open_incidents(&self) -> Result<Vec<GroupState>, PortError> {

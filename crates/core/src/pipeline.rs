@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::classify::{Failure, Issuance, Observation, classify};
+use crate::drill::{Refusal, drill_group, screen};
 use crate::envelope::{OpenError, Opened, open};
 use crate::finding::{Finding, judge_stored};
 use crate::incident::{
@@ -52,6 +53,8 @@ pub struct Metrics {
     pub issuances: u64,
     /// Events that could not be read.
     pub unreadable: u64,
+    /// Synthetic drills dropped, by reason.
+    pub drills_refused: BTreeMap<Refusal, u64>,
 }
 
 /// What happened to a batch.
@@ -63,6 +66,8 @@ pub struct Outcome {
     pub faults: Vec<String>,
     /// Events that could not be read, and why: dropped, never retried.
     pub unreadable: Vec<(usize, String)>,
+    /// Synthetic drills refused, and why: dropped, never retried.
+    pub refused: Vec<(usize, Refusal)>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -88,7 +93,6 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(Record, EnvelopeContext)>, OpenError>
 struct Pending {
     index: usize,
     failure: Failure,
-    drill: bool,
 }
 
 impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
@@ -107,16 +111,34 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 }
             };
             for (rec, env) in records {
-                let drill = env.source.as_deref() == Some(DRILL_SOURCE);
+                // A synthetic drill is handled apart: admitted or not, it never joins a real group, and a
+                // fault while handling it retries only its own event (crate::drill).
+                if env.source.as_deref() == Some(DRILL_SOURCE) {
+                    match self.admit_drill(&rec, &env, now).await {
+                        Ok(Ok(failure)) => {
+                            let key = drill_group(group_key(
+                                &failure.account,
+                                &failure.principal,
+                                &failure.session,
+                            ));
+                            groups.entry(key).or_default().push(Pending { index, failure });
+                        }
+                        Ok(Err(refusal)) => {
+                            *out.metrics.drills_refused.entry(refusal).or_default() += 1;
+                            out.refused.push((index, refusal));
+                        }
+                        Err(e) => {
+                            out.retry.insert(index);
+                            out.faults.push(e.to_string());
+                        }
+                    }
+                    continue;
+                }
                 match classify(&rec, &env) {
                     Observation::Failure(failure) => match self.identify(failure).await {
                         Ok(failure) => {
                             let key = group_key(&failure.account, &failure.principal, &failure.session);
-                            groups.entry(key).or_default().push(Pending {
-                                index,
-                                failure,
-                                drill,
-                            });
+                            groups.entry(key).or_default().push(Pending { index, failure });
                         }
                         Err(e) => {
                             out.retry.insert(index);
@@ -154,7 +176,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 self.resolve(&state, now, how, &mut metrics).await?;
                 continue;
             }
-            self.maybe_page(&state, false, now, &mut metrics).await?;
+            self.maybe_page(&state, now, &mut metrics).await?;
             let failing = self.failing_session(&state).await?;
             let issued = state.failing_session_issued_at(failing.as_ref());
             if let Some(renewed) = renewal_settled(&state, issued, now) {
@@ -164,6 +186,28 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             }
         }
         Ok(metrics)
+    }
+
+    /// Screens a synthetic drill and claims its account's drill slot.
+    async fn admit_drill(
+        &self,
+        rec: &Record,
+        env: &EnvelopeContext,
+        now: Epoch,
+    ) -> Result<Result<Failure, Refusal>, PortError> {
+        let admitted = match screen(rec, env, &self.policy.drills, now) {
+            Ok(a) => a,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if self
+            .store
+            .claim_drill(&admitted.account, admitted.event.as_deref(), now)
+            .await?
+        {
+            Ok(Ok(admitted.failure))
+        } else {
+            Ok(Err(Refusal::TooSoon))
+        }
     }
 
     /// Fills in the identity of a failure that names only its access key, from the session index.
@@ -197,7 +241,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         // A newer session may make the incident a refresh race: decide again with it. The incident itself
         // ends at the sweep, once the renewal has settled (a straggler of the old session keeps it open).
         state.issued_times.insert(issuance.issued_at);
-        self.maybe_page(&state, false, now, metrics).await
+        self.maybe_page(&state, now, metrics).await
     }
 
     /// Records a group's new failures, one session at a time (oldest session first), each into the
@@ -209,7 +253,6 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
-        let drill = pending.iter().any(|p| p.drill);
         let mut seen = BTreeSet::new();
         let mut sessions: BTreeMap<(Option<String>, Option<Epoch>), Vec<Failure>> = BTreeMap::new();
         for p in pending {
@@ -260,7 +303,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 issued_at,
                 earliest,
             };
-            self.record_session_failures(key, session, &failures, drill, now, metrics)
+            self.record_session_failures(key, session, &failures, now, metrics)
                 .await?;
         }
         Ok(())
@@ -271,7 +314,6 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         key: &GroupKey,
         session: BatchSession<'_>,
         failures: &[Failure],
-        drill: bool,
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
@@ -286,7 +328,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 Placement::New { session_failed_at } => {
                     if before.is_open() && before.stats.failures > 0 {
                         // Its page may still have been held (no sweep since): decide on it before it ends.
-                        self.maybe_page(&before, drill, now, metrics).await?;
+                        self.maybe_page(&before, now, metrics).await?;
                         let ending = self.store.load(key).await?.unwrap_or_else(|| before.clone());
                         let how = match session.issued_at {
                             Some(issued_at) if issued_at > ending.stats.last => {
@@ -329,7 +371,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             if restart {
                 *metrics.incidents_opened.entry(finding.verdict()).or_default() += 1;
             }
-            return self.page_if_due(&after, finding, drill, now, metrics).await;
+            return self.page_if_due(&after, finding, now, metrics).await;
         }
         Err(PortError::transient(
             "the incident kept changing under concurrent updates",
@@ -346,7 +388,6 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
     async fn maybe_page(
         &self,
         state: &GroupState,
-        drill: bool,
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
@@ -354,21 +395,22 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             return Ok(());
         }
         let finding = judge_stored(self.store, state).await?;
-        self.page_if_due(state, finding, drill, now, metrics).await
+        self.page_if_due(state, finding, now, metrics).await
     }
 
-    /// Decides on `finding` (judged from `state`) and pages if due.
+    /// Decides on `finding` (judged from `state`) and pages if due. A page is a drill's when the group is
+    /// a drill's (crate::drill), whatever else arrived with it.
     async fn page_if_due(
         &self,
         state: &GroupState,
         finding: Finding,
-        drill: bool,
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
         let Some(incident) = state.incident.id.as_ref() else {
             return Ok(());
         };
+        let drill = self.policy.drills.is_drill_group(&state.key);
         let decision = if drill {
             decide_drill(state, &finding, self.policy, now)
         } else {
@@ -443,7 +485,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             severity: paged.max(Severity::Info),
             incident: incident.clone(),
             finding: judge_stored(self.store, state).await?,
-            drill: false,
+            drill: self.policy.drills.is_drill_group(&state.key),
             resolution: Some(how),
         });
         if let Err(e) = self.sink.publish(&notice).await {
@@ -459,10 +501,14 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
 mod tests {
     use super::*;
     use crate::assess::{DELIVERY_ALLOWANCE, REFRESH_WINDOW};
+    use crate::drill::{DrillPolicy, DrillRole};
+    use crate::incident::group_id;
     use crate::memory::{MemoryStore, RecordingSink};
     use serde_json::{Value, json};
 
     const T0: Epoch = 1_793_606_400; // 2026-11-02T08:00:00Z
+    const ACCOUNT: &str = "123456789012";
+    const DRILL_ROLE: &str = "arn:aws:iam::123456789012:role/tokenwatch-drill-us-east-1";
 
     fn iso(t: Epoch) -> String {
         crate::time::format_time(t)
@@ -513,7 +559,14 @@ mod tests {
             Rig {
                 store: MemoryStore::default(),
                 sink: RecordingSink::default(),
-                policy: Policy::default(),
+                policy: Policy {
+                    drills: DrillPolicy {
+                        own_account: Some(ACCOUNT.into()),
+                        role: DrillRole::parse(DRILL_ROLE),
+                        ..Default::default()
+                    },
+                    ..Policy::default()
+                },
             }
         }
         fn detector(&self) -> Detector<'_, MemoryStore, RecordingSink> {
@@ -909,6 +962,216 @@ mod tests {
             "pages at once, without waiting out the refresh window"
         );
         assert!(notices[0].incident().unwrap().drill);
+    }
+
+    /// A synthetic drill as anyone who may put events on the bus could write it: `account` is the
+    /// envelope's (what EventBridge says put it), the identity and time in the detail are the author's.
+    fn forged_drill(id: &str, account: &str, age: i64, session: &str) -> Value {
+        let mut ev: Value = serde_json::from_slice(&failure_event(id, age, session)).unwrap();
+        ev["source"] = json!(DRILL_SOURCE);
+        ev["account"] = json!(account);
+        ev["id"] = json!(format!("eb-{id}"));
+        ev
+    }
+
+    fn bytes(events: &[Value]) -> Vec<Vec<u8>> {
+        events.iter().map(|e| e.to_string().into_bytes()).collect()
+    }
+
+    fn real_key(session: &str) -> GroupKey {
+        group_key(&Some(ACCOUNT.into()), &Some("etl".into()), &Some(session.into()))
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_put_by_another_account_pages_nobody() {
+        let rig = Rig::new();
+        let out = run(
+            &rig,
+            &bytes(&[forged_drill("x1", "444455556666", 3605, "job")]),
+            T0 + 3606,
+        )
+        .await;
+        assert!(rig.sink.notices().is_empty());
+        assert_eq!(out.refused, vec![(0, Refusal::ForeignAccount)]);
+        assert!(out.retry.is_empty(), "dropped, not retried");
+        // Put by the own account but naming another in its detail: the page names the account that put it.
+        let mut own = forged_drill("x2", ACCOUNT, 3605, "job");
+        own["detail"]["recipientAccountId"] = json!("444455556666");
+        run(&rig, &bytes(&[own]), T0 + 3606).await;
+        let notices = rig.sink.notices();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(
+            notices[0].incident().unwrap().finding.account.as_deref(),
+            Some(ACCOUNT)
+        );
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_naming_a_real_group_cannot_preempt_its_page() {
+        let rig = Rig::new();
+        // The forger pages "etl/job" first, as a drill...
+        run(
+            &rig,
+            &bytes(&[forged_drill("p1", ACCOUNT, 3800, "job")]),
+            T0 + 3801,
+        )
+        .await;
+        assert_eq!(
+            rig.store.load(&real_key("job")).await.unwrap(),
+            None,
+            "the real group is untouched"
+        );
+        // ...and the real failures still page, as what they are.
+        run(&rig, &[failure_event("r1", 3805, "job")], T0 + 3806).await;
+        let notices = rig.sink.notices();
+        let drills: Vec<bool> = notices.iter().map(|n| n.incident().unwrap().drill).collect();
+        assert_eq!(drills, [true, false]);
+        let real = rig.store.load(&real_key("job")).await.unwrap().unwrap();
+        assert_eq!(real.stats.failures, 1);
+        assert!(real.incident.paged.is_some());
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_dated_year_9999_cannot_silence_a_group() {
+        let rig = Rig::new();
+        run(&rig, &[failure_event("s1", 3800, "job")], T0 + 3801).await;
+        let mut forever = forged_drill("s2", ACCOUNT, 3805, "job");
+        forever["detail"]["eventTime"] = json!("9999-12-31T23:59:59Z");
+        let out = run(&rig, &bytes(&[forever]), T0 + 3806).await;
+        assert_eq!(out.refused, vec![(0, Refusal::OutOfWindow)]);
+        let real = rig.store.load(&real_key("job")).await.unwrap().unwrap();
+        assert_eq!(real.stats.last, T0 + 3800, "the group's last failure is its own");
+        rig.detector().sweep(T0 + 3800 + 3600).await.unwrap();
+        let docs = rig.docs();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(
+            docs[1]["state"], "resolved",
+            "the incident ends after its cool-down"
+        );
+    }
+
+    #[tokio::test]
+    async fn regression_a_flood_of_drills_pages_once_per_account_per_five_minutes() {
+        let rig = Rig::new();
+        let flood: Vec<Value> = (0..50)
+            .map(|i| forged_drill(&format!("f{i}"), ACCOUNT, 3605, &format!("flood-{i}")))
+            .collect();
+        let out = run(&rig, &bytes(&flood), T0 + 3606).await;
+        assert_eq!(rig.sink.notices().len(), 1);
+        assert_eq!(out.refused.len(), 49);
+        assert_eq!(out.metrics.drills_refused[&Refusal::TooSoon], 49);
+        // The admitted drill delivered again (at least once) keeps its slot and pages nothing new.
+        let again = run(&rig, &bytes(&flood[..1]), T0 + 3700).await;
+        assert!(again.refused.is_empty() && again.retry.is_empty());
+        assert_eq!(again.metrics.duplicates, 1);
+        // Another event within the 5 minutes is refused; after them, one more is admitted.
+        let late = forged_drill("f-late", ACCOUNT, 3605 + 299, "late");
+        assert_eq!(
+            run(&rig, &bytes(std::slice::from_ref(&late)), T0 + 3605 + 299)
+                .await
+                .refused
+                .len(),
+            1
+        );
+        assert_eq!(run(&rig, &bytes(&[late]), T0 + 3606 + 300).await.refused.len(), 0);
+        assert_eq!(rig.sink.notices().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_batched_with_a_real_failure_does_not_make_the_real_page_a_drill() {
+        let rig = Rig::new();
+        let batch = vec![
+            forged_drill("b1", ACCOUNT, 3800, "job").to_string().into_bytes(),
+            failure_event("b2", 3800, "job"),
+        ];
+        run(&rig, &batch, T0 + 3801).await;
+        let mut pages: Vec<(bool, String)> = rig
+            .sink
+            .notices()
+            .iter()
+            .filter_map(Notice::incident)
+            .map(|n| (n.drill, n.incident.group.clone()))
+            .collect();
+        pages.sort();
+        assert_eq!(pages.len(), 2, "{pages:?}");
+        assert_eq!(pages[0], (false, group_id(&real_key("job"))));
+        assert!(pages[1].0 && pages[1].1 != pages[0].1);
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_that_faults_retries_only_its_own_event() {
+        let rig = Rig::new();
+        // The drill's slot claim is the batch's first store call: it fails.
+        rig.store.fail_next(1);
+        let batch = vec![
+            forged_drill("q1", ACCOUNT, 3800, "job").to_string().into_bytes(),
+            failure_event("q2", 3800, "job"),
+        ];
+        let out = run(&rig, &batch, T0 + 3801).await;
+        assert_eq!(out.retry, BTreeSet::from([0]));
+        let notices = rig.sink.notices();
+        assert_eq!(notices.len(), 1);
+        assert!(!notices[0].incident().unwrap().drill);
+        // Its retry is admitted: the slot it failed to take is still free.
+        assert!(run(&rig, &batch[..1], T0 + 3802).await.retry.is_empty());
+        assert_eq!(rig.sink.notices().len(), 2);
+    }
+
+    /// A real failure of `principal`'s session `session`, as CloudTrail would deliver it.
+    fn role_failure(id: &str, age: i64, role: &str, session: &str) -> Vec<u8> {
+        let mut ev: Value = serde_json::from_slice(&failure_event(id, age, session)).unwrap();
+        let identity = &mut ev["detail"]["userIdentity"];
+        identity["arn"] = json!(format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}"));
+        identity["sessionContext"]["sessionIssuer"]["arn"] =
+            json!(format!("arn:aws:iam::{ACCOUNT}:role/{role}"));
+        ev.to_string().into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_real_drill_pages_as_a_drill_because_it_is_the_drill_roles_session_and_for_no_other_reason() {
+        let rig = Rig::new();
+        let drill_role = "tokenwatch-drill-us-east-1";
+        run(
+            &rig,
+            &[
+                role_failure("d1", 3700, drill_role, "tokenwatch-drill-3f9a2c"),
+                role_failure("d2", 3700, drill_role, "nightly"),
+                role_failure("d3", 3700, "etl", "tokenwatch-drill-3f9a2c"),
+            ],
+            T0 + 3701,
+        )
+        .await;
+        rig.detector()
+            .sweep(T0 + 3700 + REFRESH_WINDOW + DELIVERY_ALLOWANCE)
+            .await
+            .unwrap();
+        let mut pages: Vec<(String, bool)> = rig
+            .sink
+            .notices()
+            .iter()
+            .filter_map(Notice::incident)
+            .map(|n| (n.incident.group.clone(), n.drill))
+            .collect();
+        pages.sort();
+        assert_eq!(
+            pages,
+            [
+                (format!("{ACCOUNT}|etl|tokenwatch-drill-3f9a2c"), false),
+                (format!("{ACCOUNT}|{drill_role}|nightly"), false),
+                (format!("{ACCOUNT}|{drill_role}|tokenwatch-drill-3f9a2c"), true),
+            ]
+        );
+        // Its resolution says drill too.
+        rig.detector().sweep(T0 + 3700 + 3600).await.unwrap();
+        let resolved: Vec<bool> = rig
+            .sink
+            .notices()
+            .iter()
+            .filter_map(Notice::incident)
+            .filter(|n| n.kind == NoticeKind::Resolved)
+            .map(|n| n.drill)
+            .collect();
+        assert_eq!(resolved.iter().filter(|d| **d).count(), 1, "{resolved:?}");
     }
 
     #[tokio::test]

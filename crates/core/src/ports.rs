@@ -225,6 +225,17 @@ pub trait StateStore: Sync {
         at: Epoch,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// Claims `account`'s synthetic-drill slot at `now`: true when no drill of that account took it in the
+    /// last [`crate::drill::DRILL_INTERVAL`] seconds (the slot is then taken from `now`), or when the event
+    /// holding it is `event` itself (a redelivery, or a retry after a fault; the slot is left as it was).
+    /// False otherwise; nothing is written then.
+    fn claim_drill(
+        &self,
+        account: &str,
+        event: Option<&str>,
+        now: Epoch,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
     /// Every group with an open incident, for the scheduled sweep.
     fn open_incidents(&self) -> impl Future<Output = Result<Vec<GroupState>, PortError>> + Send;
 

@@ -24,6 +24,10 @@ pub enum Metric {
     IssuingCalls,
     /// Events that could not be read.
     UnreadableEvents,
+    /// Synthetic drills refused, by reason.
+    DrillsRefused,
+    /// Sweeps that ran to the end: one per scheduled invocation (`tokenwatch doctor` looks for it).
+    SweepsCompleted,
 }
 
 impl Metric {
@@ -37,6 +41,8 @@ impl Metric {
             Metric::DuplicateFailures => "DuplicateFailures",
             Metric::IssuingCalls => "IssuingCalls",
             Metric::UnreadableEvents => "UnreadableEvents",
+            Metric::DrillsRefused => "DrillsRefused",
+            Metric::SweepsCompleted => "SweepsCompleted",
         }
     }
 
@@ -45,8 +51,11 @@ impl Metric {
         match self {
             Metric::FailuresSeen | Metric::IncidentsOpened => Some("Verdict"),
             Metric::AlertsPublished => Some("Kind"),
-            Metric::AlertsWithheld => Some("Reason"),
-            Metric::DuplicateFailures | Metric::IssuingCalls | Metric::UnreadableEvents => None,
+            Metric::AlertsWithheld | Metric::DrillsRefused => Some("Reason"),
+            Metric::DuplicateFailures
+            | Metric::IssuingCalls
+            | Metric::UnreadableEvents
+            | Metric::SweepsCompleted => None,
         }
     }
 }
@@ -78,6 +87,9 @@ pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
     by(&mut out, now, Metric::AlertsWithheld, &m.alerts_withheld, |r| {
         r.as_str()
     });
+    by(&mut out, now, Metric::DrillsRefused, &m.drills_refused, |r| {
+        r.as_str()
+    });
     for (metric, n) in [
         (Metric::DuplicateFailures, m.duplicates),
         (Metric::IssuingCalls, m.issuances),
@@ -88,6 +100,11 @@ pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
         }
     }
     out
+}
+
+/// The line a completed sweep prints.
+pub fn sweep_line(now: Epoch) -> String {
+    line(now, Metric::SweepsCompleted.name(), None, 1)
 }
 
 #[cfg(test)]
@@ -117,5 +134,16 @@ mod tests {
         assert_eq!(plain["DuplicateFailures"], 2);
         assert_eq!(plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
         assert!(lines(&Metrics::default(), 0).is_empty());
+        let mut refused = Metrics::default();
+        refused
+            .drills_refused
+            .insert(tokenwatch_core::drill::Refusal::TooSoon, 4);
+        let drill: Value = serde_json::from_str(&lines(&refused, 0)[0]).unwrap();
+        assert_eq!(
+            (drill["DrillsRefused"].clone(), drill["Reason"].clone()),
+            (json!(4), json!("too soon after the last drill"))
+        );
+        let sweep: Value = serde_json::from_str(&sweep_line(0)).unwrap();
+        assert_eq!(sweep["SweepsCompleted"], 1);
     }
 }

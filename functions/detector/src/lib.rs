@@ -88,6 +88,9 @@ pub async fn handle<S: StateStore, A: AlertSink>(
             for (i, reason) in &out.unreadable {
                 warn!(message_id = messages[*i].0, %reason, "Skipped an event that is not a CloudTrail event.");
             }
+            for (i, refusal) in &out.refused {
+                warn!(message_id = messages[*i].0, reason = %refusal, "Dropped a drill event.");
+            }
             emit(&out.metrics, now);
             let failures: Vec<Value> = out
                 .retry
@@ -107,6 +110,7 @@ pub async fn handle<S: StateStore, A: AlertSink>(
         Invocation::Scheduled => {
             let metrics = detector.sweep(now).await?;
             emit(&metrics, now);
+            println!("{}", emf::sweep_line(now));
             Ok(json!({ "swept": true }))
         }
         Invocation::Event => {
@@ -115,6 +119,9 @@ pub async fn handle<S: StateStore, A: AlertSink>(
             let id = payload.get("id").and_then(Value::as_str).unwrap_or("");
             for (_, reason) in &out.unreadable {
                 warn!(event_id = id, %reason, "Skipped an event that is not a CloudTrail event.");
+            }
+            for (_, refusal) in &out.refused {
+                warn!(event_id = id, reason = %refusal, "Dropped a drill event.");
             }
             emit(&out.metrics, now);
             if out.retry.is_empty() {

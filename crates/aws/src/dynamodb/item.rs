@@ -26,6 +26,11 @@ pub(crate) const OPEN_INDEX: &str = "open-incidents";
 pub(crate) const CLAIM_SK: &str = "EVENT";
 pub(crate) const SESSION_SK: &str = "SESSION";
 pub(crate) const GROUP_SK: &str = "STATE";
+/// An account's synthetic-drill slot: when it was last taken (`drill_at`) and by which EventBridge event
+/// (`drill_event`).
+pub(crate) const DRILL_SK: &str = "DRILL";
+pub(crate) const DRILL_AT: &str = "drill_at";
+pub(crate) const DRILL_EVENT: &str = "drill_event";
 
 pub(crate) const DAY: i64 = 86_400;
 /// How long an eventID claim is kept: EventBridge redelivers within a day.
@@ -118,6 +123,10 @@ pub(crate) fn key(pk: String, sk: &str) -> Item {
 
 pub(crate) fn claim_pk(event_id: &str) -> String {
     format!("EVENT#{event_id}")
+}
+
+pub(crate) fn drill_pk(account: &str) -> String {
+    format!("DRILL#{account}")
 }
 
 pub(crate) fn session_pk(access_key_id: &str) -> String {

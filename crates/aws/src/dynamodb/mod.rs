@@ -9,6 +9,7 @@
 //! | `EVENT#<eventID>` | `EVENT` | the claim that counts a failure once | 3 days after it was recorded |
 //! | `SESSION#<accessKeyId>` | `SESSION` | an issued session ([`Issuance`]) | 9 days after it was recorded |
 //! | `GROUP#<group id>` | `STATE` | a group's [`GroupState`] | 30 days after its last failure |
+//! | `DRILL#<account>` | `DRILL` | the account's synthetic-drill slot: `drill_at`, `drill_event` | a day after it was taken |
 //!
 //! A group item holds its key parts (`key_account`, `key_principal`, `key_session`), its counters as
 //! top-level numbers so that `ADD` counts atomically (`failures`, `token_call_failures`,
@@ -65,6 +66,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
@@ -73,6 +75,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokenwatch_core::classify::{Failure, Issuance};
+use tokenwatch_core::drill::DRILL_INTERVAL;
 use tokenwatch_core::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use tokenwatch_core::model::Severity;
 use tokenwatch_core::ports::{Change, MERGE_PART, PortError, StateStore, merge_parts};
@@ -674,6 +677,46 @@ impl StateStore for DynamoStore {
         e.remove(RESOLVED_AT);
         e.set(OPEN, s(OPEN_VALUE));
         self.update_group(key, e).await.map(|_| ())
+    }
+
+    /// One conditional `UpdateItem`: it takes the slot when it is free by time; when it is not, the stored
+    /// slot comes back with the refusal and tells whether `event` holds it already (nothing is written).
+    async fn claim_drill(&self, account: &str, event: Option<&str>, now: Epoch) -> Result<bool, PortError> {
+        let mut e = Expr::default();
+        let (pk, at, cutoff) = (e.name(PK), e.name(DRILL_AT), e.n(now - DRILL_INTERVAL));
+        e.require(format!("attribute_not_exists({pk}) OR {at} <= {cutoff}"));
+        e.set(DRILL_AT, n(now));
+        match event {
+            Some(id) => e.set(DRILL_EVENT, s(id)),
+            None => e.remove(DRILL_EVENT),
+        }
+        e.set(EXPIRES_AT, n(now + DAY));
+        self.count();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(drill_pk(account), DRILL_SK)))
+            .update_expression(e.update_expression())
+            .set_condition_expression(e.condition_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                    let holder = refused
+                        .item()
+                        .and_then(|item| item.get(DRILL_EVENT))
+                        .and_then(|v| v.as_s().ok());
+                    Ok(event.is_some() && holder.map(String::as_str) == event)
+                }
+                _ => Err(from_sdk("dynamodb:UpdateItem", err)),
+            },
+        }
     }
 
     async fn open_incidents(&self) -> Result<Vec<GroupState>, PortError> {

@@ -289,6 +289,33 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     );
     step!("load 250", store.load(&big));
 
+    // Synthetic drills: one slot per account per five minutes; the event holding it keeps it.
+    let (a, b) = ("111122223333", "444455556666");
+    step!("first drill", store.claim_drill(a, Some("eb-1"), T0));
+    step!(
+        "another drill at once",
+        store.claim_drill(a, Some("eb-2"), T0 + 1)
+    );
+    step!(
+        "the first, delivered again",
+        store.claim_drill(a, Some("eb-1"), T0 + 200)
+    );
+    step!(
+        "no event id, within the interval",
+        store.claim_drill(a, None, T0 + 299)
+    );
+    step!("another account", store.claim_drill(b, None, T0 + 1));
+    step!("no event id holds nothing", store.claim_drill(b, None, T0 + 2));
+    step!("after the interval", store.claim_drill(a, Some("eb-3"), T0 + 300));
+    step!(
+        "the first, too late",
+        store.claim_drill(a, Some("eb-1"), T0 + 301)
+    );
+    step!(
+        "the holder after the interval",
+        store.claim_drill(a, Some("eb-3"), T0 + 900)
+    );
+
     // Reports: open incidents and recent failures, whatever else the table holds.
     step!("groups failing since T0 + 4100", store.groups(T0 + 4100));
     step!("every group with a failure", store.groups(0));
