@@ -1,5 +1,6 @@
 //! `tokenwatch`: find AWS credentials cached past their lease in CloudTrail.
 
+mod inflate;
 mod inputs;
 mod report;
 
