@@ -2,6 +2,7 @@
 
 mod doctor;
 mod explain;
+mod inflate;
 mod inputs;
 mod output;
 mod real_drill;

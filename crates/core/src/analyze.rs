@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use crate::classify::{Failure, Issuance, Observation, classify};
 use crate::envelope::{Opened, open};
@@ -27,9 +27,13 @@ use crate::time::Epoch;
 
 /// A value can only matter if it contains one of these: the expiry family (`ExpiredToken…`,
 /// `RequestExpired`, "…is expired", "…has expired") or an issuing call's name. Everything else is
-/// counted without being parsed.
+/// counted without being parsed. Leftmost-first matching only so that aho-corasick can use its SIMD
+/// (Teddy) searcher, which it keeps for leftmost semantics: `is_match` answers the same either way, four
+/// times faster over records that match nothing.
 static INTERESTING: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::new(std::iter::once("xpired").chain(StsCall::ALL.iter().map(|c| c.as_str())))
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(std::iter::once("xpired").chain(StsCall::ALL.iter().map(|c| c.as_str())))
         .expect("valid patterns")
 });
 
@@ -274,7 +278,12 @@ impl Analyzer {
 
     /// Reads every value of a (decompressed) stream. On error, what was read before it is kept.
     pub fn read(&mut self, src: impl Read) -> Result<(), ReadError> {
-        let mut splitter = JsonSplitter::new(src);
+        self.read_values(&mut JsonSplitter::new(src))
+    }
+
+    /// Reads every value `splitter` hands out, e.g. from [`JsonSplitter::whole`] over a file already in
+    /// memory. On error, what was read before it is kept.
+    pub fn read_values<R: Read>(&mut self, splitter: &mut JsonSplitter<R>) -> Result<(), ReadError> {
         while let Some(value) = splitter.next_value()? {
             self.feed_value(value);
         }
