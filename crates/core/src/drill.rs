@@ -126,6 +126,15 @@ pub fn is_synthetic(key: &GroupKey) -> bool {
     key.principal.as_deref().is_some_and(|p| p.starts_with(SYNTHETIC))
 }
 
+/// Is this the [`group_id`](crate::incident::group_id) of a synthetic drill's group? (What a page is
+/// told apart by: its finding names the principal the event named.) A synthetic drill's account is the
+/// envelope's, an account id, so the principal is the part after the first `|`.
+pub fn is_synthetic_group(group: &str) -> bool {
+    group
+        .split_once('|')
+        .is_some_and(|(_, rest)| rest.starts_with(SYNTHETIC))
+}
+
 /// A synthetic drill [`screen`] let through: the failure to record (its account is the envelope's) and
 /// the slot to claim for it.
 #[derive(Clone, Debug, PartialEq)]

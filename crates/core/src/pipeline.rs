@@ -962,6 +962,12 @@ mod tests {
             "pages at once, without waiting out the refresh window"
         );
         assert!(notices[0].incident().unwrap().drill);
+        // What the page's wording tells a synthetic drill by (tokenwatch-render).
+        assert!(crate::drill::is_synthetic_group(
+            &notices[0].incident().unwrap().incident.group
+        ));
+        let real = group_id(&real_key("drill"));
+        assert!(!crate::drill::is_synthetic_group(&real), "{real}");
     }
 
     /// A synthetic drill as anyone who may put events on the bus could write it: `account` is the
@@ -1075,6 +1081,30 @@ mod tests {
         );
         assert_eq!(run(&rig, &bytes(&[late]), T0 + 3606 + 300).await.refused.len(), 0);
         assert_eq!(rig.sink.notices().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn regression_a_synthetic_drill_showed_in_the_state_report_as_an_incident() {
+        let rig = Rig::new();
+        let batch = vec![
+            forged_drill("r1", ACCOUNT, 3800, "drill")
+                .to_string()
+                .into_bytes(),
+            failure_event("r2", 3800, "job"),
+        ];
+        run(&rig, &batch, T0 + 3801).await;
+        let pages = rig.sink.notices();
+        assert_eq!(pages.len(), 2, "the drill paged, and so did the real failure");
+        let report = crate::query::state_report(&rig.store, &Default::default(), T0 + 3900)
+            .await
+            .unwrap();
+        let groups: Vec<Option<&str>> = report.findings.iter().map(|f| f.session.as_deref()).collect();
+        assert_eq!(
+            groups,
+            [Some("job")],
+            "the real group stays, the drill's does not"
+        );
+        assert_eq!(report.failures, 1);
     }
 
     #[tokio::test]

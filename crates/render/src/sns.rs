@@ -154,6 +154,7 @@ fn render_incident(n: &IncidentNotice, alert_id: String, style: &Style) -> Messa
     group.severity = n.severity;
     let page = Page {
         incident_id: n.incident.to_string(),
+        group: n.incident.group.clone(),
         kind: n.kind,
         drill: n.drill,
         resolution: n.resolution,
@@ -164,6 +165,8 @@ fn render_incident(n: &IncidentNotice, alert_id: String, style: &Style) -> Messa
 /// What an incident notice says beside its group.
 struct Page {
     incident_id: String,
+    /// The group's id: a synthetic drill's page is worded as one.
+    group: String,
     kind: NoticeKind,
     drill: bool,
     resolution: Option<Resolution>,
@@ -419,7 +422,11 @@ fn text_message(
 ) -> String {
     let mut t = String::new();
     if page.drill {
-        t.push_str("THIS IS A DRILL sent by `tokenwatch drill`: no workload failed. It proves the path from EventBridge to this channel.\n\n");
+        if tokenwatch_core::drill::is_synthetic_group(&page.group) {
+            t.push_str("THIS IS A DRILL sent by `tokenwatch drill`: no workload failed. It proves the path from EventBridge to this channel.\n\n");
+        } else {
+            t.push_str("THIS IS A DRILL run by `tokenwatch drill --real`: a session of the drill role was let expire and used, on purpose; no workload failed. It proves that CloudTrail records the failure and that tokenwatch pages it.\n\n");
+        }
     }
     let _ = writeln!(t, "{subject}");
     let sessions = match g.access_key_ids.len() {
@@ -694,8 +701,14 @@ mod tests {
 
     fn alert(g: &Group, incident: &str, kind: NoticeKind, drill: bool, ctx: &Style) -> Message {
         let id = printable(&format!("{incident}#{}#{}", kind.as_str(), g.severity), 600);
+        let group = format!(
+            "123456789012|{}|{}",
+            g.principal.as_deref().unwrap_or("-"),
+            g.session.as_deref().unwrap_or("-")
+        );
         let page = Page {
             incident_id: incident.to_owned(),
+            group,
             kind,
             drill,
             resolution: None,
@@ -847,6 +860,15 @@ mod tests {
                 .starts_with("THIS IS A DRILL")
         );
         assert_eq!(drill.attributes["drill"], "true");
+        let email = |m: &Message| messages(m)["email"].as_str().unwrap().to_owned();
+        // The drill role's real failure says what was done on purpose; a synthetic event says it was one.
+        assert!(email(&drill).contains("`tokenwatch drill --real`"));
+        assert!(!email(&drill).contains("proves the path from EventBridge"));
+        let synthetic = group("tokenwatch.drill/arn:aws:iam::123456789012:role/r", "s");
+        let synthetic = alert(&synthetic, "i", NoticeKind::Open, true, &ctx());
+        assert!(email(&synthetic).contains("proves the path from EventBridge"));
+        assert!(!email(&synthetic).contains("--real"));
+        assert!(!email(&render(&g, "i", NoticeKind::Open, &ctx())).contains("DRILL"));
         let resolved = render(&g, "i", NoticeKind::Resolved, &ctx());
         assert!(resolved.subject.contains("RESOLVED"));
         let doc: Value = serde_json::from_str(messages(&resolved)["sqs"].as_str().unwrap()).unwrap();
@@ -890,6 +912,7 @@ mod tests {
         let resolved = |resolution| {
             let page = Page {
                 incident_id: "i".into(),
+                group: "123456789012|r|s".into(),
                 kind: NoticeKind::Resolved,
                 drill: false,
                 resolution,
