@@ -10,11 +10,14 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tokenwatch_core::Severity;
 use tokenwatch_core::events::eventbridge_events;
+use tokenwatch_core::fleet::fleet_of;
 use tokenwatch_core::incident::Policy;
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::ports::{AlertSink, StateStore};
 use tokenwatch_core::reader::decompressing;
+use tokenwatch_core::stats::group_key;
 use tokenwatch_core::time::{Epoch, parse_time};
+use tokenwatch_core::workload::session_pattern;
 use tokenwatch_render::sns::{Message as Alert, Style};
 use tokenwatch_testkit::{inputs, scenarios};
 
@@ -111,7 +114,7 @@ pub async fn feed_scenario<S: StateStore, A: AlertSink>(detector: &Detector<'_, 
 }
 
 /// Checks the alerts against the scenario's expected pages: the pages it lists, in order, when it lists
-/// them; and one first page per group that pages, with the group's facts.
+/// them; and one first page per group that pages (per fleet, for a fleet's groups), with its facts.
 pub fn check_pages(dir: &Path, alerts: &[Alert]) -> Vec<String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let docs = documents(alerts);
@@ -140,6 +143,11 @@ pub fn check_pages(dir: &Path, alerts: &[Alert]) -> Vec<String> {
         .filter(|(d, _)| d["kind"] == "open")
         .collect();
     let mut want = expected_pages(dir);
+    // A fleet's groups page together: one first page for the workload, naming one of its sessions and
+    // counting them all.
+    let fleet_sizes = fleets(&want);
+    let mut seen = std::collections::BTreeSet::new();
+    want.retain(|w| fleet_id(w).is_none_or(|id| seen.insert(id)));
     if let Some(listed) = listed_pages(dir) {
         // A group paged once per incident: as many first pages as the scenario lists.
         let firsts = listed.iter().filter(|p| p[0] == "open").count();
@@ -156,9 +164,16 @@ pub fn check_pages(dir: &Path, alerts: &[Alert]) -> Vec<String> {
         ));
     }
     for w in &want {
+        // A fleet's page of several sessions names the workload's session pattern.
+        let fleet = fleet_id(w);
+        let several = fleet.as_ref().is_some_and(|id| fleet_sizes[id] > 1);
+        let session = match several {
+            true => json!(session_pattern(w["session"].as_str().unwrap_or_default())),
+            false => w["session"].clone(),
+        };
         let Some((doc, alert)) = open
             .iter()
-            .find(|(d, _)| d["principal"] == w["principal"] && d["session"] == w["session"])
+            .find(|(d, _)| d["principal"] == w["principal"] && d["session"] == session)
         else {
             problems.push(format!(
                 "{name}: no alert for {} / {}",
@@ -193,11 +208,35 @@ pub fn check_pages(dir: &Path, alerts: &[Alert]) -> Vec<String> {
                 ));
             }
         }
+        if let Some(id) = &fleet {
+            let sessions = doc.get("workload_sessions").and_then(Value::as_u64).unwrap_or(1);
+            if sessions != fleet_sizes[id] {
+                problems.push(format!(
+                    "{name}: the page of {id} counts {sessions} sessions, expected {}",
+                    fleet_sizes[id]
+                ));
+            }
+        }
         if alert.attributes["severity"] != doc["severity"].as_str().unwrap() {
             problems.push(format!("{name}: severity attribute and document disagree"));
         }
     }
     problems
+}
+
+/// The fleet (workload incident) an expected group pages through, if any.
+fn fleet_id(g: &Value) -> Option<String> {
+    let text = |k: &str| g[k].as_str().map(str::to_owned);
+    fleet_of(&group_key(&text("account"), &text("principal"), &text("session")))
+}
+
+/// How many of the groups that page belong to each fleet.
+fn fleets(groups: &[Value]) -> BTreeMap<String, u64> {
+    let mut sizes = BTreeMap::new();
+    for id in groups.iter().filter_map(fleet_id) {
+        *sizes.entry(id).or_default() += 1;
+    }
+    sizes
 }
 
 /// The state table holds every expected group with its exact failure count.
@@ -208,7 +247,7 @@ pub async fn check_counts<S: StateStore>(dir: &Path, store: &S) -> Vec<String> {
     let mut problems = Vec::new();
     for g in expected["groups"].as_array().unwrap() {
         let text = |k: &str| g[k].as_str().map(str::to_owned);
-        let key = tokenwatch_core::stats::group_key(&text("account"), &text("principal"), &text("session"));
+        let key = group_key(&text("account"), &text("principal"), &text("session"));
         let count = store.load(&key).await.unwrap().map(|s| s.stats.failures);
         if count != g["failures"].as_u64() {
             problems.push(format!(
@@ -386,6 +425,7 @@ mod memory {
     use super::*;
     use tokenwatch_core::memory::{MemoryStore, RecordingSink};
     use tokenwatch_core::stats::group_key;
+    use tokenwatch_core::workload::session_pattern;
 
     /// The in-memory store and sink with the default policy: what each test here runs the pipeline on.
     struct Twins {

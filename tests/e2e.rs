@@ -5,5 +5,6 @@ mod emulated;
 mod golden;
 mod infra;
 mod lambda;
+mod order;
 mod reporter;
 mod simulated;

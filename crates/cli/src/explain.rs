@@ -15,6 +15,7 @@ use tokenwatch_core::incident::incident_id;
 use tokenwatch_core::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
 use tokenwatch_core::reader::{JsonSplitter, decompressing};
 use tokenwatch_core::stats::group_key;
+use tokenwatch_core::time::Epoch;
 use tokenwatch_core::{Report, Window};
 use tokenwatch_render::explain::{Explain, explain as explain_text};
 use tokenwatch_render::sns::{AlertFormat, Style, render};
@@ -22,7 +23,7 @@ use tokenwatch_render::{Document, Made};
 
 use crate::inputs::Input;
 use crate::output::{Output, say};
-use crate::{now, read_inputs, usage, window};
+use crate::{DEFAULT_COOLDOWN, now, read_inputs, usage, window};
 
 /// `tokenwatch explain`.
 #[derive(Parser)]
@@ -48,6 +49,9 @@ pub(crate) struct ExplainArgs {
     /// Count failures up to this time (as for `analyze`).
     #[arg(long)]
     until: Option<String>,
+    /// Quiet time that ends an incident (as for `analyze`; default 1h).
+    #[arg(long, value_name = "SPAN", value_parser = crate::cooldown)]
+    cooldown: Option<Epoch>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -229,7 +233,8 @@ fn status(unread: &[(String, String)]) -> ExitCode {
 
 pub(crate) fn explain(args: ExplainArgs, out: &Output) -> Result<ExitCode> {
     let window = window(args.since.as_deref(), args.until.as_deref())?;
-    let read = read_inputs(&args.paths, window, None)?;
+    let cooldown = args.cooldown.unwrap_or(DEFAULT_COOLDOWN);
+    let read = read_inputs(&args.paths, window, cooldown, None)?;
     let (report, unread) = (&read.report, &read.unread);
     let finding = find(report, &args.what, &files_of(&args.paths))?;
     let now = now();
@@ -267,7 +272,7 @@ pub(crate) fn alert(command: AlertCommand, out: &Output) -> Result<ExitCode> {
     {
         return Err(usage(format!("--runbook '{r}': expected an https:// address")));
     }
-    let read = read_inputs(&args.paths, Window::default(), None)?;
+    let read = read_inputs(&args.paths, Window::default(), DEFAULT_COOLDOWN, None)?;
     let (report, unread) = (&read.report, &read.unread);
     let finding = match &args.group {
         Some(g) => find(report, g, &files_of(&args.paths))?,

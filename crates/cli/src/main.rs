@@ -128,6 +128,7 @@ Examples:
   tokenwatch analyze --since 7d --format html -o report.html ./AWSLogs/
   aws cloudtrail lookup-events --max-results 50 | tokenwatch analyze -
   tokenwatch analyze --fail-on high ./AWSLogs/ || page-someone     in CI or cron
+  tokenwatch analyze --cooldown 30m ./AWSLogs/           failures 30 min apart are two incidents
 
 Exit status:
   0   done, everything read
@@ -217,6 +218,10 @@ struct AnalyzeArgs {
     /// Count failures up to this time (same forms as --since).
     #[arg(long)]
     until: Option<String>,
+    /// Quiet time that ends an incident: a group's failures further apart than this are two incidents
+    /// (seconds, or 30m, 1h, 1d; at least 1m, at most 30d; default 1h, the stack's COOLDOWN default).
+    #[arg(long, value_name = "SPAN", value_parser = cooldown)]
+    cooldown: Option<Epoch>,
     /// Files read at once (default: one per core). At most 4 per core: reading is CPU-bound, so more
     /// would only cost memory; a larger value is lowered, and stderr says so.
     #[arg(long, value_name = "N")]
@@ -452,6 +457,21 @@ pub(crate) fn bound(raw: Option<&str>, flag: &str) -> Result<Option<Epoch>> {
     .transpose()
 }
 
+/// The cool-down when no `--cooldown` is given: the detector's default.
+pub(crate) const DEFAULT_COOLDOWN: Epoch = 3600;
+
+/// A `--cooldown` value: seconds or a span, within the bounds the stack's COOLDOWN takes.
+pub(crate) fn cooldown(raw: &str) -> Result<Epoch, String> {
+    const MIN: Epoch = 60;
+    const MAX: Epoch = 30 * 86_400;
+    raw.trim()
+        .parse::<Epoch>()
+        .ok()
+        .or_else(|| tokenwatch_core::time::parse_span(raw))
+        .filter(|s| (MIN..=MAX).contains(s))
+        .ok_or_else(|| "expected seconds or a span like 30m, 1h, 1d, at least 1m and at most 30d".to_owned())
+}
+
 /// `--since` and `--until` as a window; `--since` after `--until` is a usage error.
 pub(crate) fn window(since: Option<&str>, until: Option<&str>) -> Result<Window> {
     let window = Window {
@@ -474,7 +494,12 @@ pub(crate) struct Read {
 }
 
 /// Reads `paths` through the engine as `analyze` does.
-pub(crate) fn read_inputs(paths: &[PathBuf], window: Window, jobs: Option<NonZeroUsize>) -> Result<Read> {
+pub(crate) fn read_inputs(
+    paths: &[PathBuf],
+    window: Window,
+    cooldown: Epoch,
+    jobs: Option<NonZeroUsize>,
+) -> Result<Read> {
     // A usage error, not an unreadable input: no report could ever cover it, and the fix is another
     // command. Refused before anything is read, so no partial report suggests it was looked at.
     if let Some(url) = inputs::s3_url(paths) {
@@ -496,7 +521,7 @@ pub(crate) fn read_inputs(paths: &[PathBuf], window: Window, jobs: Option<NonZer
     if let Some(lowered) = lowered {
         say(&lowered);
     }
-    let mut analyzer = Analyzer::new(window);
+    let mut analyzer = Analyzer::with_cooldown(window, cooldown);
     inputs::read_all(&mut analyzer, found.inputs, jobs, &mut errors);
     let report = analyzer.report();
     let summary = format!(
@@ -522,7 +547,8 @@ pub(crate) fn read_inputs(paths: &[PathBuf], window: Window, jobs: Option<NonZer
 
 fn analyze(args: AnalyzeArgs, out: &Output) -> Result<ExitCode> {
     let window = window(args.since.as_deref(), args.until.as_deref())?;
-    let read = read_inputs(&args.paths, window, args.jobs)?;
+    let cooldown = args.cooldown.unwrap_or(DEFAULT_COOLDOWN);
+    let read = read_inputs(&args.paths, window, cooldown, args.jobs)?;
     let made = Made { at: now(), window };
     let status = write_report(&read.report, made, &args.out, out, &read.unread);
     if status.is_ok() {

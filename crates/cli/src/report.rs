@@ -76,6 +76,11 @@ pub(crate) struct ReportArgs {
     /// only each group's current incident.
     #[arg(long)]
     until: Option<String>,
+    /// --from-trail and --lookup-events: quiet time that ends an incident, as for `analyze` (seconds, or
+    /// 30m, 1h, 1d; at least 1m, at most 30d; default 1h). Not with the state table, whose incidents the
+    /// detector split with the stack's COOLDOWN.
+    #[arg(long, value_name = "SPAN", value_parser = crate::cooldown)]
+    cooldown: Option<Epoch>,
     /// --from-trail: only this account's folders (12 digits). Repeatable.
     #[arg(long = "account", value_name = "ACCOUNT")]
     accounts: Vec<String>,
@@ -104,6 +109,12 @@ pub(crate) fn run(args: ReportArgs, out: &Output) -> Result<ExitCode> {
         min_severity: args.min_severity,
     };
     if args.from_trail.is_none() && !args.lookup_events {
+        if args.cooldown.is_some() {
+            return Err(usage(
+                "--cooldown applies to --from-trail and --lookup-events; the state table's incidents were \
+                 split by the detector with the stack's COOLDOWN",
+            ));
+        }
         return from_table(&args, query, out);
     }
     if let Some(bad) = args
@@ -127,7 +138,8 @@ pub(crate) fn run(args: ReportArgs, out: &Output) -> Result<ExitCode> {
         return Err(usage("--since is after --until"));
     }
 
-    let mut analyzer = Analyzer::new(Window { since, until });
+    let cooldown = args.cooldown.unwrap_or(crate::DEFAULT_COOLDOWN);
+    let mut analyzer = Analyzer::with_cooldown(Window { since, until }, cooldown);
     let mut unread = Vec::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

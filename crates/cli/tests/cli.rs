@@ -54,6 +54,28 @@ fn every_sample_yields_exactly_its_expected_findings() {
                 ));
             }
         }
+        // Workloads, where the scenario lists them: each with the value of every field it names.
+        for w in expected["workloads"].as_array().into_iter().flatten() {
+            let found =
+                report["workloads"].as_array().unwrap().iter().find(|g| {
+                    g["principal"] == w["principal"] && g["session_pattern"] == w["session_pattern"]
+                });
+            let Some(g) = found else {
+                mismatches.push(format!(
+                    "{name}: no workload {} {}",
+                    w["principal"], w["session_pattern"]
+                ));
+                continue;
+            };
+            for (field, value) in w.as_object().unwrap() {
+                if &g[field] != value {
+                    mismatches.push(format!(
+                        "{name} workload: {field} is {} but expected {value}",
+                        g[field]
+                    ));
+                }
+            }
+        }
         let got = report["groups"].as_array().unwrap();
         let want = expected["groups"].as_array().unwrap();
         let mut got_keys: Vec<_> = got.iter().map(key).collect();
@@ -306,6 +328,45 @@ fn a_bad_flag_value_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(64), "a missing argument");
     let out = tokenwatch(&["--help"]);
     assert_eq!(out.status.code(), Some(0), "help is not an error");
+}
+
+/// The cool-down decides where a group's incidents split: sample 19's two failures 2 h apart are two
+/// incidents at the default 1 h, one at `--cooldown 3h`.
+#[test]
+fn the_cooldown_flag_splits_incidents_and_rejects_a_bad_value() {
+    let dir = samples_dir().join("19-stale-cache-quiet-for-an-hour");
+    let incidents = |extra: &[&str]| {
+        let mut args = vec!["analyze", "--format", "json"];
+        args.extend(extra);
+        let dir = dir.display().to_string();
+        args.push(&dir);
+        let out = tokenwatch(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report = tokenwatch_testkit::assert_valid_report_text(&String::from_utf8_lossy(&out.stdout));
+        report["groups"][0]["incidents"].as_u64().unwrap()
+    };
+    assert_eq!(incidents(&[]), 2);
+    assert_eq!(incidents(&["--cooldown", "1h"]), 2);
+    assert_eq!(incidents(&["--cooldown", "3h"]), 1);
+    assert_eq!(incidents(&["--cooldown", "10800"]), 1);
+    for bad in ["soon", "0", "30s", "31d", "-1h", ""] {
+        let flag = format!("--cooldown={bad}");
+        let out = tokenwatch(&["analyze", &flag, dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(64), "--cooldown '{bad}' is a usage error");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--cooldown") && stderr.contains("at least 1m"),
+            "{stderr}"
+        );
+    }
+    let out = tokenwatch(&["explain", "--cooldown", "soon", "backup-1", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    // The state table's incidents were split by the detector: no --cooldown there.
+    let out = tokenwatch(&["report", "--table", "t", "--cooldown", "2h"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("COOLDOWN"));
+    let help = String::from_utf8_lossy(&tokenwatch(&["analyze", "--help"]).stdout).into_owned();
+    assert!(help.contains("--cooldown <SPAN>"), "{help}");
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

@@ -110,7 +110,7 @@ fn text(v: &Value) -> String {
 fn csv_has_a_header_and_a_row_per_group_that_parse_back_to_the_json_report() {
     let groups = groups(&samples_dir());
     let rows = parse_csv(&analyze("csv", &samples_dir()));
-    assert_eq!(groups.len(), 21);
+    assert_eq!(groups.len(), 71);
     assert_eq!(rows.len(), 1 + groups.len());
     assert_eq!(rows[0], COLUMNS);
     for (row, g) in rows[1..].iter().zip(&groups) {
@@ -232,11 +232,12 @@ fn html_over_the_samples_shows_every_group() {
         assert!(html.contains(&remediation), "{remediation}");
     }
     assert_eq!(html.matches("<svg class=\"timeline\"").count(), groups.len());
-    // Ages: 13 stale caches and 2 refresh races at the lease end, a paused laptop past 200 %, two clock
-    // skews at 15-17 %: three bars, drawn twice, for a desktop window and for a phone.
+    // Ages: 63 stale caches (50 of them the two fleets') and 2 refresh races at the lease end, a paused
+    // laptop past 200 %, two clock skews at 15-17 %: three bars, drawn twice, for a desktop window and for
+    // a phone.
     assert_eq!(html.matches("<g class=\"hist-bar").count(), 6);
     assert_eq!(
-        html.matches("<g class=\"hist-bar at-lease\" data-count=\"15\"")
+        html.matches("<g class=\"hist-bar at-lease\" data-count=\"65\"")
             .count(),
         2
     );

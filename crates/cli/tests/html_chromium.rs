@@ -237,8 +237,9 @@ fn the_samples_report_renders_in_chromium_with_its_histogram_groups_and_no_conso
     let expected = expected_bins(groups);
     assert_eq!(
         expected.iter().map(|(_, n)| n).collect::<Vec<_>>(),
-        [&2, &15, &2],
-        "the samples' ages: two clock skews at 15-17 %, fifteen groups at the lease end, a paused laptop at \
+        [&2, &65, &2],
+        "the samples' ages: two clock skews at 15-17 %, 65 groups at the lease end (50 of them the two \
+         fleets' pods and tasks), a paused laptop at \
          ~520 % and a session failing again past its lease"
     );
     let bars = histogram_bars(dom);

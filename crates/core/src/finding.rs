@@ -126,11 +126,11 @@ pub struct Recurrence {
 impl Recurrence {
     /// The recurrence of incidents that began at `starts`, seen at `now`.
     pub fn of(starts: &[Epoch], now: Epoch) -> Option<Recurrence> {
-        let every = crate::query::recurrence(starts)?;
+        let rhythm = crate::query::rhythm(starts)?;
         let last = starts.iter().copied().max()?;
         Some(Recurrence {
-            every_seconds: every,
-            next_expected_failure: crate::query::next_expected(last, every, now),
+            every_seconds: rhythm.every,
+            next_expected_failure: rhythm.next_after(last, now),
         })
     }
 }

@@ -90,22 +90,100 @@ impl Query {
     }
 }
 
-/// The interval a group's incidents recur at (their mean gap): three or more starts, every gap within
-/// 10 % (at least five minutes) of the median gap, and the median at least ten minutes. Starts closer together than five
-/// minutes count as one (two invocations can each start the first incident of a group at once).
-pub fn recurrence(starts: &[Epoch]) -> Option<Epoch> {
+/// How a group's incidents recur (docs/rules.md, "Recurrence"): at a steady interval, or daily on
+/// weekdays only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rhythm {
+    /// The interval between beats (for a weekday job, between consecutive weekdays' starts).
+    pub every: Epoch,
+    /// No beat falls on a Saturday or Sunday (UTC): the beat after a Friday's is on Monday.
+    pub weekdays_only: bool,
+}
+
+impl Rhythm {
+    /// The beat after `t`: a weekday job's skips Saturday and Sunday.
+    fn after(self, t: Epoch) -> Epoch {
+        let mut next = t + self.every;
+        while self.weekdays_only && is_weekend(next) {
+            next += DAY;
+        }
+        next
+    }
+
+    /// When the next incident is expected to begin: the first beat after `now` of the rhythm through
+    /// `last_start`. `None` once two beats were missed (the job was fixed or stopped).
+    pub fn next_after(self, last_start: Epoch, now: Epoch) -> Option<Epoch> {
+        if self.every <= 0 {
+            return None;
+        }
+        let first = self.after(last_start);
+        if first > now {
+            return Some(first);
+        }
+        let second = self.after(first);
+        (second > now).then_some(second)
+    }
+}
+
+/// How the incidents that began at `starts` recur: three or more starts (those closer together than five
+/// minutes counted once), and either every gap within 10 % (at least five minutes) of the median gap, the
+/// median at least ten minutes (a steady interval: the mean gap); or, failing that, a weekday job: every
+/// start on a weekday (UTC), each gap within 10 % of a day of one day, or of three days after a Friday's
+/// start, and at least one such weekend gap (the interval: the mean gap with the weekends taken out).
+pub fn rhythm(starts: &[Epoch]) -> Option<Rhythm> {
     let sorted = incidents(starts);
     if sorted.len() < 3 {
         return None;
     }
+    let beats = sorted.len() as Epoch - 1;
+    let span = sorted[sorted.len() - 1] - sorted[0];
     let mut gaps: Vec<Epoch> = sorted.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort_unstable();
     let median = gaps[gaps.len() / 2];
     let slack = (median / 10).max(SAME_INCIDENT);
-    let regular = median >= 600 && gaps.iter().all(|g| (g - median).abs() <= slack);
-    // The mean gap: a late start and an early one cancel out instead of shifting the beat.
-    let span = sorted[sorted.len() - 1] - sorted[0];
-    regular.then(|| span / (sorted.len() as Epoch - 1))
+    if median >= 600 && gaps.iter().all(|g| (g - median).abs() <= slack) {
+        // The mean gap: a late start and an early one cancel out instead of shifting the beat.
+        return Some(Rhythm {
+            every: span / beats,
+            weekdays_only: false,
+        });
+    }
+    if sorted.iter().any(|&t| is_weekend(t)) {
+        return None;
+    }
+    let mut weekends = 0;
+    for w in sorted.windows(2) {
+        let days = if day_of_week(w[0]) == FRIDAY {
+            weekends += 1;
+            3
+        } else {
+            1
+        };
+        if (w[1] - w[0] - days * DAY).abs() > DAY / 10 {
+            return None;
+        }
+    }
+    (weekends > 0).then(|| Rhythm {
+        every: (span - weekends * 2 * DAY) / beats,
+        weekdays_only: true,
+    })
+}
+
+/// The interval a group's incidents recur at, when they do (see [`rhythm`]).
+pub fn recurrence(starts: &[Epoch]) -> Option<Epoch> {
+    rhythm(starts).map(|r| r.every)
+}
+
+const DAY: Epoch = 86_400;
+const FRIDAY: Epoch = 4;
+
+/// The day of the week of `t` in UTC, Monday 0 to Sunday 6 (1970-01-01 was a Thursday).
+fn day_of_week(t: Epoch) -> Epoch {
+    (t.div_euclid(DAY) + 3).rem_euclid(7)
+}
+
+fn is_weekend(t: Epoch) -> bool {
+    day_of_week(t) >= 5
 }
 
 /// Starts closer together than this are one incident.
@@ -119,14 +197,15 @@ fn incidents(starts: &[Epoch]) -> Vec<Epoch> {
     sorted
 }
 
-/// When the next incident of a recurring group is expected to begin: the first beat after `now` of the
-/// rhythm through the last start. `None` once two beats were missed (the job was fixed or stopped).
+/// When the next incident of a group recurring every `every` seconds is expected to begin: the first
+/// beat after `now` of the rhythm through the last start. `None` once two beats were missed (the job was
+/// fixed or stopped).
 pub fn next_expected(last_start: Epoch, every: Epoch, now: Epoch) -> Option<Epoch> {
-    if every <= 0 || now - last_start > 2 * every {
-        return None;
+    Rhythm {
+        every,
+        weekdays_only: false,
     }
-    let beats = (now - last_start).div_euclid(every) + 1;
-    Some(last_start + beats.max(1) * every)
+    .next_after(last_start, now)
 }
 
 /// A group's incident, as the state table knows it, at `now`.
@@ -136,7 +215,7 @@ pub fn summarize(state: &GroupState, now: Epoch) -> Option<IncidentSummary> {
     let resolved = state.incident.resolved_at;
     let mut starts: Vec<Epoch> = state.history.iter().copied().collect();
     starts.push(opened);
-    let every = recurrence(&starts);
+    let rhythm = rhythm(&starts);
     let last_start = starts.iter().copied().max().unwrap_or(opened);
     Some(IncidentSummary {
         id,
@@ -150,8 +229,8 @@ pub fn summarize(state: &GroupState, now: Epoch) -> Option<IncidentSummary> {
         time_to_recover_seconds: resolved.map(|r| r - opened),
         paged: state.incident.paged,
         incidents_seen: incidents(&starts).len(),
-        recurs_every_seconds: every,
-        next_expected_failure: every.and_then(|e| next_expected(last_start, e, now)),
+        recurs_every_seconds: rhythm.map(|r| r.every),
+        next_expected_failure: rhythm.and_then(|r| r.next_after(last_start, now)),
     })
 }
 
@@ -204,8 +283,6 @@ mod tests {
     use super::*;
     use crate::finding::example_finding as test_group;
 
-    const DAY: Epoch = 86_400;
-
     #[test]
     fn a_daily_job_recurs_and_its_next_failure_is_the_next_beat() {
         let t0 = 1_793_000_000;
@@ -233,6 +310,91 @@ mod tests {
         // Two near-simultaneous starts of one incident count once.
         assert_eq!(recurrence(&[t0, t0 + 30, t0 + DAY]), None);
         assert_eq!(recurrence(&[t0, t0 + 30, t0 + DAY, t0 + 2 * DAY]), Some(DAY));
+    }
+
+    /// 2026-11-02 was a Monday; a job starting at 09:00 UTC.
+    const MONDAY_9: Epoch = 1_793_610_000;
+
+    #[test]
+    fn a_weekday_job_recurs_daily_and_its_next_failure_skips_the_weekend() {
+        assert_eq!(day_of_week(MONDAY_9), 0);
+        // Monday to Friday, then Monday and Tuesday: gaps of 1, 1, 1, 1, 3, 1 days, a few minutes off.
+        let days = [0, 1, 2, 3, 4, 7, 8];
+        let jitter = [0, 120, -60, 300, 30, -240, 90];
+        let starts: Vec<Epoch> = days
+            .iter()
+            .zip(jitter)
+            .map(|(d, j)| MONDAY_9 + d * DAY + j)
+            .collect();
+        let r = rhythm(&starts).unwrap();
+        assert!(r.weekdays_only);
+        assert_eq!(r.every, (starts[6] - starts[0] - 2 * DAY) / 6);
+        assert_eq!(recurrence(&starts), Some(r.every));
+        // Seen the Tuesday evening: Wednesday's beat.
+        let wednesday = r.next_after(starts[6], starts[6] + 8 * 3600).unwrap();
+        assert_eq!(day_of_week(wednesday), 2);
+        // Monday to Friday only: no weekend crossed yet, so not a weekday job (and not a plain one).
+        assert_eq!(
+            rhythm(&starts[..5]),
+            Some(Rhythm {
+                every: (starts[4] - starts[0]) / 4,
+                weekdays_only: false
+            })
+        );
+        // Ending on a Friday: the next failure is on Monday, not Saturday.
+        let thu_fri_mon_tue_wed_thu_fri = [3, 4, 7, 8, 9, 10, 11].map(|d| MONDAY_9 + d * DAY);
+        let r = rhythm(&thu_fri_mon_tue_wed_thu_fri).unwrap();
+        assert_eq!(
+            r,
+            Rhythm {
+                every: DAY,
+                weekdays_only: true
+            }
+        );
+        let last = MONDAY_9 + 11 * DAY;
+        assert_eq!(
+            r.next_after(last, last),
+            Some(MONDAY_9 + 14 * DAY),
+            "Friday's next is Monday"
+        );
+        assert_eq!(r.next_after(last, MONDAY_9 + 13 * DAY), Some(MONDAY_9 + 14 * DAY));
+        // Monday's beat missed: Tuesday's; Tuesday's missed too: fixed or stopped.
+        assert_eq!(
+            r.next_after(last, MONDAY_9 + 14 * DAY + 60),
+            Some(MONDAY_9 + 15 * DAY)
+        );
+        assert_eq!(r.next_after(last, MONDAY_9 + 15 * DAY + 60), None);
+    }
+
+    #[test]
+    fn a_job_that_also_runs_at_weekends_or_misses_a_weekday_is_not_a_weekday_job() {
+        let at = |days: &[Epoch]| days.iter().map(|d| MONDAY_9 + d * DAY).collect::<Vec<_>>();
+        // A Saturday run among weekdays.
+        assert_eq!(rhythm(&at(&[3, 4, 5, 7, 8])), None);
+        // A weekday skipped (Wednesday): a two-day gap that is no weekend.
+        assert_eq!(rhythm(&at(&[0, 1, 3, 4, 7])), None);
+        // A three-day gap from a Tuesday is no weekend either.
+        assert_eq!(rhythm(&at(&[0, 1, 4, 7, 8])), None);
+        // Off by more than a tenth of a day across the weekend.
+        let mut late = at(&[3, 4, 7, 8]);
+        late[2] += DAY / 10 + 60;
+        assert_eq!(rhythm(&late), None);
+        // Every day including weekends is the plain daily rhythm.
+        assert_eq!(
+            rhythm(&at(&[3, 4, 5, 6, 7])),
+            Some(Rhythm {
+                every: DAY,
+                weekdays_only: false
+            })
+        );
+        // Weekly on Fridays is a plain rhythm too, never a weekday one.
+        assert_eq!(
+            rhythm(&at(&[4, 11, 18])),
+            Some(Rhythm {
+                every: 7 * DAY,
+                weekdays_only: false
+            })
+        );
     }
 
     #[test]

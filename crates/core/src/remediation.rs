@@ -102,6 +102,26 @@ fn refreshing_provider(client: Option<Client>, source: CredentialSource) -> Reme
               itself.",
         );
     }
+    if source == CredentialSource::Saml {
+        // No role profile or SDK provider can renew a SAML session: only a new assertion can.
+        return Remediation::new(
+            "Sign in through the identity provider again, through its CLI tool set up as a `credential_process`",
+            "a SAML session (Okta, Entra ID, AD FS) is renewed only with a fresh assertion from the identity \
+              provider, so neither the SDK nor the AWS CLI can renew it alone. Run the provider's tool \
+              (okta-aws-cli, saml2aws, gimme-aws-creds) as the profile's `credential_process` where it \
+              supports one, so it signs in again when the session ends, instead of exporting its keys into \
+              the shell; ask for a longer session (within the role's MaxSessionDuration) if a run needs one.",
+        );
+    }
+    if source == CredentialSource::FederationToken {
+        return Remediation::new(
+            "Have the broker issue a new GetFederationToken session before the current one expires",
+            "no SDK provider renews a federated user's session, as only the broker that called \
+              GetFederationToken with its long-term key can issue another. Have clients ask the broker \
+              again before the expiration it handed out (or on an ExpiredToken error) instead of keeping \
+              the first credentials for the life of the process.",
+        );
+    }
     if source == CredentialSource::InstanceProfile {
         return Remediation::new(
             "Let the SDK's default credential chain read the instance profile from IMDS",
@@ -203,15 +223,11 @@ fn source_note(source: CredentialSource) -> Option<&'static str> {
               the target role directly from a user or service identity.",
         ),
         CredentialSource::SessionToken => Some(
-            "GetSessionToken sessions last 12 hours by default and are renewed only by calling GetSessionToken \
-              again with the long-term key (and a fresh MFA code where MFA is required), so they do not suit an \
+            "A GetSessionToken session ends when the duration it was issued for runs out, and is renewed only \
+              by calling GetSessionToken again with the long-term key (and a fresh MFA code where MFA is required), so it does not suit an \
               unattended job: give the job a role its SDK renews by itself (an instance profile or task role, or \
               a profile with `role_arn` + `credential_source`). `mfa_serial` only helps a person at a terminal: \
               the SDK or CLI asks for a code at every renewal.",
-        ),
-        CredentialSource::FederationToken => Some(
-            "GetFederationToken sessions cannot be renewed by the SDK: the broker that issued them must issue \
-              new ones before the expiration.",
         ),
         CredentialSource::WebIdentity => Some(
             "For web identity, set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE and let the SDK's web identity \
@@ -294,6 +310,65 @@ mod tests {
         )
         .to_string();
         assert!(!plain.contains("mfa_serial"), "{plain}");
+    }
+
+    fn every_client() -> impl Iterator<Item = Option<Client>> {
+        Client::ALL.iter().copied().map(Some).chain([None])
+    }
+
+    #[test]
+    fn a_saml_session_is_not_told_to_use_a_role_profile() {
+        for client in every_client() {
+            let text = remediation(Verdict::StaleCache, CredentialSource::Saml, client).to_string();
+            for wrong in [
+                "role_arn",
+                "source_profile",
+                "role profile",
+                "AssumeRole response",
+            ] {
+                assert!(!text.contains(wrong), "{client:?}: {text}");
+            }
+            assert!(text.contains("identity provider"), "{client:?}: {text}");
+        }
+        // Negative case: a plain assume-role session of the CLI is.
+        let cli = remediation(
+            Verdict::StaleCache,
+            CredentialSource::AssumeRole,
+            Some(Client::AwsCliV2),
+        )
+        .to_string();
+        assert!(cli.contains("role_arn"), "{cli}");
+    }
+
+    #[test]
+    fn a_federation_token_session_is_renewed_by_its_broker_not_an_assume_role_provider() {
+        for client in every_client() {
+            let text =
+                remediation(Verdict::StaleCache, CredentialSource::FederationToken, client).to_string();
+            assert!(text.contains("broker"), "{client:?}: {text}");
+            for wrong in ["AssumeRole", "role_arn"] {
+                assert!(!text.contains(wrong), "{client:?}: {text}");
+            }
+        }
+        let java = remediation(
+            Verdict::StaleCache,
+            CredentialSource::AssumeRole,
+            Some(Client::JavaV1),
+        )
+        .to_string();
+        assert!(java.contains("AssumeRole response"), "{java}");
+    }
+
+    #[test]
+    fn a_session_token_text_does_not_assume_the_twelve_hour_default() {
+        // A 900 s GetSessionToken session gets the same text, so it must not say 12 h.
+        for client in every_client() {
+            let text = remediation(Verdict::StaleCache, CredentialSource::SessionToken, client).to_string();
+            for wrong in ["12 hours", "12 h", "twelve"] {
+                assert!(!text.contains(wrong), "{client:?}: {text}");
+            }
+            assert!(text.contains("GetSessionToken"), "{client:?}: {text}");
+        }
     }
 
     #[test]
