@@ -20,7 +20,7 @@ use crate::notice::{IncidentNotice, Notice, NoticeKind};
 use crate::ports::{AlertSink, Change, PortError, StateStore};
 use crate::record::{EnvelopeContext, Record};
 use crate::stats::{FailureStats, GroupKey, group_key};
-use crate::time::Epoch;
+use crate::time::{Epoch, parse_time};
 
 /// The EventBridge `source` of events put by `tokenwatch drill`.
 pub const DRILL_SOURCE: &str = "tokenwatch.drill";
@@ -50,8 +50,54 @@ pub struct Metrics {
     pub alerts_withheld: BTreeMap<Withheld, u64>,
     /// Issuing calls recorded.
     pub issuances: u64,
-    /// Events that could not be read.
-    pub unreadable: u64,
+    /// Events (or records inside one) dropped without effect, by reason: none is dropped uncounted.
+    pub dropped: BTreeMap<DropReason, u64>,
+}
+
+/// Why an event, or a record inside one, was dropped: a metric dimension, so a dashboard tells a
+/// stream of garbage from records the engine cannot time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The bytes are not JSON.
+    NotJson,
+    /// JSON, but no CloudTrail record, EventBridge event or wrapper.
+    NotAnEvent,
+    /// Wrapped deeper than [`crate::envelope::MAX_DEPTH`].
+    TooDeep,
+    /// A wrapper's string does not hold JSON.
+    UnreadableWrapped,
+    /// A record without `eventTime` (an envelope whose `detail` has none).
+    NoEventTime,
+    /// A record whose `eventTime` is not a time.
+    BadEventTime,
+    /// A timed record that is neither an expiry failure nor an issuing call: the event rule and the
+    /// engine's rules disagree (docs/rules.md).
+    NotAFailureOrIssuance,
+}
+
+impl DropReason {
+    /// The dimension value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NotJson => "not JSON",
+            DropReason::NotAnEvent => "not an event",
+            DropReason::TooDeep => "wrapped too deep",
+            DropReason::UnreadableWrapped => "unreadable wrapped JSON",
+            DropReason::NoEventTime => "no eventTime",
+            DropReason::BadEventTime => "unparsable eventTime",
+            DropReason::NotAFailureOrIssuance => "neither a failure nor an issuing call",
+        }
+    }
+
+    /// Why [`open`] could not read an event.
+    pub fn of(error: &OpenError) -> DropReason {
+        match error {
+            OpenError::NotJson(_) => DropReason::NotJson,
+            OpenError::NotAnEvent => DropReason::NotAnEvent,
+            OpenError::TooDeep => DropReason::TooDeep,
+            OpenError::Carried(_) => DropReason::UnreadableWrapped,
+        }
+    }
 }
 
 /// What happened to a batch.
@@ -63,6 +109,8 @@ pub struct Outcome {
     pub faults: Vec<String>,
     /// Events that could not be read, and why: dropped, never retried.
     pub unreadable: Vec<(usize, String)>,
+    /// Records of readable events dropped, and why (one entry per record): never retried.
+    pub skipped: Vec<(usize, DropReason)>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -101,13 +149,23 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             let records = match decode(bytes) {
                 Ok(r) => r,
                 Err(reason) => {
-                    out.metrics.unreadable += 1;
+                    *out.metrics.dropped.entry(DropReason::of(&reason)).or_default() += 1;
                     out.unreadable.push((index, reason.to_string()));
                     continue;
                 }
             };
             for (rec, env) in records {
                 let drill = env.source.as_deref() == Some(DRILL_SOURCE);
+                let untimed = match rec.event_time.get() {
+                    None => Some(DropReason::NoEventTime),
+                    Some(t) if parse_time(t).is_none() => Some(DropReason::BadEventTime),
+                    Some(_) => None,
+                };
+                if let Some(reason) = untimed {
+                    *out.metrics.dropped.entry(reason).or_default() += 1;
+                    out.skipped.push((index, reason));
+                    continue;
+                }
                 match classify(&rec, &env) {
                     Observation::Failure(failure) => match self.identify(failure).await {
                         Ok(failure) => {
@@ -124,7 +182,11 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                         }
                     },
                     Observation::Issuance(i) => issuances.push((index, i)),
-                    Observation::Other => {}
+                    Observation::Other => {
+                        let reason = DropReason::NotAFailureOrIssuance;
+                        *out.metrics.dropped.entry(reason).or_default() += 1;
+                        out.skipped.push((index, reason));
+                    }
                 }
             }
         }
@@ -832,6 +894,47 @@ mod tests {
         assert_eq!(out.unreadable.iter().map(|u| u.0).collect::<Vec<_>>(), vec![0, 1]);
         assert!(out.retry.is_empty());
         assert_eq!(rig.sink.notices().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_event_with_an_unparsable_event_time_is_no_longer_dropped_silently() {
+        let rig = Rig::new();
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut ev: Value = serde_json::from_slice(&failure_event("t1", 3800, "job")).unwrap();
+            f(&mut ev);
+            ev.to_string().into_bytes()
+        };
+        let events = vec![
+            with(&|e| e["detail"]["eventTime"] = json!("yesterday at noon")),
+            with(&|e| {
+                e["detail"].as_object_mut().unwrap().remove("eventTime");
+            }),
+            with(&|e| e["detail"]["errorCode"] = json!("AccessDenied")),
+            b"not json".to_vec(),
+            failure_event("t5", 3800, "job"),
+        ];
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert_eq!(
+            out.metrics.dropped,
+            BTreeMap::from([
+                (DropReason::NotJson, 1),
+                (DropReason::NoEventTime, 1),
+                (DropReason::BadEventTime, 1),
+                (DropReason::NotAFailureOrIssuance, 1),
+            ]),
+            "every drop is counted by its reason"
+        );
+        assert_eq!(
+            out.skipped,
+            vec![
+                (0, DropReason::BadEventTime),
+                (1, DropReason::NoEventTime),
+                (2, DropReason::NotAFailureOrIssuance)
+            ],
+            "and named for the log"
+        );
+        assert!(out.retry.is_empty(), "a drop is never retried");
+        assert_eq!(rig.docs().len(), 1, "the good event still pages");
     }
 
     #[tokio::test]

@@ -22,8 +22,8 @@ pub enum Metric {
     DuplicateFailures,
     /// Issuing calls recorded.
     IssuingCalls,
-    /// Events that could not be read.
-    UnreadableEvents,
+    /// Events, or records inside one, dropped without effect, by reason.
+    EventsDropped,
 }
 
 impl Metric {
@@ -36,7 +36,7 @@ impl Metric {
             Metric::AlertsWithheld => "AlertsWithheld",
             Metric::DuplicateFailures => "DuplicateFailures",
             Metric::IssuingCalls => "IssuingCalls",
-            Metric::UnreadableEvents => "UnreadableEvents",
+            Metric::EventsDropped => "EventsDropped",
         }
     }
 
@@ -45,8 +45,8 @@ impl Metric {
         match self {
             Metric::FailuresSeen | Metric::IncidentsOpened => Some("Verdict"),
             Metric::AlertsPublished => Some("Kind"),
-            Metric::AlertsWithheld => Some("Reason"),
-            Metric::DuplicateFailures | Metric::IssuingCalls | Metric::UnreadableEvents => None,
+            Metric::AlertsWithheld | Metric::EventsDropped => Some("Reason"),
+            Metric::DuplicateFailures | Metric::IssuingCalls => None,
         }
     }
 }
@@ -78,10 +78,10 @@ pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
     by(&mut out, now, Metric::AlertsWithheld, &m.alerts_withheld, |r| {
         r.as_str()
     });
+    by(&mut out, now, Metric::EventsDropped, &m.dropped, |r| r.as_str());
     for (metric, n) in [
         (Metric::DuplicateFailures, m.duplicates),
         (Metric::IssuingCalls, m.issuances),
-        (Metric::UnreadableEvents, m.unreadable),
     ] {
         if n > 0 {
             out.push(line(now, metric.name(), None, n));
@@ -117,5 +117,25 @@ mod tests {
         assert_eq!(plain["DuplicateFailures"], 2);
         assert_eq!(plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
         assert!(lines(&Metrics::default(), 0).is_empty());
+    }
+
+    #[test]
+    fn every_dropped_event_is_a_metric_by_reason() {
+        use tokenwatch_core::pipeline::DropReason;
+        let mut m = Metrics::default();
+        m.dropped.insert(DropReason::BadEventTime, 2);
+        m.dropped.insert(DropReason::NotJson, 1);
+        let out: Vec<Value> = lines(&m, 0)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1]["EventsDropped"], 2);
+        assert_eq!(out[1]["Reason"], "unparsable eventTime");
+        assert_eq!(
+            out[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Reason"]])
+        );
+        assert_eq!(out[0]["Reason"], "not JSON");
     }
 }

@@ -7,7 +7,7 @@ pub mod config;
 pub mod emf;
 
 use serde_json::{Value, json};
-use tokenwatch_core::pipeline::{Detector, Metrics};
+use tokenwatch_core::pipeline::{Detector, DropReason, Metrics, Outcome};
 use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
 use tokenwatch_core::time::Epoch;
 use tracing::{info, warn};
@@ -85,9 +85,7 @@ pub async fn handle<S: StateStore, A: AlertSink>(
         Invocation::Sqs(messages) => {
             let bodies: Vec<&[u8]> = messages.iter().map(|(_, body)| body.as_bytes()).collect();
             let out = detector.process(&bodies, now).await;
-            for (i, reason) in &out.unreadable {
-                warn!(message_id = messages[*i].0, %reason, "Skipped an event that is not a CloudTrail event.");
-            }
+            log_drops(&out, |i| messages[i].0);
             emit(&out.metrics, now);
             let failures: Vec<Value> = out
                 .retry
@@ -113,9 +111,7 @@ pub async fn handle<S: StateStore, A: AlertSink>(
             let bytes = payload.to_string();
             let out = detector.process(&[bytes.as_bytes()], now).await;
             let id = payload.get("id").and_then(Value::as_str).unwrap_or("");
-            for (_, reason) in &out.unreadable {
-                warn!(event_id = id, %reason, "Skipped an event that is not a CloudTrail event.");
-            }
+            log_drops(&out, |_| id);
             emit(&out.metrics, now);
             if out.retry.is_empty() {
                 Ok(json!({}))
@@ -125,6 +121,28 @@ pub async fn handle<S: StateStore, A: AlertSink>(
                     out.faults.join("; ")
                 )))
             }
+        }
+    }
+}
+
+/// A line for every event or record dropped (each is counted in `EventsDropped` as well), naming the
+/// message or event id that `id` gives for an event's index.
+fn log_drops<'a>(out: &Outcome, id: impl Fn(usize) -> &'a str) {
+    for (i, reason) in &out.unreadable {
+        warn!(message_id = id(*i), %reason, "Skipped an event that is not a CloudTrail event.");
+    }
+    for (i, reason) in &out.skipped {
+        match reason {
+            DropReason::NotAFailureOrIssuance => info!(
+                message_id = id(*i),
+                reason = reason.as_str(),
+                "Skipped a record that is neither an expiry failure nor an issuing call."
+            ),
+            _ => warn!(
+                message_id = id(*i),
+                reason = reason.as_str(),
+                "Skipped a record that cannot be timed."
+            ),
         }
     }
 }
