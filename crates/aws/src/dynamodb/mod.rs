@@ -40,7 +40,10 @@
 //! only at the caps or between two spellings of a principal); the principal's length is compared with
 //! `size()`, which counts UTF-8 bytes in DynamoDB as `str::len` does (moto counts characters; the two
 //! differ only for non-ASCII principals, which IAM does not allow); items past their `expires_at` are
-//! still read until DynamoDB deletes them (it does so lazily, within days).
+//! still read until DynamoDB deletes them (it does so lazily, within days). Group ids changed for two
+//! rare keys (`tokenwatch_core::incident::group_id`): an item an earlier version stored for a part
+//! written `-` is now the item of the key without that part (the earlier version wrote both alike), and one
+//! stored for a part cut at 256 bytes is reached by no key any more: the sweep skips it and it expires.
 
 mod expr;
 mod item;
@@ -692,7 +695,22 @@ impl StateStore for DynamoStore {
                 .await
                 .map_err(|e| from_sdk("dynamodb:Query", e))?;
             // The index is eventually consistent: an incident resolved a moment ago may still be listed.
-            open.extend(page.items().iter().map(decode_group).filter(GroupState::is_open));
+            for item in page.items() {
+                let mut state = decode_group(item);
+                if !state.is_open() {
+                    continue;
+                }
+                // The sweep pages and resolves through the key: an item no key leads to any more (stored
+                // under an id an earlier version gave a part longer than 256 bytes) is left to its TTL.
+                match stored_key(item, &state.key) {
+                    Some(key) => state.key = key,
+                    None => {
+                        debug!(key = ?state.key, "Skipped an open incident stored under an earlier group id.");
+                        continue;
+                    }
+                }
+                open.push(state);
+            }
             start = page.last_evaluated_key;
             if start.is_none() {
                 break;
@@ -732,6 +750,24 @@ impl StateStore for DynamoStore {
         groups.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(groups)
     }
+}
+
+/// The key whose group id is the item's `pk`: `key`, the parts it names, or, for an item an earlier version
+/// wrote, the same with a part written `-` read as absent (that version wrote both as `-`, and the item's
+/// id is now the absent part's: incident::group_id). `None` when neither leads to the item (an earlier
+/// version's id for a part longer than 256 bytes).
+fn stored_key(item: &Item, key: &GroupKey) -> Option<GroupKey> {
+    let pk = item.get(PK).and_then(|v| v.as_s().ok())?;
+    if group_pk(key) == *pk {
+        return Some(key.clone());
+    }
+    let absent = |p: &Option<String>| p.clone().filter(|p| p != "-");
+    let legacy = GroupKey {
+        account: absent(&key.account),
+        principal: absent(&key.principal),
+        session: absent(&key.session),
+    };
+    (group_pk(&legacy) == *pk).then_some(legacy)
 }
 
 /// The group update for an issuance: `capped` adds its time to the set while it holds fewer than

@@ -8,6 +8,7 @@
 mod common;
 mod concurrency;
 mod contract;
+mod group_ids;
 mod issuance_cap;
 mod mocks;
 mod sns;
