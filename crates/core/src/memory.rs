@@ -27,12 +27,43 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     failing: AtomicUsize,
     calls: AtomicUsize,
+    /// Groups every call about fails, and whether transiently.
+    broken: Mutex<HashMap<GroupKey, bool>>,
 }
 
 impl MemoryStore {
     /// The next `n` calls fail with a transient error.
     pub fn fail_next(&self, n: usize) {
         self.failing.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on every call about the group `key` fails, transiently or permanently (as an item at
+    /// DynamoDB's size limit does); [`MemoryStore::mend`] ends it.
+    pub fn break_group(&self, key: &GroupKey, transient: bool) {
+        self.broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), transient);
+    }
+
+    /// Calls about `key` work again.
+    pub fn mend(&self, key: &GroupKey) {
+        self.broken.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// [`MemoryStore::enter`] for a call about the group `key`.
+    fn enter_group(&self, key: &GroupKey) -> Result<std::sync::MutexGuard<'_, Inner>, PortError> {
+        let broken = self
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied();
+        match broken {
+            Some(true) => Err(PortError::transient("injected fault of the group")),
+            Some(false) => Err(PortError::permanent("injected permanent fault of the group")),
+            None => self.enter(),
+        }
     }
 
     /// Calls made so far.
@@ -63,7 +94,7 @@ fn stats_of<'a>(failures: impl Iterator<Item = &'a Failure>) -> FailureStats {
 
 impl StateStore for MemoryStore {
     async fn load(&self, key: &GroupKey) -> Result<Option<GroupState>, PortError> {
-        Ok(self.enter()?.groups.get(key).cloned())
+        Ok(self.enter_group(key)?.groups.get(key).cloned())
     }
 
     async fn record_failures(
@@ -72,7 +103,7 @@ impl StateStore for MemoryStore {
         failures: &[Failure],
         change: Change<'_>,
     ) -> Result<Option<Vec<usize>>, PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         let current = inner.groups.get(key).and_then(|g| g.incident.id.clone());
         if let Change::Restart { expected, .. } = change
             && current.as_ref() != expected
@@ -115,7 +146,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<(), PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         inner
             .sessions
             .entry(issuance.access_key_id.clone())
@@ -142,7 +173,7 @@ impl StateStore for MemoryStore {
         incident: &IncidentId,
         severity: Severity,
     ) -> Result<bool, PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         let Some(g) = inner.groups.get_mut(key) else {
             return Ok(false);
         };
@@ -160,7 +191,7 @@ impl StateStore for MemoryStore {
         severity: Severity,
         previous: Option<Severity>,
     ) -> Result<(), PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         if let Some(g) = inner.groups.get_mut(key)
             && g.incident.id.as_ref() == Some(incident)
             && g.incident.paged == Some(severity)
@@ -171,7 +202,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn resolve(&self, key: &GroupKey, incident: &IncidentId, at: Epoch) -> Result<bool, PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         let Some(g) = inner.groups.get_mut(key) else {
             return Ok(false);
         };
@@ -187,7 +218,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn unresolve(&self, key: &GroupKey, incident: &IncidentId, at: Epoch) -> Result<(), PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         if let Some(g) = inner.groups.get_mut(key)
             && g.incident.id.as_ref() == Some(incident)
             && g.incident.resolved_at == Some(at)

@@ -12,8 +12,8 @@ use crate::classify::{Failure, Issuance, Observation, classify};
 use crate::envelope::{OpenError, Opened, open};
 use crate::finding::{Finding, judge_stored};
 use crate::incident::{
-    BatchSession, Decision, GroupState, Placement, Policy, Withheld, decide, decide_drill, incident_id,
-    place, renewal_settled, resolved_by_quiet,
+    BatchSession, Decision, GroupState, Placement, Policy, Withheld, decide, decide_drill, group_id,
+    incident_id, place, renewal_settled, resolved_by_quiet,
 };
 use crate::model::{Severity, Verdict};
 use crate::notice::{IncidentNotice, Notice, NoticeKind};
@@ -42,6 +42,10 @@ pub struct Metrics {
     pub failures: BTreeMap<Verdict, u64>,
     /// Failures already recorded by an earlier delivery.
     pub duplicates: u64,
+    /// Port faults a retry may get past (throttling, timeouts, 5xx).
+    pub transient_faults: u64,
+    /// Port faults no retry gets past (validation, access denied, a missing table or topic).
+    pub permanent_faults: u64,
     /// Incidents opened, by verdict.
     pub incidents_opened: BTreeMap<Verdict, u64>,
     /// Notices published, by kind.
@@ -52,6 +56,16 @@ pub struct Metrics {
     pub issuances: u64,
     /// Events (or records inside one) dropped without effect, by reason: none is dropped uncounted.
     pub dropped: BTreeMap<DropReason, u64>,
+}
+
+impl Metrics {
+    fn count_fault(&mut self, error: &PortError) {
+        if error.is_transient() {
+            self.transient_faults += 1;
+        } else {
+            self.permanent_faults += 1;
+        }
+    }
 }
 
 /// Why an event, or a record inside one, was dropped: a metric dimension, so a dashboard tells a
@@ -100,13 +114,64 @@ impl DropReason {
     }
 }
 
+/// A port fault met while handling one group (or one issuing call, or one failure's identity), for the
+/// function's log and metrics. Each group's work is independent: a fault stops only its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The group's id ([`crate::incident::group_id`]), when the fault is one group's.
+    pub group: Option<String>,
+    /// A retry may succeed ([`PortError::is_transient`]).
+    pub transient: bool,
+    /// What failed.
+    pub message: String,
+}
+
+impl Fault {
+    fn of(group: Option<&GroupKey>, error: &PortError) -> Fault {
+        Fault {
+            group: group.map(group_id),
+            transient: error.is_transient(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.transient { "transient" } else { "permanent" };
+        match &self.group {
+            Some(g) => write!(f, "{kind} fault of group {g}: {}", self.message),
+            None => write!(f, "{kind} fault: {}", self.message),
+        }
+    }
+}
+
+/// What the scheduled sweep did.
+#[derive(Clone, Debug, Default)]
+pub struct SweepOutcome {
+    /// Open incidents looked at.
+    pub groups: usize,
+    /// Groups whose work hit a port fault: left as they were, tried again at the next sweep.
+    pub faults: Vec<Fault>,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl SweepOutcome {
+    /// Every group looked at failed (and there was one): nothing the sweep does can work, most likely
+    /// the stack's fault rather than one group's.
+    pub fn all_failed(&self) -> bool {
+        self.groups > 0 && self.faults.len() >= self.groups
+    }
+}
+
 /// What happened to a batch.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
     /// Indexes of events to deliver again: a port failed while handling them.
     pub retry: BTreeSet<usize>,
     /// Why events were left for retry (one entry per failed step), for the function's log.
-    pub faults: Vec<String>,
+    pub faults: Vec<Fault>,
     /// Events that could not be read, and why: dropped, never retried.
     pub unreadable: Vec<(usize, String)>,
     /// Records of readable events dropped, and why (one entry per record): never retried.
@@ -177,8 +242,9 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                             });
                         }
                         Err(e) => {
+                            out.metrics.count_fault(&e);
                             out.retry.insert(index);
-                            out.faults.push(e.to_string());
+                            out.faults.push(Fault::of(None, &e));
                         }
                     },
                     Observation::Issuance(i) => issuances.push((index, i)),
@@ -192,15 +258,18 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         }
         for (index, issuance) in issuances {
             if let Err(e) = self.on_issuance(&issuance, now, &mut out.metrics).await {
+                let key = group_key(&issuance.account, &issuance.principal, &issuance.session);
+                out.metrics.count_fault(&e);
                 out.retry.insert(index);
-                out.faults.push(e.to_string());
+                out.faults.push(Fault::of(Some(&key), &e));
             }
         }
         for (key, pending) in groups {
             let indexes: BTreeSet<usize> = pending.iter().map(|p| p.index).collect();
             if let Err(e) = self.on_failures(&key, pending, now, &mut out.metrics).await {
+                out.metrics.count_fault(&e);
                 out.retry.extend(indexes);
-                out.faults.push(e.to_string());
+                out.faults.push(Fault::of(Some(&key), &e));
             }
         }
         out
@@ -208,21 +277,38 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
 
     /// The scheduled sweep: pages held incidents whose wait is over, and ends incidents quiet for the
     /// cool-down or whose failures stopped with a newer session.
-    pub async fn sweep(&self, now: Epoch) -> Result<Metrics, PortError> {
-        let mut metrics = Metrics::default();
+    ///
+    /// Each group is handled on its own: a port fault of one is recorded in the outcome (and counted)
+    /// and the sweep goes on with the next; the next sweep tries it again. Only a failure to list the
+    /// open incidents fails the sweep as a whole.
+    pub async fn sweep(&self, now: Epoch) -> Result<SweepOutcome, PortError> {
+        let mut out = SweepOutcome::default();
         for state in self.store.open_incidents().await? {
-            if resolved_by_quiet(&state, self.policy, now) {
-                self.resolve(&state, now, &mut metrics).await?;
-                continue;
-            }
-            self.maybe_page(&state, false, now, &mut metrics).await?;
-            let failing = self.failing_session(&state).await?;
-            let issued = state.failing_session_issued_at(failing.as_ref());
-            if let Some(ended) = renewal_settled(&state, issued, now) {
-                self.resolve(&state, ended, &mut metrics).await?;
+            out.groups += 1;
+            if let Err(e) = self.sweep_group(&state, now, &mut out.metrics).await {
+                out.metrics.count_fault(&e);
+                out.faults.push(Fault::of(Some(&state.key), &e));
             }
         }
-        Ok(metrics)
+        Ok(out)
+    }
+
+    async fn sweep_group(
+        &self,
+        state: &GroupState,
+        now: Epoch,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
+        if resolved_by_quiet(state, self.policy, now) {
+            return self.resolve(state, now, metrics).await;
+        }
+        self.maybe_page(state, false, now, metrics).await?;
+        let failing = self.failing_session(state).await?;
+        let issued = state.failing_session_issued_at(failing.as_ref());
+        if let Some(ended) = renewal_settled(state, issued, now) {
+            self.resolve(state, ended, metrics).await?;
+        }
+        Ok(())
     }
 
     /// Fills in the identity of a failure that names only its access key, from the session index.
@@ -660,7 +746,7 @@ mod tests {
         let first = run(&rig, &batch, T0 + 3900).await;
         assert_eq!(first.retry.len(), 2);
         assert!(
-            first.faults.iter().any(|f| f.contains("injected fault")),
+            first.faults.iter().any(|f| f.message.contains("injected fault")),
             "the reason is kept for the log: {:?}",
             first.faults
         );
@@ -818,6 +904,72 @@ mod tests {
             rig.docs().len(),
             3,
             "failures after the resolution open a new incident"
+        );
+    }
+
+    fn job_key(session: &str) -> GroupKey {
+        group_key(
+            &Some("123456789012".into()),
+            &Some("etl".into()),
+            &Some(session.into()),
+        )
+    }
+
+    #[tokio::test]
+    async fn one_failing_group_no_longer_stalls_the_sweep() {
+        let rig = Rig::new();
+        // Three held incidents (failures at the lease boundary), the first of which the store fails on.
+        for session in ["a-job", "b-job", "c-job"] {
+            run(&rig, &[failure_event(session, 3605, session)], T0 + 3610).await;
+        }
+        assert!(rig.sink.notices().is_empty());
+        let due = T0 + 3605 + REFRESH_WINDOW + DELIVERY_ALLOWANCE;
+        for transient in [true, false] {
+            rig.store.break_group(&job_key("a-job"), transient);
+            let out = rig.detector().sweep(due).await.unwrap();
+            assert_eq!(out.groups, 3);
+            assert_eq!(out.faults.len(), 1, "{:?}", out.faults);
+            assert_eq!(out.faults[0].group.as_deref(), Some("123456789012|etl|a-job"));
+            assert_eq!(out.faults[0].transient, transient);
+            assert_eq!(
+                (out.metrics.transient_faults, out.metrics.permanent_faults),
+                if transient { (1, 0) } else { (0, 1) }
+            );
+            assert!(!out.all_failed());
+        }
+        let paged = |rig: &Rig| -> Vec<String> {
+            rig.sink
+                .notices()
+                .iter()
+                .filter_map(Notice::incident)
+                .map(|n| n.incident.group.clone())
+                .collect()
+        };
+        assert_eq!(
+            paged(&rig),
+            ["123456789012|etl|b-job", "123456789012|etl|c-job"],
+            "the groups after the failing one still page"
+        );
+        rig.store.mend(&job_key("a-job"));
+        let out = rig.detector().sweep(due + 300).await.unwrap();
+        assert!(out.faults.is_empty());
+        assert_eq!(
+            paged(&rig).last().map(String::as_str),
+            Some("123456789012|etl|a-job"),
+            "the next sweep pages it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sweep_where_every_group_fails_says_so() {
+        let rig = Rig::new();
+        run(&rig, &[failure_event("z1", 3605, "z-job")], T0 + 3610).await;
+        rig.store.break_group(&job_key("z-job"), false);
+        let out = rig.detector().sweep(T0 + 3605 + 3600).await.unwrap();
+        assert!(out.all_failed());
+        assert!(
+            !SweepOutcome::default().all_failed(),
+            "nothing open is no failure"
         );
     }
 

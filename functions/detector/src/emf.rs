@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use tokenwatch_core::pipeline::Metrics;
+use tokenwatch_core::pipeline::{Fault, Metrics};
 use tokenwatch_core::time::Epoch;
 use tokenwatch_process::emf::metric_line as line;
 
@@ -24,6 +24,11 @@ pub enum Metric {
     IssuingCalls,
     /// Events, or records inside one, dropped without effect, by reason.
     EventsDropped,
+    /// Port faults a retry may get past (the work is retried).
+    TransientFaults,
+    /// Port faults no retry gets past; the line lists the groups (`Groups`, not a dimension). The
+    /// template's `<stack>-permanent-faults` alarm fires on one.
+    PermanentFaults,
 }
 
 impl Metric {
@@ -37,6 +42,8 @@ impl Metric {
             Metric::DuplicateFailures => "DuplicateFailures",
             Metric::IssuingCalls => "IssuingCalls",
             Metric::EventsDropped => "EventsDropped",
+            Metric::TransientFaults => "TransientFaults",
+            Metric::PermanentFaults => "PermanentFaults",
         }
     }
 
@@ -46,13 +53,20 @@ impl Metric {
             Metric::FailuresSeen | Metric::IncidentsOpened => Some("Verdict"),
             Metric::AlertsPublished => Some("Kind"),
             Metric::AlertsWithheld | Metric::EventsDropped => Some("Reason"),
-            Metric::DuplicateFailures | Metric::IssuingCalls => None,
+            Metric::DuplicateFailures
+            | Metric::IssuingCalls
+            | Metric::TransientFaults
+            | Metric::PermanentFaults => None,
         }
     }
 }
 
-/// The lines for one batch's counters (zero counters are left out).
-pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
+/// Groups a `PermanentFaults` line names at most.
+const MAX_FAULT_GROUPS: usize = 20;
+
+/// The lines for one batch's (or sweep's) counters, zero counters left out; `faults` gives the groups
+/// the `PermanentFaults` line names.
+pub fn lines(m: &Metrics, faults: &[Fault], now: Epoch) -> Vec<String> {
     let mut out = Vec::new();
     fn by<K>(
         out: &mut Vec<String>,
@@ -82,9 +96,28 @@ pub fn lines(m: &Metrics, now: Epoch) -> Vec<String> {
     for (metric, n) in [
         (Metric::DuplicateFailures, m.duplicates),
         (Metric::IssuingCalls, m.issuances),
+        (Metric::TransientFaults, m.transient_faults),
     ] {
         if n > 0 {
             out.push(line(now, metric.name(), None, n));
+        }
+    }
+    if m.permanent_faults > 0 {
+        let line = line(now, Metric::PermanentFaults.name(), None, m.permanent_faults);
+        let groups: Vec<&str> = faults
+            .iter()
+            .filter(|f| !f.transient)
+            .filter_map(|f| f.group.as_deref())
+            .take(MAX_FAULT_GROUPS)
+            .collect();
+        // A property, not a dimension: the alarm reads the metric whole, and a group id per dimension
+        // value would be a metric per group.
+        match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(mut doc) if !groups.is_empty() => {
+                doc["Groups"] = serde_json::json!(groups);
+                out.push(doc.to_string());
+            }
+            _ => out.push(line),
         }
     }
     out
@@ -102,7 +135,7 @@ mod tests {
         m.alerts_published
             .insert(tokenwatch_core::notice::NoticeKind::Open, 1);
         m.duplicates = 2;
-        let out = lines(&m, 1_793_610_000);
+        let out = lines(&m, &[], 1_793_610_000);
         assert_eq!(out.len(), 3);
         let first: Value = serde_json::from_str(&out[0]).unwrap();
         assert_eq!(first["FailuresSeen"], 83);
@@ -116,7 +149,7 @@ mod tests {
         let plain: Value = serde_json::from_str(&out[2]).unwrap();
         assert_eq!(plain["DuplicateFailures"], 2);
         assert_eq!(plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
-        assert!(lines(&Metrics::default(), 0).is_empty());
+        assert!(lines(&Metrics::default(), &[], 0).is_empty());
     }
 
     #[test]
@@ -125,7 +158,7 @@ mod tests {
         let mut m = Metrics::default();
         m.dropped.insert(DropReason::BadEventTime, 2);
         m.dropped.insert(DropReason::NotJson, 1);
-        let out: Vec<Value> = lines(&m, 0)
+        let out: Vec<Value> = lines(&m, &[], 0)
             .iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
