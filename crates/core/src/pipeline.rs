@@ -168,9 +168,12 @@ impl SweepOutcome {
 /// What happened to a batch.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
-    /// Indexes of events to deliver again: a port failed while handling them.
+    /// Indexes of events to deliver again: a port failed transiently while handling them.
     pub retry: BTreeSet<usize>,
-    /// Why events were left for retry (one entry per failed step), for the function's log.
+    /// Indexes of events given up on: a permanent fault of their group, which a retry would meet again
+    /// (never also in `retry`). See [`Detector::process`].
+    pub abandoned: BTreeSet<usize>,
+    /// Every port fault met (one entry per failed step), for the function's log and metrics.
     pub faults: Vec<Fault>,
     /// Events that could not be read, and why: dropped, never retried.
     pub unreadable: Vec<(usize, String)>,
@@ -206,8 +209,18 @@ struct Pending {
 
 impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
     /// Handles a batch of events (each one EventBridge event, as bytes) at time `now`.
+    ///
+    /// Each group's work (and each issuing call's) is independent: a port fault stops only its own. A
+    /// transient fault leaves the group's events for retry. A permanent one (validation, an item at
+    /// DynamoDB's size limit, access denied) would fail every retry, so its group's events are given up
+    /// on (`abandoned`) when something else in the batch was written: the fault is that group's data.
+    /// When nothing in the batch could be written the fault is taken for the stack's (access denied, a
+    /// missing table or topic) and every event is left for retry, so that the dead-letter queue keeps
+    /// them for a redrive once it is fixed. Either way it is counted (`permanent_faults`) at once.
     pub async fn process(&self, events: &[&[u8]], now: Epoch) -> Outcome {
         let mut out = Outcome::default();
+        let mut failed: Vec<(BTreeSet<usize>, PortError, Option<GroupKey>)> = Vec::new();
+        let mut written = 0usize;
         let mut groups: BTreeMap<GroupKey, Vec<Pending>> = BTreeMap::new();
         let mut issuances: Vec<(usize, Issuance)> = Vec::new();
         for (index, bytes) in events.iter().enumerate() {
@@ -241,11 +254,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                                 drill,
                             });
                         }
-                        Err(e) => {
-                            out.metrics.count_fault(&e);
-                            out.retry.insert(index);
-                            out.faults.push(Fault::of(None, &e));
-                        }
+                        Err(e) => failed.push((BTreeSet::from([index]), e, None)),
                     },
                     Observation::Issuance(i) => issuances.push((index, i)),
                     Observation::Other => {
@@ -257,21 +266,35 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             }
         }
         for (index, issuance) in issuances {
-            if let Err(e) = self.on_issuance(&issuance, now, &mut out.metrics).await {
-                let key = group_key(&issuance.account, &issuance.principal, &issuance.session);
-                out.metrics.count_fault(&e);
-                out.retry.insert(index);
-                out.faults.push(Fault::of(Some(&key), &e));
+            match self.on_issuance(&issuance, now, &mut out.metrics).await {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    let key = group_key(&issuance.account, &issuance.principal, &issuance.session);
+                    failed.push((BTreeSet::from([index]), e, Some(key)));
+                }
             }
         }
         for (key, pending) in groups {
             let indexes: BTreeSet<usize> = pending.iter().map(|p| p.index).collect();
-            if let Err(e) = self.on_failures(&key, pending, now, &mut out.metrics).await {
-                out.metrics.count_fault(&e);
-                out.retry.extend(indexes);
-                out.faults.push(Fault::of(Some(&key), &e));
+            match self.on_failures(&key, pending, now, &mut out.metrics).await {
+                Ok(()) => written += 1,
+                Err(e) => failed.push((indexes, e, Some(key))),
             }
         }
+        let stack_fault = written == 0;
+        for (indexes, error, key) in failed {
+            out.metrics.count_fault(&error);
+            if error.is_transient() || stack_fault {
+                out.retry.extend(indexes);
+            } else {
+                out.abandoned.extend(indexes);
+            }
+            out.faults.push(Fault::of(key.as_ref(), &error));
+        }
+        // An event another group still needs is retried whole: its failures of the broken group are then
+        // refused again, and its other ones counted once (claims are per eventID).
+        let retry = &out.retry;
+        out.abandoned.retain(|i| !retry.contains(i));
         out
     }
 
@@ -958,6 +981,58 @@ mod tests {
             Some("123456789012|etl|a-job"),
             "the next sweep pages it"
         );
+    }
+
+    #[tokio::test]
+    async fn a_permanent_fault_of_one_group_is_no_longer_retried_into_the_dead_letter_queue() {
+        let rig = Rig::new();
+        rig.store.break_group(&job_key("bad"), false);
+        let batch = vec![
+            failure_event("p1", 3800, "bad"),
+            failure_event("p2", 3800, "good"),
+            failure_event("p3", 3801, "bad"),
+        ];
+        let out = run(&rig, &batch, T0 + 3900).await;
+        assert!(out.retry.is_empty(), "a retry would meet the same fault");
+        assert_eq!(out.abandoned, BTreeSet::from([0, 2]));
+        assert_eq!(out.metrics.permanent_faults, 1, "counted at once");
+        assert_eq!(out.faults.len(), 1);
+        assert_eq!(
+            (out.faults[0].group.as_deref(), out.faults[0].transient),
+            (Some("123456789012|etl|bad"), false)
+        );
+        assert_eq!(rig.docs().len(), 1, "the other group pages");
+
+        // A transient fault of the same group is still retried.
+        rig.store.break_group(&job_key("bad"), true);
+        let out = run(
+            &rig,
+            &[
+                failure_event("p4", 3802, "bad"),
+                failure_event("p5", 3802, "good"),
+            ],
+            T0 + 3910,
+        )
+        .await;
+        assert_eq!((out.retry, out.abandoned), (BTreeSet::from([0]), BTreeSet::new()));
+        assert_eq!(out.metrics.transient_faults, 1);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_fault_of_everything_in_the_batch_is_kept_for_retry_as_the_stacks() {
+        // Nothing could be written: access denied or a missing table, not one group's data. The messages
+        // go on to the dead-letter queue, from which they can be moved back once it is fixed.
+        let rig = Rig::new();
+        rig.store.break_group(&job_key("bad"), false);
+        let out = run(
+            &rig,
+            &[failure_event("q1", 3800, "bad"), failure_event("q2", 3801, "bad")],
+            T0 + 3900,
+        )
+        .await;
+        assert_eq!(out.retry, BTreeSet::from([0, 1]));
+        assert!(out.abandoned.is_empty());
+        assert_eq!(out.metrics.permanent_faults, 1, "and the alarm's metric at once");
     }
 
     #[tokio::test]

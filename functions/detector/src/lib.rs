@@ -108,7 +108,14 @@ pub async fn handle<S: StateStore, A: AlertSink>(
                 warn!(
                     failed = failures.len(),
                     of = messages.len(),
-                    "Messages left for retry after a transient fault."
+                    "Messages left for retry after a fault."
+                );
+            }
+            if !out.abandoned.is_empty() {
+                let given_up: Vec<&str> = out.abandoned.iter().map(|&i| messages[i].0).collect();
+                error!(
+                    message_ids = ?given_up,
+                    "Messages given up on after a permanent fault of their group (not retried)."
                 );
             }
             Ok(json!({ "batchItemFailures": failures }))
@@ -133,6 +140,12 @@ pub async fn handle<S: StateStore, A: AlertSink>(
             log_drops(&out, |_| id);
             log_faults(&out.faults);
             emit(&out.metrics, &out.faults, now);
+            if !out.abandoned.is_empty() {
+                error!(
+                    event_id = id,
+                    "Event given up on after a permanent fault of its group (not retried)."
+                );
+            }
             if out.retry.is_empty() {
                 Ok(json!({}))
             } else {
@@ -268,6 +281,39 @@ mod tests {
             ));
             assert!(handle(event, &d, NOW).await.is_ok());
             assert_eq!(sink.notices().len(), 1);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_permanent_fault_of_one_group_no_longer_sends_its_messages_to_the_dead_letter_queue() {
+        with_detector(|store, sink| async move {
+            let policy = Policy::default();
+            let d = Detector {
+                store: &store,
+                sink: &sink,
+                policy: &policy,
+            };
+            store.break_group(
+                &tokenwatch_core::stats::GroupKey {
+                    account: Some("123456789012".into()),
+                    principal: Some("etl".into()),
+                    session: Some("job".into()),
+                },
+                false,
+            );
+            let batch = sqs(&[
+                ("m1", failure("e1")),
+                ("m2", failure("o1").replace("job", "other")),
+                ("m3", failure("e2")),
+            ]);
+            let out = handle(batch, &d, NOW).await.unwrap();
+            assert_eq!(
+                out["batchItemFailures"],
+                json!([]),
+                "m1 and m3 are given up on, not retried five times"
+            );
+            assert_eq!(sink.notices().len(), 1, "the other group paged");
         })
         .await;
     }
