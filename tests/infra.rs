@@ -1977,6 +1977,34 @@ fn a_digest_that_stops_arriving_raises_the_digest_missing_alarm() {
 }
 
 #[test]
+fn sdk_calls_end_well_inside_the_functions_and_a_page_claim_outlives_its_invocation() {
+    // Regression: no SDK timeout, so a hung call ran into the function's timeout, which ended the
+    // invocation between claiming a page and publishing it; the claim had no end, so the page was lost.
+    let t = template("template.yaml");
+    let r = resources(&t);
+    let timeouts = tokenwatch_aws::Timeouts::DEFAULT;
+    let lease = tokenwatch_core::ports::PAGE_LEASE;
+    for function in ["DetectorFunction", "ReporterFunction"] {
+        let timeout = r[function]["Properties"]["Timeout"].as_u64().unwrap();
+        assert!(
+            timeouts.operation.as_secs() * 3 <= timeout,
+            "{function}: a call ends within a third of the function's {timeout} s"
+        );
+    }
+    let detector = r["DetectorFunction"]["Properties"]["Timeout"].as_i64().unwrap();
+    assert!(lease > detector, "a live invocation's claim is never taken over");
+    let visibility = r["EventQueue"]["Properties"]["VisibilityTimeout"]
+        .as_i64()
+        .unwrap();
+    assert!(lease < visibility, "the redelivered batch finds the claim over");
+    assert_eq!(
+        r["SweepSchedule"]["Properties"]["ScheduleExpression"], "rate(5 minutes)",
+        "and so does the next sweep"
+    );
+    assert!(lease < 300);
+}
+
+#[test]
 fn a_permanent_fault_raises_an_alarm_at_once_not_through_the_dead_letter_queue() {
     let t = template("template.yaml");
     let d = Deployed::new(t.clone(), &[]);

@@ -27,5 +27,5 @@ pub mod trail;
 
 pub use dynamodb::{DynamoStore, create_table};
 pub use eventbridge::{EventBus, caller_account};
-pub use sdk::{SdkOptions, sdk_config};
+pub use sdk::{SdkOptions, Timeouts, sdk_config};
 pub use sns::SnsAlertSink;

@@ -10,7 +10,7 @@ use crate::classify::{Failure, Issuance};
 use crate::incident::{GroupState, Incident, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use crate::model::Severity;
 use crate::notice::Notice;
-use crate::ports::{AlertSink, Change, PortError, StateStore};
+use crate::ports::{AlertSink, Change, PAGE_LEASE, PortError, StateStore};
 use crate::stats::{FailureStats, GroupKey};
 use crate::time::Epoch;
 
@@ -19,6 +19,8 @@ struct Inner {
     groups: HashMap<GroupKey, GroupState>,
     events: HashSet<String>,
     sessions: HashMap<String, Issuance>,
+    /// Each group's page claim: which incident, at what severity, until when.
+    claims: HashMap<GroupKey, (IncidentId, Severity, Epoch)>,
 }
 
 /// A [`StateStore`] in a mutex.
@@ -172,16 +174,43 @@ impl StateStore for MemoryStore {
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
+        now: Epoch,
     ) -> Result<bool, PortError> {
         let mut inner = self.enter_group(key)?;
-        let Some(g) = inner.groups.get_mut(key) else {
+        let Some(g) = inner.groups.get(key) else {
             return Ok(false);
         };
         if g.incident.id.as_ref() != Some(incident) || g.incident.paged.is_some_and(|p| p >= severity) {
             return Ok(false);
         }
-        g.incident.paged = Some(severity);
+        let held = inner
+            .claims
+            .get(key)
+            .is_some_and(|(i, s, until)| i == incident && *s >= severity && *until > now);
+        if held {
+            return Ok(false);
+        }
+        inner
+            .claims
+            .insert(key.clone(), (incident.clone(), severity, now + PAGE_LEASE));
         Ok(true)
+    }
+
+    async fn confirm_page(
+        &self,
+        key: &GroupKey,
+        incident: &IncidentId,
+        severity: Severity,
+    ) -> Result<(), PortError> {
+        let mut inner = self.enter_group(key)?;
+        if let Some(g) = inner.groups.get_mut(key)
+            && g.incident.id.as_ref() == Some(incident)
+            && g.incident.paged.is_none_or(|p| p < severity)
+        {
+            g.incident.paged = Some(severity);
+        }
+        release(&mut inner, key, incident, severity);
+        Ok(())
     }
 
     async fn release_page(
@@ -189,15 +218,9 @@ impl StateStore for MemoryStore {
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
-        previous: Option<Severity>,
     ) -> Result<(), PortError> {
         let mut inner = self.enter_group(key)?;
-        if let Some(g) = inner.groups.get_mut(key)
-            && g.incident.id.as_ref() == Some(incident)
-            && g.incident.paged == Some(severity)
-        {
-            g.incident.paged = previous;
-        }
+        release(&mut inner, key, incident, severity);
         Ok(())
     }
 
@@ -245,6 +268,17 @@ impl StateStore for MemoryStore {
             .collect();
         groups.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(groups)
+    }
+}
+
+/// Ends the claim of `incident` at `severity`, if it is the group's claim.
+fn release(inner: &mut Inner, key: &GroupKey, incident: &IncidentId, severity: Severity) {
+    if inner
+        .claims
+        .get(key)
+        .is_some_and(|(i, s, _)| i == incident && *s == severity)
+    {
+        inner.claims.remove(key);
     }
 }
 

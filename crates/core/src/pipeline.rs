@@ -3,8 +3,11 @@
 //!
 //! Safe to run concurrently and to retry: failures are counted once per `eventID` by the store, a page is
 //! published only by the caller that claimed it, and a claim whose publish failed is given back so the
-//! retry pages. An event that cannot be read is reported and dropped (never retried); an event whose
-//! handling hit a port error is reported for retry.
+//! retry pages. A claim is a lease ([`crate::ports::PAGE_LEASE`]) and a page counts as sent only once
+//! the sink took it, so an invocation that dies between claiming and publishing loses no page: delivery
+//! is at least once, with a stable [`Notice::alert_id`] to drop a repeat by. An event that cannot be
+//! read is counted, logged and dropped (never retried); an event whose handling hit a port error is
+//! reported for retry (a transient one) or given up on (a permanent one, see [`Detector::process`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -563,7 +566,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 return Ok(());
             }
         };
-        if !self.store.claim_page(&state.key, incident, severity).await? {
+        if !self.store.claim_page(&state.key, incident, severity, now).await? {
             *metrics.alerts_withheld.entry(Withheld::AlreadyPaged).or_default() += 1;
             return Ok(());
         }
@@ -579,14 +582,16 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             finding,
             drill,
         });
+        // Delivery is at least once: the claim is a lease, and `paged` is recorded only once SNS took
+        // the page. An invocation that dies in between (a timeout, out of memory, a crash) leaves a claim
+        // that runs out, and the retry or the next sweep pages again, with the same alert id.
         if let Err(e) = self.sink.publish(&notice).await {
-            self.store
-                .release_page(&state.key, incident, severity, state.incident.paged)
-                .await?;
+            // Best effort: should this fail too, the lease still ends the claim.
+            let _ = self.store.release_page(&state.key, incident, severity).await;
             return Err(e);
         }
         *metrics.alerts_published.entry(kind).or_default() += 1;
-        Ok(())
+        self.store.confirm_page(&state.key, incident, severity).await
     }
 
     async fn resolve(&self, state: &GroupState, at: Epoch, metrics: &mut Metrics) -> Result<(), PortError> {
@@ -620,6 +625,7 @@ mod tests {
     use super::*;
     use crate::assess::{DELIVERY_ALLOWANCE, REFRESH_WINDOW};
     use crate::memory::{MemoryStore, RecordingSink};
+    use crate::ports::PAGE_LEASE;
     use serde_json::{Value, json};
 
     const T0: Epoch = 1_793_606_400; // 2026-11-02T08:00:00Z
@@ -757,6 +763,105 @@ mod tests {
         assert_eq!(second.metrics.duplicates, 3, "the retry counted nothing twice");
         run(&rig, &batch, T0 + 3906).await;
         assert_eq!(rig.sink.notices().len(), 1);
+    }
+
+    /// A sink whose publish never returns: the Lambda deadline ends the invocation in it.
+    struct Hanging;
+    impl AlertSink for Hanging {
+        async fn publish(&self, _: &Notice) -> Result<(), PortError> {
+            std::future::pending().await
+        }
+    }
+
+    /// A sink that crashes the invocation in the middle of publishing.
+    struct Crashing;
+    impl AlertSink for Crashing {
+        async fn publish(&self, _: &Notice) -> Result<(), PortError> {
+            panic!("the invocation dies between claiming the page and publishing it")
+        }
+    }
+
+    fn stale_batch(prefix: &str) -> Vec<Vec<u8>> {
+        (0..3)
+            .map(|i| failure_event(&format!("{prefix}{i}"), 3800 + i, "job"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_claiming_and_publishing_no_longer_loses_the_page() {
+        let store = std::sync::Arc::new(MemoryStore::default());
+        let crashed = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let policy = Policy::default();
+                let detector = Detector {
+                    store: &*store,
+                    sink: &Crashing,
+                    policy: &policy,
+                };
+                let events = stale_batch("k");
+                let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+                detector.process(&refs, T0 + 3900).await
+            })
+            .await
+        };
+        assert!(crashed.unwrap_err().is_panic());
+        let (sink, policy) = (RecordingSink::default(), Policy::default());
+        let detector = Detector {
+            store: &*store,
+            sink: &sink,
+            policy: &policy,
+        };
+        let events = stale_batch("k");
+        let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        let early = detector.process(&refs, T0 + 3901).await;
+        assert!(
+            sink.notices().is_empty(),
+            "the claim holds while its claimer may be alive"
+        );
+        assert_eq!(early.metrics.alerts_withheld[&Withheld::AlreadyPaged], 1);
+        // SQS delivers the batch again after its visibility timeout, well after the lease.
+        let retry = detector.process(&refs, T0 + 3900 + 300).await;
+        assert!(retry.retry.is_empty());
+        assert_eq!(sink.notices().len(), 1, "the retry pages");
+        assert_eq!(retry.metrics.duplicates, 3, "and counts nothing twice");
+        detector.process(&refs, T0 + 3900 + 900).await;
+        detector.sweep(T0 + 3900 + 1200).await.unwrap();
+        assert_eq!(sink.notices().len(), 1, "exactly once more");
+    }
+
+    #[tokio::test]
+    async fn a_publish_that_never_returns_until_the_deadline_no_longer_loses_the_page() {
+        let store = MemoryStore::default();
+        let policy = Policy::default();
+        let hanging = Detector {
+            store: &store,
+            sink: &Hanging,
+            policy: &policy,
+        };
+        let events = stale_batch("h");
+        let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        // The Lambda deadline, standing in: the invocation is cut off inside the publish.
+        let cut = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            hanging.process(&refs, T0 + 3900),
+        )
+        .await;
+        assert!(cut.is_err());
+        let sink = RecordingSink::default();
+        let detector = Detector {
+            store: &store,
+            sink: &sink,
+            policy: &policy,
+        };
+        detector.sweep(T0 + 3900 + PAGE_LEASE - 1).await.unwrap();
+        assert!(sink.notices().is_empty(), "not while the lease holds");
+        // Even if the batch were never delivered again, the next sweep pages.
+        detector.sweep(T0 + 3900 + PAGE_LEASE).await.unwrap();
+        assert_eq!(sink.notices().len(), 1);
+        detector.process(&refs, T0 + 3900 + 300).await;
+        detector.sweep(T0 + 3900 + 600).await.unwrap();
+        assert_eq!(sink.notices().len(), 1, "exactly once more");
     }
 
     #[tokio::test]

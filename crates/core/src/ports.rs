@@ -76,6 +76,13 @@ impl PortError {
     }
 }
 
+/// Seconds a page claim holds ([`StateStore::claim_page`]). Longer than an invocation can live (the
+/// detector's timeout is 30 s), so a live claimer is never overtaken; shorter than the event queue's
+/// visibility timeout (300 s) and the sweep's period (5 min), so that the retry of an invocation that
+/// died between claiming and publishing, or the next sweep, finds the claim over and pages
+/// (tests/infra.rs holds the template to both).
+pub const PAGE_LEASE: i64 = 120;
+
 /// How a batch of new failures changes a group's stored state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change<'a> {
@@ -127,22 +134,36 @@ pub trait StateStore: Sync {
         access_key_id: &str,
     ) -> impl Future<Output = Result<Option<Issuance>, PortError>> + Send;
 
-    /// Claims the page of `incident` at `severity`: true for exactly one caller, and only while the
-    /// incident is current and was paged below `severity` (or not at all).
+    /// Claims the page of `incident` at `severity` for [`PAGE_LEASE`] seconds from `now`: true for one
+    /// caller at a time, and only while the incident is current, was paged (confirmed) below `severity`
+    /// or not at all, and no live claim of the incident at `severity` or above exists. A claim whose lease
+    /// ran out (its invocation died between claiming and publishing) is taken over, so no page is lost;
+    /// a claim below `severity` does not stand in an escalation's way.
     fn claim_page(
         &self,
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
+        now: Epoch,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
-    /// Gives a claim back when its alert could not be published, so that the retry pages.
+    /// Records that the page at `severity` was published (SNS accepted it): the incident's `paged`
+    /// rises to `severity` (never falls) and the caller's claim ends. Nothing changes if the incident is
+    /// no longer current.
+    fn confirm_page(
+        &self,
+        key: &GroupKey,
+        incident: &IncidentId,
+        severity: Severity,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Gives a claim back when its alert could not be published, so that the retry pages at once rather
+    /// than after the lease (which ends it anyway when this call fails too).
     fn release_page(
         &self,
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
-        previous: Option<Severity>,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Marks `incident` resolved at `at`: true for exactly one caller while it is current and open. The

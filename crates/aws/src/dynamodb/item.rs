@@ -76,6 +76,9 @@ pub(crate) const CLIENT_FIRST_PREFIX: &str = "client_first#";
 pub(crate) const ISSUED_TIMES: &str = "issued_times";
 pub(crate) const INCIDENT_ID: &str = "incident_id";
 pub(crate) const PAGED: &str = "paged";
+/// The live page claim: `<severity>:<incident id>` (a severity has no `:`), and until when it holds.
+pub(crate) const PAGE_CLAIM: &str = "page_claim";
+pub(crate) const PAGE_CLAIM_UNTIL: &str = "page_claim_until";
 pub(crate) const RESOLVED_AT: &str = "resolved_at";
 /// Number set: when the group's resolved incidents began.
 pub(crate) const HISTORY: &str = "history";

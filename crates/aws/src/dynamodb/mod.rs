@@ -16,7 +16,8 @@
 //! first failure's time and facts (`first_failure`, `first_access_key_id`, …), `last_failure`, each
 //! client's first sighting (`client_first#<client>`), string sets `source_ips`, `access_key_ids` and
 //! `call_names` (the `call#` names, whose `size()` the cap is checked on), the number set `issued_times`,
-//! and the incident: `incident_id`, `paged` (a severity), `resolved_at`. `open` = `"1"` exists only while
+//! and the incident: `incident_id`, `paged` (the highest severity published), `resolved_at`, and the
+//! page claim `page_claim` (`<severity>:<incident id>`) with its lease's end `page_claim_until`. `open` = `"1"` exists only while
 //! the incident is open (set when one starts, removed on resolve, set again on unresolve), so
 //! `open_incidents` is a query of the index, not a scan.
 //!
@@ -71,7 +72,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokenwatch_core::classify::{Failure, Issuance};
 use tokenwatch_core::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use tokenwatch_core::model::Severity;
-use tokenwatch_core::ports::{Change, PortError, StateStore};
+use tokenwatch_core::ports::{Change, PAGE_LEASE, PortError, StateStore};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
 use tokenwatch_core::time::Epoch;
 use tracing::{debug, warn};
@@ -597,26 +598,54 @@ impl StateStore for DynamoStore {
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
+        now: Epoch,
     ) -> Result<bool, PortError> {
         let mut e = Expr::default();
         let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
-        let paged = e.name(PAGED);
-        let lower: Vec<String> = Severity::ALL
-            .iter()
-            .filter(|s| **s < severity)
-            .map(|s| e.s(s.as_str()))
-            .collect();
         e.require(format!("{id} = {inc}"));
-        if lower.is_empty() {
-            e.require(format!("attribute_not_exists({paged})"));
-        } else {
-            e.require(format!(
-                "attribute_not_exists({paged}) OR {paged} IN ({})",
-                lower.join(", ")
-            ));
-        }
-        e.set(PAGED, s(severity.as_str()));
+        paged_below(&mut e, severity);
+        let (claim, until, t) = (e.name(PAGE_CLAIM), e.name(PAGE_CLAIM_UNTIL), e.n(now));
+        let blocking: Vec<String> = Severity::ALL
+            .iter()
+            .filter(|s| **s >= severity)
+            .map(|s| e.s(claim_text(incident, *s)))
+            .collect();
+        e.require(format!(
+            "attribute_not_exists({claim}) OR {until} <= {t} OR NOT ({claim} IN ({}))",
+            blocking.join(", ")
+        ));
+        e.set(PAGE_CLAIM, s(claim_text(incident, severity)));
+        e.set(PAGE_CLAIM_UNTIL, n(now + PAGE_LEASE));
         self.update_group(key, e).await
+    }
+
+    async fn confirm_page(
+        &self,
+        key: &GroupKey,
+        incident: &IncidentId,
+        severity: Severity,
+    ) -> Result<(), PortError> {
+        // One call when the claim is this caller's (or gone), as it almost always is; otherwise `paged`
+        // rises without touching another caller's claim, and a claim of this caller's that is left (the
+        // page was recorded meanwhile) ends on its own.
+        let raise = |with_claim: bool| {
+            let mut e = Expr::default();
+            let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
+            e.require(format!("{id} = {inc}"));
+            paged_below(&mut e, severity);
+            if with_claim {
+                let (claim, mine) = (e.name(PAGE_CLAIM), e.s(claim_text(incident, severity)));
+                e.require(format!("attribute_not_exists({claim}) OR {claim} = {mine}"));
+                e.remove(PAGE_CLAIM);
+                e.remove(PAGE_CLAIM_UNTIL);
+            }
+            e.set(PAGED, s(severity.as_str()));
+            e
+        };
+        if self.update_group(key, raise(true)).await? || self.update_group(key, raise(false)).await? {
+            return Ok(());
+        }
+        self.release_page(key, incident, severity).await
     }
 
     async fn release_page(
@@ -624,16 +653,12 @@ impl StateStore for DynamoStore {
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
-        previous: Option<Severity>,
     ) -> Result<(), PortError> {
         let mut e = Expr::default();
-        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
-        let (paged, sev) = (e.name(PAGED), e.s(severity.as_str()));
-        e.require(format!("{id} = {inc} AND {paged} = {sev}"));
-        match previous {
-            Some(p) => e.set(PAGED, s(p.as_str())),
-            None => e.remove(PAGED),
-        }
+        let (claim, mine) = (e.name(PAGE_CLAIM), e.s(claim_text(incident, severity)));
+        e.require(format!("{claim} = {mine}"));
+        e.remove(PAGE_CLAIM);
+        e.remove(PAGE_CLAIM_UNTIL);
         self.update_group(key, e).await.map(|_| ())
     }
 
@@ -750,6 +775,29 @@ impl StateStore for DynamoStore {
         groups.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(groups)
     }
+}
+
+/// Requires the incident to have been paged below `severity`, or not at all.
+fn paged_below(e: &mut Expr, severity: Severity) {
+    let paged = e.name(PAGED);
+    let lower: Vec<String> = Severity::ALL
+        .iter()
+        .filter(|s| **s < severity)
+        .map(|s| e.s(s.as_str()))
+        .collect();
+    if lower.is_empty() {
+        e.require(format!("attribute_not_exists({paged})"));
+    } else {
+        e.require(format!(
+            "attribute_not_exists({paged}) OR {paged} IN ({})",
+            lower.join(", ")
+        ));
+    }
+}
+
+/// A page claim as stored: which incident, at what severity.
+fn claim_text(incident: &IncidentId, severity: Severity) -> String {
+    format!("{severity}:{incident}")
 }
 
 /// The key whose group id is the item's `pk`: `key`, the parts it names, or, for an item an earlier version

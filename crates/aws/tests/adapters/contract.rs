@@ -6,7 +6,7 @@ use tokenwatch_core::classify::{Failure, Issuance};
 use tokenwatch_core::incident::{IncidentId, MAX_HISTORY, incident_id};
 use tokenwatch_core::memory::MemoryStore;
 use tokenwatch_core::model::{Client, Severity, StsCall};
-use tokenwatch_core::ports::{Change, StateStore};
+use tokenwatch_core::ports::{Change, PAGE_LEASE, StateStore};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
 use tokenwatch_testkit::Emulator;
 
@@ -93,34 +93,81 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     );
     let state = step!("load", store.load(&k));
 
-    step!("page high", store.claim_page(&k, &inc1, Severity::High));
-    step!("page high again", store.claim_page(&k, &inc1, Severity::High));
+    // Page claims are leases: held for PAGE_LEASE, taken over after it (the claimer died before
+    // publishing), and only a confirmed page is recorded as paged.
+    let t = T0 + 4000;
+    assert!(step!("page high", store.claim_page(&k, &inc1, Severity::High, t)));
+    assert!(!step!(
+        "page high again while the claim holds",
+        store.claim_page(&k, &inc1, Severity::High, t + 1)
+    ));
     step!(
-        "page medium after high",
-        store.claim_page(&k, &inc1, Severity::Medium)
+        "page medium while high is claimed",
+        store.claim_page(&k, &inc1, Severity::Medium, t + 1)
+    );
+    step!("load while claimed: not paged yet", store.load(&k));
+    assert!(step!(
+        "a live lower claim does not block an escalation",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 2)
+    ));
+    step!(
+        "the high claimer confirms: paged rises, the critical claim stays",
+        store.confirm_page(&k, &inc1, Severity::High)
+    );
+    step!("load after the high page", store.load(&k));
+    step!(
+        "critical while its claim holds",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 3)
     );
     step!(
-        "page another incident",
-        store.claim_page(&k, &inc("not-the-incident"), Severity::Critical)
-    );
-    step!(
-        "page a group never seen",
-        store.claim_page(&key("nobody"), &inc1, Severity::Critical)
-    );
-    step!(
-        "escalate to critical",
-        store.claim_page(&k, &inc1, Severity::Critical)
-    );
-    step!(
-        "release critical back to high",
-        store.release_page(&k, &inc1, Severity::Critical, Some(Severity::High))
+        "release critical",
+        store.release_page(&k, &inc1, Severity::Critical)
     );
     step!(
         "release what is not held",
-        store.release_page(&k, &inc1, Severity::Critical, None)
+        store.release_page(&k, &inc1, Severity::Critical)
     );
-    step!("load after release", store.load(&k));
-    step!("escalate again", store.claim_page(&k, &inc1, Severity::Critical));
+    step!(
+        "critical after the release",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 4)
+    );
+    assert!(!step!(
+        "critical while the lease holds (the claimer died)",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 4 + PAGE_LEASE - 1)
+    ));
+    assert!(step!(
+        "critical once the lease ran out: taken over",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 4 + PAGE_LEASE)
+    ));
+    step!(
+        "confirm critical",
+        store.confirm_page(&k, &inc1, Severity::Critical)
+    );
+    step!(
+        "a late confirm of high changes nothing",
+        store.confirm_page(&k, &inc1, Severity::High)
+    );
+    step!(
+        "page high after critical",
+        store.claim_page(&k, &inc1, Severity::High, t + 500)
+    );
+    assert!(!step!(
+        "page critical again, long after",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 9999)
+    ));
+    step!(
+        "page another incident",
+        store.claim_page(&k, &inc("not-the-incident"), Severity::Critical, t)
+    );
+    step!(
+        "confirm another incident",
+        store.confirm_page(&k, &inc("not-the-incident"), Severity::Critical)
+    );
+    step!(
+        "page a group never seen",
+        store.claim_page(&key("nobody"), &inc1, Severity::Critical, t)
+    );
+    step!("load after the pages", store.load(&k));
     step!("open incidents", store.open_incidents());
 
     step!("resolve", store.resolve(&k, &inc1, T0 + 9000));
@@ -158,6 +205,12 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     };
     step!("restart", store.record_failures(&k, &restart, fresh));
     step!("load after restart", store.load(&k));
+    step!(
+        "the new incident is claimed whatever the old one's claims",
+        store.claim_page(&k, &inc2, Severity::Critical, t + 10_000)
+    );
+    step!("and confirmed", store.confirm_page(&k, &inc2, Severity::Critical));
+    step!("load after paging the new incident", store.load(&k));
     let more = vec![
         failure("e10", 20_000, "dynamodb:Query"),
         failure("e12", 20_120, "s3:PutObject"),

@@ -12,3 +12,4 @@ mod group_ids;
 mod issuance_cap;
 mod mocks;
 mod sns;
+mod timeouts;
