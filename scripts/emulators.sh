@@ -77,7 +77,12 @@ start() {
   ministack_port=$(free_port)
 
   # `9>&-`: the emulators must not inherit the lock, or they would hold it for as long as they run.
-  .venv-moto/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$DIR/moto.log" 2>&1 9>&- &
+  # moto_server with a deeper recursion limit: moto's update-expression parser recurses once per action,
+  # and at Python's default limit an update of some 180 actions fails with a RecursionError (HTTP 500).
+  # DynamoDB takes any number of actions within its 4 KB expression limit, and the restart of a group with
+  # a hundred event names writes about 160.
+  .venv-moto/bin/python -c 'import sys; sys.setrecursionlimit(10000); from moto.server import main; sys.exit(main())' \
+    -H 127.0.0.1 -p "$moto_port" >"$DIR/moto.log" 2>&1 9>&- &
   echo $! >"$DIR/moto.pid"
   # ministack binds 0.0.0.0 unless told otherwise, and writes under TMPDIR / S3_DATA_DIR.
   BIND_HOST=127.0.0.1 GATEWAY_PORT="$ministack_port" S3_DATA_DIR="$PWD/$DIR/ministack-data/s3" \

@@ -227,10 +227,16 @@ pub fn storm<S: StateStore, A: AlertSink>(
     failures: usize,
     runtime: &tokio::runtime::Handle,
 ) {
-    let base = parse_time("2026-11-02T08:00:00Z").unwrap();
+    // The session was issued three hours ago. Not at a fixed date: ministack deletes a group 30 days after
+    // its last failure (its TTL), so a storm dated 2026-11-02 vanished mid-test from 2026-12-02 on.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as Epoch;
+    let base = now - 3 * 3600;
     let mut events: Vec<Vec<u8>> = (0..failures)
         .flat_map(|i| {
-            let e = storm_event(i, base + 3700 + (i as i64 % 1800)).into_bytes();
+            let e = storm_event(i, base + 3700 + (i as i64 % 1800), base).into_bytes();
             [e.clone(), e]
         })
         .collect();
@@ -264,7 +270,8 @@ pub fn storm<S: StateStore, A: AlertSink>(
     });
 }
 
-pub fn storm_event(i: usize, t: Epoch) -> String {
+/// Failure `i` of the storm, at `t`, of a session issued at `issued`.
+pub fn storm_event(i: usize, t: Epoch, issued: Epoch) -> String {
     json!({"version": "0", "id": format!("eb-{i}"), "detail-type": "AWS API Call via CloudTrail", "source": "aws.dynamodb",
         "account": "123456789012", "region": "eu-west-1",
         "detail": {"eventTime": tokenwatch_core::time::format_time(t), "eventSource": "dynamodb.amazonaws.com",
@@ -273,7 +280,7 @@ pub fn storm_event(i: usize, t: Epoch) -> String {
             "userIdentity": {"type": "AssumedRole", "principalId": "AROAEXAMPLE:ingest", "accessKeyId": "ASIASTORMEXAMPLE0001",
                 "arn": "arn:aws:sts::123456789012:assumed-role/ingest-role/ingest",
                 "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::123456789012:role/ingest-role"},
-                    "attributes": {"creationDate": "2026-11-02T08:00:00Z"}}}}})
+                    "attributes": {"creationDate": tokenwatch_core::time::format_time(issued)}}}}})
     .to_string()
 }
 

@@ -73,13 +73,13 @@ pub fn envelope_problems(r: &Received, topic_arn: &str) -> Vec<String> {
         None => problems.push("no MessageAttributes".into()),
         Some(attributes) => {
             for name in [
+                "alert_id",
                 "kind",
                 "severity",
                 "verdict",
                 "account",
                 "principal",
                 "credential_source",
-                "alert_id",
             ] {
                 if !attributes.contains_key(name) {
                     problems.push(format!("attribute {name} is missing"));
@@ -87,7 +87,7 @@ pub fn envelope_problems(r: &Received, topic_arn: &str) -> Vec<String> {
             }
             for (name, v) in attributes {
                 let value = v["Value"].as_str().unwrap_or_default();
-                // The alert id is the one attribute made to be longer (Notice::alert_id: 600).
+                // The alert id is as long as uniqueness needs (at most 600, docs/contract.md "Alerts").
                 let max = if name == "alert_id" { 600 } else { 256 };
                 if v["Type"] != "String"
                     || value.len() > max

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 use tokenwatch_core::classify::is_expiry;
-use tokenwatch_core::events::drill_event;
 use tokenwatch_core::pipeline::DRILL_SOURCE;
 use tokenwatch_testkit::{Emulator, Queue, scenarios, unique};
 
@@ -697,14 +696,6 @@ fn config_variables(crate_dir: &Path) -> BTreeSet<String> {
     read
 }
 
-/// Variables the template sets before a function's configuration reads them: (variable, function, why).
-/// Once config.rs reads one, it is simply part of what the function reads.
-const SET_AHEAD: [(&str, &str, &str); 1] = [(
-    "DRILL_ROLE_ARN",
-    "DetectorFunction",
-    "the drill role's ARN, by which the detector is to recognise a real drill's sessions",
-)];
-
 #[test]
 fn each_function_environment_is_what_its_configuration_reads() {
     let t = template("template.yaml");
@@ -726,16 +717,7 @@ fn each_function_environment_is_what_its_configuration_reads() {
         );
         // The Lambda runtime sets AWS_REGION (and reserves it).
         let by_runtime = BTreeSet::from(["AWS_REGION".to_owned()]);
-        let ahead: BTreeSet<String> = SET_AHEAD
-            .iter()
-            .filter(|(_, function, _)| *function == id)
-            .map(|(variable, _, _)| (*variable).to_owned())
-            .collect();
-        assert!(
-            ahead.is_subset(&set),
-            "{id}: SET_AHEAD names {ahead:?}, not all set"
-        );
-        let want: BTreeSet<String> = read.difference(&by_runtime).chain(&ahead).cloned().collect();
+        let want: BTreeSet<String> = read.difference(&by_runtime).cloned().collect();
         assert_eq!(set, want, "{id}: template variables vs config.rs constants");
         let vars = &props["Environment"]["Variables"];
         assert_eq!(vars["TABLE_NAME"], reference("StateTable"), "{id}");
@@ -797,9 +779,21 @@ fn parameters_are_described_and_default_to_safe_values() {
     assert_eq!(defaults["Cooldown"], "1h");
     assert_eq!(defaults["Suppressions"], "[]");
     assert_eq!(defaults["AlertFormat"], "standard");
+    assert_eq!(defaults["RunbookUrl"], "", "no runbook link unless given one");
+    let runbook = regex::Regex::new(&format!(
+        "^(?:{})$",
+        t["Parameters"]["RunbookUrl"]["AllowedPattern"].as_str().unwrap()
+    ))
+    .unwrap();
+    assert!(runbook.is_match("https://wiki.example.com/tokenwatch/{verdict}"));
+    assert!(!runbook.is_match("http://wiki.example.com/{verdict}") && !runbook.is_match("https://a b"));
     assert_eq!(defaults["AlertEmail"], "");
     assert_eq!(defaults["AlertHttpsEndpoint"], "");
     assert_eq!(defaults["ForwarderOrganizationId"], "");
+    assert_eq!(
+        defaults["DrillAccounts"], "",
+        "drills of the stack's own account only"
+    );
     assert_eq!(defaults["DigestSchedule"], "cron(0 9 * * ? *)");
     assert_eq!(defaults["DigestSince"], "24h");
     assert_eq!(defaults["DigestMinSeverity"], "low");
@@ -892,133 +886,97 @@ fn needed(event: &Value) -> bool {
     failure || issuance
 }
 
-fn cloudtrail(source: &str, detail_type: &str, detail: Value) -> Value {
-    json!({"version": "0", "detail-type": detail_type, "source": source, "account": "123456789012",
-           "region": "us-east-1", "resources": [], "detail": detail})
+/// The bundled events (infra/pattern-events.json, which `tokenwatch doctor` also tests the deployed rule
+/// with): healthy traffic, look-alikes and every expiry-family shape, each marked whether the rule must
+/// match it.
+fn pattern_events() -> (Value, Vec<(String, bool, Value)>) {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(infra_dir().join("pattern-events.json")).unwrap())
+            .unwrap();
+    let events = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["match"].as_bool().unwrap(),
+                e["event"].clone(),
+            )
+        })
+        .collect();
+    (doc["pattern"].clone(), events)
 }
 
-fn call(service: &str, name: &str, code: Option<&str>, message: Option<&str>) -> Value {
-    let mut d = json!({
-        "eventVersion": "1.09", "eventTime": "2026-11-20T10:00:00Z", "eventSource": format!("{service}.amazonaws.com"),
-        "eventName": name, "awsRegion": "us-east-1", "eventID": format!("infra-{service}-{name}-{code:?}"),
-        "recipientAccountId": "123456789012",
-        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::123456789012:assumed-role/app/s1",
-                         "accessKeyId": "ASIAINFRATESTEXAMPLE"}
-    });
-    if let Some(c) = code {
-        d["errorCode"] = json!(c);
+#[test]
+fn the_bundled_events_are_the_rule_s_own_and_marked_as_the_detector_needs_them() {
+    let (pattern, events) = pattern_events();
+    let t = template("template.yaml");
+    assert_eq!(
+        pattern,
+        pipeline(&t).rule.1["Properties"]["EventPattern"],
+        "infra/pattern-events.json holds the template's pattern"
+    );
+    let mut kinds = BTreeSet::new();
+    for (name, must_match, event) in &events {
+        assert_eq!(needed(event), *must_match, "{name}");
+        for field in [
+            "version",
+            "id",
+            "detail-type",
+            "source",
+            "account",
+            "time",
+            "region",
+            "resources",
+            "detail",
+        ] {
+            assert!(
+                event.get(field).is_some(),
+                "{name}: TestEventPattern needs {field}"
+            );
+        }
+        let d = &event["detail"];
+        let kind = if event["source"] == DRILL_SOURCE {
+            "drill"
+        } else if !must_match {
+            "must not match"
+        } else if d.get("errorCode").is_some() || d.get("errorMessage").is_some() {
+            "failure"
+        } else {
+            "issuance"
+        };
+        kinds.insert((kind, d["eventName"].as_str().unwrap_or_default().to_owned()));
     }
-    if let Some(m) = message {
-        d["errorMessage"] = json!(m);
+    // Each issuing call, failures of both protocols' codes, a drill, and the look-alikes the issue names.
+    for call in ISSUING_CALLS {
+        assert!(kinds.contains(&("issuance", call.to_owned())), "{call}");
     }
-    cloudtrail(&format!("aws.{service}"), "AWS API Call via CloudTrail", d)
-}
-
-/// Healthy traffic, look-alikes and edge cases of the expiry family the samples do not cover.
-fn edge_events() -> Vec<(&'static str, Value)> {
-    const EXPIRED: &str = "The security token included in the request is expired";
-    let spoof = {
-        let mut e = call("s3", "ListBuckets", Some("ExpiredToken"), Some(EXPIRED));
-        e["source"] = json!("my.app");
-        e
-    };
-    let console = {
-        let mut e = call("signin", "ConsoleLogin", Some("ExpiredToken"), Some(EXPIRED));
-        e["detail-type"] = json!("AWS Console Sign In via CloudTrail");
-        e
-    };
-    vec![
-        ("ListBuckets ok", call("s3", "ListBuckets", None, None)),
-        (
-            "GetObject AccessDenied",
-            call("s3", "GetObject", Some("AccessDenied"), Some("Access Denied")),
-        ),
-        (
-            "AccessDenied saying expired",
-            call("s3", "GetObject", Some("AccessDenied"), Some(EXPIRED)),
-        ),
-        (
-            "throttled saying expired",
-            call("ssm", "GetParameters", Some("ThrottlingException"), Some(EXPIRED)),
-        ),
-        (
-            "InvalidClientTokenId",
-            call("sts", "GetCallerIdentity", Some("InvalidClientTokenId"), None),
-        ),
-        (
-            "Client.RequestExpired",
-            call("ec2", "DescribeInstances", Some("Client.RequestExpired"), None),
-        ),
-        (
-            "Server.ExpiredToken",
-            call("ec2", "DescribeVolumes", Some("Server.ExpiredToken"), None),
-        ),
-        (
-            "service-prefixed",
-            call("foo", "List", Some("FooExpiredTokenException"), None),
-        ),
-        (
-            "RequestExpiredX",
-            call("ec2", "DescribeTags", Some("RequestExpiredX"), None),
-        ),
-        (
-            "ExpiredIterator",
-            call(
-                "kinesis",
-                "GetRecords",
-                Some("ExpiredIteratorException"),
-                Some("Iterator expired"),
-            ),
-        ),
-        (
-            "message only",
-            call("s3", "GetObject", None, Some("The provided token has expired.")),
-        ),
-        (
-            "capitalised message",
-            call(
-                "foo",
-                "Get",
-                Some("TokenExpired"),
-                Some("Security token included in the request is expired"),
-            ),
-        ),
-        (
-            "must be refreshed",
-            call(
-                "s3",
-                "GetObject",
-                Some("TokenRefreshRequired"),
-                Some("The provided token must be refreshed."),
-            ),
-        ),
-        ("AssumeRole ok", call("sts", "AssumeRole", None, None)),
-        (
-            "AssumeRole denied",
-            call("sts", "AssumeRole", Some("AccessDenied"), Some("not authorized")),
-        ),
-        ("GetSessionToken ok", call("sts", "GetSessionToken", None, None)),
-        (
-            "GetFederationToken ok",
-            call("sts", "GetFederationToken", None, None),
-        ),
-        (
-            "GetCallerIdentity ok",
-            call("sts", "GetCallerIdentity", None, None),
-        ),
-        (
-            "web identity token expired",
-            call(
-                "sts",
-                "AssumeRoleWithWebIdentity",
-                Some("ExpiredTokenException"),
-                None,
-            ),
-        ),
-        ("spoofed source", spoof),
-        ("console sign-in", console),
-        ("drill", drill_event("123456789012", "us-east-1", 1_795_000_000)),
-    ]
+    assert!(kinds.iter().any(|(k, _)| *k == "drill"));
+    let names: BTreeSet<&str> = events.iter().map(|(n, _, _)| n.as_str()).collect();
+    for required in [
+        "AccessDenied",
+        "InvalidClientTokenId",
+        "throttling saying expired",
+        "a successful call",
+        "a non-AWS source with an expired-token detail",
+    ] {
+        assert!(names.contains(required), "{required}");
+    }
+    let codes: BTreeSet<&str> = events
+        .iter()
+        .filter(|(_, m, _)| *m)
+        .filter_map(|(_, _, e)| e["detail"]["errorCode"].as_str())
+        .collect();
+    for code in [
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "Client.RequestExpired",
+        "Server.ExpiredToken",
+    ] {
+        assert!(codes.contains(code), "{code}");
+    }
 }
 
 #[tokio::test]
@@ -1050,7 +1008,7 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
     }
     let from_samples = events.len();
     assert!(from_samples >= 100, "the samples give {from_samples} events");
-    events.extend(edge_events().into_iter().map(|(n, e)| (n.to_owned(), e)));
+    events.extend(pattern_events().1.into_iter().map(|(n, _, e)| (n, e)));
     let expected: BTreeSet<usize> = (0..events.len()).filter(|&i| needed(&events[i].1)).collect();
     assert!(expected.iter().any(|&i| i < from_samples) && expected.len() < events.len());
 
@@ -2146,19 +2104,13 @@ fn the_state_table_survives_deleting_or_replacing_the_stack() {
 }
 
 /// The read-only calls `tokenwatch drill --real` makes as the drill role, and the action each needs (STS
-/// GetCallerIdentity needs none).
-const PROBE_ACTIONS: [(&str, &str); 10] = [
-    ("S3 ListBuckets", "s3:ListAllMyBuckets"),
-    ("EC2 DescribeRegions", "ec2:DescribeRegions"),
-    ("DynamoDB ListTables", "dynamodb:ListTables"),
-    ("Lambda ListFunctions", "lambda:ListFunctions"),
-    ("SQS ListQueues", "sqs:ListQueues"),
-    ("SNS ListTopics", "sns:ListTopics"),
-    ("SSM DescribeParameters", "ssm:DescribeParameters"),
-    ("KMS ListAliases", "kms:ListAliases"),
-    ("CloudWatch Logs DescribeLogGroups", "logs:DescribeLogGroups"),
-    ("IAM ListAccountAliases", "iam:ListAccountAliases"),
-];
+/// GetCallerIdentity needs none): the probe table itself.
+fn probe_actions_of_the_drill() -> Vec<(String, &'static str)> {
+    tokenwatch_aws::probe::PROBES
+        .iter()
+        .filter_map(|p| p.action.map(|a| (format!("{} {}", p.service, p.call), a)))
+        .collect()
+}
 
 /// What the drill role may do beyond (or short of) the probe calls.
 fn drill_permission_problems(t: &Value) -> Vec<String> {
@@ -2169,7 +2121,10 @@ fn drill_permission_problems(t: &Value) -> Vec<String> {
             problems.push(format!("{key}: permissions not reviewed here"));
         }
     }
-    let want: BTreeSet<String> = PROBE_ACTIONS.iter().map(|(_, a)| (*a).to_owned()).collect();
+    let want: BTreeSet<String> = probe_actions_of_the_drill()
+        .iter()
+        .map(|(_, a)| (*a).to_owned())
+        .collect();
     let mut got = BTreeSet::new();
     for (_, s) in statements(t)
         .iter()
@@ -2212,7 +2167,13 @@ fn the_drill_role_may_make_exactly_the_probe_calls() {
     let t = template("template.yaml");
     assert_eq!(drill_permission_problems(&t), Vec::<String>::new());
     // All of them list or describe; none reads data.
-    for (call, action) in PROBE_ACTIONS {
+    let actions = probe_actions_of_the_drill();
+    assert_eq!(
+        actions.len(),
+        10,
+        "every probe but STS GetCallerIdentity needs an action"
+    );
+    for (call, action) in actions {
         let verb = action.split(':').nth(1).unwrap();
         assert!(
             verb.starts_with("List") || verb.starts_with("Describe"),
@@ -2279,6 +2240,19 @@ fn the_drill_role_trusts_only_the_account_for_an_hour_and_the_detector_knows_it(
         json!(d.arn_of("DrillRole"))
     );
     assert!(env("ReporterFunction").get("DRILL_ROLE_ARN").is_none());
+    // Synthetic drills: the function's own account, and those a central stack admits. "organization"
+    // means the accounts the bus policy admits, so it needs that policy's organization.
+    let detector_env = &d.resource("DetectorFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(detector_env["DRILL_ACCOUNTS"], reference("DrillAccounts"));
+    let rule = &t["Rules"]["DrillsFromTheOrganizationNeedItsBusPolicy"];
+    assert_eq!(
+        rule["RuleCondition"],
+        json!({"Fn::Equals": [reference("DrillAccounts"), "organization"]})
+    );
+    assert_eq!(
+        rule["Assertions"][0]["Assert"],
+        json!({"Fn::Not": [{"Fn::Equals": [reference("ForwarderOrganizationId"), ""]}]})
+    );
     assert_eq!(t["Outputs"]["DrillRoleArn"]["Value"], get_att("DrillRole", "Arn"));
     assert_eq!(
         t["Outputs"]["DrillRoleArn"]["Condition"],
@@ -2299,7 +2273,7 @@ fn dynamodb_actions_of_the_store() -> BTreeSet<(&'static str, &'static str)> {
     )
     .unwrap();
     // The tests module creates tables; the store does not.
-    let source = source.split("#[cfg(test)]").next().unwrap();
+    let source = source.split("#[cfg(test)]\nmod tests").next().unwrap();
     let operations = [
         "get_item",
         "put_item",

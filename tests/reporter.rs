@@ -206,6 +206,8 @@ async fn the_digest_reaches_the_digest_subscription_only_and_a_query_answers_its
     )
     .await
     .unwrap();
+    tokenwatch_testkit::assert_valid_report(&stale);
+    assert_eq!(stale["window"]["since"], "2026-10-01T00:00:00Z");
     assert_eq!(
         listed(&stale["groups"]),
         expected_groups(Severity::Info, Some("stale-cache"))

@@ -57,7 +57,12 @@ fn the_engine_finds_exactly_the_incidents_the_generator_injected() {
     for half in halves {
         analyzer.merge(half);
     }
-    let report = serde_json::to_value(tokenwatch_render::Document::of(&analyzer.report())).unwrap();
+    let report = serde_json::to_value(tokenwatch_render::Document::of(
+        &analyzer.report(),
+        tokenwatch_render::Made::default(),
+    ))
+    .unwrap();
+    tokenwatch_testkit::assert_valid_report(&report);
     std::fs::remove_dir_all(&tmp).unwrap();
 
     assert_eq!(report["records"], summary.records);

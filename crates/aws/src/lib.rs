@@ -8,24 +8,34 @@
 //! - [`EventBus`] puts `tokenwatch drill` events on an EventBridge bus;
 //! - [`trail::TrailReader`] streams a trail's log files from S3 into the engine, and
 //!   [`lookup::LookupEvents`] pages CloudTrail Event history into it, within the API's rate limit
-//!   (`tokenwatch report --from-trail` / `--lookup-events`).
+//!   (`tokenwatch report --from-trail` / `--lookup-events`);
+//! - with the feature `proving`: [`probe::Prober`] makes the real drill's signed probe calls (and the
+//!   CloudFormation and CloudWatch reads), [`drill`] assumes the drill role, and [`doctor`] reads what
+//!   `tokenwatch doctor` checks.
 //!
 //! [`sdk_config`] is the one place that builds the SDK configuration both use. SDK errors become
 //! [`PortError::Transient`](tokenwatch_core::ports::PortError::Transient) (throttling, 5xx, timeouts,
 //! connection failures) or `Permanent` (validation, missing table or topic, access denied), with the
 //! SDK error kept as their source.
 
+#[cfg(feature = "proving")]
+pub mod doctor;
+#[cfg(feature = "proving")]
+pub mod drill;
 pub mod dynamodb;
-mod error;
+pub mod error;
 pub mod eventbridge;
 #[cfg(feature = "backfill")]
 pub mod lookup;
+#[cfg(feature = "proving")]
+pub mod probe;
 pub mod sdk;
 pub mod sns;
 #[cfg(feature = "backfill")]
 pub mod trail;
 
 pub use dynamodb::{DynamoStore, create_table};
+pub use error::{Blocked, BlockedError, blocked};
 pub use eventbridge::{EventBus, caller_account};
-pub use sdk::{SdkOptions, Timeouts, sdk_config};
+pub use sdk::{SdkOptions, Timeouts, ready, require_region, sdk_config};
 pub use sns::SnsAlertSink;

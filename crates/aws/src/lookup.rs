@@ -23,7 +23,7 @@ use tokenwatch_core::Analyzer;
 use tokenwatch_core::ports::PortError;
 use tokenwatch_core::time::Epoch;
 
-use crate::error::from_sdk;
+use crate::error::{Blocked, blocked, from_sdk};
 
 /// CloudTrail's documented limit for LookupEvents, per account and region.
 pub const REQUESTS_PER_SECOND: u32 = 2;
@@ -55,6 +55,8 @@ pub enum Lookup {
     AccessKey(String),
     /// Every call of one name (`EventName`), e.g. an issuing call.
     EventName(String),
+    /// The calls of one user name (`Username`): for an assumed role, its session name.
+    Username(String),
 }
 
 impl fmt::Display for Lookup {
@@ -63,6 +65,7 @@ impl fmt::Display for Lookup {
             Lookup::Everything => write!(f, "every event"),
             Lookup::AccessKey(key) => write!(f, "AccessKeyId={key}"),
             Lookup::EventName(name) => write!(f, "EventName={name}"),
+            Lookup::Username(name) => write!(f, "Username={name}"),
         }
     }
 }
@@ -85,6 +88,9 @@ pub struct LookupError {
     pub lookup: String,
     /// Why it stopped.
     pub reason: String,
+    /// Set when only the user can fix it (credentials, region, permission): no other lookup will do
+    /// better.
+    pub blocked: Option<Blocked>,
     /// What it did before.
     pub pulled: Pulled,
 }
@@ -144,6 +150,40 @@ impl LookupEvents {
         lookup: &Lookup,
         start: Epoch,
         end: Epoch,
+        on_page: impl FnMut(&Pulled),
+    ) -> Result<Pulled, LookupError> {
+        self.visit(
+            lookup,
+            start,
+            end,
+            |record| analyzer.feed_value(record.as_bytes()),
+            on_page,
+        )
+        .await
+    }
+
+    /// Every event's record (`CloudTrailEvent`, a JSON string) of `lookup` between `start` and `end`,
+    /// newest first.
+    pub async fn records(
+        &self,
+        lookup: &Lookup,
+        start: Epoch,
+        end: Epoch,
+    ) -> Result<Vec<String>, LookupError> {
+        let mut out = Vec::new();
+        self.visit(lookup, start, end, |record| out.push(record.to_owned()), |_| {})
+            .await?;
+        Ok(out)
+    }
+
+    /// Hands `each` every record of `lookup` between `start` and `end`, page after page, and calls
+    /// `on_page` after each page.
+    async fn visit(
+        &self,
+        lookup: &Lookup,
+        start: Epoch,
+        end: Epoch,
+        mut each: impl FnMut(&str),
         mut on_page: impl FnMut(&Pulled),
     ) -> Result<Pulled, LookupError> {
         let mut pulled = Pulled::default();
@@ -151,8 +191,9 @@ impl LookupEvents {
         loop {
             let page = match self.page(lookup, start, end, token.clone(), &mut pulled).await {
                 Ok(page) => page,
-                Err(reason) => {
+                Err((reason, blocked)) => {
                     return Err(LookupError {
+                        blocked,
                         lookup: format!(
                             "{lookup} in {} … {}",
                             tokenwatch_core::time::format_time(start),
@@ -165,7 +206,7 @@ impl LookupEvents {
             };
             for event in page.events() {
                 if let Some(record) = event.cloud_trail_event() {
-                    analyzer.feed_value(record.as_bytes());
+                    each(record);
                     pulled.events += 1;
                 }
             }
@@ -187,7 +228,8 @@ impl LookupEvents {
         end: Epoch,
         token: Option<String>,
         pulled: &mut Pulled,
-    ) -> Result<aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput, String> {
+    ) -> Result<aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput, (String, Option<Blocked>)>
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -200,21 +242,25 @@ impl LookupEvents {
                 .end_time(DateTime::from_secs(end))
                 .max_results(PAGE_SIZE)
                 .set_next_token(token.clone());
-            if let Some(attribute) = attribute(lookup)? {
+            if let Some(attribute) = attribute(lookup).map_err(|e| (e, None))? {
                 request = request.lookup_attributes(attribute);
             }
             match request.send().await {
                 Ok(page) => return Ok(page),
                 Err(e) => match from_sdk("cloudtrail:LookupEvents", e) {
+                    // Credentials, region, permission: permanent, so never retried; said once.
+                    fault if blocked(&fault).is_some() => {
+                        return Err((fault.to_string(), blocked(&fault).cloned()));
+                    }
                     PortError::Transient { message, .. } if attempt < MAX_ATTEMPTS => {
                         pulled.retried += 1;
                         tracing::debug!(%lookup, attempt, reason = %message, "Lookup throttled or failed in transit; backing off.");
                         self.pacer.sleep(backoff(attempt, random_fraction())).await;
                     }
                     PortError::Transient { message, .. } => {
-                        return Err(format!("{message} (gave up after {attempt} attempts)"));
+                        return Err((format!("{message} (gave up after {attempt} attempts)"), None));
                     }
-                    PortError::Permanent { message, .. } => return Err(message),
+                    PortError::Permanent { message, .. } => return Err((message, None)),
                 },
             }
         }
@@ -226,6 +272,7 @@ fn attribute(lookup: &Lookup) -> Result<Option<LookupAttribute>, String> {
         Lookup::Everything => return Ok(None),
         Lookup::AccessKey(key) => (LookupAttributeKey::AccessKeyId, key),
         Lookup::EventName(name) => (LookupAttributeKey::EventName, name),
+        Lookup::Username(name) => (LookupAttributeKey::Username, name),
     };
     LookupAttribute::builder()
         .attribute_key(key)

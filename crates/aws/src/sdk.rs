@@ -96,3 +96,24 @@ pub async fn sdk_config(options: &SdkOptions) -> SdkConfig {
     }
     loader.load().await
 }
+
+/// Checks, before any request, that credentials can be found and a region is set: the region, or what
+/// blocks the calls (credentials first, the more basic of the two). A call made without either fails
+/// only after the SDK's retries and says less.
+pub async fn ready(sdk: &SdkConfig) -> Result<String, crate::Blocked> {
+    use aws_credential_types::provider::ProvideCredentials;
+    if let Some(provider) = sdk.credentials_provider()
+        && let Err(e) = provider.provide_credentials().await
+    {
+        return Err(crate::error::from_credentials(&e));
+    }
+    require_region(sdk)
+}
+
+/// The configured region, or [`crate::Blocked::NoRegion`]: without one no request can be sent, and the
+/// SDK's own error ("a region must be set") does not say where to set it.
+pub fn require_region(sdk: &SdkConfig) -> Result<String, crate::Blocked> {
+    sdk.region()
+        .map(ToString::to_string)
+        .ok_or(crate::Blocked::NoRegion)
+}

@@ -33,7 +33,8 @@ use tokenwatch_core::time::{Epoch, format_time};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::error::from_sdk;
+use crate::error::{Blocked, blocked, from_sdk};
+use tokenwatch_core::ports::PortError;
 
 /// Objects downloaded at once by default.
 pub const DEFAULT_DOWNLOADS: usize = 8;
@@ -205,6 +206,8 @@ pub enum TrailError {
         location: String,
         /// The SDK's error, mapped.
         reason: String,
+        /// Set when only the user can fix it (credentials, region, permission).
+        blocked: Option<Blocked>,
     },
     /// The bucket and prefix hold no `AWSLogs/ACCOUNT/` folder.
     NoTrail {
@@ -223,7 +226,12 @@ pub enum TrailError {
 impl fmt::Display for TrailError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TrailError::List { location, reason } => write!(f, "listing {location}/AWSLogs/: {reason}"),
+            TrailError::List {
+                location,
+                blocked: Some(b),
+                ..
+            } => write!(f, "listing {location}/AWSLogs/: {b}"),
+            TrailError::List { location, reason, .. } => write!(f, "listing {location}/AWSLogs/: {reason}"),
             TrailError::NoTrail { location } => write!(
                 f,
                 "no AWSLogs/<account>/ folder under {location} (give the bucket and the prefix the trail \
@@ -359,9 +367,10 @@ impl TrailReader {
         let root = self.location.logs_root();
         let top = list_folders(&self.client, &self.location.bucket, &root)
             .await
-            .map_err(|reason| TrailError::List {
+            .map_err(|e| TrailError::List {
                 location: self.location.to_string(),
-                reason,
+                blocked: blocked(&e).cloned(),
+                reason: e.to_string(),
             })?;
         let mut accounts = Vec::new();
         for folder in top {
@@ -371,9 +380,9 @@ impl TrailReader {
             } else if name.starts_with("o-") {
                 match list_folders(&self.client, &self.location.bucket, &folder).await {
                     Ok(inner) => accounts.extend(inner.into_iter().filter(|f| is_account(last_segment(f)))),
-                    Err(reason) => errors.push(ObjectError {
+                    Err(e) => errors.push(ObjectError {
                         name: self.location.url_of(&folder),
-                        reason,
+                        reason: e.to_string(),
                     }),
                 }
             }
@@ -421,8 +430,8 @@ impl Walker {
         for account in accounts {
             let regions = match list_folders(&self.client, &self.location.bucket, &account).await {
                 Ok(regions) => regions,
-                Err(reason) => {
-                    if !self.fail(&account, reason).await {
+                Err(e) => {
+                    if !self.fail(&account, e.to_string()).await {
                         return;
                     }
                     continue;
@@ -493,7 +502,7 @@ impl Walker {
 }
 
 /// The sub-folders (common prefixes, ending in `/`) directly under `prefix`.
-async fn list_folders(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
+async fn list_folders(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, PortError> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
@@ -505,7 +514,7 @@ async fn list_folders(client: &Client, bucket: &str, prefix: &str) -> Result<Vec
             .set_continuation_token(token.take())
             .send()
             .await
-            .map_err(|e| from_sdk("s3:ListObjectsV2", e).to_string())?;
+            .map_err(|e| from_sdk("s3:ListObjectsV2", e))?;
         out.extend(
             page.common_prefixes()
                 .iter()

@@ -11,6 +11,7 @@ use aws_sdk_cloudtrail::types::{Event, LookupAttributeKey};
 use aws_smithy_async::rt::sleep::{AsyncSleep, Sleep};
 use aws_smithy_async::time::TimeSource;
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use tokenwatch_aws::Blocked;
 use tokenwatch_aws::lookup::{Lookup, LookupEvents, MAX_ATTEMPTS};
 use tokenwatch_core::{Analyzer, Verdict};
 
@@ -325,6 +326,57 @@ async fn a_refused_lookup_fails_at_once() {
         .unwrap_err();
     assert_eq!(err.pulled.requests, 1);
     assert!(err.reason.contains("InvalidTimeRangeException"), "{}", err.reason);
+}
+
+#[tokio::test]
+async fn a_missing_permission_is_named_with_its_action_and_never_retried() {
+    let clock = ManualClock::new();
+    let denied = mock!(aws_sdk_cloudtrail::Client::lookup_events)
+        .sequence()
+        .http_status(
+            400,
+            Some(
+                r#"{"__type":"AccessDeniedException","message":"User: arn:aws:sts::123456789012:assumed-role/ro/me is not authorized to perform: cloudtrail:LookupEvents because no identity-based policy allows the cloudtrail:LookupEvents action"}"#
+                    .into(),
+            ),
+        )
+        .build();
+    let lookups = lookups(&[&denied], &clock);
+    let err = lookups
+        .pull_into(&mut Analyzer::default(), &Lookup::Everything, START, END, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.pulled.requests, 1, "a refusal is not retried");
+    match err.blocked {
+        Some(Blocked::AccessDenied { action, .. }) => assert_eq!(action, "cloudtrail:LookupEvents"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn expired_credentials_are_said_once_with_how_to_get_fresh_ones() {
+    let clock = ManualClock::new();
+    let expired = mock!(aws_sdk_cloudtrail::Client::lookup_events)
+        .sequence()
+        .http_status(
+            400,
+            Some(r#"{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}"#.into()),
+        )
+        .build();
+    let lookups = lookups(&[&expired], &clock);
+    let err = lookups
+        .pull_into(&mut Analyzer::default(), &Lookup::Everything, START, END, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.pulled.requests, 1, "not retried");
+    let blocked = err.blocked.expect("only the user can fix it");
+    assert_eq!(blocked, Blocked::ExpiredCredentials);
+    let said = blocked.to_string();
+    assert_eq!(said.lines().count(), 2, "{said}");
+    assert!(
+        said.contains("expired") && said.contains("aws sso login"),
+        "{said}"
+    );
 }
 
 #[tokio::test]

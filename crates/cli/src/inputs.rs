@@ -12,7 +12,9 @@ use std::thread;
 use indicatif::{ProgressBar, ProgressStyle};
 use memchr::memmem;
 use tokenwatch_core::Analyzer;
-use tokenwatch_core::reader::{ReadError, decompressing};
+use tokenwatch_core::reader::{JsonSplitter, ReadError};
+
+use crate::inflate::{Inflater, Opened};
 
 /// One input: a file, or standard input for `-`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -449,8 +451,9 @@ pub fn read_all(analyzer: &mut Analyzer, mut inputs: Vec<Input>, jobs: usize, er
     let jobs = jobs.clamp(1, inputs.len().max(1));
     let forks: Vec<Analyzer> = (0..jobs).map(|_| analyzer.fork()).collect();
     let work = |mut worker: Analyzer| {
+        let mut inflater = Inflater::default();
         while let Some(input) = inputs.get(next.fetch_add(1, Ordering::Relaxed)) {
-            if let Err(reason) = read_one(&mut worker, input, &bar) {
+            if let Err(reason) = read_one(&mut worker, &mut inflater, input, &bar) {
                 let mut failed = failed.lock().unwrap_or_else(|e| e.into_inner());
                 failed.push(InputError {
                     name: input.name(),
@@ -481,21 +484,40 @@ pub fn read_all(analyzer: &mut Analyzer, mut inputs: Vec<Input>, jobs: usize, er
     errors.extend(failed);
 }
 
-fn read_one(analyzer: &mut Analyzer, input: &Input, bar: &ProgressBar) -> Result<(), String> {
+fn read_one(
+    analyzer: &mut Analyzer,
+    inflater: &mut Inflater,
+    input: &Input,
+    bar: &ProgressBar,
+) -> Result<(), String> {
     let src: Box<dyn Read> = match input {
         Input::File(path, _) => Box::new(File::open(path).map_err(|e| e.to_string())?),
         Input::Stdin => Box::new(io::stdin()),
     };
-    let src = decompressing(Counted {
+    let src = Counted {
         inner: src,
         bar: bar.clone(),
-    })
-    .map_err(|e| e.to_string())?;
-    let mut sniff = Sniff::new(src);
+    };
     // Read apart, so that an input refused as not CloudTrail adds nothing to the report's counts.
     let mut file = analyzer.fork();
-    let read = file.read(&mut sniff);
-    match sniff.judge(read, file.records()) {
+    // A trail file comes whole (inflated in one call, split in place); anything else as a stream.
+    let opened = inflater.open(src, input.size()).map_err(|e| e.to_string())?;
+    let outcome = match opened {
+        Opened::Whole(json) => {
+            let mut sniff = Sniff::new(io::empty());
+            sniff.watch(&json);
+            let mut splitter = JsonSplitter::whole(json);
+            let read = file.read_values(&mut splitter);
+            inflater.recycle(splitter.into_buffer());
+            sniff.judge(read, file.records())
+        }
+        Opened::Stream(src) => {
+            let mut sniff = Sniff::new(src);
+            let read = file.read(&mut sniff);
+            sniff.judge(read, file.records())
+        }
+    };
+    match outcome {
         Outcome::Read => {
             analyzer.merge(file);
             Ok(())
@@ -537,8 +559,16 @@ const HEAD: usize = 512;
 impl<R: Read> Read for Sniff<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.watch(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<R> Sniff<R> {
+    /// Looks at the next bytes of the stream (all of it, for a stream read whole).
+    fn watch(&mut self, chunk: &[u8]) {
+        let n = chunk.len();
         if !self.seen && n > 0 {
-            let chunk = &buf[..n];
             let room = HEAD.saturating_sub(self.head.len());
             self.head.extend_from_slice(&chunk[..n.min(room)]);
             let keep = MARK.len() - 1;
@@ -551,11 +581,8 @@ impl<R: Read> Read for Sniff<R> {
                 edge[edge.len().saturating_sub(keep)..].to_vec()
             };
         }
-        Ok(n)
     }
-}
 
-impl<R> Sniff<R> {
     fn new(inner: R) -> Self {
         Sniff {
             inner,

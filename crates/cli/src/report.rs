@@ -9,17 +9,21 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokenwatch_aws::lookup::{ISSUING_CALLS, Lookup, LookupEvents};
+use tokenwatch_aws::lookup::{ISSUING_CALLS, Lookup, LookupError, LookupEvents};
 use tokenwatch_aws::trail::{TrailFilter, TrailLocation, TrailProgress, TrailReader};
-use tokenwatch_aws::{DynamoStore, SdkOptions, sdk_config};
+use tokenwatch_aws::{DynamoStore, SdkOptions, blocked, ready, sdk_config};
+use tokenwatch_core::ports::PortError;
 use tokenwatch_core::query::{Query, Since, state_report};
 use tokenwatch_core::time::Epoch;
 use tokenwatch_core::{Analyzer, Report, Severity, Verdict, Window};
 
-use crate::{Format, bound, now};
+use tokenwatch_render::Made;
+
+use crate::output::Output;
+use crate::{ReportOutput, bound, now, usage};
 
 /// Without `--since`, lookups cover this much of the recent past (Event history keeps 90 days, and
 /// reading all of it at the API's pace takes hours).
@@ -61,9 +65,8 @@ pub(crate) struct ReportArgs {
     /// instead of every event. Repeatable.
     #[arg(long = "access-key", value_name = "KEY", requires = "lookup_events")]
     access_keys: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    #[command(flatten)]
+    pub(crate) out: ReportOutput,
     /// Count failures from this time on: an ISO-8601 time, a date, or a span back from now (24h, 7d).
     /// From the state table: groups whose last failure is this recent, and every open incident
     /// (default 24h).
@@ -93,7 +96,7 @@ struct Unread {
 
 /// Exit status: 0 everything was read, 1 nothing could be done, 2 the report is partial (some object,
 /// folder or lookup could not be read; each is named on stderr).
-pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: ReportArgs, out: &Output) -> Result<ExitCode> {
     let query = Query {
         since: None,
         principal: args.principal.clone(),
@@ -101,14 +104,16 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
         min_severity: args.min_severity,
     };
     if args.from_trail.is_none() && !args.lookup_events {
-        return from_table(&args, query);
+        return from_table(&args, query, out);
     }
     if let Some(bad) = args
         .accounts
         .iter()
         .find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
     {
-        bail!("--account '{bad}': expected a 12-digit account id");
+        return Err(usage(format!(
+            "--account '{bad}': expected a 12-digit account id"
+        )));
     }
     let now = now();
     let mut since = bound(args.since.as_deref(), "--since")?;
@@ -119,7 +124,7 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
     if let (Some(s), Some(u)) = (since, until)
         && s > u
     {
-        bail!("--since is after --until");
+        return Err(usage("--since is after --until"));
     }
 
     let mut analyzer = Analyzer::new(Window { since, until });
@@ -136,7 +141,16 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
                 accounts: args.accounts.clone(),
                 regions: args.regions.clone(),
             };
-            from_trail(&mut analyzer, location, &filter, args.downloads, now, &mut unread).await?;
+            from_trail(
+                &mut analyzer,
+                location,
+                &filter,
+                args.downloads,
+                now,
+                &mut unread,
+                out,
+            )
+            .await?;
         }
         if args.lookup_events {
             let start = since.unwrap_or(now - DEFAULT_LOOKUP_SPAN);
@@ -148,7 +162,7 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
                 args.regions.iter().cloned().map(Some).collect()
             };
             for region in regions {
-                lookup_events(&mut analyzer, region, &plan, &mut unread).await;
+                lookup_events(&mut analyzer, region, &plan, &mut unread, out).await?;
             }
         }
         anyhow::Ok(())
@@ -157,7 +171,19 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
     let unread: Vec<(String, String)> = unread.into_iter().map(|u| (u.name, u.reason)).collect();
     let mut report = analyzer.report();
     filter(&mut report, &query);
-    crate::write_report(&report, args.format, &unread)
+    let made = Made {
+        at: now,
+        window: Window { since, until },
+    };
+    crate::write_report(&report, made, &args.out, out, &unread)
+}
+
+/// An AWS error as the user reads it: what blocks the call and its fix on two lines, else the error.
+pub(crate) fn aws_error(e: PortError) -> anyhow::Error {
+    match blocked(&e) {
+        Some(b) => anyhow::anyhow!("{b}"),
+        None => anyhow::Error::new(e),
+    }
 }
 
 /// Keeps the groups the query's filters select; totals follow.
@@ -171,22 +197,26 @@ fn filter(report: &mut Report, query: &Query) {
 }
 
 /// The state table's report. Exit status 0, or 1 when the table cannot be read.
-fn from_table(args: &ReportArgs, mut query: Query) -> Result<ExitCode> {
+fn from_table(args: &ReportArgs, mut query: Query, out: &Output) -> Result<ExitCode> {
     let table = args
         .table
         .clone()
         .or_else(|| std::env::var("TOKENWATCH_TABLE").ok().filter(|t| !t.is_empty()));
     let Some(table) = table else {
-        bail!(
+        return Err(usage(
             "report needs a source: --table NAME (or TOKENWATCH_TABLE) for a deployed stack's state table, \
-             --from-trail s3://BUCKET/PREFIX, or --lookup-events"
-        );
+             --from-trail s3://BUCKET/PREFIX, or --lookup-events",
+        ));
     };
     if args.until.is_some() {
-        bail!("--until needs --from-trail or --lookup-events: the state table keeps only current incidents");
+        return Err(usage(
+            "--until needs --from-trail or --lookup-events: the state table keeps only current incidents",
+        ));
     }
     if !args.access_keys.is_empty() || !args.accounts.is_empty() || !args.regions.is_empty() {
-        bail!("--access-key, --account and --region select what --from-trail or --lookup-events read");
+        return Err(usage(
+            "--access-key, --account and --region select what --from-trail or --lookup-events read",
+        ));
     }
     let now = now();
     query.since = bound(args.since.as_deref(), "--since")?.map(Since::At);
@@ -194,13 +224,23 @@ fn from_table(args: &ReportArgs, mut query: Query) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let since = query.since_at(now);
     let report = runtime.block_on(async {
         let sdk = sdk_config(&SdkOptions::default()).await;
+        ready(&sdk).await?;
         let store = DynamoStore::new(&sdk, table.clone());
-        state_report(&store, &query, now).await
-    });
-    let report = report.with_context(|| format!("reading the state table {table}"))?;
-    crate::write_report(&report, args.format, &[])
+        state_report(&store, &query, now)
+            .await
+            .map_err(|e| aws_error(e).context(format!("reading the state table {table}")))
+    })?;
+    let made = Made {
+        at: now,
+        window: Window {
+            since: Some(since),
+            until: Some(now),
+        },
+    };
+    crate::write_report(&report, made, &args.out, out, &[])
 }
 
 /// The progress bar of a trail walk: total bytes grow as keys are listed, done bytes as bodies arrive.
@@ -223,14 +263,21 @@ async fn from_trail(
     downloads: usize,
     now: Epoch,
     unread: &mut Vec<Unread>,
+    out: &Output,
 ) -> Result<()> {
     let sdk = sdk_config(&SdkOptions::default()).await;
+    ready(&sdk).await?;
     let reader = TrailReader::new(&sdk, location.clone()).downloads(downloads);
-    // Drawn only when stderr is a terminal (indicatif hides it otherwise).
-    let bar = ProgressBar::new(0);
+    // Drawn only when stderr is a terminal (indicatif hides it otherwise), and never with --quiet.
+    let bar = if out.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+            "{spinner} reading the trail {msg}: {binary_bytes}/{binary_total_bytes} \
+             ({binary_bytes_per_sec}, eta {eta})",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
@@ -244,7 +291,7 @@ async fn from_trail(
     let summary = summary.context("reading the trail")?;
     let seconds = started.elapsed().as_secs_f64().max(1e-3);
     let records = analyzer.records() - records;
-    crate::warn(&format!(
+    out.note(&format!(
         "{location}: {} log files, {:.1} MB in {seconds:.1} s ({:.1} MB/s), {records} records ({:.0} records/s)",
         summary.objects,
         summary.bytes as f64 / 1e6,
@@ -283,18 +330,20 @@ async fn lookup_events(
     region: Option<String>,
     plan: &[(Lookup, Epoch, Epoch)],
     unread: &mut Vec<Unread>,
-) {
+    out: &Output,
+) -> Result<()> {
     let sdk = sdk_config(&SdkOptions {
         region,
         ..SdkOptions::default()
     })
     .await;
-    let region = sdk
-        .region()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| "(no region)".into());
+    let region = ready(&sdk).await?;
     let lookups = LookupEvents::new(&sdk);
-    let spinner = ProgressBar::new_spinner();
+    let spinner = if out.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
     spinner.enable_steady_tick(Duration::from_millis(200));
     let (mut requests, mut retried, mut events) = (0, 0, 0);
     let started = Instant::now();
@@ -302,7 +351,7 @@ async fn lookup_events(
         let result = lookups
             .pull_into(analyzer, lookup, *start, *end, |p| {
                 let message = format!(
-                    "lookup-events {region} {lookup}: {} requests, {} events",
+                    "reading CloudTrail Event history ({region}, {lookup}): {} requests, {} events",
                     p.requests, p.events
                 );
                 spinner.set_message(tokenwatch_render::text::line(&message).into_owned());
@@ -310,6 +359,11 @@ async fn lookup_events(
             .await;
         let pulled = match result {
             Ok(pulled) => pulled,
+            Err(LookupError { blocked: Some(b), .. }) => {
+                // Credentials, region or permission: every other lookup would fail the same way.
+                spinner.finish_and_clear();
+                return Err(anyhow::anyhow!("lookup-events {region}: {b}"));
+            }
             Err(e) => {
                 unread.push(Unread {
                     name: format!("lookup-events {region} {}", e.lookup),
@@ -326,10 +380,11 @@ async fn lookup_events(
         events += pulled.events;
     }
     spinner.finish_and_clear();
-    crate::warn(&format!(
+    out.note(&format!(
         "lookup-events {region}: {requests} requests ({retried} retried), {events} events in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
+    Ok(())
 }
 
 #[cfg(test)]

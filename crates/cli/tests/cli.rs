@@ -19,8 +19,7 @@ fn analyze_json(paths: &[&Path]) -> (Value, Output) {
     let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
     let out = tokenwatch(&args);
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let report = tokenwatch_testkit::assert_valid_report_text(&String::from_utf8_lossy(&out.stdout));
     (report, out)
 }
 
@@ -143,15 +142,39 @@ fn report_groups_carry_every_spec_field() {
 #[test]
 fn table_shows_group_verdict_age_against_lease_client_and_fix() {
     let dir = scenarios().into_iter().next().unwrap();
-    let out = tokenwatch(&["analyze", dir.to_str().unwrap()]);
+    // A wide terminal: the fix in its own column.
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .args(["analyze", dir.to_str().unwrap()])
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let header = text.lines().next().unwrap();
-    for col in ["GROUP", "VERDICT", "FAILURES", "AGE / LEASE", "CLIENT", "FIX"] {
+    for col in [
+        "GROUP",
+        "VERDICT",
+        "FAILURES",
+        "AGE / LEASE",
+        "SINCE",
+        "CLIENT",
+        "FIX",
+    ] {
         assert!(header.contains(col), "{header}");
     }
     assert!(text.contains("stale-cache") && text.contains("1h"), "{text}");
     assert!(text.contains("expired-credential failures"), "{text}");
+    // The default 100 columns: the fix on a line of its own under its group.
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .args(["analyze", dir.to_str().unwrap()])
+        .env_remove("COLUMNS")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("\n  fix: Let botocore refresh the role\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -268,11 +291,21 @@ fn since_and_until_bound_the_failures_counted() {
 #[test]
 fn a_bad_flag_value_is_a_clear_error() {
     let out = tokenwatch(&["analyze", "--since", "whenever", "."]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64), "a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--since 'whenever'"), "{stderr}");
     let out = tokenwatch(&["analyze", "--format", "yaml", "."]);
-    assert!(!out.status.success());
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "clap's usage error exits 64, not 2 (partial)"
+    );
+    let out = tokenwatch(&["analyze", "--since", "2026-11-03", "--until", "2026-11-02", "."]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = tokenwatch(&["analyze"]);
+    assert_eq!(out.status.code(), Some(64), "a missing argument");
+    let out = tokenwatch(&["--help"]);
+    assert_eq!(out.status.code(), Some(0), "help is not an error");
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -284,4 +317,76 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
         .unwrap();
     child.stdin.take().unwrap().write_all(bytes).unwrap();
     child.wait_with_output().unwrap().stdout
+}
+
+#[test]
+fn drill_real_and_doctor_describe_themselves_with_an_example() {
+    let flat = |out: &Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let drill = tokenwatch(&["drill", "--real", "--help"]);
+    let text = flat(&drill);
+    assert!(drill.status.success(), "{text}");
+    for words in [
+        "tokenwatch drill --real --stack tokenwatch --save ./drill",
+        "--role-arn",
+        "--services",
+        "--no-wait",
+        "--resume",
+        "sts:AssumeRole",
+        "3 --real: CloudTrail does not record",
+    ] {
+        assert!(
+            text.contains(words),
+            "drill --real --help lacks {words:?}:\n{text}"
+        );
+    }
+    let doctor = tokenwatch(&["doctor", "--help"]);
+    let text = flat(&doctor);
+    assert!(doctor.status.success(), "{text}");
+    for words in [
+        "tokenwatch doctor --stack tokenwatch --regions",
+        "TestEventPattern",
+        "--format",
+        "Exit status",
+    ] {
+        assert!(text.contains(words), "doctor --help lacks {words:?}:\n{text}");
+    }
+}
+
+#[test]
+fn drill_real_flags_need_real_and_a_role() {
+    let out = tokenwatch(&["drill", "--stack", "tokenwatch"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--real"));
+    let offline = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+            .args(args)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    };
+    let out = offline(&["drill", "--real"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--real needs --stack NAME (or --role-arn ARN)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = offline(&[
+        "drill",
+        "--real",
+        "--role-arn",
+        "arn:aws:iam::1:role/x",
+        "--services",
+        "s4",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service 's4'"));
 }

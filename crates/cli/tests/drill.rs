@@ -49,8 +49,15 @@ async fn a_drill_reaches_the_bus_and_pages_as_a_drill() {
 
     let bodies = queue.receive(1, Duration::from_secs(20)).await;
     assert!(!bodies.is_empty(), "the drill event never reached the queue");
-    let body = &bodies[0];
-    let event: Value = serde_json::from_str(body).unwrap();
+    let mut event: Value = serde_json::from_str(&bodies[0]).unwrap();
+    // EventBridge sets the envelope's `account` (the account that put the event); moto leaves it out. The
+    // detector admits a drill only by it, so the test sets it as EventBridge would.
+    assert!(
+        event.get("account").is_none(),
+        "moto now sets account: drop this step"
+    );
+    event["account"] = Value::from("123456789012");
+    let body = &event.to_string();
     assert_eq!(event["source"], "tokenwatch.drill");
     assert_eq!(event["detail"]["errorCode"], "ExpiredToken");
     assert_eq!(
@@ -62,7 +69,14 @@ async fn a_drill_reaches_the_bus_and_pages_as_a_drill() {
         tokenwatch_core::memory::MemoryStore::default(),
         tokenwatch_core::memory::RecordingSink::default(),
     );
-    let policy = tokenwatch_core::incident::Policy::default();
+    // The detector accepts synthetic drills of its own account only: moto's, which put the event.
+    let policy = tokenwatch_core::incident::Policy {
+        drills: tokenwatch_core::drill::DrillPolicy {
+            own_account: Some("123456789012".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let detector = tokenwatch_core::pipeline::Detector {
         store: &store,
         sink: &sink,
@@ -72,6 +86,27 @@ async fn a_drill_reaches_the_bus_and_pages_as_a_drill() {
     detector.process(&[body.as_bytes()], now + 5).await;
     let published = sink.notices();
     assert_eq!(published.len(), 1);
+    // And it pages nothing for another account's stack.
+    let (elsewhere, nobody) = (
+        tokenwatch_core::memory::MemoryStore::default(),
+        tokenwatch_core::memory::RecordingSink::default(),
+    );
+    let other = tokenwatch_core::incident::Policy {
+        drills: tokenwatch_core::drill::DrillPolicy {
+            own_account: Some("444455556666".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let out = tokenwatch_core::pipeline::Detector {
+        store: &elsewhere,
+        sink: &nobody,
+        policy: &other,
+    }
+    .process(&[body.as_bytes()], now + 5)
+    .await;
+    assert!(nobody.notices().is_empty());
+    assert_eq!(out.refused.len(), 1);
     let message = tokenwatch_render::sns::render(&published[0], &Default::default());
     assert!(
         message.subject.starts_with("[tokenwatch DRILL]"),

@@ -233,9 +233,13 @@ fn html_over_the_samples_shows_every_group() {
     }
     assert_eq!(html.matches("<svg class=\"timeline\"").count(), groups.len());
     // Ages: 13 stale caches and 2 refresh races at the lease end, a paused laptop past 200 %, two clock
-    // skews at 15-17 %: three bars.
-    assert_eq!(html.matches("<rect class=\"hist-bar").count(), 3);
-    assert!(html.contains("<rect class=\"hist-bar at-lease\" data-count=\"15\""));
+    // skews at 15-17 %: three bars, drawn twice, for a desktop window and for a phone.
+    assert_eq!(html.matches("<g class=\"hist-bar").count(), 6);
+    assert_eq!(
+        html.matches("<g class=\"hist-bar at-lease\" data-count=\"15\"")
+            .count(),
+        2
+    );
 }
 
 #[test]

@@ -135,26 +135,29 @@ fn tokenwatch(args: &[&str], stdin: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The `<rect>` elements of the rendered DOM whose class includes `hist-bar`.
+/// The histogram drawn for a desktop window (the page also draws one for a phone).
+fn wide_histogram(dom: &str) -> &str {
+    let start = dom
+        .find("<svg class=\"histogram wide\"")
+        .expect("the desktop histogram");
+    &dom[start..start + dom[start..].find("</svg>").unwrap()]
+}
+
+/// The bars (one `<g>` per non-empty bin, its segments coloured by verdict) of the desktop histogram.
 fn histogram_bars(dom: &str) -> Vec<&str> {
-    dom.match_indices("<rect")
-        .map(|(i, _)| &dom[i..i + dom[i..].find('>').unwrap()])
-        .filter(|tag| {
-            tag.split("class=\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .is_some_and(|class| class.split_whitespace().any(|c| c == "hist-bar"))
-        })
+    let svg = wide_histogram(dom);
+    svg.match_indices("<g class=\"hist-bar")
+        .map(|(i, _)| &svg[i..i + svg[i..].find("</g>").unwrap()])
         .collect()
 }
 
-/// The text of each bar's `<title>` (which follows the `<rect` tag).
+/// The text of each bar's `<title>`.
 fn bar_titles(dom: &str) -> Vec<&str> {
-    dom.split("<rect class=\"hist-bar")
-        .skip(1)
-        .map(|rest| {
-            let start = rest.find("<title>").unwrap() + "<title>".len();
-            &rest[start..start + rest[start..].find("</title>").unwrap()]
+    histogram_bars(dom)
+        .into_iter()
+        .map(|bar| {
+            let start = bar.find("<title>").unwrap() + "<title>".len();
+            &bar[start..start + bar[start..].find("</title>").unwrap()]
         })
         .collect()
 }
@@ -256,6 +259,11 @@ fn the_samples_report_renders_in_chromium_with_its_histogram_groups_and_no_conso
     assert!(
         bars[1].contains("at-lease"),
         "the lease-end bar is marked: {}",
+        bars[1]
+    );
+    assert!(
+        bars[1].contains("class=\"hist-seg v-stale-cache\""),
+        "bars are coloured by verdict: {}",
         bars[1]
     );
 
@@ -365,4 +373,137 @@ fn the_console_check_sees_a_script_error() {
         "this Chromium does not log script errors to stderr; the console check cannot work:\n{}",
         run.stderr
     );
+}
+
+/// A page that shows `report` in an `<iframe>` `width` CSS pixels wide (a phone's viewport: headless
+/// Chromium's window is never narrower than 500 px, an iframe's viewport is as wide as the frame) and, once
+/// drawn, writes into its own DOM what it measured: the report's horizontal overflow, its elements that
+/// stick out of the viewport, the rendered height of the visible histogram's labels, and the narrowest box
+/// a group's name is set in. The report itself runs no script (its CSP forbids it); the wrapper reads it
+/// from outside, as a same-origin `srcdoc` frame.
+fn framed_with_probe(report: &str, width: u32) -> String {
+    const PROBE: &str = r#"<script>
+const frame = document.getElementById('phone');
+frame.addEventListener('load', () => {
+  const doc = frame.contentDocument;
+  const vw = doc.documentElement.clientWidth;
+  const out = [];
+  for (const e of doc.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    // Inside a drawing, a label must stay inside the drawing; everything else inside the viewport.
+    const svg = e.tagName !== 'svg' && e.closest('svg');
+    const box = svg ? svg.getBoundingClientRect() : { left: 0, right: vw };
+    const name = e.tagName + '.' + (e.getAttribute('class') || '') + ' ' + (e.textContent || '').trim().slice(0, 30);
+    if (r.right > box.right + 0.5 || r.left < box.left - 0.5) out.push(name + ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+    // Text wider than its box (a long word that cannot break) spills out of it.
+    else if (!svg && e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0) out.push(name + ' spills: ' + e.scrollWidth + ' > ' + e.clientWidth);
+  }
+  const visible = [...doc.querySelectorAll('svg.histogram')].filter(s => s.getBoundingClientRect().width > 0);
+  const ticks = visible.flatMap(s => [...s.querySelectorAll('text.tick')]).map(t => t.getBoundingClientRect().height);
+  // A name that fits on one line is not squeezed, however short it is; one that wraps must have room.
+  const lines = e => { const r = document.createRange(); r.selectNodeContents(e); return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; };
+  const names = [...doc.querySelectorAll('td.name, h3')].filter(e => lines(e) > 1).map(e => e.getBoundingClientRect().width).filter(w => w > 0);
+  const result = {
+    viewport: vw,
+    scroll_width: doc.documentElement.scrollWidth,
+    overflowing: out,
+    histograms_visible: visible.length,
+    smallest_tick_px: ticks.length ? Math.min(...ticks) : 0,
+    narrowest_name_px: names.length ? Math.min(...names) : vw,
+  };
+  const pre = document.createElement('pre');
+  pre.id = 'layout-probe';
+  pre.textContent = JSON.stringify(result);
+  document.body.appendChild(pre);
+});
+</script>"#;
+    let escaped = report.replace('&', "&amp;").replace('"', "&quot;");
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"margin:0;background:#555\">\
+         <iframe id=\"phone\" style=\"width:{width}px;height:2400px;border:0;background:#fff;display:block\" \
+         srcdoc=\"{escaped}\"></iframe>{PROBE}</body></html>"
+    )
+}
+
+/// The probe's findings in a DOM dump.
+fn probe_result(dom: &str) -> Value {
+    let marker = "<pre id=\"layout-probe\">";
+    let start = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("the layout probe did not run:\n{dom:.2000}"))
+        + marker.len();
+    let json = &dom[start..start + dom[start..].find("</pre>").unwrap()];
+    serde_json::from_str(&json.replace("&quot;", "\"").replace("&amp;", "&")).unwrap()
+}
+
+#[test]
+fn on_a_420_px_phone_nothing_is_clipped_and_the_histogram_labels_are_legible() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = tokenwatch(
+        &[
+            "analyze",
+            "--format",
+            "html",
+            &samples_dir().display().to_string(),
+        ],
+        "",
+    );
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-report");
+    std::fs::create_dir_all(&keep).unwrap();
+    for (width, name) in [(420, "phone"), (1280, "desktop")] {
+        let page = dir.path().join(format!("{name}.html"));
+        std::fs::write(&page, framed_with_probe(&html, width)).unwrap();
+        let run = run_chromium(
+            dir.path(),
+            name,
+            &page,
+            &["--dump-dom", "--window-size=1300,2400"],
+        );
+        let found = probe_result(&run.stdout);
+        assert!(
+            found["viewport"].as_i64().unwrap() <= width as i64,
+            "{name}: {found}"
+        );
+        assert!(
+            found["scroll_width"].as_i64() <= found["viewport"].as_i64(),
+            "{name}: the page scrolls sideways: {found}"
+        );
+        assert_eq!(
+            found["overflowing"],
+            serde_json::json!([]),
+            "{name}: cut at the edge: {found}"
+        );
+        assert_eq!(
+            found["histograms_visible"], 1,
+            "{name}: one histogram, drawn for the width: {found}"
+        );
+        assert!(
+            found["smallest_tick_px"].as_f64().unwrap() >= 10.0,
+            "{name}: histogram labels too small to read: {found}"
+        );
+        assert!(
+            // On a phone a name gets the card's width; on a desktop a table column of its own.
+            found["narrowest_name_px"].as_f64().unwrap()
+                >= if width < 640 {
+                    0.6 * f64::from(width)
+                } else {
+                    150.0
+                },
+            "{name}: group names squeezed into a narrow column: {found}"
+        );
+        // A screenshot for people to look at (CI can publish target/tmp/): the frame at the left.
+        let shot = keep.join(format!("report-{width}px.png"));
+        run_chromium(
+            dir.path(),
+            &format!("{name}-shot"),
+            &page,
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=1300,2400",
+            ],
+        );
+        assert!(is_png_of(&std::fs::read(&shot).unwrap(), 1300, 2400));
+        eprintln!("{name} screenshot: {}", shot.display());
+    }
 }

@@ -12,11 +12,13 @@ use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use crate::classify::{Failure, Issuance, Observation, classify};
 use crate::envelope::{Opened, open};
-use crate::finding::{Evidence, Finding, IncidentBrief, Recurrence, Report, Sessions, judge, order};
+use crate::finding::{
+    CREATION_DATE_JOIN, Evidence, Finding, IncidentBrief, Recurrence, Report, Sessions, judge, order,
+};
 use crate::model::StsCall;
 use crate::reader::{JsonSplitter, ReadError};
 use crate::record::{EnvelopeContext, Record};
@@ -25,9 +27,13 @@ use crate::time::Epoch;
 
 /// A value can only matter if it contains one of these: the expiry family (`ExpiredToken…`,
 /// `RequestExpired`, "…is expired", "…has expired") or an issuing call's name. Everything else is
-/// counted without being parsed.
+/// counted without being parsed. Leftmost-first matching only so that aho-corasick can use its SIMD
+/// (Teddy) searcher, which it keeps for leftmost semantics: `is_match` answers the same either way, four
+/// times faster over records that match nothing.
 static INTERESTING: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::new(std::iter::once("xpired").chain(StsCall::ALL.iter().map(|c| c.as_str())))
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(std::iter::once("xpired").chain(StsCall::ALL.iter().map(|c| c.as_str())))
         .expect("valid patterns")
 });
 
@@ -92,6 +98,7 @@ struct Issued {
     duration_seconds: Option<u32>,
     call: StsCall,
     chained: bool,
+    for_container: bool,
 }
 
 impl SessionIndex {
@@ -101,6 +108,7 @@ impl SessionIndex {
             // Copies of one issuing call (a cross-account AssumeRole is logged in both accounts) are
             // combined, whatever order they come in: role chaining if either copy shows it.
             known.chained |= i.chained;
+            known.for_container |= i.for_container;
             known.expiration = known.expiration.max(i.expiration);
             let duration = i.duration_seconds.map(|d| d.min(u64::from(u32::MAX)) as u32);
             known.duration_seconds = known.duration_seconds.max(duration);
@@ -125,6 +133,7 @@ impl SessionIndex {
                 duration_seconds: i.duration_seconds.map(|d| d.min(u64::from(u32::MAX)) as u32),
                 call: i.call,
                 chained: i.chained,
+                for_container: i.for_container,
             },
         );
     }
@@ -142,6 +151,7 @@ impl SessionIndex {
             expiration: issued.expiration,
             call: issued.call,
             chained: issued.chained,
+            for_container: issued.for_container,
         })
     }
 
@@ -161,6 +171,40 @@ impl SessionIndex {
 impl Sessions for SessionIndex {
     fn issued(&self, access_key_id: &str) -> Option<Issuance> {
         self.get(access_key_id)
+    }
+
+    fn issued_near(&self, key: &GroupKey, creation_date: Epoch) -> Option<Issuance> {
+        let window = creation_date - CREATION_DATE_JOIN..=creation_date + CREATION_DATE_JOIN;
+        let issued = self
+            .by_key
+            .values()
+            .filter(|i| window.contains(&i.issued_at))
+            .filter(|i| {
+                let (account, principal, session) = &self.identities[i.identity as usize];
+                group_key(account, principal, session) == *key
+            })
+            // The nearest, then the earliest: the same answer whatever order the calls came in.
+            .min_by_key(|i| {
+                (
+                    (i.issued_at - creation_date).abs(),
+                    i.issued_at,
+                    i.duration_seconds,
+                    i.expiration,
+                )
+            })?;
+        let (account, principal, session) = self.identities[issued.identity as usize].clone();
+        Some(Issuance {
+            access_key_id: String::new(),
+            account,
+            principal,
+            session,
+            issued_at: issued.issued_at,
+            duration_seconds: issued.duration_seconds.map(u64::from),
+            expiration: issued.expiration,
+            call: issued.call,
+            chained: issued.chained,
+            for_container: issued.for_container,
+        })
     }
 }
 
@@ -234,7 +278,12 @@ impl Analyzer {
 
     /// Reads every value of a (decompressed) stream. On error, what was read before it is kept.
     pub fn read(&mut self, src: impl Read) -> Result<(), ReadError> {
-        let mut splitter = JsonSplitter::new(src);
+        self.read_values(&mut JsonSplitter::new(src))
+    }
+
+    /// Reads every value `splitter` hands out, e.g. from [`JsonSplitter::whole`] over a file already in
+    /// memory. On error, what was read before it is kept.
+    pub fn read_values<R: Read>(&mut self, splitter: &mut JsonSplitter<R>) -> Result<(), ReadError> {
         while let Some(value) = splitter.next_value()? {
             self.feed_value(value);
         }
@@ -340,11 +389,13 @@ impl Analyzer {
             })
             .collect();
         order(&mut findings);
+        let workloads = crate::workload::workloads(&mut findings);
         Report {
             records: self.records,
             failures: self.failures,
             skipped_records: self.skipped,
             findings,
+            workloads,
         }
     }
 }
@@ -508,5 +559,149 @@ mod tests {
             (r.records, r.skipped_records, r.failures, r.findings.len()),
             (3, 2, 0, 0)
         );
+    }
+
+    fn report_of(values: &[String]) -> Report {
+        let mut a = Analyzer::default();
+        for v in values {
+            a.feed_value(v.as_bytes());
+        }
+        a.report()
+    }
+
+    /// An Identity Center failure: key `key`, `creationDate` `created`.
+    fn sso_failure(id: &str, time: &str, key: &str, created: &str) -> String {
+        format!(
+            r#"{{"eventTime":"{time}","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","errorCode":"ExpiredToken",
+            "eventID":"{id}","recipientAccountId":"123456789012","userAgent":"aws-cli/2.15.0 Python/3.11",
+            "userIdentity":{{"type":"AssumedRole","principalId":"AROAEXAMPLE:jane@example.com","accessKeyId":"{key}",
+              "arn":"arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Ops_0123456789abcdef/jane@example.com",
+              "sessionContext":{{"attributes":{{"creationDate":"{created}"}},
+                "sessionIssuer":{{"arn":"arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Ops_0123456789abcdef"}}}}}}}}"#
+        )
+    }
+
+    fn saml_issue(time: &str, key: &str) -> String {
+        format!(
+            r#"{{"eventTime":"{time}","eventSource":"sts.amazonaws.com","eventName":"AssumeRoleWithSAML","eventID":"saml-{key}",
+            "recipientAccountId":"123456789012","userIdentity":{{"type":"SAMLUser"}},
+            "requestParameters":{{"roleArn":"arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Ops_0123456789abcdef",
+              "durationSeconds":14400}},
+            "responseElements":{{"credentials":{{"accessKeyId":"{key}"}},
+              "assumedRoleUser":{{"arn":"arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Ops_0123456789abcdef/jane@example.com"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn an_identity_center_session_is_joined_to_its_issuing_call_by_creation_date() {
+        let r = report_of(&[
+            saml_issue("2026-11-02T08:00:01Z", "ASIAISSUEDKEYEXAMPLE"),
+            sso_failure(
+                "s1",
+                "2026-11-02T12:00:30Z",
+                "ASIAUSEDKEY0EXAMPLE",
+                "2026-11-02T08:00:00Z",
+            ),
+        ]);
+        let f = &r.findings[0];
+        assert_eq!(
+            (f.lease_seconds(), f.assessment.lease.map(|l| l.source)),
+            (Some(14_400), Some(crate::model::LeaseSource::DurationSeconds)),
+            "the 4 h permission set's lease, from the call 1 s from creationDate"
+        );
+        assert_eq!(f.verdict(), Verdict::StaleCache);
+    }
+
+    #[test]
+    fn no_creation_date_join_beyond_two_seconds() {
+        let r = report_of(&[
+            saml_issue("2026-11-02T08:00:03Z", "ASIAISSUEDKEYEXAMPLE"),
+            sso_failure(
+                "s1",
+                "2026-11-02T12:00:30Z",
+                "ASIAUSEDKEY0EXAMPLE",
+                "2026-11-02T08:00:00Z",
+            ),
+        ]);
+        let f = &r.findings[0];
+        assert_eq!(
+            f.assessment.lease.map(|l| l.source),
+            Some(crate::model::LeaseSource::DefaultSso)
+        );
+        assert_eq!(f.verdict(), Verdict::PausedProcess, "4 h of a 1 h default");
+    }
+
+    fn ecs_failure(id: &str, time: &str, session: &str, created: &str) -> String {
+        format!(
+            r#"{{"eventTime":"{time}","eventSource":"dynamodb.amazonaws.com","eventName":"PutItem","errorCode":"ExpiredTokenException",
+            "eventID":"{id}","recipientAccountId":"123456789012","userAgent":"aws-sdk-java/2.20.0",
+            "userIdentity":{{"type":"AssumedRole","principalId":"AROAEXAMPLE:{session}","accessKeyId":"ASIAECSTASKEXAMPLE01",
+              "arn":"arn:aws:sts::123456789012:assumed-role/orders-task-role/{session}",
+              "sessionContext":{{"attributes":{{"creationDate":"{created}"}}}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn an_ecs_task_session_is_a_container_session_with_the_documented_lease() {
+        let task = "0123456789abcdef0123456789abcdef";
+        let r = report_of(&[ecs_failure(
+            "c1",
+            "2026-11-02T14:00:20Z",
+            task,
+            "2026-11-02T08:00:00Z",
+        )]);
+        let f = &r.findings[0];
+        assert_eq!(f.credential_source(), crate::CredentialSource::Container);
+        assert_eq!(f.lease_seconds(), Some(21_600));
+        assert_eq!(
+            f.verdict(),
+            Verdict::StaleCache,
+            "at its 6 h lease, not a paused process"
+        );
+        assert!(f.remediation.fix.contains("container"), "{}", f.remediation.fix);
+        let named = report_of(&[ecs_failure(
+            "c2",
+            "2026-11-02T14:00:20Z",
+            "0123456789abcdef0123456789abcdeg",
+            "2026-11-02T08:00:00Z",
+        )]);
+        assert_eq!(
+            named.findings[0].credential_source(),
+            crate::CredentialSource::AssumeRole,
+            "not hex: no task id"
+        );
+    }
+
+    #[test]
+    fn a_session_issued_by_ecs_for_a_task_is_a_container_session() {
+        let issue = r#"{"eventTime":"2026-11-02T08:00:00Z","eventSource":"sts.amazonaws.com","eventName":"AssumeRole",
+            "eventID":"ecs1","recipientAccountId":"123456789012","sourceIPAddress":"ecs-tasks.amazonaws.com",
+            "userIdentity":{"type":"AWSService","invokedBy":"ecs-tasks.amazonaws.com"},
+            "requestParameters":{"roleArn":"arn:aws:iam::123456789012:role/orders-task-role","roleSessionName":"orders"},
+            "responseElements":{"credentials":{"accessKeyId":"ASIAECSTASKEXAMPLE01","expiration":"Nov 2, 2026, 2:00:00 PM"}}}"#;
+        let r = report_of(&[
+            issue.to_owned(),
+            ecs_failure("c1", "2026-11-02T14:00:20Z", "orders", "2026-11-02T08:00:00Z"),
+        ]);
+        let f = &r.findings[0];
+        assert_eq!(f.credential_source(), crate::CredentialSource::Container);
+        assert_eq!(f.lease_seconds(), Some(21_600));
+    }
+
+    #[test]
+    fn a_federated_users_session_belongs_to_the_federated_user_not_its_broker() {
+        let failure = r#"{"eventTime":"2026-11-02T20:00:20Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","errorCode":"ExpiredToken",
+            "eventID":"fed1","recipientAccountId":"123456789012",
+            "userIdentity":{"type":"FederatedUser","principalId":"123456789012:partner-upload","accessKeyId":"ASIAFEDERATEDEXAMPLE",
+              "arn":"arn:aws:sts::123456789012:federated-user/partner-upload",
+              "sessionContext":{"attributes":{"creationDate":"2026-11-02T08:00:00Z"},
+                "sessionIssuer":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/upload-broker"}}}}"#;
+        let r = report_of(&[failure.to_owned()]);
+        let f = &r.findings[0];
+        assert_eq!(
+            f.principal.as_deref(),
+            Some("arn:aws:sts::123456789012:federated-user/partner-upload")
+        );
+        assert_eq!(f.credential_source(), crate::CredentialSource::FederationToken);
     }
 }

@@ -152,6 +152,9 @@ pub fn credential_source(f: &Facts) -> CredentialSource {
     if f.hints.ec2_role_delivery || f.session.is_some_and(is_instance_id) {
         return CredentialSource::InstanceProfile;
     }
+    if f.issuance.is_some_and(|i| i.for_container) || f.session.is_some_and(is_ecs_task_id) {
+        return CredentialSource::Container;
+    }
     if f.issuance.is_some_and(|i| i.chained) {
         return CredentialSource::RoleChaining;
     }
@@ -167,6 +170,19 @@ pub fn credential_source(f: &Facts) -> CredentialSource {
         return CredentialSource::AssumeRole;
     }
     CredentialSource::Unknown
+}
+
+/// An ECS task id used as the session name, as ECS names task-role sessions: 32 lowercase hex digits
+/// (the task ARN's id) or a UUID (older tasks).
+fn is_ecs_task_id(session: &str) -> bool {
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let uuid = session.len() == 36
+        && session.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+        && hex(&session.replace('-', ""));
+    (session.len() == 32 && hex(session)) || uuid
 }
 
 /// `i-` followed by 8 or 17 hex digits: an EC2 instance id used as a role session name.
@@ -279,6 +295,7 @@ mod tests {
             expiration: Some(ISSUED + 3600),
             call: StsCall::AssumeRole,
             chained: false,
+            for_container: false,
         }
     }
 

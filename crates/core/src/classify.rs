@@ -85,6 +85,9 @@ pub struct Issuance {
     pub call: StsCall,
     /// `AssumeRole` made by an assumed-role session.
     pub chained: bool,
+    /// Made by a service for a container (ECS for a task, EKS for a pod): `ecs-tasks.amazonaws.com` or
+    /// `pods.eks.amazonaws.com` as the caller.
+    pub for_container: bool,
 }
 
 const STS: &str = "sts.amazonaws.com";
@@ -279,11 +282,12 @@ fn failure(rec: &Record, env: &EnvelopeContext, time: Epoch) -> Failure {
             owned(rec.request_parameters.role_session_name.get()),
         )
     } else {
-        let principal = ctx
-            .session_issuer
-            .arn
-            .get()
+        // A federated user's session belongs to the federated user (`arn:…:sts::A:federated-user/NAME`);
+        // its `sessionIssuer` is the broker that called GetFederationToken, which two brokers can share.
+        let federated = ui.arn.get().filter(|a| a.contains(":federated-user/"));
+        let principal = federated
             .map(str::to_owned)
+            .or_else(|| ctx.session_issuer.arn.get().map(str::to_owned))
             .or_else(|| assumed.as_ref().map(AssumedRoleArn::role_arn))
             .or_else(|| owned(ui.arn.get()));
         let session = if is_assumed_role {
@@ -395,8 +399,16 @@ fn issuance(rec: &Record, call: StsCall, time: Epoch) -> Option<Issuance> {
         call,
         chained: call == StsCall::AssumeRole
             && rec.user_identity.kind.get().map(IdentityType::parse) == Some(IdentityType::AssumedRole),
+        for_container: [rec.user_identity.invoked_by.get(), rec.source_ip_address.get()]
+            .into_iter()
+            .flatten()
+            .any(|who| CONTAINER_SERVICES.contains(&who)),
     })
 }
+
+/// The services that issue sessions for containers and serve them from the container credential
+/// endpoint (docs/sts.md, "Container credentials").
+const CONTAINER_SERVICES: [&str; 2] = ["ecs-tasks.amazonaws.com", "pods.eks.amazonaws.com"];
 
 #[cfg(test)]
 mod tests {

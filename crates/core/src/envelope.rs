@@ -88,6 +88,7 @@ fn open_at(bytes: &[u8], depth: u8, keep: &dyn Fn(&[u8]) -> bool, visit: &mut dy
                 account: record.account.0,
                 region: record.region.0,
                 source: record.source.0,
+                id: record.id.0,
             },
             outer: Some(bytes),
         });

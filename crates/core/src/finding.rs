@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::assess::{Assessment, Facts, assess};
 use crate::classify::Issuance;
 use crate::incident::{GroupState, IncidentId};
-use crate::model::{Client, CredentialSource, Severity, Verdict};
+use crate::model::{Client, CredentialSource, Severity, StsCall, Verdict};
 use crate::ports::{PortError, StateStore};
 use crate::remediation::{Remediation, remediation};
 use crate::stats::{FailureStats, GroupKey};
@@ -28,6 +28,8 @@ pub struct Finding {
     pub principal: Option<String>,
     /// The session name.
     pub session: Option<String>,
+    /// Its workload's session pattern (set when a report gathers workloads).
+    pub workload: Option<String>,
     /// Access keys of the failing calls (at most [`crate::stats::MAX_LISTED`]).
     pub access_key_ids: Vec<String>,
     /// Failures counted, each eventID once.
@@ -54,6 +56,8 @@ pub struct Finding {
     pub history: Vec<IncidentBrief>,
     /// The interval the incidents recur at, when they do.
     pub recurrence: Option<Recurrence>,
+    /// Which records the verdict rests on.
+    pub provenance: Provenance,
 }
 
 /// One incident of a group, in short: what `incident_list` shows. What the source no longer holds (the
@@ -128,6 +132,62 @@ impl Recurrence {
             every_seconds: every,
             next_expected_failure: crate::query::next_expected(last, every, now),
         })
+    }
+}
+
+/// Which records the verdict rests on: where the issue time came from, and the issuing call joined to the
+/// failing session (whose `durationSeconds` or `expiration` gives the lease, per
+/// [`crate::assess::Lease::source`]). `tokenwatch explain` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// Where [`Assessment::issued_at`] came from; `None` when it is unknown.
+    pub issued_at_from: Option<IssuedAtFrom>,
+    /// The issuing call found by the failing access key, if one was seen.
+    pub issuing_call: Option<IssuingCall>,
+}
+
+/// The record an issue time was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssuedAtFrom {
+    /// The first failure's `userIdentity.sessionContext.attributes.creationDate`.
+    CreationDate,
+    /// The `eventTime` of the issuing call ([`Provenance::issuing_call`]).
+    IssuingCall,
+}
+
+/// The STS call that issued the failing session, as far as the verdict uses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuingCall {
+    /// Which call.
+    pub call: StsCall,
+    /// Its `eventTime`.
+    pub at: Epoch,
+    /// The access key it handed out (the failing one).
+    pub access_key_id: String,
+    /// Its `requestParameters.durationSeconds`.
+    pub duration_seconds: Option<u64>,
+    /// Its `responseElements.credentials.expiration`.
+    pub expiration: Option<Epoch>,
+}
+
+impl Provenance {
+    /// What `facts` gave the assessment.
+    fn of(creation_date: Option<Epoch>, issuance: Option<&Issuance>, assessment: &Assessment) -> Provenance {
+        let issued_at_from = match (assessment.issued_at, creation_date) {
+            (None, _) => None,
+            (Some(_), Some(_)) => Some(IssuedAtFrom::CreationDate),
+            (Some(_), None) => Some(IssuedAtFrom::IssuingCall),
+        };
+        Provenance {
+            issued_at_from,
+            issuing_call: issuance.map(|i| IssuingCall {
+                call: i.call,
+                at: i.issued_at,
+                access_key_id: i.access_key_id.clone(),
+                duration_seconds: i.duration_seconds,
+                expiration: i.expiration,
+            }),
+        }
     }
 }
 
@@ -215,18 +275,52 @@ pub struct IncidentSummary {
 pub trait Sessions {
     /// The session issued with `access_key_id`, if its issuing call was seen.
     fn issued(&self, access_key_id: &str) -> Option<Issuance>;
+
+    /// A session of the group `key` issued within [`CREATION_DATE_JOIN`] of `creation_date`, when the
+    /// key join finds nothing (an Identity Center session's issuing call hands out another key).
+    fn issued_near(&self, key: &GroupKey, creation_date: Epoch) -> Option<Issuance>;
 }
+
+/// How far a session's `creationDate` and its issuing call's `eventTime` may be apart for the two to be
+/// joined without an access key (docs/rules.md, "Age and lease").
+pub const CREATION_DATE_JOIN: Epoch = 2;
 
 /// No issuing call known.
 impl Sessions for () {
     fn issued(&self, _: &str) -> Option<Issuance> {
         None
     }
+
+    fn issued_near(&self, _: &GroupKey, _: Epoch) -> Option<Issuance> {
+        None
+    }
 }
 
+/// Sessions by access key only (no `creationDate` join).
 impl Sessions for HashMap<String, Issuance> {
     fn issued(&self, access_key_id: &str) -> Option<Issuance> {
         self.get(access_key_id).cloned()
+    }
+
+    fn issued_near(&self, _: &GroupKey, _: Epoch) -> Option<Issuance> {
+        None
+    }
+}
+
+/// The sessions read from a store for one group: by key, and the one joined by `creationDate`.
+#[derive(Default)]
+struct Known {
+    by_key: HashMap<String, Issuance>,
+    near: Option<Issuance>,
+}
+
+impl Sessions for Known {
+    fn issued(&self, access_key_id: &str) -> Option<Issuance> {
+        self.by_key.get(access_key_id).cloned()
+    }
+
+    fn issued_near(&self, _: &GroupKey, _: Epoch) -> Option<Issuance> {
+        self.near.clone()
     }
 }
 
@@ -264,7 +358,13 @@ impl GroupState {
 /// docs/rules.md, and writes the fix. The analyzer, the detector and the state-table report all come here.
 pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
     let stats = evidence.stats;
-    let issuance = evidence.failing_access_key().and_then(|k| sessions.issued(k));
+    let issuance = evidence
+        .failing_access_key()
+        .and_then(|k| sessions.issued(k))
+        .or_else(|| {
+            let created = stats.first_failure.creation_date?;
+            sessions.issued_near(evidence.key, created)
+        });
     let issued_times: Vec<Epoch> = evidence.issued_times.iter().copied().collect();
     let facts = Facts {
         principal: stats.principal.as_deref(),
@@ -283,12 +383,14 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
         issued_times: &issued_times,
     };
     let assessment = assess(&facts);
+    let provenance = Provenance::of(stats.first_failure.creation_date, issuance.as_ref(), &assessment);
     let client = stats.client();
     Finding {
         key: evidence.key.clone(),
         account: evidence.key.account.clone(),
         principal: stats.principal.clone(),
         session: evidence.key.session.clone(),
+        workload: None,
         access_key_ids: stats.access_key_ids.iter().cloned().collect(),
         failures: stats.failures,
         first_failure: stats.first,
@@ -302,6 +404,7 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
         incident: None,
         history: Vec::new(),
         recurrence: None,
+        provenance,
     }
 }
 
@@ -309,11 +412,21 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
 /// names from the store first.
 pub async fn judge_stored<S: StateStore>(store: &S, state: &GroupState) -> Result<Finding, PortError> {
     let evidence = state.evidence();
-    let mut known: HashMap<String, Issuance> = HashMap::new();
+    let mut known = Known::default();
     if let Some(key) = evidence.failing_access_key()
         && let Some(issuance) = store.session(key).await?
     {
-        known.insert(key.to_owned(), issuance);
+        known.by_key.insert(key.to_owned(), issuance);
+    }
+    if known.by_key.is_empty()
+        && let Some(created) = state.stats.first_failure.creation_date
+        && let Some(key) = state
+            .issued_keys
+            .range(created - CREATION_DATE_JOIN..=created + CREATION_DATE_JOIN)
+            .min_by_key(|(t, _)| (**t - created).abs())
+            .map(|(_, k)| k.clone())
+    {
+        known.near = store.session(&key).await?;
     }
     Ok(judge(evidence, &known))
 }
@@ -339,6 +452,8 @@ pub struct Report {
     pub skipped_records: u64,
     /// The findings, in [`order`].
     pub findings: Vec<Finding>,
+    /// Their workloads (see [`crate::workload`]), most severe first.
+    pub workloads: Vec<crate::workload::Workload>,
 }
 
 impl Report {
@@ -363,6 +478,7 @@ pub fn example_finding() -> Finding {
         account: key.account.clone(),
         principal: Some("arn:aws:iam::123456789012:role/etl-pipeline-role".into()),
         session: key.session.clone(),
+        workload: None,
         key,
         access_key_ids: vec!["ASIAETLNIGHT1EXAMPLE".into()],
         failures: 6,
@@ -392,5 +508,98 @@ pub fn example_finding() -> Finding {
         incident: None,
         history: Vec::new(),
         recurrence: None,
+        provenance: Provenance {
+            issued_at_from: Some(IssuedAtFrom::CreationDate),
+            issuing_call: Some(IssuingCall {
+                call: crate::model::StsCall::AssumeRole,
+                at: first - 3614,
+                access_key_id: "ASIAETLNIGHT1EXAMPLE".into(),
+                duration_seconds: None,
+                expiration: Some(first - 14),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Failure, IdentityHints};
+
+    const T0: Epoch = 1_793_606_400;
+
+    fn failure(creation_date: Option<Epoch>) -> Failure {
+        Failure {
+            event_id: Some("e1".into()),
+            time: T0 + 3614,
+            account: Some("123456789012".into()),
+            principal: Some("arn:aws:iam::123456789012:role/etl".into()),
+            session: Some("job".into()),
+            access_key_id: Some("ASIAJOBEXAMPLE".into()),
+            creation_date,
+            error_code: "ExpiredToken".into(),
+            event_name: "s3:GetObject".into(),
+            source_ip: None,
+            client: Some(Client::Boto3),
+            token_call: None,
+            hints: IdentityHints::default(),
+        }
+    }
+
+    fn issuance() -> Issuance {
+        Issuance {
+            access_key_id: "ASIAJOBEXAMPLE".into(),
+            account: Some("123456789012".into()),
+            principal: Some("arn:aws:iam::123456789012:role/etl".into()),
+            session: Some("job".into()),
+            issued_at: T0,
+            duration_seconds: Some(3600),
+            expiration: None,
+            call: StsCall::AssumeRole,
+            chained: false,
+            for_container: false,
+        }
+    }
+
+    fn judged(creation_date: Option<Epoch>, sessions: &impl Sessions) -> Finding {
+        let mut stats = FailureStats::default();
+        stats.add(failure(creation_date));
+        let key = GroupKey::default();
+        let issued = BTreeSet::new();
+        judge(
+            Evidence {
+                key: &key,
+                stats: &stats,
+                issued_times: &issued,
+            },
+            sessions,
+        )
+    }
+
+    #[test]
+    fn provenance_names_the_creation_date_when_the_failure_carries_one() {
+        let known = HashMap::from([("ASIAJOBEXAMPLE".to_owned(), issuance())]);
+        let f = judged(Some(T0), &known);
+        assert_eq!(f.provenance.issued_at_from, Some(IssuedAtFrom::CreationDate));
+        let call = f.provenance.issuing_call.expect("joined by access key");
+        assert_eq!(
+            (call.call, call.at, call.duration_seconds),
+            (StsCall::AssumeRole, T0, Some(3600))
+        );
+    }
+
+    #[test]
+    fn provenance_names_the_issuing_call_when_only_it_gave_the_time() {
+        let known = HashMap::from([("ASIAJOBEXAMPLE".to_owned(), issuance())]);
+        let f = judged(None, &known);
+        assert_eq!(f.provenance.issued_at_from, Some(IssuedAtFrom::IssuingCall));
+        assert_eq!(f.issued_at(), Some(T0));
+    }
+
+    #[test]
+    fn provenance_is_empty_when_nothing_gave_the_time() {
+        let f = judged(None, &());
+        assert_eq!(f.provenance, Provenance::default());
+        assert_eq!(f.verdict(), Verdict::Unknown);
     }
 }

@@ -1,7 +1,7 @@
 //! Incidents: what the detector keeps per group between invocations, and when to page, hold, escalate
 //! or resolve. Pure: the state comes in from a [`crate::ports::StateStore`], `now` comes in as an argument.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use std::fmt;
 
@@ -21,6 +21,9 @@ pub struct GroupState {
     pub stats: FailureStats,
     /// When sessions of this group were issued (from issuing calls seen).
     pub issued_times: BTreeSet<Epoch>,
+    /// The access key each of those sessions was issued with: how a failure whose own key was never
+    /// issued (an Identity Center session) finds its issuing call by `creationDate`.
+    pub issued_keys: BTreeMap<Epoch, String>,
     /// The current (or last) incident.
     pub incident: Incident,
     /// When this group's resolved incidents began (the newest [`MAX_HISTORY`] are kept): what shows a
@@ -209,6 +212,8 @@ pub struct Policy {
     pub cooldown: i64,
     /// Silenced workloads.
     pub suppressions: Vec<Suppression>,
+    /// Which drills are accepted, and which groups are drills.
+    pub drills: crate::drill::DrillPolicy,
 }
 
 impl Default for Policy {
@@ -217,6 +222,7 @@ impl Default for Policy {
             min_severity: Severity::Low,
             cooldown: 3600,
             suppressions: Vec::new(),
+            drills: Default::default(),
         }
     }
 }
@@ -344,7 +350,7 @@ pub fn resolved_by_quiet(state: &GroupState, policy: &Policy, now: Epoch) -> boo
 /// the incident over. `failing_issued_at` is when the incident's session was issued. The newest session
 /// issued after it ends the incident if no failure came later than [`EDGE`] after that issue, once the
 /// delivery allowance has passed (a straggler of the old session, delivered late, would keep it open);
-/// returns the time it ended.
+/// returns when that newer session was issued (the incident ended then, or at its last failure if later).
 pub fn renewal_settled(state: &GroupState, failing_issued_at: Option<Epoch>, now: Epoch) -> Option<Epoch> {
     if !state.is_open() || state.stats.failures == 0 {
         return None;
@@ -352,7 +358,7 @@ pub fn renewal_settled(state: &GroupState, failing_issued_at: Option<Epoch>, now
     let after = failing_issued_at.unwrap_or(state.stats.first);
     let renewed = state.issued_times.iter().copied().filter(|&t| t > after).max()?;
     let ended = renewed.max(state.stats.last);
-    (state.stats.last <= renewed + EDGE && now >= ended + DELIVERY_ALLOWANCE).then_some(ended)
+    (state.stats.last <= renewed + EDGE && now >= ended + DELIVERY_ALLOWANCE).then_some(renewed)
 }
 
 /// Where a batch of one session's failures goes.

@@ -17,6 +17,8 @@
 pub mod analyze;
 pub mod assess;
 pub mod classify;
+pub mod coverage;
+pub mod drill;
 pub mod envelope;
 pub mod events;
 pub mod finding;
@@ -32,6 +34,7 @@ pub mod record;
 pub mod remediation;
 pub mod stats;
 pub mod time;
+pub mod workload;
 
 pub use analyze::{Analyzer, Window};
 pub use finding::{Finding, Report, judge};

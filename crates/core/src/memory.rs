@@ -7,11 +7,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::classify::{Failure, Issuance};
-use crate::incident::{GroupState, Incident, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
+use crate::drill::DRILL_INTERVAL;
+use crate::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use crate::model::Severity;
 use crate::notice::Notice;
-use crate::ports::{AlertSink, Change, PAGE_LEASE, PortError, StateStore};
-use crate::stats::{FailureStats, GroupKey};
+use crate::ports::{AlertSink, Change, PAGE_LEASE, PortError, StateStore, merge_parts};
+use crate::stats::GroupKey;
 use crate::time::Epoch;
 
 #[derive(Default)]
@@ -21,6 +22,8 @@ struct Inner {
     sessions: HashMap<String, Issuance>,
     /// Each group's page claim: which incident, at what severity, until when.
     claims: HashMap<GroupKey, (IncidentId, Severity, Epoch)>,
+    /// Per account: when its drill slot was taken, and by which event.
+    drills: HashMap<String, (Epoch, Option<String>)>,
 }
 
 /// A [`StateStore`] in a mutex.
@@ -86,14 +89,6 @@ impl MemoryStore {
     }
 }
 
-fn stats_of<'a>(failures: impl Iterator<Item = &'a Failure>) -> FailureStats {
-    let mut s = FailureStats::default();
-    for f in failures {
-        s.add(f.clone());
-    }
-    s
-}
-
 impl StateStore for MemoryStore {
     async fn load(&self, key: &GroupKey) -> Result<Option<GroupState>, PortError> {
         Ok(self.enter_group(key)?.groups.get(key).cloned())
@@ -112,7 +107,9 @@ impl StateStore for MemoryStore {
         {
             return Ok(None);
         }
-        let applied: Vec<usize> = (0..failures.len())
+        let applied: Vec<usize> = merge_parts(failures)
+            .into_iter()
+            .flatten()
             .filter(|&i| {
                 failures[i]
                     .event_id
@@ -120,30 +117,11 @@ impl StateStore for MemoryStore {
                     .is_none_or(|id| inner.events.insert(id.clone()))
             })
             .collect();
-        let delta = stats_of(applied.iter().map(|&i| &failures[i]));
         let group = inner.groups.entry(key.clone()).or_insert_with(|| GroupState {
             key: key.clone(),
             ..Default::default()
         });
-        match change {
-            Change::Add { incident } => {
-                group.stats.merge(delta);
-                group.incident.id.get_or_insert_with(|| incident.clone());
-            }
-            Change::Restart {
-                incident,
-                session_failed_at,
-                ..
-            } => {
-                group.stats = delta;
-                group.stats.first_failure.session_failed_at = session_failed_at;
-                group.incident = Incident {
-                    id: Some(incident.clone()),
-                    paged: None,
-                    resolved_at: None,
-                };
-            }
-        }
+        change.apply(group, failures, &applied);
         Ok(Some(applied))
     }
 
@@ -160,8 +138,20 @@ impl StateStore for MemoryStore {
         });
         if group.issued_times.len() >= MAX_ISSUED_TIMES {
             group.issued_times.clear();
+            group.issued_keys.clear();
         }
         group.issued_times.insert(issuance.issued_at);
+        // Two sessions issued in the same second: the smaller key, as the DynamoDB adapter reads it back.
+        let key = &issuance.access_key_id;
+        group
+            .issued_keys
+            .entry(issuance.issued_at)
+            .and_modify(|k| {
+                if key < k {
+                    k.clone_from(key)
+                }
+            })
+            .or_insert_with(|| key.clone());
         Ok(())
     }
 
@@ -251,6 +241,21 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
+    async fn claim_drill(&self, account: &str, event: Option<&str>, now: Epoch) -> Result<bool, PortError> {
+        let mut inner = self.enter()?;
+        match inner.drills.get(account) {
+            // The event holding the slot keeps it as it was: a redelivery does not move it on.
+            Some((_, holder)) if event.is_some() && holder.as_deref() == event => Ok(true),
+            Some((at, _)) if *at > now - DRILL_INTERVAL => Ok(false),
+            _ => {
+                inner
+                    .drills
+                    .insert(account.to_owned(), (now, event.map(str::to_owned)));
+                Ok(true)
+            }
+        }
+    }
+
     async fn open_incidents(&self) -> Result<Vec<GroupState>, PortError> {
         let inner = self.enter()?;
         let mut open: Vec<GroupState> = inner.groups.values().filter(|g| g.is_open()).cloned().collect();
@@ -286,6 +291,7 @@ fn release(inner: &mut Inner, key: &GroupKey, incident: &IncidentId, severity: S
 /// whatever order they come in: role chaining if either copy shows it, the known facts of both.
 pub fn combine_copies(known: &mut Issuance, copy: &Issuance) {
     known.chained |= copy.chained;
+    known.for_container |= copy.for_container;
     known.duration_seconds = known.duration_seconds.max(copy.duration_seconds);
     known.expiration = known.expiration.max(copy.expiration);
 }

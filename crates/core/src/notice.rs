@@ -37,6 +37,23 @@ impl NoticeKind {
     }
 }
 
+/// How an incident ended, as the detector saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// A newer session of the group was issued at this time: the workload got fresh credentials.
+    NewerSession {
+        /// The newer session's issue time.
+        issued_at: Epoch,
+    },
+    /// No failure for the cool-down after the last one.
+    Quiet {
+        /// The incident's last failure.
+        last_failure: Epoch,
+        /// The cool-down, in seconds.
+        cooldown: i64,
+    },
+}
+
 /// A notice about one incident.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IncidentNotice {
@@ -50,6 +67,8 @@ pub struct IncidentNotice {
     pub finding: Finding,
     /// Made by a drill, and said so loudly.
     pub drill: bool,
+    /// How it ended: set on a [`NoticeKind::Resolved`] notice, `None` on the others.
+    pub resolution: Option<Resolution>,
 }
 
 /// The scheduled digest of a state-table report covering `since..until`.
@@ -123,6 +142,7 @@ mod tests {
             },
             finding: example_finding(),
             drill: false,
+            resolution: None,
         })
     }
 

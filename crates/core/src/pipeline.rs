@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::classify::{Failure, Issuance, Observation, classify};
+use crate::drill::{Refusal, drill_group, screen};
 use crate::envelope::{OpenError, Opened, open};
 use crate::finding::{Finding, judge_stored};
 use crate::incident::{
@@ -19,10 +20,10 @@ use crate::incident::{
     incident_id, place, renewal_settled, resolved_by_quiet,
 };
 use crate::model::{Severity, Verdict};
-use crate::notice::{IncidentNotice, Notice, NoticeKind};
+use crate::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
 use crate::ports::{AlertSink, Change, PortError, StateStore};
 use crate::record::{EnvelopeContext, Record};
-use crate::stats::{FailureStats, GroupKey, group_key};
+use crate::stats::{GroupKey, group_key};
 use crate::time::{Epoch, parse_time};
 
 /// The EventBridge `source` of events put by `tokenwatch drill`.
@@ -59,6 +60,8 @@ pub struct Metrics {
     pub issuances: u64,
     /// Events (or records inside one) dropped without effect, by reason: none is dropped uncounted.
     pub dropped: BTreeMap<DropReason, u64>,
+    /// Synthetic drills dropped, by reason.
+    pub drills_refused: BTreeMap<Refusal, u64>,
 }
 
 impl Metrics {
@@ -182,6 +185,8 @@ pub struct Outcome {
     pub unreadable: Vec<(usize, String)>,
     /// Records of readable events dropped, and why (one entry per record): never retried.
     pub skipped: Vec<(usize, DropReason)>,
+    /// Synthetic drills refused, and why: dropped, never retried.
+    pub refused: Vec<(usize, Refusal)>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -207,7 +212,6 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(Record, EnvelopeContext)>, OpenError>
 struct Pending {
     index: usize,
     failure: Failure,
-    drill: bool,
 }
 
 impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
@@ -236,7 +240,26 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 }
             };
             for (rec, env) in records {
-                let drill = env.source.as_deref() == Some(DRILL_SOURCE);
+                // A synthetic drill is handled apart: admitted or not, it never joins a real group, and a
+                // fault while handling it retries only its own event (crate::drill).
+                if env.source.as_deref() == Some(DRILL_SOURCE) {
+                    match self.admit_drill(&rec, &env, now).await {
+                        Ok(Ok(failure)) => {
+                            let key = drill_group(group_key(
+                                &failure.account,
+                                &failure.principal,
+                                &failure.session,
+                            ));
+                            groups.entry(key).or_default().push(Pending { index, failure });
+                        }
+                        Ok(Err(refusal)) => {
+                            *out.metrics.drills_refused.entry(refusal).or_default() += 1;
+                            out.refused.push((index, refusal));
+                        }
+                        Err(e) => failed.push((BTreeSet::from([index]), e, None)),
+                    }
+                    continue;
+                }
                 let untimed = match rec.event_time.get() {
                     None => Some(DropReason::NoEventTime),
                     Some(t) if parse_time(t).is_none() => Some(DropReason::BadEventTime),
@@ -251,11 +274,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                     Observation::Failure(failure) => match self.identify(failure).await {
                         Ok(failure) => {
                             let key = group_key(&failure.account, &failure.principal, &failure.session);
-                            groups.entry(key).or_default().push(Pending {
-                                index,
-                                failure,
-                                drill,
-                            });
+                            groups.entry(key).or_default().push(Pending { index, failure });
                         }
                         Err(e) => failed.push((BTreeSet::from([index]), e, None)),
                     },
@@ -326,15 +345,40 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
         if resolved_by_quiet(state, self.policy, now) {
-            return self.resolve(state, now, metrics).await;
+            let how = self.quiet(state);
+            return self.resolve(state, now, how, metrics).await;
         }
-        self.maybe_page(state, false, now, metrics).await?;
+        self.maybe_page(state, now, metrics).await?;
         let failing = self.failing_session(state).await?;
         let issued = state.failing_session_issued_at(failing.as_ref());
-        if let Some(ended) = renewal_settled(state, issued, now) {
-            self.resolve(state, ended, metrics).await?;
+        if let Some(renewed) = renewal_settled(state, issued, now) {
+            let how = Resolution::NewerSession { issued_at: renewed };
+            self.resolve(state, renewed.max(state.stats.last), how, metrics)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Screens a synthetic drill and claims its account's drill slot.
+    async fn admit_drill(
+        &self,
+        rec: &Record,
+        env: &EnvelopeContext,
+        now: Epoch,
+    ) -> Result<Result<Failure, Refusal>, PortError> {
+        let admitted = match screen(rec, env, &self.policy.drills, now) {
+            Ok(a) => a,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if self
+            .store
+            .claim_drill(&admitted.account, admitted.event.as_deref(), now)
+            .await?
+        {
+            Ok(Ok(admitted.failure))
+        } else {
+            Ok(Err(Refusal::TooSoon))
+        }
     }
 
     /// Fills in the identity of a failure that names only its access key, from the session index.
@@ -368,7 +412,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         // A newer session may make the incident a refresh race: decide again with it. The incident itself
         // ends at the sweep, once the renewal has settled (a straggler of the old session keeps it open).
         state.issued_times.insert(issuance.issued_at);
-        self.maybe_page(&state, false, now, metrics).await
+        self.maybe_page(&state, now, metrics).await
     }
 
     /// Records a group's new failures, one session at a time (oldest session first), each into the
@@ -380,7 +424,6 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
-        let drill = pending.iter().any(|p| p.drill);
         let mut seen = BTreeSet::new();
         let mut sessions: BTreeMap<(Option<String>, Option<Epoch>), Vec<Failure>> = BTreeMap::new();
         for p in pending {
@@ -431,7 +474,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 issued_at,
                 earliest,
             };
-            self.record_session_failures(key, session, &failures, drill, now, metrics)
+            self.record_session_failures(key, session, &failures, now, metrics)
                 .await?;
         }
         Ok(())
@@ -442,7 +485,6 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         key: &GroupKey,
         session: BatchSession<'_>,
         failures: &[Failure],
-        drill: bool,
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
@@ -457,9 +499,15 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 Placement::New { session_failed_at } => {
                     if before.is_open() && before.stats.failures > 0 {
                         // Its page may still have been held (no sweep since): decide on it before it ends.
-                        self.maybe_page(&before, drill, now, metrics).await?;
+                        self.maybe_page(&before, now, metrics).await?;
                         let ending = self.store.load(key).await?.unwrap_or_else(|| before.clone());
-                        self.resolve(&ending, ending.stats.last, metrics).await?;
+                        let how = match session.issued_at {
+                            Some(issued_at) if issued_at > ending.stats.last => {
+                                Resolution::NewerSession { issued_at }
+                            }
+                            _ => self.quiet(&ending),
+                        };
+                        self.resolve(&ending, ending.stats.last, how, metrics).await?;
                     }
                     Change::Restart {
                         expected: before.incident.id.as_ref(),
@@ -483,31 +531,18 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 continue; // another invocation restarted the incident first
             };
             metrics.duplicates += (failures.len() - applied.len()) as u64;
-            let mut delta = FailureStats::default();
-            for &i in &applied {
-                delta.add(failures[i].clone());
-            }
             let mut after = before.clone();
             let restart = matches!(placement, Placement::New { .. });
-            if let Placement::New { session_failed_at } = placement {
-                delta.first_failure.session_failed_at = session_failed_at;
-                after.stats = delta;
-                after.incident.id = Some(new_id.clone());
-                after.incident.paged = None;
+            change.apply(&mut after, failures, &applied);
+            if placement == Placement::Reopen {
                 after.incident.resolved_at = None;
-            } else {
-                after.stats.merge(delta);
-                after.incident.id.get_or_insert_with(|| new_id.clone());
-                if placement == Placement::Reopen {
-                    after.incident.resolved_at = None;
-                }
             }
             let finding = judge_stored(self.store, &after).await?;
             *metrics.failures.entry(finding.verdict()).or_default() += applied.len() as u64;
             if restart {
                 *metrics.incidents_opened.entry(finding.verdict()).or_default() += 1;
             }
-            return self.page_if_due(&after, finding, drill, now, metrics).await;
+            return self.page_if_due(&after, finding, now, metrics).await;
         }
         Err(PortError::transient(
             "the incident kept changing under concurrent updates",
@@ -524,7 +559,6 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
     async fn maybe_page(
         &self,
         state: &GroupState,
-        drill: bool,
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
@@ -532,21 +566,22 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             return Ok(());
         }
         let finding = judge_stored(self.store, state).await?;
-        self.page_if_due(state, finding, drill, now, metrics).await
+        self.page_if_due(state, finding, now, metrics).await
     }
 
-    /// Decides on `finding` (judged from `state`) and pages if due.
+    /// Decides on `finding` (judged from `state`) and pages if due. A page is a drill's when the group is
+    /// a drill's (crate::drill), whatever else arrived with it.
     async fn page_if_due(
         &self,
         state: &GroupState,
         finding: Finding,
-        drill: bool,
         now: Epoch,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
         let Some(incident) = state.incident.id.as_ref() else {
             return Ok(());
         };
+        let drill = self.policy.drills.is_drill_group(&state.key);
         let decision = if drill {
             decide_drill(state, &finding, self.policy, now)
         } else {
@@ -581,6 +616,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             incident: incident.clone(),
             finding,
             drill,
+            resolution: None,
         });
         // Delivery is at least once: the claim is a lease, and `paged` is recorded only once SNS took
         // the page. An invocation that dies in between (a timeout, out of memory, a crash) leaves a claim
@@ -594,7 +630,20 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         self.store.confirm_page(&state.key, incident, severity).await
     }
 
-    async fn resolve(&self, state: &GroupState, at: Epoch, metrics: &mut Metrics) -> Result<(), PortError> {
+    fn quiet(&self, state: &GroupState) -> Resolution {
+        Resolution::Quiet {
+            last_failure: state.stats.last,
+            cooldown: self.policy.cooldown,
+        }
+    }
+
+    async fn resolve(
+        &self,
+        state: &GroupState,
+        at: Epoch,
+        how: Resolution,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
         let Some(incident) = state.incident.id.as_ref() else {
             return Ok(());
         };
@@ -609,7 +658,8 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             severity: paged.max(Severity::Info),
             incident: incident.clone(),
             finding: judge_stored(self.store, state).await?,
-            drill: false,
+            drill: self.policy.drills.is_drill_group(&state.key),
+            resolution: Some(how),
         });
         if let Err(e) = self.sink.publish(&notice).await {
             self.store.unresolve(&state.key, incident, at).await?;
@@ -624,11 +674,15 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
 mod tests {
     use super::*;
     use crate::assess::{DELIVERY_ALLOWANCE, REFRESH_WINDOW};
+    use crate::drill::{DrillPolicy, DrillRole};
+    use crate::incident::group_id;
     use crate::memory::{MemoryStore, RecordingSink};
     use crate::ports::PAGE_LEASE;
     use serde_json::{Value, json};
 
     const T0: Epoch = 1_793_606_400; // 2026-11-02T08:00:00Z
+    const ACCOUNT: &str = "123456789012";
+    const DRILL_ROLE: &str = "arn:aws:iam::123456789012:role/tokenwatch-drill-us-east-1";
 
     fn iso(t: Epoch) -> String {
         crate::time::format_time(t)
@@ -679,7 +733,14 @@ mod tests {
             Rig {
                 store: MemoryStore::default(),
                 sink: RecordingSink::default(),
-                policy: Policy::default(),
+                policy: Policy {
+                    drills: DrillPolicy {
+                        own_account: Some(ACCOUNT.into()),
+                        role: DrillRole::parse(DRILL_ROLE),
+                        ..Default::default()
+                    },
+                    ..Policy::default()
+                },
             }
         }
         fn detector(&self) -> Detector<'_, MemoryStore, RecordingSink> {
@@ -741,6 +802,43 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(state.stats.failures, 9);
+    }
+
+    /// Regression: the detector decided on the whole batch merged at once while the stores merge it part
+    /// by part (`MERGE_PART`), so for a batch of more than one part it could page with another spelling
+    /// of the principal than the one stored.
+    #[tokio::test]
+    async fn a_batch_of_more_than_one_part_is_judged_as_the_store_merged_it() {
+        let rig = Rig::new();
+        let batch: Vec<Vec<u8>> = (0..=crate::ports::MERGE_PART as i64)
+            .map(|i| {
+                let event = failure_event(&format!("p{i}"), 3800 + i, "job");
+                if i < crate::ports::MERGE_PART as i64 {
+                    return event;
+                }
+                String::from_utf8_lossy(&event)
+                    .replace("role/etl", "role/jobs/etl")
+                    .into_bytes()
+            })
+            .collect();
+        run(&rig, &batch, T0 + 4000).await;
+        let notices = rig.sink.notices();
+        let paged = notices.iter().find_map(Notice::incident).expect("a page");
+        let state = rig
+            .store
+            .load(&group_key(
+                &Some("123456789012".into()),
+                &Some("etl".into()),
+                &Some("job".into()),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            state.stats.principal.as_deref(),
+            Some("arn:aws:iam::123456789012:role/jobs/etl")
+        );
+        assert_eq!(paged.finding.principal, state.stats.principal);
     }
 
     #[tokio::test]
@@ -913,6 +1011,12 @@ mod tests {
             (docs[0]["state"].as_str(), docs[1]["state"].as_str()),
             (Some("open"), Some("resolved"))
         );
+        assert_eq!(
+            rig.sink.notices()[1].incident().unwrap().resolution,
+            Some(Resolution::NewerSession { issued_at: T0 + 4000 }),
+            "the resolved notice says a newer session ended it, and when"
+        );
+        assert_eq!(rig.sink.notices()[0].incident().unwrap().resolution, None);
         run(&rig, &[failure_event("h2", 3950, "job")], T0 + 4400).await;
         rig.detector().sweep(T0 + 4500).await.unwrap();
         assert_eq!(
@@ -1027,6 +1131,14 @@ mod tests {
         let docs = rig.docs();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1]["state"], "resolved");
+        assert_eq!(
+            rig.sink.notices()[1].incident().unwrap().resolution,
+            Some(Resolution::Quiet {
+                last_failure: T0 + 3605,
+                cooldown: 3600
+            }),
+            "the resolved notice says the group went quiet for the cool-down"
+        );
         run(&rig, &[failure_event("s2", 3605 + 7300, "svc")], T0 + 3605 + 7301).await;
         assert_eq!(
             rig.docs().len(),
@@ -1282,6 +1394,246 @@ mod tests {
             "pages at once, without waiting out the refresh window"
         );
         assert!(notices[0].incident().unwrap().drill);
+        // What the page's wording tells a synthetic drill by (tokenwatch-render).
+        assert!(crate::drill::is_synthetic_group(
+            &notices[0].incident().unwrap().incident.group
+        ));
+        let real = group_id(&real_key("drill"));
+        assert!(!crate::drill::is_synthetic_group(&real), "{real}");
+    }
+
+    /// A synthetic drill as anyone who may put events on the bus could write it: `account` is the
+    /// envelope's (what EventBridge says put it), the identity and time in the detail are the author's.
+    fn forged_drill(id: &str, account: &str, age: i64, session: &str) -> Value {
+        let mut ev: Value = serde_json::from_slice(&failure_event(id, age, session)).unwrap();
+        ev["source"] = json!(DRILL_SOURCE);
+        ev["account"] = json!(account);
+        ev["id"] = json!(format!("eb-{id}"));
+        ev
+    }
+
+    fn bytes(events: &[Value]) -> Vec<Vec<u8>> {
+        events.iter().map(|e| e.to_string().into_bytes()).collect()
+    }
+
+    fn real_key(session: &str) -> GroupKey {
+        group_key(&Some(ACCOUNT.into()), &Some("etl".into()), &Some(session.into()))
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_put_by_another_account_pages_nobody() {
+        let rig = Rig::new();
+        let out = run(
+            &rig,
+            &bytes(&[forged_drill("x1", "444455556666", 3605, "job")]),
+            T0 + 3606,
+        )
+        .await;
+        assert!(rig.sink.notices().is_empty());
+        assert_eq!(out.refused, vec![(0, Refusal::ForeignAccount)]);
+        assert!(out.retry.is_empty(), "dropped, not retried");
+        // Put by the own account but naming another in its detail: the page names the account that put it.
+        let mut own = forged_drill("x2", ACCOUNT, 3605, "job");
+        own["detail"]["recipientAccountId"] = json!("444455556666");
+        run(&rig, &bytes(&[own]), T0 + 3606).await;
+        let notices = rig.sink.notices();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(
+            notices[0].incident().unwrap().finding.account.as_deref(),
+            Some(ACCOUNT)
+        );
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_naming_a_real_group_cannot_preempt_its_page() {
+        let rig = Rig::new();
+        // The forger pages "etl/job" first, as a drill...
+        run(
+            &rig,
+            &bytes(&[forged_drill("p1", ACCOUNT, 3800, "job")]),
+            T0 + 3801,
+        )
+        .await;
+        assert_eq!(
+            rig.store.load(&real_key("job")).await.unwrap(),
+            None,
+            "the real group is untouched"
+        );
+        // ...and the real failures still page, as what they are.
+        run(&rig, &[failure_event("r1", 3805, "job")], T0 + 3806).await;
+        let notices = rig.sink.notices();
+        let drills: Vec<bool> = notices.iter().map(|n| n.incident().unwrap().drill).collect();
+        assert_eq!(drills, [true, false]);
+        let real = rig.store.load(&real_key("job")).await.unwrap().unwrap();
+        assert_eq!(real.stats.failures, 1);
+        assert!(real.incident.paged.is_some());
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_dated_year_9999_cannot_silence_a_group() {
+        let rig = Rig::new();
+        run(&rig, &[failure_event("s1", 3800, "job")], T0 + 3801).await;
+        let mut forever = forged_drill("s2", ACCOUNT, 3805, "job");
+        forever["detail"]["eventTime"] = json!("9999-12-31T23:59:59Z");
+        let out = run(&rig, &bytes(&[forever]), T0 + 3806).await;
+        assert_eq!(out.refused, vec![(0, Refusal::OutOfWindow)]);
+        let real = rig.store.load(&real_key("job")).await.unwrap().unwrap();
+        assert_eq!(real.stats.last, T0 + 3800, "the group's last failure is its own");
+        rig.detector().sweep(T0 + 3800 + 3600).await.unwrap();
+        let docs = rig.docs();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(
+            docs[1]["state"], "resolved",
+            "the incident ends after its cool-down"
+        );
+    }
+
+    #[tokio::test]
+    async fn regression_a_flood_of_drills_pages_once_per_account_per_five_minutes() {
+        let rig = Rig::new();
+        let flood: Vec<Value> = (0..50)
+            .map(|i| forged_drill(&format!("f{i}"), ACCOUNT, 3605, &format!("flood-{i}")))
+            .collect();
+        let out = run(&rig, &bytes(&flood), T0 + 3606).await;
+        assert_eq!(rig.sink.notices().len(), 1);
+        assert_eq!(out.refused.len(), 49);
+        assert_eq!(out.metrics.drills_refused[&Refusal::TooSoon], 49);
+        // The admitted drill delivered again (at least once) keeps its slot and pages nothing new.
+        let again = run(&rig, &bytes(&flood[..1]), T0 + 3700).await;
+        assert!(again.refused.is_empty() && again.retry.is_empty());
+        assert_eq!(again.metrics.duplicates, 1);
+        // Another event within the 5 minutes is refused; after them, one more is admitted.
+        let late = forged_drill("f-late", ACCOUNT, 3605 + 299, "late");
+        assert_eq!(
+            run(&rig, &bytes(std::slice::from_ref(&late)), T0 + 3605 + 299)
+                .await
+                .refused
+                .len(),
+            1
+        );
+        assert_eq!(run(&rig, &bytes(&[late]), T0 + 3606 + 300).await.refused.len(), 0);
+        assert_eq!(rig.sink.notices().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn regression_a_synthetic_drill_showed_in_the_state_report_as_an_incident() {
+        let rig = Rig::new();
+        let batch = vec![
+            forged_drill("r1", ACCOUNT, 3800, "drill")
+                .to_string()
+                .into_bytes(),
+            failure_event("r2", 3800, "job"),
+        ];
+        run(&rig, &batch, T0 + 3801).await;
+        let pages = rig.sink.notices();
+        assert_eq!(pages.len(), 2, "the drill paged, and so did the real failure");
+        let report = crate::query::state_report(&rig.store, &Default::default(), T0 + 3900)
+            .await
+            .unwrap();
+        let groups: Vec<Option<&str>> = report.findings.iter().map(|f| f.session.as_deref()).collect();
+        assert_eq!(
+            groups,
+            [Some("job")],
+            "the real group stays, the drill's does not"
+        );
+        assert_eq!(report.failures, 1);
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_batched_with_a_real_failure_does_not_make_the_real_page_a_drill() {
+        let rig = Rig::new();
+        let batch = vec![
+            forged_drill("b1", ACCOUNT, 3800, "job").to_string().into_bytes(),
+            failure_event("b2", 3800, "job"),
+        ];
+        run(&rig, &batch, T0 + 3801).await;
+        let mut pages: Vec<(bool, String)> = rig
+            .sink
+            .notices()
+            .iter()
+            .filter_map(Notice::incident)
+            .map(|n| (n.drill, n.incident.group.clone()))
+            .collect();
+        pages.sort();
+        assert_eq!(pages.len(), 2, "{pages:?}");
+        assert_eq!(pages[0], (false, group_id(&real_key("job"))));
+        assert!(pages[1].0 && pages[1].1 != pages[0].1);
+    }
+
+    #[tokio::test]
+    async fn regression_a_drill_that_faults_retries_only_its_own_event() {
+        let rig = Rig::new();
+        // The drill's slot claim is the batch's first store call: it fails.
+        rig.store.fail_next(1);
+        let batch = vec![
+            forged_drill("q1", ACCOUNT, 3800, "job").to_string().into_bytes(),
+            failure_event("q2", 3800, "job"),
+        ];
+        let out = run(&rig, &batch, T0 + 3801).await;
+        assert_eq!(out.retry, BTreeSet::from([0]));
+        let notices = rig.sink.notices();
+        assert_eq!(notices.len(), 1);
+        assert!(!notices[0].incident().unwrap().drill);
+        // Its retry is admitted: the slot it failed to take is still free.
+        assert!(run(&rig, &batch[..1], T0 + 3802).await.retry.is_empty());
+        assert_eq!(rig.sink.notices().len(), 2);
+    }
+
+    /// A real failure of `principal`'s session `session`, as CloudTrail would deliver it.
+    fn role_failure(id: &str, age: i64, role: &str, session: &str) -> Vec<u8> {
+        let mut ev: Value = serde_json::from_slice(&failure_event(id, age, session)).unwrap();
+        let identity = &mut ev["detail"]["userIdentity"];
+        identity["arn"] = json!(format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}"));
+        identity["sessionContext"]["sessionIssuer"]["arn"] =
+            json!(format!("arn:aws:iam::{ACCOUNT}:role/{role}"));
+        ev.to_string().into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_real_drill_pages_as_a_drill_because_it_is_the_drill_roles_session_and_for_no_other_reason() {
+        let rig = Rig::new();
+        let drill_role = "tokenwatch-drill-us-east-1";
+        run(
+            &rig,
+            &[
+                role_failure("d1", 3700, drill_role, "tokenwatch-drill-3f9a2c"),
+                role_failure("d2", 3700, drill_role, "nightly"),
+                role_failure("d3", 3700, "etl", "tokenwatch-drill-3f9a2c"),
+            ],
+            T0 + 3701,
+        )
+        .await;
+        rig.detector()
+            .sweep(T0 + 3700 + REFRESH_WINDOW + DELIVERY_ALLOWANCE)
+            .await
+            .unwrap();
+        let mut pages: Vec<(String, bool)> = rig
+            .sink
+            .notices()
+            .iter()
+            .filter_map(Notice::incident)
+            .map(|n| (n.incident.group.clone(), n.drill))
+            .collect();
+        pages.sort();
+        assert_eq!(
+            pages,
+            [
+                (format!("{ACCOUNT}|etl|tokenwatch-drill-3f9a2c"), false),
+                (format!("{ACCOUNT}|{drill_role}|nightly"), false),
+                (format!("{ACCOUNT}|{drill_role}|tokenwatch-drill-3f9a2c"), true),
+            ]
+        );
+        // Its resolution says drill too.
+        rig.detector().sweep(T0 + 3700 + 3600).await.unwrap();
+        let resolved: Vec<bool> = rig
+            .sink
+            .notices()
+            .iter()
+            .filter_map(Notice::incident)
+            .filter(|n| n.kind == NoticeKind::Resolved)
+            .map(|n| n.drill)
+            .collect();
+        assert_eq!(resolved.iter().filter(|d| **d).count(), 1, "{resolved:?}");
     }
 
     #[tokio::test]

@@ -4,13 +4,14 @@
 //! Declared with `-> impl Future + Send` rather than `async fn` so that the futures are `Send` and
 //! clippy's `async_fn_in_trait` holds; implementations may still be written as `async fn`.
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use crate::classify::{Failure, Issuance};
-use crate::incident::{GroupState, IncidentId};
+use crate::incident::{GroupState, Incident, IncidentId};
 use crate::model::Severity;
 use crate::notice::Notice;
-use crate::stats::GroupKey;
+use crate::stats::{FailureStats, GroupKey};
 use crate::time::Epoch;
 
 /// The error a port failed with underneath (an SDK error), kept for its chain.
@@ -83,6 +84,27 @@ impl PortError {
 /// (tests/infra.rs holds the template to both).
 pub const PAGE_LEASE: i64 = 120;
 
+/// How many of a batch's failures a store merges into the group at once ([`StateStore::record_failures`]):
+/// DynamoDB writes a batch in transactions of at most 100 actions, a claim of each failure's eventID and
+/// the group's update. Merging part by part differs from one merge of the whole batch only where
+/// [`FailureStats`] depends on how failures are split: which values a capped list keeps at its cap, and
+/// which spelling of the principal is kept.
+pub const MERGE_PART: usize = 99;
+
+/// The failures of a batch a store takes, in the parts it merges them in: the first failure of each
+/// `eventID` and every failure without one, in order, [`MERGE_PART`] at a time. An empty batch is one
+/// empty part (it still sets the incident).
+pub fn merge_parts(failures: &[Failure]) -> Vec<Vec<usize>> {
+    let mut seen = HashSet::new();
+    let taken: Vec<usize> = (0..failures.len())
+        .filter(|&i| failures[i].event_id.as_deref().is_none_or(|id| seen.insert(id)))
+        .collect();
+    if taken.is_empty() {
+        return vec![Vec::new()];
+    }
+    taken.chunks(MERGE_PART).map(<[usize]>::to_vec).collect()
+}
+
 /// How a batch of new failures changes a group's stored state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change<'a> {
@@ -104,16 +126,57 @@ pub enum Change<'a> {
     },
 }
 
+impl Change<'_> {
+    /// What recording `failures` under this change leaves of `state`, given which of them were new
+    /// (`applied`, the answer of [`StateStore::record_failures`]): part by part ([`merge_parts`]), the
+    /// stats of the part's new failures (added in order) merged into the group's; the first part of a
+    /// restart replaces them instead and starts the incident. The one description of the merge every
+    /// store keeps and the detector decides on.
+    pub fn apply(self, state: &mut GroupState, failures: &[Failure], applied: &[usize]) {
+        let new: HashSet<usize> = applied.iter().copied().collect();
+        let mut change = self;
+        for part in merge_parts(failures) {
+            let mut delta = FailureStats::default();
+            for i in part.into_iter().filter(|i| new.contains(i)) {
+                delta.add(failures[i].clone());
+            }
+            match change {
+                Change::Add { incident } => {
+                    state.stats.merge(delta);
+                    state.incident.id.get_or_insert_with(|| incident.clone());
+                }
+                Change::Restart {
+                    incident,
+                    session_failed_at,
+                    ..
+                } => {
+                    state.stats = delta;
+                    state.stats.first_failure.session_failed_at = session_failed_at;
+                    state.incident = Incident {
+                        id: Some(incident.clone()),
+                        paged: None,
+                        resolved_at: None,
+                    };
+                    // Later parts add to the incident the first one started.
+                    change = Change::Add { incident };
+                }
+            }
+        }
+    }
+}
+
 /// Where the detector keeps state between invocations.
 pub trait StateStore: Sync {
     /// The group's state, `None` if nothing of it was ever recorded.
     fn load(&self, key: &GroupKey) -> impl Future<Output = Result<Option<GroupState>, PortError>> + Send;
 
     /// Records failures of one group atomically with its counters, each `eventID` once across all
-    /// invocations (failures without an id are always counted). After it, the stored stats equal the
-    /// previous ones merged with the new failures' ([`crate::stats::FailureStats::merge`]: counts added,
-    /// first/last the min/max). Returns the indexes of `failures` that were new, or `None` when a
-    /// [`Change::Restart`] found another incident id (nothing was written; reload and decide again).
+    /// invocations (failures without an id are always counted). The batch is taken in parts of
+    /// [`MERGE_PART`] ([`merge_parts`]), each atomic: after it, the stored stats equal the previous ones
+    /// merged with the stats of the part's new failures ([`FailureStats::merge`]: counts added,
+    /// first/last the min/max), as [`Change::apply`] describes. Returns the indexes of `failures` that
+    /// were new, or `None` when a [`Change::Restart`] found another incident id (nothing was written;
+    /// reload and decide again).
     fn record_failures(
         &self,
         key: &GroupKey,
@@ -182,6 +245,17 @@ pub trait StateStore: Sync {
         incident: &IncidentId,
         at: Epoch,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Claims `account`'s synthetic-drill slot at `now`: true when no drill of that account took it in the
+    /// last [`crate::drill::DRILL_INTERVAL`] seconds (the slot is then taken from `now`), or when the event
+    /// holding it is `event` itself (a redelivery, or a retry after a fault; the slot is left as it was).
+    /// False otherwise; nothing is written then.
+    fn claim_drill(
+        &self,
+        account: &str,
+        event: Option<&str>,
+        now: Epoch,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// Every group with an open incident, for the scheduled sweep.
     fn open_incidents(&self) -> impl Future<Output = Result<Vec<GroupState>, PortError>> + Send;

@@ -157,12 +157,14 @@ pub fn summarize(state: &GroupState, now: Epoch) -> Option<IncidentSummary> {
 
 /// The report of the state table at `now`: the groups with an open incident or a failure since the
 /// query's start, decided as the detector decides them (with the failing session's issuing call when
-/// the table still has it), filtered, most severe first.
+/// the table still has it), filtered, most severe first. Synthetic drills' groups are left out; a real
+/// drill's failures are real failures of the drill role and stay.
 pub async fn state_report<S: StateStore>(store: &S, query: &Query, now: Epoch) -> Result<Report, PortError> {
     let since = query.since_at(now);
     let mut findings = Vec::new();
     for state in store.groups(since).await? {
-        if state.stats.failures == 0 {
+        // A synthetic drill proved the pipe when it paged; in a report it would read as an incident.
+        if state.stats.failures == 0 || crate::drill::is_synthetic(&state.key) {
             continue;
         }
         let mut finding = judge_stored(store, &state).await?;
@@ -187,11 +189,13 @@ pub async fn state_report<S: StateStore>(store: &S, query: &Query, now: Epoch) -
         }
     }
     order(&mut findings);
+    let workloads = crate::workload::workloads(&mut findings);
     Ok(Report {
         records: 0,
         failures: findings.iter().map(|f| f.failures).sum(),
         skipped_records: 0,
         findings,
+        workloads,
     })
 }
 

@@ -10,6 +10,7 @@ use std::io::{self, BufReader, Read};
 
 use flate2::read::MultiGzDecoder;
 use memchr::memchr2;
+use wide::u8x16;
 
 /// Why a stream could not be read to its end. Values read before the error have been handed out.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +43,7 @@ const READ_CHUNK: usize = 1 << 20;
 const MAX_DEPTH: usize = 256;
 
 /// Wraps a reader, transparently decompressing gzip (detected by its magic bytes, not the file name).
-pub fn decompressing<R: Read + 'static>(reader: R) -> io::Result<Box<dyn Read>> {
+pub fn decompressing<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
     let mut buffered = BufReader::with_capacity(256 << 10, reader);
     let head = io::BufRead::fill_buf(&mut buffered)?;
     if head.starts_with(&[0x1f, 0x8b]) {
@@ -64,6 +65,7 @@ enum State {
     Done,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Scan {
     Complete(usize),
     Incomplete,
@@ -81,6 +83,22 @@ pub struct JsonSplitter<R> {
     state: State,
 }
 
+impl JsonSplitter<io::Empty> {
+    /// Splits a whole stream already in memory (a trail object inflated in one call), in place: no read
+    /// buffer, no copy. The same values and errors as [`JsonSplitter::new`] over the same bytes.
+    pub fn whole(bytes: Vec<u8>) -> Self {
+        JsonSplitter {
+            src: io::empty(),
+            end: bytes.len(),
+            buf: bytes,
+            pos: 0,
+            eof: true,
+            consumed_before: 0,
+            state: State::Top,
+        }
+    }
+}
+
 impl<R: Read> JsonSplitter<R> {
     /// Reads from `src`, which should already be decompressed.
     pub fn new(src: R) -> Self {
@@ -93,6 +111,11 @@ impl<R: Read> JsonSplitter<R> {
             consumed_before: 0,
             state: State::Top,
         }
+    }
+
+    /// Hands the buffer back, for the next [`JsonSplitter::whole`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Bytes of the stream consumed so far.
@@ -246,7 +269,10 @@ impl<R: Read> JsonSplitter<R> {
     /// Hands out the value at `pos` and moves past it.
     fn take_value(&mut self) -> Result<&[u8], ReadError> {
         loop {
-            match scan_value(&self.buf[self.pos..self.end], self.eof) {
+            // Never further than one value may reach, so that a whole buffer (`JsonSplitter::whole`)
+            // refuses an oversized value as a stream does.
+            let end = self.end.min(self.pos + MAX_VALUE + 1);
+            match scan_value(&self.buf[self.pos..end], self.eof && end == self.end) {
                 Scan::Complete(n) => {
                     let start = self.pos;
                     self.pos += n;
@@ -382,42 +408,375 @@ fn scan_string(bytes: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
+/// Finds the end of the object or array at the start of `bytes`, 64 bytes at a time: each block becomes
+/// bitmasks of its quotes, backslashes and brackets (16-byte SIMD compares), the quotes become a mask of
+/// what lies inside strings (a prefix XOR), and only the brackets outside strings are visited one by one.
+/// A CloudTrail record has thousands of bytes, a hundred strings and a few dozen brackets, so this reads
+/// at several GB/s where a byte-by-byte walk with a search per string reads at two.
+///
+/// Same answers as the byte-by-byte definition for every input, invalid JSON included (the property
+/// tests hold it to the byte-by-byte scan kept beside them): a backslash escapes the next byte inside a string
+/// and means nothing outside one.
 fn scan_nested(bytes: &[u8]) -> Scan {
-    let mut stack: Vec<u8> = Vec::with_capacity(16);
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => match scan_string(bytes, i + 1) {
-                Some(end) => {
-                    i = end;
-                    continue;
-                }
-                None => return Scan::Incomplete,
-            },
-            open @ (b'{' | b'[') => {
-                if stack.len() >= MAX_DEPTH {
-                    return Scan::Invalid(i, "nested too deeply");
-                }
-                stack.push(if open == b'{' { b'}' } else { b']' });
+    let (blocks, tail) = bytes.as_chunks::<64>();
+    // The last partial block, padded with spaces, which change nothing.
+    let mut last = [b' '; 64];
+    last[..tail.len()].copy_from_slice(tail);
+    let mut nesting = Nesting::default();
+    // All ones when the previous block ended inside a string.
+    let mut in_string = 0u64;
+    // The previous block ended in a backslash inside a string: this block's first byte is escaped.
+    let mut escape_carry = false;
+    for (n, block) in blocks.iter().chain(std::iter::once(&last)).enumerate() {
+        let masks = Masks::of(block);
+        let quotes = if masks.backslashes == 0 && !escape_carry {
+            masks.quotes
+        } else {
+            string_quotes(block, &masks, in_string != 0, &mut escape_carry)
+        };
+        let strings = prefix_xor(quotes) ^ in_string;
+        in_string = if strings >> 63 == 1 { u64::MAX } else { 0 };
+        let mut brackets = masks.brackets & !strings;
+        while brackets != 0 {
+            let i = brackets.trailing_zeros() as usize;
+            brackets &= brackets - 1;
+            match nesting.step(block[i]) {
+                Step::Deeper => {}
+                Step::Closed => return Scan::Complete(n * 64 + i + 1),
+                Step::Invalid(reason) => return Scan::Invalid(n * 64 + i, reason),
             }
-            close @ (b'}' | b']') => {
-                if stack.pop() != Some(close) {
-                    return Scan::Invalid(i, "mismatched bracket");
-                }
-                if stack.is_empty() {
-                    return Scan::Complete(i + 1);
-                }
-            }
-            _ => {}
         }
-        i += 1;
     }
     Scan::Incomplete
+}
+
+/// One 64-byte block as bitmasks (bit `i` is byte `i`).
+struct Masks {
+    quotes: u64,
+    backslashes: u64,
+    /// `{`, `[`, `}` and `]`.
+    brackets: u64,
+}
+
+impl Masks {
+    fn of(block: &[u8; 64]) -> Masks {
+        let (quote, backslash) = (u8x16::splat(b'"'), u8x16::splat(b'\\'));
+        // `{` and `[` differ only in bit 0x20, as do `}` and `]`: one compare each after setting it.
+        let (case, open, close) = (u8x16::splat(0x20), u8x16::splat(b'{'), u8x16::splat(b'}'));
+        let mut masks = Masks {
+            quotes: 0,
+            backslashes: 0,
+            brackets: 0,
+        };
+        for (k, lane) in block.as_chunks::<16>().0.iter().enumerate() {
+            let v = u8x16::new(*lane);
+            let folded = v | case;
+            let shift = 16 * k;
+            masks.quotes |= u64::from(v.simd_eq(quote).to_bitmask()) << shift;
+            masks.backslashes |= u64::from(v.simd_eq(backslash).to_bitmask()) << shift;
+            masks.brackets |= u64::from((folded.simd_eq(open) | folded.simd_eq(close)).to_bitmask()) << shift;
+        }
+        masks
+    }
+}
+
+/// The quotes that open or close strings in a block that has backslashes (or starts escaped): walks its
+/// quotes and backslashes in order, as a byte-by-byte scan would.
+fn string_quotes(block: &[u8; 64], masks: &Masks, mut inside: bool, escape_carry: &mut bool) -> u64 {
+    let mut events = masks.quotes | masks.backslashes;
+    if std::mem::take(escape_carry) {
+        events &= !1;
+    }
+    let mut quotes = 0;
+    while events != 0 {
+        let i = events.trailing_zeros();
+        events &= events - 1;
+        if block[i as usize] == b'"' {
+            quotes |= 1 << i;
+            inside = !inside;
+        } else if inside {
+            // An escape: the next byte is taken literally, whatever it is.
+            if i == 63 {
+                *escape_carry = true;
+            } else {
+                events &= !(1 << (i + 1));
+            }
+        }
+    }
+    quotes
+}
+
+/// Bit `i` of the result is the XOR of bits `0..=i`: set from an opening quote up to its closing one.
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
+}
+
+/// The open containers of a value being scanned: one bit per level, set for an object.
+#[derive(Default)]
+struct Nesting {
+    depth: usize,
+    objects: [u64; MAX_DEPTH / 64],
+}
+
+enum Step {
+    Deeper,
+    Closed,
+    Invalid(&'static str),
+}
+
+impl Nesting {
+    /// Takes one bracket outside a string; `Closed` when it closes the outermost container.
+    fn step(&mut self, bracket: u8) -> Step {
+        let (word, bit) = (self.depth / 64, 1u64 << (self.depth % 64));
+        match bracket {
+            b'{' | b'[' => {
+                let Some(slot) = self.objects.get_mut(word) else {
+                    return Step::Invalid("nested too deeply");
+                };
+                if bracket == b'{' {
+                    *slot |= bit;
+                } else {
+                    *slot &= !bit;
+                }
+                self.depth += 1;
+                Step::Deeper
+            }
+            _ => {
+                let Some(depth) = self.depth.checked_sub(1) else {
+                    return Step::Invalid("mismatched bracket");
+                };
+                let object = self.objects[depth / 64] >> (depth % 64) & 1 == 1;
+                if object != (bracket == b'}') {
+                    return Step::Invalid("mismatched bracket");
+                }
+                self.depth = depth;
+                if depth == 0 { Step::Closed } else { Step::Deeper }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The byte-by-byte definition the block scanner is held to.
+    fn scan_nested_bytewise(bytes: &[u8]) -> Scan {
+        let mut stack: Vec<u8> = Vec::with_capacity(16);
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => match scan_string(bytes, i + 1) {
+                    Some(end) => {
+                        i = end;
+                        continue;
+                    }
+                    None => return Scan::Incomplete,
+                },
+                open @ (b'{' | b'[') => {
+                    if stack.len() >= MAX_DEPTH {
+                        return Scan::Invalid(i, "nested too deeply");
+                    }
+                    stack.push(if open == b'{' { b'}' } else { b']' });
+                }
+                close @ (b'}' | b']') => {
+                    if stack.pop() != Some(close) {
+                        return Scan::Invalid(i, "mismatched bracket");
+                    }
+                    if stack.is_empty() {
+                        return Scan::Complete(i + 1);
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        Scan::Incomplete
+    }
+
+    /// Bytes that are mostly JSON structure, so random inputs reach deep, escaped and unbalanced cases.
+    fn jsonish() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => prop::sample::select(b"{}[]\"\\:, ax0".to_vec()),
+            1 => any::<u8>(),
+        ];
+        (
+            prop::sample::select(b"{[".to_vec()),
+            prop::collection::vec(byte, 0..400),
+        )
+            .prop_map(|(first, rest)| {
+                let mut v = vec![first];
+                v.extend(rest);
+                v
+            })
+    }
+
+    /// Strings full of what a scanner must skip: quotes, backslashes, brackets, multi-byte characters.
+    fn text() -> impl Strategy<Value = String> {
+        prop::string::string_regex(r#"([a-z{}\[\]"\\/:,\u{e9}\u{1F600}\n\t ]|\\){0,80}"#)
+            .expect("valid regex")
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            text().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::vec((text(), inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Every value a splitter hands out, and the error that stopped it (at most `limit + 1` values).
+    fn drain<R: Read>(mut s: JsonSplitter<R>, limit: usize) -> (Vec<Vec<u8>>, Option<String>) {
+        let mut values = Vec::new();
+        for _ in 0..=limit {
+            match s.next_value() {
+                Ok(Some(v)) => values.push(v.to_vec()),
+                Ok(None) => return (values, None),
+                Err(e) => return (values, Some(e.to_string())),
+            }
+        }
+        (values, Some("more values than bytes".to_owned()))
+    }
+
+    /// Hands out its bytes a few at a time, so values straddle reads.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        sizes: Vec<usize>,
+        n: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let size = self.sizes[self.n % self.sizes.len()];
+            self.n += 1;
+            let k = size.min(buf.len()).min(self.bytes.len());
+            buf[..k].copy_from_slice(&self.bytes[..k]);
+            self.bytes = &self.bytes[k..];
+            Ok(k)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn the_block_scan_agrees_with_the_bytewise_scan_on_any_bytes(bytes in jsonish()) {
+            prop_assert_eq!(scan_nested(&bytes), scan_nested_bytewise(&bytes));
+        }
+
+        #[test]
+        fn the_block_scan_agrees_on_arbitrary_bytes(first in prop::sample::select(b"{[".to_vec()),
+                                                   rest in prop::collection::vec(any::<u8>(), 0..300)) {
+            let mut bytes = vec![first];
+            bytes.extend(rest);
+            prop_assert_eq!(scan_nested(&bytes), scan_nested_bytewise(&bytes));
+        }
+    }
+
+    // The splitter reads through a 1 MB buffer, slow to fill a few bytes at a time in a debug build.
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_splitter(bytes in prop::collection::vec(any::<u8>(), 0..600),
+                                                    sizes in prop::collection::vec(1usize..70, 1..5)) {
+            let streamed = drain(JsonSplitter::new(Trickle { bytes: &bytes, sizes, n: 0 }), bytes.len());
+            let whole = drain(JsonSplitter::whole(bytes.clone()), bytes.len());
+            prop_assert_eq!(whole, streamed);
+        }
+
+        #[test]
+        fn every_record_of_a_random_stream_comes_out_whole(
+            records in prop::collection::vec(json_value(), 0..12),
+            shape in 0..3u8,
+            pretty in any::<bool>(),
+            sizes in prop::collection::vec(1usize..200, 1..6),
+        ) {
+            let text = |v: &serde_json::Value| if pretty {
+                serde_json::to_string_pretty(v).expect("serialisable")
+            } else {
+                serde_json::to_string(v).expect("serialisable")
+            };
+            // Top-level NDJSON takes objects only: a bare string or number is not a record on its own.
+            let records: Vec<_> = records
+                .into_iter()
+                .map(|r| if shape == 2 && !r.is_object() { serde_json::json!({ "v": r }) } else { r })
+                .collect();
+            let parts: Vec<String> = records.iter().map(text).collect();
+            let stream = match shape {
+                0 => format!("{{\"Records\":[{}]}}", parts.join(",")),
+                1 => format!("[{}]", parts.join(" ,\n")),
+                _ => parts.join("\n"),
+            };
+            let want: Vec<_> = parts.iter().map(|p| p.as_bytes().to_vec()).collect();
+            let streamed = drain(JsonSplitter::new(Trickle { bytes: stream.as_bytes(), sizes, n: 0 }), stream.len());
+            prop_assert_eq!(&streamed, &(want.clone(), None));
+            let whole = drain(JsonSplitter::whole(stream.clone().into_bytes()), stream.len());
+            prop_assert_eq!(&whole, &(want, None));
+        }
+    }
+
+    #[test]
+    fn an_escape_across_a_block_boundary_is_followed() {
+        // The backslash is byte 63 of the first block; the quote it escapes opens the second.
+        let mut v = br#"{"a":""#.to_vec();
+        v.resize(63, b'x');
+        v.extend_from_slice(br#"\"}"}"#);
+        assert_eq!(scan_nested(&v), Scan::Complete(v.len()));
+        assert_eq!(scan_nested_bytewise(&v), Scan::Complete(v.len()));
+        // Two backslashes: the second is the escaped byte, the quote after it closes the string.
+        let mut w = br#"{"a":""#.to_vec();
+        w.resize(62, b'x');
+        w.extend_from_slice(br#"\\"}"#);
+        assert_eq!(scan_nested(&w), Scan::Complete(w.len()));
+    }
+
+    #[test]
+    fn a_backslash_outside_a_string_escapes_nothing() {
+        let v = br#"[\"]"]"#;
+        assert_eq!(scan_nested(v), scan_nested_bytewise(v));
+        assert_eq!(scan_nested(v), Scan::Complete(6));
+    }
+
+    #[test]
+    fn nesting_is_limited_and_checked_across_blocks() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(
+            scan_nested(deep(MAX_DEPTH).as_bytes()),
+            Scan::Complete(2 * MAX_DEPTH)
+        );
+        assert_eq!(
+            scan_nested(deep(MAX_DEPTH + 1).as_bytes()),
+            Scan::Invalid(MAX_DEPTH, "nested too deeply")
+        );
+        let mut mixed = "{\"k\":[".repeat(40);
+        mixed.push_str(&"}]".repeat(40));
+        assert_eq!(
+            scan_nested(mixed.as_bytes()),
+            Scan::Invalid(240, "mismatched bracket")
+        );
+        assert_eq!(
+            scan_nested(mixed.as_bytes()),
+            scan_nested_bytewise(mixed.as_bytes())
+        );
+        assert_eq!(scan_nested(b"{\"a\":[1,2"), Scan::Incomplete);
+    }
 
     fn split(input: &[u8]) -> Result<Vec<String>, ReadError> {
         let mut s = JsonSplitter::new(input);
@@ -488,6 +847,29 @@ mod tests {
         ));
         assert!(matches!(split(b"[{\"a\":1]"), Err(ReadError::Syntax { .. })));
         assert!(matches!(split(b"[{} {}]"), Err(ReadError::Syntax { .. })));
+    }
+
+    #[test]
+    fn a_whole_buffer_gives_its_values_and_its_buffer_back() {
+        let bytes = br#"{"Records":[{"a":1},{"b":2}]} trailing"#.to_vec();
+        let mut s = JsonSplitter::whole(bytes.clone());
+        assert_eq!(s.next_value().unwrap().unwrap(), br#"{"a":1}"#);
+        assert_eq!(s.next_value().unwrap().unwrap(), br#"{"b":2}"#);
+        assert!(matches!(
+            s.next_value(),
+            Err(ReadError::Syntax { offset: 30, .. })
+        ));
+        assert_eq!(s.into_buffer(), bytes);
+    }
+
+    #[test]
+    fn a_value_over_the_limit_is_refused_from_a_whole_buffer_too() {
+        let big = format!("[{{\"s\":\"{}\"}}]", "x".repeat(MAX_VALUE));
+        let mut s = JsonSplitter::whole(big.into_bytes());
+        assert!(matches!(
+            s.next_value(),
+            Err(ReadError::TooLarge { offset: 1, .. })
+        ));
     }
 
     #[test]

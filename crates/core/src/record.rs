@@ -150,6 +150,9 @@ pub struct Record {
     pub region: Text,
     /// EventBridge `source` (`aws.sts`, or `tokenwatch.drill` for a drill).
     pub source: Text,
+    /// EventBridge `id`: set by EventBridge, not by whoever put the event, and the same on each
+    /// redelivery of one event (a drill's rate-limit claim is keyed on it).
+    pub id: Text,
     /// SQS message `body` (a JSON string).
     pub body: Text,
     /// SNS notification `Message` (a JSON string), as delivered over HTTP or to SQS.
@@ -290,6 +293,8 @@ pub struct EnvelopeContext {
     pub region: Option<String>,
     /// The EventBridge `source`.
     pub source: Option<String>,
+    /// The EventBridge `id`.
+    pub id: Option<String>,
 }
 
 /// Reads a nested record (an EventBridge `detail`); a non-object becomes an empty record.

@@ -92,6 +92,16 @@ fn refreshing_provider(client: Option<Client>, source: CredentialSource) -> Reme
             ),
         };
     }
+    if source == CredentialSource::Container {
+        return Remediation::new(
+            "Leave the SDK's container credential provider in place",
+            "the SDK reads the task's (or pod's) credentials from the container credential endpoint \
+              (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI) and fetches new ones before they expire. \
+              Build clients from the default credential chain, and do not copy the endpoint's keys into \
+              environment variables, files or a client built once; a task cannot assume its task role \
+              itself.",
+        );
+    }
     if source == CredentialSource::InstanceProfile {
         return Remediation::new(
             "Let the SDK's default credential chain read the instance profile from IMDS",
@@ -113,10 +123,13 @@ fn refreshing_provider(client: Option<Client>, source: CredentialSource) -> Reme
             "the CLI assumes the role itself and renews it, where exported credentials stop working when \
               the session ends.",
         ),
+        // Refreshes on the calling thread unless async refresh is turned on (docs/sts.md, "Remediation texts").
         Some(Client::JavaV2) => Remediation::new(
-            "Use StsAssumeRoleCredentialsProvider (software.amazon.awssdk.services.sts.auth), which \
-              refreshes in the background",
-            "replace StaticCredentialsProvider/AwsSessionCredentials built once from an AssumeRole response.",
+            "Use one StsAssumeRoleCredentialsProvider (software.amazon.awssdk.services.sts.auth) for every \
+              client",
+            "it renews the session 5 minutes before expiry, on the calling thread by default and in the \
+              background only with asyncCredentialUpdateEnabled(true). Replace \
+              StaticCredentialsProvider/AwsSessionCredentials built once from an AssumeRole response.",
         ),
         Some(Client::JavaV1) => Remediation::new(
             "Use STSAssumeRoleSessionCredentialsProvider, which renews before expiry",
@@ -132,8 +145,8 @@ fn refreshing_provider(client: Option<Client>, source: CredentialSource) -> Reme
             "replace credentials.NewStaticCredentials built from an AssumeRole response.",
         ),
         Some(Client::JsV3) => Remediation::new(
-            "Pass fromTemporaryCredentials({ params: { RoleArn } }) (or fromIni with a role profile) from \
-              @aws-sdk/credential-providers as the client's credentials",
+            "Pass `fromTemporaryCredentials({ params: { RoleArn } })` (or `fromIni` with a role profile) from \
+              `@aws-sdk/credential-providers` as the client's credentials",
             "a fixed { accessKeyId, secretAccessKey, sessionToken } object is never renewed.",
         ),
         Some(Client::JsV2) => Remediation::new(
@@ -184,14 +197,17 @@ fn refreshing_provider(client: Option<Client>, source: CredentialSource) -> Reme
 fn source_note(source: CredentialSource) -> Option<&'static str> {
     match source {
         CredentialSource::RoleChaining => Some(
-            "This session was role chaining (a role assuming a role), which AWS caps at one hour whatever \
-              DurationSeconds says, so raising the duration will not help: renew it, or assume the target role \
-              directly from a user or service identity.",
+            "This session was role chaining (a role assuming a role), which AWS limits to one hour: an \
+              AssumeRole asking for a DurationSeconds over 3600 fails rather than being shortened, so a longer \
+              duration is not an option. Renew before the hour ends (the refreshing provider does), or assume \
+              the target role directly from a user or service identity.",
         ),
         CredentialSource::SessionToken => Some(
-            "GetSessionToken sessions last 12 hours by default and cannot be renewed without the long-term key: \
-              use a role profile with `mfa_serial` so the SDK or CLI asks and caches, or call GetSessionToken again \
-              before the expiration.",
+            "GetSessionToken sessions last 12 hours by default and are renewed only by calling GetSessionToken \
+              again with the long-term key (and a fresh MFA code where MFA is required), so they do not suit an \
+              unattended job: give the job a role its SDK renews by itself (an instance profile or task role, or \
+              a profile with `role_arn` + `credential_source`). `mfa_serial` only helps a person at a terminal: \
+              the SDK or CLI asks for a code at every renewal.",
         ),
         CredentialSource::FederationToken => Some(
             "GetFederationToken sessions cannot be renewed by the SDK: the broker that issued them must issue \
@@ -236,6 +252,10 @@ mod tests {
         )
         .to_string();
         assert!(chained.contains("one hour") && chained.contains("StsAssumeRoleCredentialsProvider"));
+        assert!(
+            chained.contains("fails rather than being shortened") && !chained.contains("caps"),
+            "role chaining past an hour fails: {chained}"
+        );
         let plain = remediation(
             Verdict::StaleCache,
             CredentialSource::AssumeRole,
@@ -243,6 +263,37 @@ mod tests {
         )
         .to_string();
         assert!(!plain.contains("one hour"));
+    }
+
+    #[test]
+    fn java_v2_refreshes_in_the_background_only_when_asked_to() {
+        let java = remediation(
+            Verdict::StaleCache,
+            CredentialSource::AssumeRole,
+            Some(Client::JavaV2),
+        )
+        .to_string();
+        assert!(java.contains("asyncCredentialUpdateEnabled(true)"), "{java}");
+        assert!(!java.contains("which refreshes in the background"), "{java}");
+    }
+
+    #[test]
+    fn an_unattended_session_token_job_is_not_told_to_answer_mfa_prompts() {
+        let backup = remediation(
+            Verdict::StaleCache,
+            CredentialSource::SessionToken,
+            Some(Client::AwsCliV1),
+        )
+        .to_string();
+        assert!(backup.contains("unattended job"), "{backup}");
+        assert!(!backup.contains("so the SDK or CLI asks and caches"), "{backup}");
+        let plain = remediation(
+            Verdict::StaleCache,
+            CredentialSource::AssumeRole,
+            Some(Client::AwsCliV1),
+        )
+        .to_string();
+        assert!(!plain.contains("mfa_serial"), "{plain}");
     }
 
     #[test]
@@ -272,7 +323,7 @@ mod tests {
         );
         assert!(
             js.fix
-                .contains("fromTemporaryCredentials({ params: { RoleArn } })"),
+                .contains("`fromTemporaryCredentials({ params: { RoleArn } })`"),
             "{}",
             js.fix
         );

@@ -15,6 +15,9 @@ pub const TOPIC_ARN: &str = "TOPIC_ARN";
 pub const ALERT_FORMAT: &str = "ALERT_FORMAT";
 /// Region for console links; the Lambda runtime sets it.
 pub const AWS_REGION: &str = "AWS_REGION";
+/// A runbook's address with `{verdict}` for the verdict (optional): every page links the runbook of its
+/// verdict.
+pub const RUNBOOK_URL: &str = "RUNBOOK_URL";
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +36,7 @@ pub struct Common {
     pub table_name: String,
     /// The alert topic ([`TOPIC_ARN`]).
     pub topic_arn: String,
-    /// Region and message format of alerts ([`AWS_REGION`], [`ALERT_FORMAT`]).
+    /// Region, message format and runbook of alerts ([`AWS_REGION`], [`ALERT_FORMAT`], [`RUNBOOK_URL`]).
     pub style: Style,
 }
 
@@ -43,7 +46,10 @@ impl Common {
         Ok(Common {
             table_name: env.required(TABLE_NAME, "the state table's name")?,
             topic_arn: env.topic_arn(TOPIC_ARN)?,
-            style: env.style(AWS_REGION, ALERT_FORMAT)?,
+            style: Style {
+                runbook: env.runbook(RUNBOOK_URL)?,
+                ..env.style(AWS_REGION, ALERT_FORMAT)?
+            },
         })
     }
 }
@@ -126,6 +132,25 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    /// A runbook address template: `https://` and printable, `{verdict}` standing for the verdict (a
+    /// template without it links every verdict to one page). Unset: no runbook link.
+    pub fn runbook(&self, variable: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(url) = self.optional(variable) else {
+            return Ok(None);
+        };
+        if !url.starts_with("https://") || url.len() > 1000 || !url.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(ConfigError {
+                variable,
+                problem: format!(
+                    "'{}' is not an https:// address (at most 1000 printable characters, no spaces; \
+                     {{verdict}} stands for the verdict)",
+                    tokenwatch_core::notice::printable(&url, 120)
+                ),
+            });
+        }
+        Ok(Some(url))
+    }
+
     /// How alerts are written: console links for `region_variable` (the Lambda runtime sets
     /// `AWS_REGION`; `us-east-1` outside it) in the format `format_variable` names.
     pub fn style(
@@ -138,6 +163,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 .optional(region_variable)
                 .unwrap_or_else(|| "us-east-1".to_owned()),
             format: self.alert_format(format_variable)?,
+            runbook: None,
         })
     }
 }
@@ -176,6 +202,22 @@ mod tests {
             e.required("A", "a name").unwrap_err().to_string(),
             "A: is not set; expected a name (the SAM template passes it)"
         );
+    }
+
+    #[test]
+    fn a_runbook_is_an_https_address_or_nothing() {
+        let e = env(&[
+            ("R", "https://wiki.example.com/tokenwatch/{verdict}"),
+            ("H", "http://wiki/{verdict}"),
+            ("S", "https://wiki/a page"),
+        ]);
+        assert_eq!(
+            e.runbook("R").unwrap().as_deref(),
+            Some("https://wiki.example.com/tokenwatch/{verdict}")
+        );
+        assert_eq!(e.runbook("UNSET").unwrap(), None);
+        assert!(e.runbook("H").unwrap_err().to_string().contains("https://"));
+        assert!(e.runbook("S").is_err());
     }
 
     #[test]

@@ -167,11 +167,12 @@ th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--lin
 th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.nowrap { white-space: nowrap; }
+/* The group is what a reader scans for; the other columns give way before it wraps to a sliver. */
+table.groups td.name { min-width: 13em; }
 td a { color: var(--accent); text-decoration: none; overflow-wrap: anywhere; }
-svg { display: block; width: 100%; height: auto; }
+svg { display: block; width: 100%; height: auto; overflow: hidden; }
 svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
 .hist-bar { fill: #7d95c4; }
-.hist-bar.at-lease { fill: var(--fail); }
 .hist-count { font-size: 13px; font-weight: 700; fill: var(--ink); paint-order: stroke; stroke: #fff; stroke-width: 4px; }
 .axis { stroke: #8a93a3; stroke-width: 1; }
 .grid { stroke: #e6e9ef; stroke-width: 1; }
@@ -193,17 +194,80 @@ dt { color: var(--muted); }
 dd { margin: 0; overflow-wrap: anywhere; }
 .fix { background: #f3f8f2; border-left: 4px solid #3c8d4a; padding: 8px 14px; border-radius: 4px; }
 .fix h4 { margin: 0 0 4px; font-size: 14px; }
-.fix p { margin: 0; }
+.fix p { margin: 0; overflow-wrap: break-word; }
 code { font: 13px/1.3 ui-monospace, "DejaVu Sans Mono", monospace; background: #e9edf3; padding: 0 4px; border-radius: 3px; }
 footer { margin-top: 36px; font-size: 12.5px; color: var(--muted); }
+.v-stale-cache { fill: #c62828; background: #c62828; }
+.v-refresh-race { fill: #2e7d32; background: #2e7d32; }
+.v-paused-process { fill: #6a1b9a; background: #6a1b9a; }
+.v-clock-skew { fill: #ef6c00; background: #ef6c00; }
+.v-web-identity-token-expired { fill: #00838f; background: #00838f; }
+.v-unknown { fill: #78909c; background: #78909c; }
+.key { white-space: nowrap; }
+.swatch { display: inline-block; width: 11px; height: 11px; border-radius: 2px; margin: 0 4px 0 12px; vertical-align: -1px; }
+.histogram.narrow { display: none; }
+/* A phone: one column, tables as cards, the histogram drawn for a narrow screen, no text scaled down. */
+@media (max-width: 640px) {
+  main { padding: 14px 12px 32px; }
+  h1 { font-size: 22px; }
+  .histogram.wide { display: none; }
+  .histogram.narrow { display: block; }
+  .card { padding: 12px; }
+  table.groups thead { display: none; }
+  table.groups, table.groups tbody, table.groups tr, table.groups td { display: block; width: auto; }
+  table.groups tr { border-bottom: 1px solid var(--line); padding: 8px 0; }
+  table.groups td { border: 0; padding: 1px 10px; text-align: left; white-space: normal; }
+  table.groups td[data-label]::before { content: attr(data-label) ": "; color: var(--muted); }
+  table.groups td.name { min-width: 0; }
+  table.groups td.name a { font-weight: 600; }
+  .group header h3 { flex-basis: 100%; }
+  dl { grid-template-columns: 1fr; gap: 0; }
+  dt { margin-top: 6px; }
+  svg.timeline text { display: none; }
+}
 "#;
 
-/// Histogram drawing area, in SVG user units.
-const HIST: (f64, f64) = (900.0, 300.0);
-const HIST_LEFT: f64 = 48.0;
-const HIST_RIGHT: f64 = 16.0;
-const HIST_TOP: f64 = 34.0;
-const HIST_BOTTOM: f64 = 58.0;
+/// How a histogram is drawn: its area in SVG user units, and which ages get a label.
+struct Geometry {
+    class: &'static str,
+    size: (f64, f64),
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    /// Age labels every this many percent.
+    label_every: i64,
+    /// Label 0 % and 200 % too (a narrow axis has no room beside the open-ended bins' labels).
+    label_ends: bool,
+    /// The caption under the axis.
+    caption: &'static str,
+}
+
+/// For a desktop window: 900 units shown at about 1100 px.
+const WIDE: Geometry = Geometry {
+    class: "wide",
+    size: (900.0, 300.0),
+    left: 48.0,
+    right: 16.0,
+    top: 34.0,
+    bottom: 58.0,
+    label_every: 50,
+    label_ends: true,
+    caption: "age at first failure, as a share of the session's lease (bins 10 % wide, centred: 100 % = 95–105 %)",
+};
+
+/// For a phone: 400 units shown at about 380 px, so a 12-unit label stays about 11 px tall.
+const NARROW: Geometry = Geometry {
+    class: "narrow",
+    size: (400.0, 260.0),
+    left: 30.0,
+    right: 8.0,
+    top: 30.0,
+    bottom: 56.0,
+    label_every: 50,
+    label_ends: false,
+    caption: "age at first failure, % of the lease",
+};
 /// Timeline drawing area, in SVG user units.
 const TL: (f64, f64) = (900.0, 74.0);
 const TL_PAD: f64 = 14.0;
@@ -224,7 +288,10 @@ impl Document {
 
         let histogram = AgeHistogram::of(&self.groups);
         self.html_header(&mut out, &histogram);
-        html_histogram(&mut out, &self.groups, &histogram);
+        out.push_str("<h2>Age at first failure</h2>\n<div class=\"card\">\n");
+        html_histogram(&mut out, &self.groups, &histogram, &WIDE);
+        html_histogram(&mut out, &self.groups, &histogram, &NARROW);
+        html_histogram_legend(&mut out, &self.groups, &histogram);
         if !self.groups.is_empty() {
             self.html_table(&mut out);
             out.push_str("<h2>Groups</h2>\n");
@@ -294,16 +361,19 @@ impl Document {
 
     fn html_table(&self, out: &mut String) {
         out.push_str(
-            "<h2>All groups</h2>\n<table>\n<thead><tr><th>group</th><th>verdict</th><th>severity</th>\
+            "<h2>All groups</h2>\n<table class=\"groups\">\n<thead><tr><th>group</th><th>verdict</th><th>severity</th>\
              <th>failures</th><th>age / lease</th><th>client</th><th>credential source</th>\
              <th>first failure</th></tr></thead>\n<tbody>\n",
         );
         for (i, g) in self.groups.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "<tr><td><a href=\"#group-{n}\">{label}</a></td><td>{verdict}</td>\
-                 <td><span class=\"badge sev-{sev}\">{sev}</span></td><td class=\"num\">{failures}</td>\
-                 <td class=\"nowrap\">{age}</td><td>{client}</td><td>{source}</td><td class=\"nowrap\">{first}</td></tr>",
+                "<tr><td class=\"name\"><a href=\"#group-{n}\">{label}</a></td><td data-label=\"verdict\">{verdict}</td>\
+                 <td data-label=\"severity\"><span class=\"badge sev-{sev}\">{sev}</span></td>\
+                 <td class=\"num\" data-label=\"failures\">{failures}</td>\
+                 <td class=\"nowrap\" data-label=\"age / lease\">{age}</td><td data-label=\"client\">{client}</td>\
+                 <td data-label=\"credential source\">{source}</td>\
+                 <td class=\"nowrap\" data-label=\"first failure\">{first}</td></tr>",
                 n = i + 1,
                 label = escape(&g.label()),
                 verdict = escape(g.verdict.as_str()),
@@ -319,16 +389,15 @@ impl Document {
     }
 }
 
-fn html_histogram(out: &mut String, groups: &[Group], histogram: &AgeHistogram) {
-    out.push_str("<h2>Age at first failure</h2>\n<div class=\"card\">\n");
-    let (w, h) = HIST;
+fn html_histogram(out: &mut String, groups: &[Group], histogram: &AgeHistogram, geo: &Geometry) {
+    let (w, h) = geo.size;
     let slots = AgeBin::all();
-    let plot_w = w - HIST_LEFT - HIST_RIGHT;
-    let plot_h = h - HIST_TOP - HIST_BOTTOM;
+    let plot_w = w - geo.left - geo.right;
+    let plot_h = h - geo.top - geo.bottom;
     // The open-ended bins stand a little apart from the centred ones, as on a broken axis.
     const GAP: f64 = 0.8;
     let slot_w = plot_w / (slots.len() as f64 + 2.0 * GAP);
-    let base = HIST_TOP + plot_h;
+    let base = geo.top + plot_h;
     let max = histogram
         .bins
         .iter()
@@ -347,42 +416,38 @@ fn html_histogram(out: &mut String, groups: &[Group], histogram: &AgeHistogram) 
             AgeBin::Centred(_) => GAP,
             AgeBin::After => 2.0 * GAP,
         };
-        HIST_LEFT + slot_w * (i as f64 + gaps)
+        geo.left + slot_w * (i as f64 + gaps)
     };
     let _ = writeln!(
         out,
-        "<svg class=\"histogram\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Histogram: groups by age at \
-         first failure as a share of the lease; {plotted} groups plotted\">",
+        "<svg class=\"histogram {class}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Histogram: groups by age \
+         at first failure as a share of the lease, coloured by verdict; {plotted} groups plotted\">",
+        class = geo.class,
         plotted = histogram.plotted()
     );
     // Grid lines and the count axis.
     for n in (0..=top).step_by(step) {
         let _ = writeln!(
             out,
-            "<line class=\"grid\" x1=\"{HIST_LEFT}\" x2=\"{x2:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
+            "<line class=\"grid\" x1=\"{x1}\" x2=\"{x2:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
              <text class=\"tick\" x=\"{tx:.1}\" y=\"{ty:.1}\" text-anchor=\"end\">{n}</text>",
-            x2 = w - HIST_RIGHT,
+            x1 = geo.left,
+            x2 = w - geo.right,
             yy = y(n),
-            tx = HIST_LEFT - 8.0,
+            tx = geo.left - 6.0,
             ty = y(n) + 4.0,
         );
     }
-    let _ = writeln!(
-        out,
-        "<text class=\"tick\" x=\"12\" y=\"{cy:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 12 {cy:.1})\">\
-         groups</text>",
-        cy = HIST_TOP + plot_h / 2.0
-    );
     // The lease end: a dashed line through the middle of its bin.
     let lease_x = x_of(AgeBin::Centred(100)) + slot_w / 2.0;
     let _ = writeln!(
         out,
         "<line class=\"lease-mark\" x1=\"{lease_x:.1}\" x2=\"{lease_x:.1}\" y1=\"{y1:.1}\" y2=\"{base:.1}\"/>\
          <text class=\"lease-label\" x=\"{lease_x:.1}\" y=\"{ly:.1}\" text-anchor=\"middle\">lease end</text>",
-        y1 = HIST_TOP - 8.0,
-        ly = HIST_TOP - 14.0,
+        y1 = geo.top - 8.0,
+        ly = geo.top - 14.0,
     );
-    // Bars: one per non-empty bin.
+    // Bars: one per non-empty bin, stacked by verdict (most severe kind at the bottom).
     for (bin, members) in &histogram.bins {
         let n = members.len();
         let x = x_of(*bin) + slot_w * 0.12;
@@ -404,32 +469,50 @@ fn html_histogram(out: &mut String, groups: &[Group], histogram: &AgeHistogram) 
             },
             names = names.join(", "),
         );
+        let _ = write!(
+            out,
+            "<g class=\"hist-bar{cls}\" data-count=\"{n}\"><title>{title}</title>",
+            cls = if bin.at_lease_end() { " at-lease" } else { "" },
+            title = escape(&title),
+        );
+        let mut below = 0;
+        for verdict in Verdict::ALL {
+            let k = members.iter().filter(|&&i| groups[i].verdict == *verdict).count();
+            if k == 0 {
+                continue;
+            }
+            let _ = write!(
+                out,
+                "<rect class=\"hist-seg v-{v}\" data-verdict=\"{v}\" data-count=\"{k}\" x=\"{x:.1}\" y=\"{by:.1}\" \
+                 width=\"{bw:.1}\" height=\"{bh:.1}\"/>",
+                v = verdict.as_str(),
+                by = y(below + k),
+                bh = y(below) - y(below + k),
+            );
+            below += k;
+        }
         let _ = writeln!(
             out,
-            "<rect class=\"hist-bar{cls}\" data-count=\"{n}\" x=\"{x:.1}\" y=\"{by:.1}\" width=\"{bw:.1}\" \
-             height=\"{bh:.1}\" rx=\"2\"><title>{title}</title></rect>\
-             <text class=\"hist-count\" x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{n}</text>",
-            cls = if bin.at_lease_end() { " at-lease" } else { "" },
-            by = y(n),
-            bh = base - y(n),
-            title = escape(&title),
+            "</g><text class=\"hist-count\" x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{n}</text>",
             cx = x + bw / 2.0,
             ty = y(n) - 6.0,
         );
     }
-    // The age axis: a tick per bin, labelled every 50 % and at both ends.
+    // The age axis: a tick per bin, labelled at both ends and every `label_every` percent.
     let _ = writeln!(
         out,
-        "<line class=\"axis\" x1=\"{HIST_LEFT}\" x2=\"{x2:.1}\" y1=\"{base:.1}\" y2=\"{base:.1}\"/>",
-        x2 = w - HIST_RIGHT
+        "<line class=\"axis\" x1=\"{x1}\" x2=\"{x2:.1}\" y1=\"{base:.1}\" y2=\"{base:.1}\"/>",
+        x1 = geo.left,
+        x2 = w - geo.right
     );
     for bin in &slots {
         let cx = x_of(*bin) + slot_w / 2.0;
         let label = match bin {
             AgeBin::Before => Some("< 0".to_owned()),
-            AgeBin::Centred(p) if p % 50 == 0 => Some(format!("{p} %")),
+            AgeBin::Centred(p) if !geo.label_ends && (*p == 0 || *p == MAX_BIN_PERCENT) => None,
+            AgeBin::Centred(p) if p % geo.label_every == 0 => Some(format!("{p} %")),
             AgeBin::Centred(_) => None,
-            AgeBin::After => Some(format!("> {MAX_BIN_PERCENT} %")),
+            AgeBin::After => Some(format!("> {MAX_BIN_PERCENT}")),
         };
         let _ = write!(
             out,
@@ -437,9 +520,15 @@ fn html_histogram(out: &mut String, groups: &[Group], histogram: &AgeHistogram) 
             y2 = base + 4.0
         );
         if let Some(label) = label {
+            // The open-ended bins' labels keep inside the drawing: anchored at its edges.
+            let (lx, anchor) = match bin {
+                AgeBin::Before => (x_of(*bin), "start"),
+                AgeBin::After => (x_of(*bin) + slot_w, "end"),
+                AgeBin::Centred(_) => (cx, "middle"),
+            };
             let _ = write!(
                 out,
-                "<text class=\"tick\" x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{label}</text>",
+                "<text class=\"tick\" x=\"{lx:.1}\" y=\"{ty:.1}\" text-anchor=\"{anchor}\">{label}</text>",
                 ty = base + 17.0
             );
         }
@@ -447,14 +536,37 @@ fn html_histogram(out: &mut String, groups: &[Group], histogram: &AgeHistogram) 
     }
     let _ = writeln!(
         out,
-        "<text class=\"tick\" x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">age at first failure, as a share \
-         of the session's lease (bins {BIN_PERCENT} % wide, centred: 100 % = {lo}–{hi} %)</text>",
-        cx = HIST_LEFT + plot_w / 2.0,
+        "<text class=\"tick\" x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{caption}</text>",
+        cx = geo.left + plot_w / 2.0,
         ty = h - 12.0,
-        lo = 100 - BIN_PERCENT / 2,
-        hi = 100 + BIN_PERCENT / 2,
+        caption = geo.caption,
     );
     out.push_str("</svg>\n");
+}
+
+/// Below both histograms: the verdicts' colours, and what could not be plotted.
+fn html_histogram_legend(out: &mut String, groups: &[Group], histogram: &AgeHistogram) {
+    let present: Vec<Verdict> = Verdict::ALL
+        .iter()
+        .copied()
+        .filter(|v| {
+            histogram
+                .bins
+                .iter()
+                .any(|(_, m)| m.iter().any(|&i| groups[i].verdict == *v))
+        })
+        .collect();
+    if !present.is_empty() {
+        out.push_str("<p class=\"legend\">Bars by verdict:");
+        for v in present {
+            let _ = write!(
+                out,
+                " <span class=\"key\"><span class=\"swatch v-{v}\"></span>{v}</span>",
+                v = v.as_str()
+            );
+        }
+        out.push_str("</p>\n");
+    }
     let unmeasured = groups.len() - histogram.plotted();
     if groups.is_empty() {
         out.push_str("<p class=\"legend\">Nothing to plot: no failures.</p>\n");
@@ -715,12 +827,7 @@ mod tests {
     use tokenwatch_core::model::{CredentialSource, LeaseSource};
 
     fn report(groups: Vec<Group>) -> Document {
-        Document {
-            records: 100,
-            failures: groups.iter().map(|g| g.failures).sum(),
-            skipped_records: 0,
-            groups,
-        }
+        crate::report::test_document(100, groups.iter().map(|g| g.failures).sum(), groups)
     }
 
     fn count(haystack: &str, needle: &str) -> usize {
@@ -870,11 +977,9 @@ mod tests {
         assert_eq!((h.plotted(), h.at_lease_end(), h.without_lease), (11, 9, 0));
 
         let html = r.to_html();
-        assert_eq!(count(&html, "<rect class=\"hist-bar"), 3);
-        assert_eq!(
-            count(&html, "<rect class=\"hist-bar at-lease\" data-count=\"9\""),
-            1
-        );
+        // Drawn twice: for a desktop window and for a phone.
+        assert_eq!(count(&html, "<g class=\"hist-bar"), 6);
+        assert_eq!(count(&html, "<g class=\"hist-bar at-lease\" data-count=\"9\""), 2);
         assert!(html.contains("<title>9 groups first failed at 95–105 % of the lease (the lease end): "));
         assert!(html.contains("<title>1 group first failed at 15–25 % of the lease: "));
         assert!(html.contains("<title>1 group first failed at more than 205 % of the lease: "));
@@ -882,6 +987,39 @@ mod tests {
             "<b>9 of 11</b> groups with a measurable age first failed within 5 % of the lease end"
         ));
         assert!(html.contains("2 of 13 groups not plotted"));
+    }
+
+    #[test]
+    fn bars_are_coloured_by_verdict_whatever_their_bin() {
+        // Stale caches that failed at 110–130 % of the lease are still stale caches, drawn in their colour.
+        let mut late = group_aged(Some(4300), Some(3600));
+        late.verdict = Verdict::StaleCache;
+        let mut skew = group_aged(Some(612), Some(3600));
+        skew.verdict = Verdict::ClockSkew;
+        let mut race = group_aged(Some(3605), Some(3600));
+        race.verdict = Verdict::RefreshRace;
+        let html = report(vec![late, skew, race, group_aged(Some(3614), Some(3600))]).to_html();
+        let wide = &html[html.find("<svg class=\"histogram wide\"").unwrap()..];
+        let wide = &wide[..wide.find("</svg>").unwrap()];
+        let bin_120 = &wide[wide.find("first failed at 115–125 %").unwrap()..];
+        assert!(
+            bin_120[..bin_120.find("</g>").unwrap()].contains("class=\"hist-seg v-stale-cache\""),
+            "{bin_120:.400}"
+        );
+        let lease_end = &wide[wide
+            .find("<g class=\"hist-bar at-lease\" data-count=\"2\"")
+            .unwrap()..];
+        let lease_end = &lease_end[..lease_end.find("</g>").unwrap()];
+        assert!(
+            lease_end.contains("data-verdict=\"stale-cache\" data-count=\"1\""),
+            "{lease_end}"
+        );
+        assert!(
+            lease_end.contains("data-verdict=\"refresh-race\" data-count=\"1\""),
+            "{lease_end}"
+        );
+        assert!(wide.contains("class=\"hist-seg v-clock-skew\""));
+        assert!(html.contains("Bars by verdict: <span class=\"key\"><span class=\"swatch v-stale-cache\"></span>stale-cache</span>"));
     }
 
     #[test]
@@ -940,8 +1078,9 @@ mod tests {
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.trim_end().ends_with("</html>"));
         assert!(html.contains("No expired-credential failures were found."));
-        assert!(html.contains("<svg class=\"histogram\""));
-        assert_eq!(count(&html, "<rect class=\"hist-bar"), 0);
+        assert!(html.contains("<svg class=\"histogram wide\""));
+        assert!(html.contains("<svg class=\"histogram narrow\""));
+        assert_eq!(count(&html, "<g class=\"hist-bar"), 0);
         assert!(!html.contains("<table>"));
         assert_eq!(count(&html, "<svg"), count(&html, "</svg>"));
     }

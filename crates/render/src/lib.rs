@@ -10,9 +10,11 @@
 //! Times become text here and nowhere before; every value that comes from an event is cleaned and
 //! escaped for the channel it goes to. Nothing here decides anything.
 
+pub mod explain;
 pub mod html;
 pub mod report;
 pub mod sns;
+pub mod table;
 pub mod text;
 
-pub use report::{Document, Group};
+pub use report::{Document, Group, Made};

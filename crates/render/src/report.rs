@@ -6,21 +6,125 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use tokenwatch_core::Window;
 use tokenwatch_core::finding::{Finding, IncidentBrief, IncidentState, IncidentSummary, Report};
 use tokenwatch_core::model::{Client, CredentialSource, LeaseSource, Severity, Verdict};
 use tokenwatch_core::time::{Epoch, format_time};
 
+use crate::table::{Column, Layout, Row, Table};
+
+/// The version of the report document: the `schema` field. Version 2 added `schema`, `generated_at`,
+/// `tool` and `window`; docs/report.schema.json describes it.
+pub const REPORT_SCHEMA: u32 = 2;
+
+/// A failure this recent (against the report's `generated_at`) means the group is still failing: the
+/// detector's default cool-down, after which a quiet group's incident ends.
+pub const STILL_FAILING: Epoch = 3600;
+
 /// `tokenwatch analyze --format json`: field names and order are the contract's.
 #[derive(Clone, Debug, Serialize)]
 pub struct Document {
+    /// [`REPORT_SCHEMA`].
+    pub schema: u32,
+    /// When the report was made: the only field that differs between two runs over the same input.
+    pub generated_at: String,
+    /// What made it.
+    pub tool: Tool,
+    /// The window asked for (`--since`/`--until`, or a default a source applies); nulls when none.
+    pub window: ReportWindow,
     /// Records read, duplicates included.
     pub records: u64,
     /// Expiry-family failures, each eventID once.
     pub failures: u64,
     /// Records that could not be used (no time, not JSON), included in `records`.
     pub skipped_records: u64,
+    /// The groups' workloads (account + principal + session pattern), most severe first.
+    pub workloads: Vec<WorkloadEntry>,
     /// Failures grouped by account + principal + session, most severe first.
     pub groups: Vec<Group>,
+    /// `generated_at` as a time: what "still failing" is measured against.
+    #[serde(skip)]
+    pub generated: Epoch,
+}
+
+/// The program that made a document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tool {
+    /// `tokenwatch`.
+    pub name: &'static str,
+    /// Its version.
+    pub version: &'static str,
+}
+
+impl Default for Tool {
+    fn default() -> Tool {
+        Tool {
+            name: "tokenwatch",
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+/// The window a report covers, as given; `null` for an open end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReportWindow {
+    /// Failures from this time on.
+    pub since: Option<String>,
+    /// Failures up to this time.
+    pub until: Option<String>,
+}
+
+/// When a report was made and over which window: what a [`Document`] says beside the engine's report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Made {
+    /// When (the caller's clock: the engine has none).
+    pub at: Epoch,
+    /// The window asked for.
+    pub window: Window,
+}
+
+impl Made {
+    /// Made at `at`, over no window.
+    pub fn at(at: Epoch) -> Made {
+        Made {
+            at,
+            window: Window::default(),
+        }
+    }
+}
+
+/// One workload of the document.
+#[derive(Clone, Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct WorkloadEntry {
+    pub account: Option<String>,
+    pub principal: Option<String>,
+    pub session_pattern: Option<String>,
+    pub groups: usize,
+    pub sessions: Vec<String>,
+    pub failures: u64,
+    pub first_failure: String,
+    pub last_failure: String,
+    pub verdicts: BTreeMap<Verdict, usize>,
+    pub severity: Severity,
+}
+
+impl WorkloadEntry {
+    /// The document's entry for a workload.
+    pub fn of(w: &tokenwatch_core::workload::Workload) -> WorkloadEntry {
+        WorkloadEntry {
+            account: w.account.clone(),
+            principal: w.principal.clone(),
+            session_pattern: w.session_pattern.clone(),
+            groups: w.groups,
+            sessions: w.sessions.clone(),
+            failures: w.failures,
+            first_failure: format_time(w.first_failure),
+            last_failure: format_time(w.last_failure),
+            verdicts: w.verdicts.clone(),
+            severity: w.severity,
+        }
+    }
 }
 
 /// One account + principal + session and what its failures say. Unknowns are `null`, never omitted.
@@ -30,6 +134,8 @@ pub struct Group {
     pub account: Option<String>,
     pub principal: Option<String>,
     pub session: Option<String>,
+    /// Its workload's session pattern.
+    pub workload: Option<String>,
     pub access_key_ids: Vec<String>,
     pub failures: u64,
     pub first_failure: String,
@@ -80,6 +186,7 @@ impl Group {
             account: f.account.clone(),
             principal: f.principal.clone(),
             session: f.session.clone(),
+            workload: f.workload.clone(),
             access_key_ids: f.access_key_ids.clone(),
             failures: f.failures,
             first_failure: format_time(f.first_failure),
@@ -118,12 +225,21 @@ impl Group {
 }
 
 impl Document {
-    /// The document of a report.
-    pub fn of(report: &Report) -> Document {
+    /// The document of a report made as `made` says.
+    pub fn of(report: &Report, made: Made) -> Document {
         Document {
+            schema: REPORT_SCHEMA,
+            generated_at: format_time(made.at),
+            tool: Tool::default(),
+            window: ReportWindow {
+                since: made.window.since.map(format_time),
+                until: made.window.until.map(format_time),
+            },
+            generated: made.at,
             records: report.records,
             failures: report.failures,
             skipped_records: report.skipped_records,
+            workloads: report.workloads.iter().map(WorkloadEntry::of).collect(),
             groups: report.findings.iter().map(Group::of).collect(),
         }
     }
@@ -271,6 +387,69 @@ pub fn duration(seconds: i64) -> String {
     }
 }
 
+/// Markdown for a value from an event: every character markdown could read as markup is escaped.
+fn md_escape(s: &str) -> String {
+    let mut escaped = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '!'
+        ) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Markdown for the tool's own text (a remediation): its code spans stay code, the rest is escaped. An
+/// unpaired backtick is escaped like any other character. In a table cell (`in_table`), `|` is escaped
+/// inside code spans too, as GitHub's tables require.
+fn md_own(s: &str, in_table: bool) -> String {
+    let s = cell(s, 2000);
+    let parts: Vec<&str> = s.split('`').collect();
+    let paired = parts.len() % 2 == 1;
+    let mut out = String::with_capacity(s.len() + 16);
+    for (k, part) in parts.iter().enumerate() {
+        if k % 2 == 1 && (paired || k + 1 < parts.len()) {
+            out.push('`');
+            out.push_str(&if in_table {
+                part.replace('|', "\\|")
+            } else {
+                (*part).to_owned()
+            });
+            out.push('`');
+        } else {
+            if k % 2 == 1 {
+                out.push_str("\\`");
+            }
+            out.push_str(&md_escape(part));
+        }
+    }
+    out
+}
+
+/// `2026-11-02T09:00:14Z` → `2026-11-02 09:00Z`: what a table cell needs, and a break between date and
+/// time.
+pub fn short_time(iso: &str) -> String {
+    match (iso.get(..10), iso.get(11..16)) {
+        (Some(date), Some(hm)) if iso.len() >= 20 => format!("{date} {hm}Z"),
+        _ => iso.to_owned(),
+    }
+}
+
+/// The colour of a severity on a terminal (SGR parameters).
+fn severity_style(severity: &str) -> Option<&'static str> {
+    match severity {
+        "critical" => Some("1;97;41"),
+        "high" => Some("1;31"),
+        "medium" => Some("33"),
+        "low" => Some("36"),
+        "info" => Some("2"),
+        _ => None,
+    }
+}
+
 /// Keeps table cells on one line and bounded: unsafe characters are escaped ([`crate::text::line`]).
 fn cell(s: &str, max: usize) -> String {
     let clean = crate::text::line(s);
@@ -284,77 +463,82 @@ fn cell(s: &str, max: usize) -> String {
 }
 
 impl Document {
-    /// A table for a terminal: one line per group with its one-line fix, and, for a report from the state
-    /// table, each incident's state, time to recover and next expected failure.
-    pub fn to_table(&self) -> String {
+    /// A table for a terminal that fits `layout.width` ([`crate::table`]): one row per group with its
+    /// fix, an ACCOUNT column when more than one account is present, SINCE (the first failure, and
+    /// whether it is still failing at [`Document::generated_at`]), and, for a report from the state
+    /// table, each incident's time to recover and next expected failure. Then a one-line summary.
+    pub fn to_table(&self, layout: Layout) -> String {
         let incidents = self.from_state_table();
-        let mut headers = vec![
-            "GROUP",
-            "VERDICT",
-            "SEVERITY",
-            "FAILURES",
-            "AGE / LEASE",
-            "CLIENT",
-        ];
-        if incidents {
-            headers.extend(["STATE", "RECOVERED IN", "NEXT FAILURE"]);
+        let accounts: std::collections::BTreeSet<Option<&str>> =
+            self.groups.iter().map(|g| g.account.as_deref()).collect();
+        let many_accounts = accounts.len() > 1;
+        let mut columns = Vec::new();
+        if many_accounts {
+            columns.push(Column::text("ACCOUNT", 12).rank(3));
         }
-        headers.push("FIX");
-        let rows: Vec<Vec<String>> = self
+        columns.extend([
+            Column::text("GROUP", 20),
+            Column::text("VERDICT", 12),
+            Column::text("SEVERITY", 8).rank(4).styled(severity_style),
+            Column::number("FAILURES").rank(5),
+            Column::text("AGE / LEASE", 11).rank(2),
+            Column::text("SINCE", 11).rank(3),
+            Column::text("CLIENT", 7).rank(1),
+        ]);
+        if incidents {
+            columns.push(Column::text("RECOVERED IN", 8).rank(1));
+            columns.push(Column::text("NEXT FAILURE", 10).rank(2));
+        }
+        let rows = self
             .groups
             .iter()
             .map(|g| {
-                let mut row = vec![
-                    cell(&g.label(), 48),
+                let mut cells = Vec::new();
+                if many_accounts {
+                    cells.push(cell(g.account.as_deref().unwrap_or("-"), 64));
+                }
+                cells.extend([
+                    cell(&g.label(), 300),
                     g.verdict.to_string(),
                     g.severity.to_string(),
                     g.failures.to_string(),
                     g.age_against_lease(),
+                    self.since(g),
                     g.client.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
-                ];
+                ]);
                 if incidents {
                     let i = g.incident.as_ref();
-                    row.push(i.map(|i| i.state).unwrap_or("-").to_owned());
-                    row.push(
+                    cells.push(
                         i.and_then(|i| i.time_to_recover_seconds)
                             .map(duration)
                             .unwrap_or_else(|| "-".into()),
                     );
-                    row.push(
-                        i.and_then(|i| i.next_expected_failure.clone())
+                    cells.push(
+                        i.and_then(|i| i.next_expected_failure.as_deref())
+                            .map(short_time)
                             .unwrap_or_else(|| "-".into()),
                     );
                 }
-                row.push(cell(&g.fix, 100));
-                row
+                Row {
+                    cells,
+                    note: Some(cell(&g.fix, 1000)),
+                    children: Vec::new(),
+                }
             })
             .collect();
-        let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-        for row in &rows {
-            for (w, c) in widths.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let mut out = String::new();
-        let line = |out: &mut String, cells: &[&str]| {
-            let mut l = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                if i + 1 == cells.len() {
-                    l.push_str(c);
-                } else {
-                    let _ = write!(l, "{c:<w$}  ", w = widths[i]);
-                }
-            }
-            out.push_str(l.trim_end());
-            out.push('\n');
+        let table = Table {
+            columns,
+            note: Some("FIX"),
+            rows,
         };
-        line(&mut out, &headers);
-        for row in &rows {
-            line(&mut out, &row.iter().map(String::as_str).collect::<Vec<_>>());
-        }
+        let mut out = if self.groups.is_empty() {
+            String::new()
+        } else {
+            table.render(layout) + "\n"
+        };
         let _ = writeln!(
             out,
-            "\n{}{}",
+            "{}{}",
             self.summary(),
             if self.skipped_records > 0 {
                 format!(", {} records skipped", self.skipped_records)
@@ -363,6 +547,45 @@ impl Document {
             }
         );
         out
+    }
+
+    /// The SINCE cell: when the group (or its incident) began failing, and whether it still fails.
+    fn since(&self, g: &Group) -> String {
+        if let Some(i) = &g.incident {
+            let state = if i.is_open() {
+                "still failing".to_owned()
+            } else {
+                i.time_to_recover_seconds
+                    .map(|t| format!("resolved after {}", duration(t)))
+                    .unwrap_or_else(|| "resolved".into())
+            };
+            return format!("{}\n{state}", short_time(&i.opened_at));
+        }
+        format!(
+            "{}\n{}",
+            short_time(&g.first_failure),
+            self.still_failing_or_last(g)
+        )
+    }
+
+    /// "still failing" when the last failure is within [`STILL_FAILING`] of when the report was made,
+    /// else when it was.
+    pub fn still_failing_or_last(&self, g: &Group) -> String {
+        if self.still_failing(g) {
+            "still failing".into()
+        } else if g.first_failure.get(..10) == g.last_failure.get(..10) {
+            format!(
+                "last {}",
+                short_time(&g.last_failure).get(11..).unwrap_or_default()
+            )
+        } else {
+            format!("last {}", short_time(&g.last_failure))
+        }
+    }
+
+    /// Its last failure is within [`STILL_FAILING`] of when the report was made.
+    pub fn still_failing(&self, g: &Group) -> bool {
+        (0..STILL_FAILING).contains(&(self.generated - g.last))
     }
 
     /// "51234 records, 518 expired-credential failures in 3 groups". A report from the state table reads
@@ -385,52 +608,44 @@ impl Document {
         self.groups.iter().any(|g| g.incident.is_some())
     }
 
-    /// Markdown: a summary table and a section per group with its remediation.
+    /// Markdown: a summary table (with each group's fix) and a section per group with its remediation.
+    /// Values from events are escaped; the tool's own texts keep their code spans (`` `aws sso login` ``)
+    /// as code.
     pub fn to_markdown(&self) -> String {
-        let md = |s: &str, max: usize| -> String {
-            let mut escaped = String::new();
-            for c in cell(s, max).chars() {
-                if matches!(
-                    c,
-                    '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '!'
-                ) {
-                    escaped.push('\\');
-                }
-                escaped.push(c);
-            }
-            escaped
-        };
         let mut out = String::from("# tokenwatch report\n\n");
         let _ = writeln!(out, "{}.\n", self.summary());
         if self.groups.is_empty() {
             return out;
         }
         out.push_str(
-            "| group | verdict | severity | failures | age / lease | client |\n|---|---|---|---:|---|---|\n",
+            "| group | verdict | severity | failures | age / lease | since | client | fix |\n\
+             |---|---|---|---:|---|---|---|---|\n",
         );
         for g in &self.groups {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} |",
-                md(&g.label(), 80),
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                md_escape(&cell(&g.label(), 80)),
                 g.verdict,
                 g.severity,
                 g.failures,
                 g.age_against_lease(),
-                g.client.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+                md_escape(&self.since(g).replace('\n', ", ")),
+                g.client.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                md_own(&g.fix, true)
             );
         }
         for g in &self.groups {
-            let _ = writeln!(out, "\n## {}\n", md(&g.label(), 120));
+            let _ = writeln!(out, "\n## {}\n", md_escape(&cell(&g.label(), 120)));
             let _ = writeln!(
                 out,
                 "- principal: {}",
-                md(g.principal.as_deref().unwrap_or("unknown"), 300)
+                md_escape(&cell(g.principal.as_deref().unwrap_or("unknown"), 300))
             );
             let _ = writeln!(
                 out,
                 "- account: {}",
-                md(g.account.as_deref().unwrap_or("unknown"), 40)
+                md_escape(&cell(g.account.as_deref().unwrap_or("unknown"), 40))
             );
             let _ = writeln!(
                 out,
@@ -449,7 +664,7 @@ impl Document {
             if let Some(i) = &g.incident {
                 let _ = writeln!(out, "- incident: {}", i.describe());
             }
-            let _ = writeln!(out, "\n{}", md(&g.remediation, 2000));
+            let _ = writeln!(out, "\n{}", md_own(&g.remediation, false));
         }
         out
     }
@@ -560,6 +775,16 @@ fn csv_row(out: &mut String, fields: impl IntoIterator<Item = String>) {
     out.push_str("\r\n");
 }
 
+/// A document of `groups`, made at the example group's last failure.
+#[cfg(test)]
+pub(crate) fn test_document(records: u64, failures: u64, groups: Vec<Group>) -> Document {
+    let mut d = Document::of(&Report::default(), Made::at(test_group().last));
+    d.records = records;
+    d.failures = failures;
+    d.groups = groups;
+    d
+}
+
 /// A stale-cache group like the one of `samples/01-assume-role-default-boto3`, for tests to vary.
 #[cfg(test)]
 pub(crate) fn test_group() -> Group {
@@ -584,18 +809,14 @@ mod tests {
             recurs_every_seconds: Some(86_400),
             next_expected_failure: Some("2026-11-05T09:00:14Z".into()),
         });
-        let table_report = Document {
-            records: 0,
-            failures: 6,
-            skipped_records: 0,
-            groups: vec![g],
-        };
-        let table = table_report.to_table();
+        let table_report = crate::report::test_document(0, 6, vec![g]);
+        let table = table_report.to_table(WIDE);
         assert!(
             table.contains("RECOVERED IN") && table.contains("1h31m26s"),
             "{table}"
         );
-        assert!(table.contains("2026-11-05T09:00:14Z"), "{table}");
+        assert!(table.contains("2026-11-05 09:00Z"), "{table}");
+        assert!(table.contains("resolved after 1h31m26s"), "{table}");
         assert!(
             table.ends_with("6 expired-credential failures in 1 groups\n"),
             "{table}"
@@ -604,18 +825,132 @@ mod tests {
         assert!(md.contains("- incident: resolved after 1h31m26s"), "{md}");
         assert!(md.contains("next failure expected 2026-11-05T09:00:14Z"), "{md}");
 
-        let analyzed = Document {
-            records: 115,
-            failures: 6,
-            skipped_records: 0,
-            groups: vec![test_group()],
-        };
-        assert!(!analyzed.to_table().contains("RECOVERED IN"));
+        let analyzed = crate::report::test_document(115, 6, vec![test_group()]);
+        assert!(!analyzed.to_table(WIDE).contains("RECOVERED IN"));
         assert!(
             analyzed
-                .to_table()
+                .to_table(WIDE)
                 .contains("115 records, 6 expired-credential failures")
         );
+    }
+
+    const WIDE: Layout = Layout {
+        width: 200,
+        color: false,
+    };
+
+    #[test]
+    fn the_table_fits_the_width_and_wraps_the_fix_in_its_cell() {
+        let mut js = test_group();
+        js.fix = tokenwatch_core::remediation::remediation(
+            Verdict::StaleCache,
+            CredentialSource::AssumeRole,
+            Some(Client::JsV3),
+        )
+        .fix;
+        js.session = Some("a-very-long-session-name-for-a-batch-job-that-runs-nightly".into());
+        let d = test_document(10, 12, vec![test_group(), js.clone()]);
+        for width in [60, 80, 100, 120, 160, 240] {
+            let t = d.to_table(Layout { width, color: false });
+            for line in t.lines() {
+                assert!(crate::table::width(line) <= width, "at {width}: {line:?}\n{t}");
+            }
+            let fixes = fix_cells(&t);
+            assert_eq!(fixes.len(), 2, "at {width}:\n{t}");
+            assert_eq!(fixes[0], "Let botocore refresh the role");
+            assert_eq!(
+                fixes[1], js.fix,
+                "at {width} the fix reads whole, in its cell:\n{t}"
+            );
+        }
+    }
+
+    /// The fix of each row, its wrapped lines joined: from the FIX column, or from the `fix:` line under
+    /// each row.
+    fn fix_cells(table: &str) -> Vec<String> {
+        let lines: Vec<&str> = table.lines().take_while(|l| !l.is_empty()).collect();
+        let mut fixes: Vec<String> = Vec::new();
+        if let Some(at) = lines[0].find("FIX") {
+            for l in &lines[1..] {
+                let cell = l.get(at..).unwrap_or("").trim();
+                // A new row starts where the first column has text.
+                if !l.starts_with(' ') {
+                    fixes.push(cell.to_owned());
+                } else if !cell.is_empty() {
+                    let last = fixes.last_mut().unwrap();
+                    last.push(' ');
+                    last.push_str(cell);
+                }
+            }
+        } else {
+            let mut hang = 0;
+            for l in &lines[1..] {
+                if let Some(at) = l.find("fix: ").filter(|_| l.trim_start().starts_with("fix: ")) {
+                    hang = at + "fix: ".len();
+                    fixes.push(l[hang..].to_owned());
+                } else if hang > 0 && l.len() > hang && l[..hang].trim().is_empty() {
+                    let last = fixes.last_mut().unwrap();
+                    last.push(' ');
+                    last.push_str(&l[hang..]);
+                } else {
+                    hang = 0;
+                }
+            }
+        }
+        fixes
+    }
+
+    #[test]
+    fn an_account_column_appears_only_when_accounts_differ() {
+        let one = test_document(10, 12, vec![test_group(), test_group()]);
+        assert!(!one.to_table(WIDE).contains("ACCOUNT"));
+        let mut other = test_group();
+        other.account = Some("210987654321".into());
+        let two = test_document(10, 12, vec![test_group(), other]);
+        let t = two.to_table(WIDE);
+        assert!(t.contains("ACCOUNT") && t.contains("210987654321"), "{t}");
+    }
+
+    #[test]
+    fn since_says_still_failing_only_when_the_last_failure_is_recent() {
+        let g = test_group();
+        let mut recent = test_document(10, 6, vec![g.clone()]);
+        recent.generated = g.last + 600;
+        assert!(
+            recent.to_table(WIDE).contains("still failing"),
+            "{}",
+            recent.to_table(WIDE)
+        );
+        let mut old = recent.clone();
+        old.generated = g.last + STILL_FAILING + 1;
+        let t = old.to_table(WIDE);
+        assert!(!t.contains("still failing") && t.contains("last 09:31Z"), "{t}");
+        assert!(t.contains("2026-11-02 09:00Z"), "{t}");
+    }
+
+    #[test]
+    fn severity_is_coloured_only_when_asked() {
+        let d = test_document(10, 6, vec![test_group()]);
+        assert!(!d.to_table(WIDE).contains('\x1b'));
+        let coloured = d.to_table(Layout {
+            width: 200,
+            color: true,
+        });
+        assert!(coloured.contains("\x1b[1;31mhigh\x1b[0m"), "{coloured}");
+    }
+
+    #[test]
+    fn markdown_keeps_the_tools_code_spans_and_escapes_event_values() {
+        let mut g = test_group();
+        g.session = Some("`evil`|*x*".into());
+        let md = test_document(10, 6, vec![g]).to_markdown();
+        assert!(md.contains("configure `role_arn` + `source_profile`"), "{md}");
+        assert!(!md.contains("\\`role_arn"), "{md}");
+        assert!(md.contains("\\`evil\\`\\|\\*x\\*"), "{md}");
+        let header = md.lines().find(|l| l.starts_with("| group")).unwrap();
+        assert!(header.ends_with("| fix |"), "{header}");
+        assert!(md.contains("| Let botocore refresh the role |"), "{md}");
+        assert_eq!(md_own("a `b|c` d `e", true), "a `b\\|c` d \\`e");
     }
 
     #[test]
@@ -686,12 +1021,7 @@ mod tests {
         tabbed.lease_source = None;
         tabbed.age_at_first_failure_seconds = None;
         tabbed.client = None;
-        Document {
-            records: 9,
-            failures: 3,
-            skipped_records: 0,
-            groups: vec![quoting, formulas, tabbed],
-        }
+        crate::report::test_document(9, 3, vec![quoting, formulas, tabbed])
     }
 
     #[test]
@@ -754,12 +1084,7 @@ mod tests {
 
     #[test]
     fn csv_of_an_empty_report_is_its_header() {
-        let empty = Document {
-            records: 0,
-            failures: 0,
-            skipped_records: 0,
-            groups: vec![],
-        };
+        let empty = crate::report::test_document(0, 0, vec![]);
         assert_eq!(empty.to_csv(), CSV_COLUMNS.join(",") + "\r\n");
     }
 }

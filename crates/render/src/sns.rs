@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::json;
-use tokenwatch_core::notice::{DigestNotice, IncidentNotice, Notice, NoticeKind, printable};
+use tokenwatch_core::notice::{DigestNotice, IncidentNotice, Notice, NoticeKind, Resolution, printable};
+use tokenwatch_core::time::format_time;
 
 use crate::report::{Document, Group, duration};
 
@@ -37,6 +38,18 @@ pub struct Style {
     pub region: String,
     /// Message format.
     pub format: AlertFormat,
+    /// The runbook's address, `{verdict}` standing for the verdict (`https://wiki/tokenwatch/{verdict}`);
+    /// `None`: pages carry no runbook link.
+    pub runbook: Option<String>,
+}
+
+impl Style {
+    /// The runbook link for `verdict`, if the stack has a runbook.
+    pub fn runbook_for(&self, verdict: tokenwatch_core::Verdict) -> Option<String> {
+        self.runbook
+            .as_deref()
+            .map(|t| clean(&t.replace("{verdict}", verdict.as_str()), 1000))
+    }
 }
 
 /// One SNS publish.
@@ -50,6 +63,20 @@ pub struct Message {
     pub message: String,
     /// `MessageAttributes` (all of type String).
     pub attributes: BTreeMap<String, String>,
+}
+
+/// [`clean`] for a text of several lines: keeps line breaks, strips every other unsafe character.
+pub fn clean_lines(s: &str, max: usize) -> String {
+    let kept: Vec<char> = s
+        .chars()
+        .filter(|c| *c == '\n' || !crate::text::is_unsafe(*c))
+        .take(max + 1)
+        .collect();
+    if kept.len() <= max {
+        kept.into_iter().collect()
+    } else {
+        kept[..max.saturating_sub(1)].iter().chain(['…'].iter()).collect()
+    }
 }
 
 /// Strips unsafe characters ([`crate::text::is_unsafe`]: controls, bidi overrides, zero-width characters)
@@ -92,7 +119,7 @@ fn cleaned(group: &Group) -> Group {
 }
 
 /// The CloudTrail console, filtered to a key's events. Keys that are not key-shaped get no link.
-fn console_link(region: &str, key: &str) -> Option<String> {
+pub fn console_link(region: &str, key: &str) -> Option<String> {
     let shaped =
         (16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
     let region_ok = !region.is_empty()
@@ -109,25 +136,45 @@ pub fn render(notice: &Notice, style: &Style) -> Message {
     let alert_id = notice.alert_id();
     match notice {
         Notice::Incident(n) => render_incident(n, alert_id, style),
-        Notice::Digest(d) => render_digest(&Document::of(&d.report), d, alert_id, style),
+        Notice::Digest(d) => {
+            let made = crate::report::Made {
+                at: d.until,
+                window: tokenwatch_core::Window {
+                    since: Some(d.since),
+                    until: Some(d.until),
+                },
+            };
+            render_digest(&Document::of(&d.report, made), d, alert_id, style)
+        }
     }
 }
 
 fn render_incident(n: &IncidentNotice, alert_id: String, style: &Style) -> Message {
     let mut group = Group::of(&n.finding);
     group.severity = n.severity;
-    render_group(&group, &n.incident.to_string(), n.kind, n.drill, alert_id, style)
+    let page = Page {
+        incident_id: n.incident.to_string(),
+        group: n.incident.group.clone(),
+        kind: n.kind,
+        drill: n.drill,
+        resolution: n.resolution,
+    };
+    render_group(&group, &page, alert_id, style)
+}
+
+/// What an incident notice says beside its group.
+struct Page {
+    incident_id: String,
+    /// The group's id: a synthetic drill's page is worded as one.
+    group: String,
+    kind: NoticeKind,
+    drill: bool,
+    resolution: Option<Resolution>,
 }
 
 /// Renders the alert for `group` (whose `severity` is the one it is sent at).
-fn render_group(
-    group: &Group,
-    incident_id: &str,
-    kind: NoticeKind,
-    drill: bool,
-    alert_id: String,
-    ctx: &Style,
-) -> Message {
+fn render_group(group: &Group, page: &Page, alert_id: String, ctx: &Style) -> Message {
+    let (incident_id, kind, drill) = (page.incident_id.as_str(), page.kind, page.drill);
     let g = cleaned(group);
     let label = g.label();
     let links: Vec<String> = g
@@ -147,9 +194,15 @@ fn render_group(
         NoticeKind::Open => g.severity.as_str().to_uppercase(),
     };
     let tail = format!(" ({} failures)", g.failures);
-    let fixed = format!("{tag} {head} {} ", g.verdict);
+    let account = g
+        .account
+        .as_deref()
+        .map(|a| format!("{} ", ascii(a, 32)))
+        .unwrap_or_default();
+    let fixed = format!("{tag} {head} {} {account}", g.verdict);
     let room = MAX_SUBJECT.saturating_sub(fixed.len() + tail.len());
     let subject = ascii(&format!("{fixed}{}{tail}", ascii(&label, room)), MAX_SUBJECT);
+    let runbook = ctx.runbook_for(g.verdict);
 
     let mut doc = serde_json::to_value(&g).unwrap_or_default();
     if let Some(obj) = doc.as_object_mut() {
@@ -159,14 +212,12 @@ fn render_group(
         obj.insert("state".into(), json!(kind.state()));
         obj.insert("kind".into(), json!(kind.as_str()));
         obj.insert("drill".into(), json!(drill));
-        obj.insert("links".into(), json!({ "cloudtrail": links }));
+        obj.insert("links".into(), json!({ "cloudtrail": links, "runbook": runbook }));
+        obj.insert("resolution".into(), resolution_json(page.resolution));
     }
     let machine = doc.to_string();
-    let text = text_message(&g, kind, drill, &subject, &links, &alert_id);
-    let sms = clean(
-        &format!("{} {} {} {} failures", tag, head, label, g.failures),
-        MAX_SMS,
-    );
+    let text = text_message(&g, page, &subject, &links, runbook.as_deref(), &alert_id);
+    let sms = clean(&subject, MAX_SMS);
     let human = match ctx.format {
         AlertFormat::Standard => text.clone(),
         AlertFormat::Chatbot => chatbot(&g, kind, &subject, &text, incident_id),
@@ -187,6 +238,7 @@ fn render_group(
     .to_string();
 
     let attributes = BTreeMap::from([
+        ("alert_id".to_owned(), alert_id.clone()),
         ("kind".to_owned(), kind.as_str().to_owned()),
         ("severity".to_owned(), g.severity.as_str().to_owned()),
         ("verdict".to_owned(), g.verdict.as_str().to_owned()),
@@ -203,8 +255,6 @@ fn render_group(
             g.credential_source.as_str().to_owned(),
         ),
         ("drill".to_owned(), drill.to_string()),
-        // Delivery is at least once: a subscriber drops a repeat by this, without opening the message.
-        ("alert_id".to_owned(), alert_id.clone()),
     ]);
     Message {
         alert_id,
@@ -244,16 +294,15 @@ fn render_digest(report: &Document, d: &DigestNotice, alert_id: String, ctx: &St
         let window = Window { since, now, open };
         let message = digest_message(report, listed, &window, ctx, &subject, &alert_id);
         if message.len() <= MAX_DIGEST_BYTES || listed == 0 {
-            let attributes = BTreeMap::from([
-                ("kind".to_owned(), "digest".to_owned()),
-                ("drill".to_owned(), "false".to_owned()),
-                ("alert_id".to_owned(), alert_id.clone()),
-            ]);
             return Message {
+                attributes: BTreeMap::from([
+                    ("alert_id".to_owned(), alert_id.clone()),
+                    ("kind".to_owned(), "digest".to_owned()),
+                    ("drill".to_owned(), "false".to_owned()),
+                ]),
                 alert_id,
                 subject,
                 message,
-                attributes,
             };
         }
         listed /= 2;
@@ -340,7 +389,7 @@ fn digest_message(
             "version": "1.0",
             "source": "custom",
             "id": alert_id,
-            "content": { "textType": "client-markdown", "title": subject, "description": md(&clean(&text, 3500)) },
+            "content": { "textType": "client-markdown", "title": subject, "description": md_lines(&clean_lines(text.split_once('\n').map_or("", |(_, rest)| rest).trim_start(), 3500)) },
             "metadata": { "summary": subject, "eventType": "digest" },
         })
         .to_string(),
@@ -361,46 +410,72 @@ fn digest_message(
     .to_string()
 }
 
+/// The readable page: the headline; since when and how much; the fix; then the details and the links.
+/// The fix is within the first six lines, so a phone's preview shows it.
 fn text_message(
     g: &Group,
-    kind: NoticeKind,
-    drill: bool,
+    page: &Page,
     subject: &str,
     links: &[String],
+    runbook: Option<&str>,
     id: &str,
 ) -> String {
     let mut t = String::new();
-    if drill {
-        t.push_str("THIS IS A DRILL sent by `tokenwatch drill`: no workload failed. It proves the path from EventBridge to this channel.\n\n");
-    }
-    let _ = writeln!(t, "{subject}\n");
-    let what = match kind {
-        NoticeKind::Resolved => {
-            "The incident is over: a newer session was issued or the group stayed quiet for the cool-down."
+    if page.drill {
+        if tokenwatch_core::drill::is_synthetic_group(&page.group) {
+            t.push_str("THIS IS A DRILL sent by `tokenwatch drill`: no workload failed. It proves the path from EventBridge to this channel.\n\n");
+        } else {
+            t.push_str("THIS IS A DRILL run by `tokenwatch drill --real`: a session of the drill role was let expire and used, on purpose; no workload failed. It proves that CloudTrail records the failure and that tokenwatch pages it.\n\n");
         }
-        NoticeKind::Escalation => "The incident is still going on and got worse since it was paged.",
-        NoticeKind::Open => match g.verdict {
-            tokenwatch_core::model::Verdict::StaleCache => {
-                "Credentials were cached past their lease and the workload keeps using them."
-            }
-            tokenwatch_core::model::Verdict::RefreshRace => {
-                "A refreshing client renewed its credentials a little late and recovered."
-            }
-            tokenwatch_core::model::Verdict::PausedProcess => {
-                "A process slept holding a session and woke after it expired."
-            }
-            tokenwatch_core::model::Verdict::ClockSkew => {
-                "Calls were rejected while the session was still valid: a clock or a presigned URL is off."
-            }
-            tokenwatch_core::model::Verdict::WebIdentityTokenExpired => {
-                "An expired OIDC token or SAML assertion was presented to STS."
-            }
-            tokenwatch_core::model::Verdict::Unknown => {
-                "Calls failed with expired credentials; the session's age could not be measured."
-            }
-        },
+    }
+    let _ = writeln!(t, "{subject}");
+    let sessions = match g.access_key_ids.len() {
+        0 | 1 => "1 session".to_owned(),
+        n => format!("{n} sessions"),
     };
-    let _ = writeln!(t, "{what}\n");
+    match page.kind {
+        NoticeKind::Resolved => {
+            let how = match page.resolution {
+                Some(Resolution::NewerSession { issued_at }) => format!(
+                    "Resolved: a newer session of the group was issued at {}.",
+                    format_time(issued_at)
+                ),
+                Some(Resolution::Quiet {
+                    last_failure,
+                    cooldown,
+                }) => format!(
+                    "Resolved: no failure for {} (the cool-down) after the last one at {}.",
+                    duration(cooldown),
+                    format_time(last_failure)
+                ),
+                None => "Resolved: a newer session was issued or the group stayed quiet for the cool-down."
+                    .to_owned(),
+            };
+            let _ = writeln!(t, "{how}");
+            let _ = writeln!(
+                t,
+                "It failed from {} to {}: {} failures, {sessions}.",
+                g.first_failure, g.last_failure, g.failures
+            );
+        }
+        NoticeKind::Open | NoticeKind::Escalation => {
+            let what = headline(g.verdict);
+            if page.kind == NoticeKind::Escalation {
+                let _ = writeln!(
+                    t,
+                    "Escalated: still failing, and worse since it was paged. {what}"
+                );
+            } else {
+                let _ = writeln!(t, "{what}");
+            }
+            let _ = writeln!(
+                t,
+                "Since {}: {} failures, {sessions}; still failing (last failure {}).",
+                g.first_failure, g.failures, g.last_failure
+            );
+            let _ = writeln!(t, "\nFix: {}", g.remediation);
+        }
+    }
     let age = g
         .age_at_first_failure_seconds
         .map(duration)
@@ -417,14 +492,11 @@ fn text_message(
         ("Session", g.session.clone().unwrap_or_else(|| "none".into())),
         ("Account", g.account.clone().unwrap_or_else(|| "unknown".into())),
         (
-            "Failures",
-            format!("{} from {} to {}", g.failures, g.first_failure, g.last_failure),
-        ),
-        (
-            "Age at first failure",
+            "Lease and age",
             format!(
-                "{age} of a {lease} lease ({})",
-                g.lease_source.map(|s| s.as_str()).unwrap_or("unknown")
+                "failed {age} into a {lease} lease ({}); issued {}",
+                g.lease_source.map(|s| s.as_str()).unwrap_or("unknown"),
+                g.issued_at.as_deref().unwrap_or("at an unknown time")
             ),
         ),
         ("Credential source", g.credential_source.to_string()),
@@ -439,17 +511,54 @@ fn text_message(
         ("Calls", counts(&g.event_names)),
         ("Source IPs", g.source_ips.join(", ")),
     ];
+    t.push_str("\nDetails\n");
     for (k, v) in rows {
         let _ = writeln!(t, "{k}: {v}");
     }
-    if kind != NoticeKind::Resolved {
-        let _ = writeln!(t, "\nFix: {}", g.remediation);
+    if !links.is_empty() || runbook.is_some() {
+        t.push_str("\nLinks\n");
     }
     for l in links {
-        let _ = writeln!(t, "\nCloudTrail: {l}");
+        let _ = writeln!(t, "CloudTrail: {l}");
+    }
+    if let Some(r) = runbook {
+        let _ = writeln!(t, "Runbook: {r}");
     }
     let _ = writeln!(t, "\nAlert id: {id}");
     t
+}
+
+/// What a verdict means, in one sentence.
+pub fn headline(verdict: tokenwatch_core::Verdict) -> &'static str {
+    use tokenwatch_core::Verdict;
+    match verdict {
+        Verdict::StaleCache => "Credentials were cached past their lease and the workload keeps using them.",
+        Verdict::RefreshRace => "A refreshing client renewed its credentials a little late and recovered.",
+        Verdict::PausedProcess => "A process slept holding a session and woke after it expired.",
+        Verdict::ClockSkew => {
+            "Calls were rejected while the session was still valid: a clock or a presigned URL is off."
+        }
+        Verdict::WebIdentityTokenExpired => "An expired OIDC token or SAML assertion was presented to STS.",
+        Verdict::Unknown => "Calls failed with expired credentials; the session's age could not be measured.",
+    }
+}
+
+/// The resolution as the JSON document carries it: `null` unless resolved.
+fn resolution_json(resolution: Option<Resolution>) -> serde_json::Value {
+    match resolution {
+        None => serde_json::Value::Null,
+        Some(Resolution::NewerSession { issued_at }) => {
+            json!({ "by": "newer-session", "issued_at": format_time(issued_at) })
+        }
+        Some(Resolution::Quiet {
+            last_failure,
+            cooldown,
+        }) => json!({
+            "by": "quiet",
+            "last_failure": format_time(last_failure),
+            "cooldown_seconds": cooldown,
+        }),
+    }
 }
 
 fn counts(m: &BTreeMap<String, u64>) -> String {
@@ -462,8 +571,8 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
-/// An AWS Chatbot custom notification (its `client-markdown` is escaped: values cannot add links or markup).
-/// Chatbot's `client-markdown` with every markup character escaped.
+/// Chatbot's `client-markdown` with every markup character escaped: values from events cannot add links
+/// or markup.
 fn md(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
@@ -476,7 +585,52 @@ fn md(s: &str) -> String {
         .collect()
 }
 
+/// [`md`] line by line, keeping the line breaks; the `Fix:` line is the tool's own text, whose code spans
+/// stay code.
+fn md_lines(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if let Some(fix) = line.strip_prefix("Fix: ") {
+                return format!("*Fix:* {}", md_code(fix));
+            }
+            // Our own links (a console URL, the stack's https runbook): escaping would break them.
+            for label in ["CloudTrail: ", "Runbook: "] {
+                if let Some(url) = line.strip_prefix(label)
+                    && url.starts_with("https://")
+                    && !url.contains(char::is_whitespace)
+                {
+                    return line.to_owned();
+                }
+            }
+            md(line)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The tool's own text for `client-markdown`: paired backticks stay code spans, the rest is escaped.
+fn md_code(s: &str) -> String {
+    let parts: Vec<&str> = s.split('`').collect();
+    let paired = parts.len() % 2 == 1;
+    let mut out = String::new();
+    for (k, part) in parts.iter().enumerate() {
+        if k % 2 == 1 && (paired || k + 1 < parts.len()) {
+            let _ = write!(out, "`{part}`");
+        } else {
+            if k % 2 == 1 {
+                out.push_str("\\`");
+            }
+            out.push_str(&md(part));
+        }
+    }
+    out
+}
+
+/// An AWS Chatbot custom notification: the subject as its title, the page's text (line breaks kept) as its
+/// description, the fix as its next step.
 fn chatbot(g: &Group, kind: NoticeKind, subject: &str, text: &str, incident_id: &str) -> String {
+    // The title is the subject: the description starts after it.
+    let body = text.strip_prefix(&format!("{subject}\n")).unwrap_or(text);
     json!({
         "version": "1.0",
         "source": "custom",
@@ -484,8 +638,8 @@ fn chatbot(g: &Group, kind: NoticeKind, subject: &str, text: &str, incident_id: 
         "content": {
             "textType": "client-markdown",
             "title": subject,
-            "description": md(&clean(text, 3500)),
-            "nextSteps": if kind == NoticeKind::Resolved { vec![] } else { vec![md(&g.fix)] },
+            "description": md_lines(&clean_lines(body, 3500)),
+            "nextSteps": if kind == NoticeKind::Resolved { vec![] } else { vec![md_code(&clean(&g.fix, 500))] },
         },
         "metadata": {
             "threadId": clean(incident_id, 200),
@@ -508,6 +662,7 @@ mod tests {
             account: Some("123456789012".into()),
             principal: Some(principal.into()),
             session: Some(session.into()),
+            workload: None,
             access_key_ids: vec!["ASIAEXAMPLEEXAMPLE01".into()],
             failures: 83,
             first_failure: "2026-11-02T09:00:14Z".into(),
@@ -546,7 +701,19 @@ mod tests {
 
     fn alert(g: &Group, incident: &str, kind: NoticeKind, drill: bool, ctx: &Style) -> Message {
         let id = printable(&format!("{incident}#{}#{}", kind.as_str(), g.severity), 600);
-        render_group(g, incident, kind, drill, id, ctx)
+        let group = format!(
+            "123456789012|{}|{}",
+            g.principal.as_deref().unwrap_or("-"),
+            g.session.as_deref().unwrap_or("-")
+        );
+        let page = Page {
+            incident_id: incident.to_owned(),
+            group,
+            kind,
+            drill,
+            resolution: None,
+        };
+        render_group(g, &page, id, ctx)
     }
 
     fn render(g: &Group, incident: &str, kind: NoticeKind, ctx: &Style) -> Message {
@@ -580,7 +747,7 @@ mod tests {
         );
         assert_eq!(
             a.subject,
-            "[tokenwatch] HIGH stale-cache etl-pipeline-role/nightly-etl (83 failures)"
+            "[tokenwatch] HIGH stale-cache 123456789012 etl-pipeline-role/nightly-etl (83 failures)"
         );
     }
 
@@ -616,15 +783,10 @@ mod tests {
             "principal",
             "credential_source",
             "kind",
-            "alert_id",
         ] {
             assert!(a.attributes.contains_key(attr), "{attr}");
         }
         assert_eq!(a.attributes["severity"], "high");
-        assert_eq!(
-            a.attributes["alert_id"], a.alert_id,
-            "a subscriber drops a repeat by the attribute, without opening the message"
-        );
     }
 
     #[test]
@@ -659,9 +821,12 @@ mod tests {
                 );
             }
             for (k, v) in &a.attributes {
-                // The alert id is the one attribute made to be longer (Notice::alert_id: 600).
+                // The alert id is as long as it needs to be (at most 600) to stay unique.
                 let max = if k == "alert_id" { 600 } else { 256 };
-                assert!(v.len() <= max && v.bytes().all(|b| (0x20..0x7f).contains(&b)));
+                assert!(
+                    v.len() <= max && v.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                    "{k}"
+                );
             }
         }
         let chat = render(
@@ -695,6 +860,15 @@ mod tests {
                 .starts_with("THIS IS A DRILL")
         );
         assert_eq!(drill.attributes["drill"], "true");
+        let email = |m: &Message| messages(m)["email"].as_str().unwrap().to_owned();
+        // The drill role's real failure says what was done on purpose; a synthetic event says it was one.
+        assert!(email(&drill).contains("`tokenwatch drill --real`"));
+        assert!(!email(&drill).contains("proves the path from EventBridge"));
+        let synthetic = group("tokenwatch.drill/arn:aws:iam::123456789012:role/r", "s");
+        let synthetic = alert(&synthetic, "i", NoticeKind::Open, true, &ctx());
+        assert!(email(&synthetic).contains("proves the path from EventBridge"));
+        assert!(!email(&synthetic).contains("--real"));
+        assert!(!email(&render(&g, "i", NoticeKind::Open, &ctx())).contains("DRILL"));
         let resolved = render(&g, "i", NoticeKind::Resolved, &ctx());
         assert!(resolved.subject.contains("RESOLVED"));
         let doc: Value = serde_json::from_str(messages(&resolved)["sqs"].as_str().unwrap()).unwrap();
@@ -703,6 +877,148 @@ mod tests {
             resolved.alert_id,
             render(&g, "i", NoticeKind::Open, &ctx()).alert_id
         );
+    }
+
+    fn email(a: &Message) -> String {
+        messages(a)["email"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn the_email_puts_the_fix_within_its_first_six_lines_after_when_and_how_much() {
+        let g = group("arn:aws:iam::123456789012:role/etl-pipeline-role", "nightly-etl");
+        let text = email(&render(&g, "i", NoticeKind::Open, &ctx()));
+        let lines: Vec<&str> = text.lines().collect();
+        let fix = lines
+            .iter()
+            .position(|l| l.starts_with("Fix: "))
+            .expect("a fix line");
+        assert!(fix < 6, "the fix is on line {}:\n{text}", fix + 1);
+        let since = lines
+            .iter()
+            .position(|l| l.starts_with("Since 2026-11-02T09:00:14Z: 83 failures, 1 session; still failing"))
+            .expect("since when and how much");
+        assert!(since < fix, "{text}");
+        let principal = lines.iter().position(|l| l.starts_with("Principal: ")).unwrap();
+        assert!(principal > fix, "details after the fix:\n{text}");
+        assert!(
+            text.contains("Lease and age: failed 1h00m14s into a 1h lease (default-assume-role)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_resolved_notice_says_how_it_resolved() {
+        let g = group("arn:aws:iam::123456789012:role/r", "s");
+        let resolved = |resolution| {
+            let page = Page {
+                incident_id: "i".into(),
+                group: "123456789012|r|s".into(),
+                kind: NoticeKind::Resolved,
+                drill: false,
+                resolution,
+            };
+            render_group(&g, &page, "i#resolved#high".into(), &ctx())
+        };
+        let newer = resolved(Some(Resolution::NewerSession {
+            issued_at: 1_793_613_600,
+        }));
+        assert!(
+            email(&newer)
+                .contains("Resolved: a newer session of the group was issued at 2026-11-02T10:00:00Z."),
+            "{}",
+            email(&newer)
+        );
+        let doc: Value = serde_json::from_str(messages(&newer)["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(doc["resolution"]["by"], "newer-session");
+        let quiet = resolved(Some(Resolution::Quiet {
+            last_failure: 1_793_611_900,
+            cooldown: 3600,
+        }));
+        assert!(
+            email(&quiet).contains(
+                "Resolved: no failure for 1h (the cool-down) after the last one at 2026-11-02T09:31:40Z."
+            ),
+            "{}",
+            email(&quiet)
+        );
+        assert!(!email(&quiet).contains("Fix: "), "a resolved notice is short");
+        let open = render(&g, "i", NoticeKind::Open, &ctx());
+        let doc: Value = serde_json::from_str(messages(&open)["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(doc["resolution"], Value::Null);
+    }
+
+    #[test]
+    fn the_chatbot_description_keeps_its_line_breaks_and_the_fix_its_code() {
+        let mut g = group("arn:aws:iam::123456789012:role/etl-pipeline-role", "nightly-etl");
+        g.remediation = "Let botocore refresh the role: configure `role_arn` in the profile.".into();
+        let chat = render(
+            &g,
+            "i",
+            NoticeKind::Open,
+            &Style {
+                format: AlertFormat::Chatbot,
+                ..ctx()
+            },
+        );
+        let payload: Value = serde_json::from_str(messages(&chat)["default"].as_str().unwrap()).unwrap();
+        let description = payload["content"]["description"].as_str().unwrap();
+        let lines: Vec<&str> = description.lines().collect();
+        assert!(lines.len() > 10, "{description}");
+        assert_eq!(
+            lines[0],
+            "Credentials were cached past their lease and the workload keeps using them."
+        );
+        assert!(
+            lines[1].starts_with("Since 2026-11-02T09:00:14Z: 83 failures"),
+            "{description}"
+        );
+        assert!(
+            lines.contains(&"*Fix:* Let botocore refresh the role: configure `role_arn` in the profile."),
+            "{description}"
+        );
+        assert!(
+            lines.contains(&"Principal: arn:aws:iam::123456789012:role/etl\\-pipeline\\-role")
+                || lines.contains(&"Principal: arn:aws:iam::123456789012:role/etl-pipeline-role"),
+            "{description}"
+        );
+        assert!(lines.contains(&"Session: nightly-etl"), "{description}");
+        assert!(!description.contains("etl-pipeline-roleSession"), "{description}");
+        assert!(
+            lines.contains(&"CloudTrail: https://us-east-1.console.aws.amazon.com/cloudtrailv2/home?region=us-east-1#/events?AccessKeyId=ASIAEXAMPLEEXAMPLE01"),
+            "links stay links: {description}"
+        );
+        assert_eq!(payload["content"]["title"], chat.subject.as_str());
+    }
+
+    #[test]
+    fn a_runbook_link_per_verdict_when_the_stack_has_one() {
+        let g = group("arn:aws:iam::123456789012:role/r", "s");
+        let with = Style {
+            runbook: Some("https://wiki.example.com/tokenwatch/{verdict}".into()),
+            ..ctx()
+        };
+        let a = render(&g, "i", NoticeKind::Open, &with);
+        assert!(
+            email(&a).contains("\nRunbook: https://wiki.example.com/tokenwatch/stale-cache\n"),
+            "{}",
+            email(&a)
+        );
+        let doc: Value = serde_json::from_str(messages(&a)["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            doc["links"]["runbook"],
+            "https://wiki.example.com/tokenwatch/stale-cache"
+        );
+        let without = render(&g, "i", NoticeKind::Open, &ctx());
+        assert!(!email(&without).contains("Runbook"));
+    }
+
+    #[test]
+    fn every_publish_carries_its_alert_id_as_an_attribute() {
+        let g = group("arn:aws:iam::123456789012:role/r", "s");
+        let a = render(&g, "i", NoticeKind::Open, &ctx());
+        assert_eq!(a.attributes["alert_id"], a.alert_id);
+        let d = digest(&crate::report::test_document(0, 0, vec![]), 0, 86_400, &ctx());
+        assert_eq!(d.attributes["alert_id"], d.alert_id);
     }
 
     #[test]
@@ -736,12 +1052,7 @@ mod tests {
             recurs_every_seconds: Some(86_400),
             next_expected_failure: Some("2026-11-03T09:00:14Z".into()),
         });
-        let report = Document {
-            records: 0,
-            failures: 6 * 400,
-            skipped_records: 0,
-            groups: vec![g; 400],
-        };
+        let report = crate::report::test_document(0, 6 * 400, vec![g; 400]);
         let now = 1_793_700_000;
         let d = digest(&report, now - 86_400, now, &ctx());
         assert_eq!(d.attributes.get("kind").map(String::as_str), Some("digest"));
@@ -769,12 +1080,7 @@ mod tests {
         );
         assert!(!text.contains("nightly\n"), "control characters are stripped");
 
-        let empty = Document {
-            records: 0,
-            failures: 0,
-            skipped_records: 0,
-            groups: vec![],
-        };
+        let empty = crate::report::test_document(0, 0, vec![]);
         let quiet = digest(&empty, now - 86_400, now, &ctx());
         assert!(quiet.subject.contains("0 open, 0 groups"), "{}", quiet.subject);
     }
@@ -782,12 +1088,7 @@ mod tests {
     #[test]
     fn a_chatbot_digest_is_a_custom_notification_with_escaped_markdown() {
         let g = group("arn:aws:iam::123456789012:role/etl", "*bold* [link](http://x)");
-        let report = Document {
-            records: 0,
-            failures: 6,
-            skipped_records: 0,
-            groups: vec![g],
-        };
+        let report = crate::report::test_document(0, 6, vec![g]);
         let ctx = Style {
             format: AlertFormat::Chatbot,
             ..ctx()

@@ -3,6 +3,11 @@
 
 use proptest::prelude::*;
 use tokenwatch_core::finding::{Finding, Report, example_finding};
+const WIDE: tokenwatch_render::table::Layout = tokenwatch_render::table::Layout {
+    width: 400,
+    color: false,
+};
+
 use tokenwatch_render::Document;
 use tokenwatch_render::text::is_unsafe;
 
@@ -71,12 +76,16 @@ fn finding(values: &[String]) -> Finding {
 }
 
 fn document(findings: Vec<Finding>) -> Document {
-    Document::of(&Report {
-        records: 10,
-        failures: 6,
-        skipped_records: 0,
-        findings,
-    })
+    Document::of(
+        &Report {
+            records: 10,
+            failures: 6,
+            skipped_records: 0,
+            findings,
+            workloads: Vec::new(),
+        },
+        tokenwatch_render::Made::at(1_793_700_000),
+    )
 }
 
 /// Unsafe characters in `text` other than the line feeds and tabs `allowed` lets through, and CR only
@@ -129,7 +138,7 @@ proptest! {
         let hostile = document(vec![finding(&values), example_finding()]);
         let benign = document(vec![example_finding(), example_finding()]);
         for (name, got, plain) in [
-            ("table", hostile.to_table(), benign.to_table()),
+            ("table", hostile.to_table(WIDE), benign.to_table(WIDE)),
             ("markdown", hostile.to_markdown(), benign.to_markdown()),
         ] {
             prop_assert_eq!(leaks(&got, &['\n']), Vec::<char>::new(), "{}: {:?}", name, got);
@@ -173,7 +182,7 @@ fn a_bidi_override_in_a_session_is_shown_as_an_escape_in_every_rendering() {
     f.session = Some("nightly\u{202e}lte".into());
     let doc = document(vec![f]);
     for (name, text) in [
-        ("table", doc.to_table()),
+        ("table", doc.to_table(WIDE)),
         ("markdown", doc.to_markdown()),
         ("csv", doc.to_csv()),
         ("html", doc.to_html()),

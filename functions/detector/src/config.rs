@@ -2,12 +2,17 @@
 //! A missing or malformed value fails the cold start with a message naming the variable and what it
 //! expects; nothing is read from the environment mid-invocation.
 
+use std::collections::BTreeSet;
+
 use tokenwatch_core::Severity;
+use tokenwatch_core::drill::{DrillPolicy, DrillRole};
 use tokenwatch_core::incident::{Policy, Suppression};
 use tokenwatch_core::time::{Epoch, parse_bound, parse_time};
 use tokenwatch_process::env::{Common, Env};
 
-pub use tokenwatch_process::env::{ALERT_FORMAT, AWS_REGION, ConfigError, TABLE_NAME, TOPIC_ARN};
+pub use tokenwatch_process::env::{
+    ALERT_FORMAT, AWS_REGION, ConfigError, RUNBOOK_URL, TABLE_NAME, TOPIC_ARN,
+};
 
 /// Lowest severity that pages: info, low, medium, high, critical (default low).
 pub const MIN_SEVERITY: &str = "MIN_SEVERITY";
@@ -15,6 +20,11 @@ pub const MIN_SEVERITY: &str = "MIN_SEVERITY";
 pub const COOLDOWN: &str = "COOLDOWN";
 /// JSON array of suppressions: `[{"principal": "...", "session": "*", "expires": "2026-12-31", "reason": "..."}]`.
 pub const SUPPRESSIONS: &str = "SUPPRESSIONS";
+/// The stack's drill role: its `tokenwatch-drill-…` sessions' pages are drills. Empty when turned off.
+pub const DRILL_ROLE_ARN: &str = "DRILL_ROLE_ARN";
+/// Accounts whose synthetic drills a central stack accepts besides its own: comma-separated account ids,
+/// or `organization` for every account whose events reach the bus. Empty: only its own.
+pub const DRILL_ACCOUNTS: &str = "DRILL_ACCOUNTS";
 /// Everything the detector is told, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -43,15 +53,64 @@ impl Config {
                 problem,
             })?,
         };
+        let role = match env.optional(DRILL_ROLE_ARN) {
+            None => None,
+            Some(arn) => Some(DrillRole::parse(&arn).ok_or_else(|| ConfigError {
+                variable: DRILL_ROLE_ARN,
+                problem: format!("'{arn}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+            })?),
+        };
+        let (accounts, organization) = match env.optional(DRILL_ACCOUNTS) {
+            None => (BTreeSet::new(), false),
+            Some(v) => parse_drill_accounts(&v).map_err(|problem| ConfigError {
+                variable: DRILL_ACCOUNTS,
+                problem,
+            })?,
+        };
         Ok(Config {
             common,
             policy: Policy {
                 min_severity,
                 cooldown,
                 suppressions,
+                drills: DrillPolicy {
+                    own_account: None,
+                    accounts,
+                    organization,
+                    role,
+                },
             },
         })
     }
+
+    /// The policy for the function `function_arn` names: its account is the one whose synthetic drills
+    /// are always accepted. Known only from the first invocation's context, hence not in [`Config::from_lookup`].
+    pub fn policy_for(&self, function_arn: &str) -> Policy {
+        let mut policy = self.policy.clone();
+        policy.drills.own_account = tokenwatch_core::classify::arn_account(function_arn)
+            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_owned);
+        policy
+    }
+}
+
+fn parse_drill_accounts(raw: &str) -> Result<(BTreeSet<String>, bool), String> {
+    if raw == "organization" {
+        return Ok((BTreeSet::new(), true));
+    }
+    raw.split(',')
+        .map(str::trim)
+        .map(|a| {
+            if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(a.to_owned())
+            } else {
+                Err(format!(
+                    "'{a}' is not an account id; expected comma-separated 12-digit account ids, or organization"
+                ))
+            }
+        })
+        .collect::<Result<BTreeSet<String>, String>>()
+        .map(|accounts| (accounts, false))
 }
 
 fn parse_suppressions(raw: &str, now: Epoch) -> Result<Vec<Suppression>, String> {
@@ -124,6 +183,8 @@ mod tests {
             (COOLDOWN, "30m"),
             (ALERT_FORMAT, "chatbot"),
             (SUPPRESSIONS, r#"[{"principal":"arn:aws:iam::*:role/batch-*","expires":"2026-12-31","reason":"migrating"}]"#),
+            (DRILL_ROLE_ARN, "arn:aws:iam::123456789012:role/tokenwatch-drill-us-east-1"),
+            (DRILL_ACCOUNTS, "444455556666, 777788889999"),
         ]);
         let c = config(&vars).unwrap();
         assert_eq!(c.policy.min_severity, Severity::High);
@@ -134,12 +195,28 @@ mod tests {
             c.policy.suppressions[0].expires,
             parse_time("2026-12-31T00:00:00Z").unwrap()
         );
+        let drills = &c.policy.drills;
+        assert_eq!(drills.role.as_ref().unwrap().name, "tokenwatch-drill-us-east-1");
+        assert_eq!(drills.accounts.len(), 2);
+        assert!(!drills.organization);
+        assert_eq!(drills.own_account, None, "known from the first invocation");
+        let own = c.policy_for("arn:aws:lambda:us-east-1:111122223333:function:tokenwatch-detector");
+        assert_eq!(own.drills.own_account.as_deref(), Some("111122223333"));
+        assert_eq!(c.policy_for("not an arn").drills.own_account, None);
+        let org = config(&[
+            BASE[0],
+            BASE[1],
+            (DRILL_ACCOUNTS, "organization"),
+            (DRILL_ROLE_ARN, " "),
+        ])
+        .unwrap();
+        assert!(org.policy.drills.organization && org.policy.drills.role.is_none());
     }
 
     #[test]
     fn a_bad_value_names_its_variable_and_what_it_expects() {
         type Vars<'a> = &'a [(&'a str, &'a str)];
-        let cases: [(Vars, &str, &str); 7] = [
+        let cases: [(Vars, &str, &str); 9] = [
             (
                 &[(TOPIC_ARN, "arn:aws:sns:us-east-1:1:t")],
                 TABLE_NAME,
@@ -159,6 +236,16 @@ mod tests {
                 "'reason' is missing",
             ),
             (&[(ALERT_FORMAT, "slack")], ALERT_FORMAT, "standard, chatbot"),
+            (
+                &[(DRILL_ROLE_ARN, "arn:aws:iam::123456789012:user/x")],
+                DRILL_ROLE_ARN,
+                "not an IAM role ARN",
+            ),
+            (
+                &[(DRILL_ACCOUNTS, "123,o-abc")],
+                DRILL_ACCOUNTS,
+                "'123' is not an account id",
+            ),
         ];
         for (extra, variable, words) in cases {
             let mut vars: Vec<(&str, &str)> =

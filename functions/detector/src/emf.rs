@@ -29,6 +29,10 @@ pub enum Metric {
     /// Port faults no retry gets past; the line lists the groups (`Groups`, not a dimension). The
     /// template's `<stack>-permanent-faults` alarm fires on one.
     PermanentFaults,
+    /// Synthetic drills refused, by reason.
+    DrillsRefused,
+    /// Sweeps that ran to the end: one per scheduled invocation (`tokenwatch doctor` looks for it).
+    SweepsCompleted,
 }
 
 impl Metric {
@@ -44,6 +48,8 @@ impl Metric {
             Metric::EventsDropped => "EventsDropped",
             Metric::TransientFaults => "TransientFaults",
             Metric::PermanentFaults => "PermanentFaults",
+            Metric::DrillsRefused => "DrillsRefused",
+            Metric::SweepsCompleted => "SweepsCompleted",
         }
     }
 
@@ -52,11 +58,12 @@ impl Metric {
         match self {
             Metric::FailuresSeen | Metric::IncidentsOpened => Some("Verdict"),
             Metric::AlertsPublished => Some("Kind"),
-            Metric::AlertsWithheld | Metric::EventsDropped => Some("Reason"),
+            Metric::AlertsWithheld | Metric::EventsDropped | Metric::DrillsRefused => Some("Reason"),
             Metric::DuplicateFailures
             | Metric::IssuingCalls
             | Metric::TransientFaults
-            | Metric::PermanentFaults => None,
+            | Metric::PermanentFaults
+            | Metric::SweepsCompleted => None,
         }
     }
 }
@@ -93,6 +100,9 @@ pub fn lines(m: &Metrics, faults: &[Fault], now: Epoch) -> Vec<String> {
         r.as_str()
     });
     by(&mut out, now, Metric::EventsDropped, &m.dropped, |r| r.as_str());
+    by(&mut out, now, Metric::DrillsRefused, &m.drills_refused, |r| {
+        r.as_str()
+    });
     for (metric, n) in [
         (Metric::DuplicateFailures, m.duplicates),
         (Metric::IssuingCalls, m.issuances),
@@ -123,6 +133,11 @@ pub fn lines(m: &Metrics, faults: &[Fault], now: Epoch) -> Vec<String> {
     out
 }
 
+/// The line a completed sweep prints.
+pub fn sweep_line(now: Epoch) -> String {
+    line(now, Metric::SweepsCompleted.name(), None, 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +165,17 @@ mod tests {
         assert_eq!(plain["DuplicateFailures"], 2);
         assert_eq!(plain["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
         assert!(lines(&Metrics::default(), &[], 0).is_empty());
+        let mut refused = Metrics::default();
+        refused
+            .drills_refused
+            .insert(tokenwatch_core::drill::Refusal::TooSoon, 4);
+        let drill: Value = serde_json::from_str(&lines(&refused, &[], 0)[0]).unwrap();
+        assert_eq!(
+            (drill["DrillsRefused"].clone(), drill["Reason"].clone()),
+            (json!(4), json!("too soon after the last drill"))
+        );
+        let sweep: Value = serde_json::from_str(&sweep_line(0)).unwrap();
+        assert_eq!(sweep["SweepsCompleted"], 1);
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub async fn handle<S: StateStore, A: AlertSink>(
             let bodies: Vec<&[u8]> = messages.iter().map(|(_, body)| body.as_bytes()).collect();
             let out = detector.process(&bodies, now).await;
             log_drops(&out, |i| messages[i].0);
+            for (i, refusal) in &out.refused {
+                warn!(message_id = messages[*i].0, reason = %refusal, "Dropped a drill event.");
+            }
             log_faults(&out.faults);
             emit(&out.metrics, &out.faults, now);
             let failures: Vec<Value> = out
@@ -131,6 +134,7 @@ pub async fn handle<S: StateStore, A: AlertSink>(
                     faults: faults.join("; "),
                 });
             }
+            println!("{}", emf::sweep_line(now));
             Ok(json!({ "swept": true }))
         }
         Invocation::Event => {
@@ -145,6 +149,9 @@ pub async fn handle<S: StateStore, A: AlertSink>(
                     event_id = id,
                     "Event given up on after a permanent fault of its group (not retried)."
                 );
+            }
+            for (_, refusal) in &out.refused {
+                warn!(event_id = id, reason = %refusal, "Dropped a drill event.");
             }
             if out.retry.is_empty() {
                 Ok(json!({}))

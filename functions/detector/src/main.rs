@@ -1,5 +1,7 @@
 //! The detector Lambda's entry point: configuration, clients, handler. Nothing else happens here.
 
+use std::sync::OnceLock;
+
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, sdk_config};
@@ -17,14 +19,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = sdk_config(&SdkOptions::default()).await;
     let store = DynamoStore::new(&sdk, &config.common.table_name);
     let sink = SnsAlertSink::new(&sdk, &config.common.topic_arn, config.common.style.clone());
-    let detector = Detector {
-        store: &store,
-        sink: &sink,
-        policy: &config.policy,
-    };
-    let detector = &detector;
+    // The function's own account admits its synthetic drills; only an invocation's context names it.
+    let policy = OnceLock::new();
+    let (config, store, sink, policy) = (&config, &store, &sink, &policy);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(event.payload, detector, now()).await
+        let policy = policy.get_or_init(|| config.policy_for(&event.context.invoked_function_arn));
+        let detector = Detector { store, sink, policy };
+        handle(event.payload, &detector, now()).await
     }))
     .await
 }

@@ -7,7 +7,9 @@ use tokenwatch_core::query::{DEFAULT_SPAN, Query, Since};
 use tokenwatch_core::time::Epoch;
 use tokenwatch_process::env::{Common, Env};
 
-pub use tokenwatch_process::env::{ALERT_FORMAT, AWS_REGION, ConfigError, TABLE_NAME, TOPIC_ARN};
+pub use tokenwatch_process::env::{
+    ALERT_FORMAT, AWS_REGION, ConfigError, RUNBOOK_URL, TABLE_NAME, TOPIC_ARN,
+};
 
 /// How far back a digest looks: seconds or a span like 24h, 7d (default 24h, between 1h and 90d).
 pub const DIGEST_SINCE: &str = "DIGEST_SINCE";

@@ -7,11 +7,12 @@
 pub mod config;
 
 use serde_json::{Value, json};
+use tokenwatch_core::Window;
 use tokenwatch_core::notice::{DigestNotice, Notice};
 use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
 use tokenwatch_core::query::{Query, state_report};
 use tokenwatch_core::time::{Epoch, format_time};
-use tokenwatch_render::Document;
+use tokenwatch_render::{Document, Made};
 use tracing::info;
 
 /// Why an invocation failed.
@@ -110,7 +111,14 @@ pub async fn handle<S: StateStore, A: AlertSink>(
         groups = report.findings.len(),
         "Report answered."
     );
-    Ok(serde_json::to_value(Document::of(&report)).expect("a report serializes"))
+    let made = Made {
+        at: now,
+        window: Window {
+            since: Some(query.since_at(now)),
+            until: Some(now),
+        },
+    };
+    Ok(serde_json::to_value(Document::of(&report, made)).expect("a report serializes"))
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -2,7 +2,7 @@
 //! Decoding is lenient (a missing or odd attribute reads as absent), so that an item written by a newer
 //! version or edited by hand never fails a load.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use tokenwatch_core::classify::{IdentityHints, Issuance};
@@ -26,6 +26,11 @@ pub(crate) const OPEN_INDEX: &str = "open-incidents";
 pub(crate) const CLAIM_SK: &str = "EVENT";
 pub(crate) const SESSION_SK: &str = "SESSION";
 pub(crate) const GROUP_SK: &str = "STATE";
+/// An account's synthetic-drill slot: when it was last taken (`drill_at`) and by which EventBridge event
+/// (`drill_event`).
+pub(crate) const DRILL_SK: &str = "DRILL";
+pub(crate) const DRILL_AT: &str = "drill_at";
+pub(crate) const DRILL_EVENT: &str = "drill_event";
 
 pub(crate) const DAY: i64 = 86_400;
 /// How long an eventID claim is kept: EventBridge redelivers within a day.
@@ -74,6 +79,14 @@ pub(crate) const ACCESS_KEY_IDS: &str = "access_key_ids";
 pub(crate) const CLIENT_PREFIX: &str = "client#";
 pub(crate) const CLIENT_FIRST_PREFIX: &str = "client_first#";
 pub(crate) const ISSUED_TIMES: &str = "issued_times";
+/// `<epoch> <access key>` of each issued session, capped with `issued_times`: the issuing call a failure
+/// is joined to by `creationDate` when its own key was never issued.
+pub(crate) const ISSUED_SESSIONS: &str = "issued_sessions";
+
+/// An entry of [`ISSUED_SESSIONS`].
+pub(crate) fn issued_session(issued_at: Epoch, access_key_id: &str) -> String {
+    format!("{issued_at} {access_key_id}")
+}
 pub(crate) const INCIDENT_ID: &str = "incident_id";
 pub(crate) const PAGED: &str = "paged";
 /// The live page claim: `<severity>:<incident id>` (a severity has no `:`), and until when it holds.
@@ -92,6 +105,8 @@ pub(crate) const DURATION_SECONDS: &str = "duration_seconds";
 pub(crate) const EXPIRATION: &str = "expiration";
 pub(crate) const CALL: &str = "call";
 pub(crate) const CHAINED: &str = "chained";
+/// The session was issued by a service for a container (ECS task, EKS pod).
+pub(crate) const FOR_CONTAINER: &str = "for_container";
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -111,6 +126,10 @@ pub(crate) fn key(pk: String, sk: &str) -> Item {
 
 pub(crate) fn claim_pk(event_id: &str) -> String {
     format!("EVENT#{event_id}")
+}
+
+pub(crate) fn drill_pk(account: &str) -> String {
+    format!("DRILL#{account}")
 }
 
 pub(crate) fn session_pk(access_key_id: &str) -> String {
@@ -191,6 +210,17 @@ pub(crate) fn decode_group(item: &Item) -> GroupState {
         }
     }
     let issued_times = get_ns(item, ISSUED_TIMES);
+    let mut issued_keys: BTreeMap<Epoch, String> = BTreeMap::new();
+    for entry in get_ss(item, ISSUED_SESSIONS) {
+        if let Some((t, k)) = entry.split_once(' ')
+            && let Ok(t) = t.parse::<Epoch>()
+        {
+            let kept = issued_keys.entry(t).or_insert_with(|| k.to_owned());
+            if k < kept.as_str() {
+                *kept = k.to_owned();
+            }
+        }
+    }
     let incident = Incident {
         id: get_s(item, INCIDENT_ID).and_then(|id| id.parse().ok()),
         paged: get_s(item, PAGED).and_then(|p| p.parse::<Severity>().ok()),
@@ -200,6 +230,7 @@ pub(crate) fn decode_group(item: &Item) -> GroupState {
         key,
         stats,
         issued_times,
+        issued_keys,
         incident,
         history: get_ns(item, HISTORY),
     }
@@ -218,6 +249,7 @@ pub(crate) fn encode_session(issuance: &Issuance, expires_at: Epoch) -> Item {
     item.insert(ISSUED_AT.into(), n(issuance.issued_at));
     item.insert(CALL.into(), s(issuance.call.as_str()));
     item.insert(CHAINED.into(), AttributeValue::Bool(issuance.chained));
+    item.insert(FOR_CONTAINER.into(), AttributeValue::Bool(issuance.for_container));
     item.insert(EXPIRES_AT.into(), n(expires_at));
     let optional = [
         (ACCOUNT, issuance.account.as_ref().map(s)),
@@ -246,6 +278,7 @@ pub(crate) fn decode_session(item: &Item) -> Option<Issuance> {
         expiration: get_n(item, EXPIRATION),
         call: get_s(item, CALL)?.parse().ok()?,
         chained: get_bool(item, CHAINED),
+        for_container: get_bool(item, FOR_CONTAINER),
     })
 }
 
@@ -265,6 +298,7 @@ mod tests {
             expiration: None,
             call: StsCall::AssumeRole,
             chained: true,
+            for_container: false,
         };
         assert_eq!(decode_session(&encode_session(&issuance, 0)), Some(issuance));
     }

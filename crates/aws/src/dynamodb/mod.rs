@@ -9,6 +9,7 @@
 //! | `EVENT#<eventID>` | `EVENT` | the claim that counts a failure once | 3 days after it was recorded |
 //! | `SESSION#<accessKeyId>` | `SESSION` | an issued session ([`Issuance`]) | 9 days after it was recorded |
 //! | `GROUP#<group id>` | `STATE` | a group's [`GroupState`] | 30 days after its last failure |
+//! | `DRILL#<account>` | `DRILL` | the account's synthetic-drill slot: `drill_at`, `drill_event` | a day after it was taken |
 //!
 //! A group item holds its key parts (`key_account`, `key_principal`, `key_session`), its counters as
 //! top-level numbers so that `ADD` counts atomically (`failures`, `token_call_failures`,
@@ -17,12 +18,13 @@
 //! client's first sighting (`client_first#<client>`), string sets `source_ips`, `access_key_ids` and
 //! `call_names` (the `call#` names, whose `size()` the cap is checked on), the number set `issued_times`,
 //! and the incident: `incident_id`, `paged` (the highest severity published), `resolved_at`, and the
-//! page claim `page_claim` (`<severity>:<incident id>`) with its lease's end `page_claim_until`. `open` = `"1"` exists only while
-//! the incident is open (set when one starts, removed on resolve, set again on unresolve), so
-//! `open_incidents` is a query of the index, not a scan.
+//! page claim `page_claim` (`<severity>:<incident id>`) with its lease's end `page_claim_until`.
+//! `open` = `"1"` exists only while the incident is open (set when one starts, removed on resolve, set
+//! again on unresolve), so `open_incidents` is a query of the index, not a scan.
 //!
-//! `record_failures` makes one `TransactWriteItems` per 99 failures: a put of each eventID's claim,
-//! conditional on `attribute_not_exists(pk)`, and one update of the group item that `ADD`s the counters.
+//! `record_failures` makes one `TransactWriteItems` per part of the batch ([`MERGE_PART`], 99 failures): a
+//! put of each eventID's claim, conditional on `attribute_not_exists(pk)`, and one update of the group
+//! item that `ADD`s the counters.
 //! A claim that already exists cancels the transaction; its failure is a duplicate, dropped, and the rest
 //! are sent again. First and last failure are a min and a max, which DynamoDB cannot compute, and the
 //! caps on listed values depend on what is stored. Rather than read-modify-write, the update is written
@@ -34,18 +36,25 @@
 //! stale guess costs one more round trip, never a wrong count, and no min/max is ever left for a follow-up
 //! write that a crash could lose. A restart replaces the counters under a condition on the stored
 //! incident id (and on the stored failure count, which proves the store knows every counter it must
-//! remove); a different incident id makes it return `None` with nothing written.
+//! remove, when what it last saw is of that incident); a different incident id makes it return `None`
+//! with nothing written.
 //!
-//! Accepted limits: a batch of more than 99 failures is several transactions, each atomic, with the
-//! principal and capped lists merged per transaction (they can differ from one merge of the whole batch
-//! only at the caps or between two spellings of a principal); the principal's length is compared with
-//! `size()`, which counts UTF-8 bytes in DynamoDB as `str::len` does (moto counts characters; the two
-//! differ only for non-ASCII principals, which IAM does not allow); items past their `expires_at` are
-//! still read until DynamoDB deletes them (it does so lazily, within days). Group ids changed for two
-//! rare keys (`tokenwatch_core::incident::group_id`): an item an earlier version stored for a part
-//! written `-` is now the item of the key without that part (the earlier version wrote both alike), and one
-//! stored for a part cut at 256 bytes is reached by no key any more: the sweep skips it and it expires.
+//! That the plans leave exactly what `FailureStats::merge` says, whatever a writer's view, is a property
+//! test (`evaluate.rs` applies them as DynamoDB would; `tests/adapters/merge.rs` records random histories
+//! on the emulators).
+//!
+//! Accepted limits: a batch of more than one part is several transactions, each atomic (the stats are
+//! merged part by part, as the port's contract says: [`Change::apply`]); the principal's length is
+//! compared with `size()`, which counts UTF-8 bytes in DynamoDB as `str::len` does (moto counts
+//! characters; the two differ only for non-ASCII principals, which IAM does not allow); items past their
+//! `expires_at` are still read until DynamoDB deletes them (it does so lazily, within days). Group ids
+//! changed for two rare keys (`tokenwatch_core::incident::group_id`): an item an earlier version stored for a part
+//! written `-` is now the item of the key without that part (the earlier version wrote both alike), and
+//! one stored for a part cut at 256 bytes is reached by no key any more: the sweep skips it and it
+//! expires.
 
+#[cfg(test)]
+mod evaluate;
 mod expr;
 mod item;
 mod plan;
@@ -62,6 +71,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
@@ -70,9 +80,10 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokenwatch_core::classify::{Failure, Issuance};
+use tokenwatch_core::drill::DRILL_INTERVAL;
 use tokenwatch_core::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use tokenwatch_core::model::Severity;
-use tokenwatch_core::ports::{Change, PAGE_LEASE, PortError, StateStore};
+use tokenwatch_core::ports::{Change, MERGE_PART, PAGE_LEASE, PortError, StateStore, merge_parts};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
 use tokenwatch_core::time::Epoch;
 use tracing::{debug, warn};
@@ -81,8 +92,8 @@ use crate::error::from_sdk;
 use expr::Expr;
 use item::*;
 
-/// At most 100 actions per transaction: 99 claims and the group's update.
-const MAX_CLAIMS: usize = 99;
+// At most 100 actions per transaction: a part's claims and the group's update.
+const _: () = assert!(MERGE_PART < 100);
 /// Attempts per batch before giving up with a transient error. Each attempt either succeeds, drops
 /// duplicates, learns the stored group, or backs off from a conflicting writer.
 const MAX_ATTEMPTS: usize = 30;
@@ -398,6 +409,9 @@ impl DynamoStore {
         if copy.chained {
             e.set(CHAINED, AttributeValue::Bool(true));
         }
+        if copy.for_container {
+            e.set(FOR_CONTAINER, AttributeValue::Bool(true));
+        }
         if let Some(d) = copy.duration_seconds {
             e.set_if_absent(DURATION_SECONDS, n(d));
         }
@@ -472,20 +486,12 @@ impl StateStore for DynamoStore {
         failures: &[Failure],
         change: Change<'_>,
     ) -> Result<Option<Vec<usize>>, PortError> {
-        // A transaction may not touch one item twice, and the first occurrence is the one that counts.
-        let mut seen = HashSet::new();
-        let candidates: Vec<usize> = (0..failures.len())
-            .filter(|&i| failures[i].event_id.as_deref().is_none_or(|id| seen.insert(id)))
-            .collect();
+        // One transaction per part; a part holds each eventID once (a transaction may not touch one
+        // item twice), its first occurrence.
         let mut applied = Vec::new();
         let mut change = change;
-        let chunks: Vec<&[usize]> = if candidates.is_empty() {
-            vec![&[]]
-        } else {
-            candidates.chunks(MAX_CLAIMS).collect()
-        };
-        for chunk in chunks {
-            match self.record_chunk(key, failures, chunk, change).await? {
+        for chunk in merge_parts(failures) {
+            match self.record_chunk(key, failures, &chunk, change).await? {
                 Some(done) => applied.extend(done),
                 None => return Ok(None),
             }
@@ -702,6 +708,46 @@ impl StateStore for DynamoStore {
         self.update_group(key, e).await.map(|_| ())
     }
 
+    /// One conditional `UpdateItem`: it takes the slot when it is free by time; when it is not, the stored
+    /// slot comes back with the refusal and tells whether `event` holds it already (nothing is written).
+    async fn claim_drill(&self, account: &str, event: Option<&str>, now: Epoch) -> Result<bool, PortError> {
+        let mut e = Expr::default();
+        let (pk, at, cutoff) = (e.name(PK), e.name(DRILL_AT), e.n(now - DRILL_INTERVAL));
+        e.require(format!("attribute_not_exists({pk}) OR {at} <= {cutoff}"));
+        e.set(DRILL_AT, n(now));
+        match event {
+            Some(id) => e.set(DRILL_EVENT, s(id)),
+            None => e.remove(DRILL_EVENT),
+        }
+        e.set(EXPIRES_AT, n(now + DAY));
+        self.count();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(drill_pk(account), DRILL_SK)))
+            .update_expression(e.update_expression())
+            .set_condition_expression(e.condition_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                    let holder = refused
+                        .item()
+                        .and_then(|item| item.get(DRILL_EVENT))
+                        .and_then(|v| v.as_s().ok());
+                    Ok(event.is_some() && holder.map(String::as_str) == event)
+                }
+                _ => Err(from_sdk("dynamodb:UpdateItem", err)),
+            },
+        }
+    }
+
     async fn open_incidents(&self) -> Result<Vec<GroupState>, PortError> {
         let mut open = Vec::new();
         let mut start = None;
@@ -824,12 +870,18 @@ fn issuance_update(key: &GroupKey, issuance: &Issuance, capped: bool) -> Expr {
     let mut e = Expr::default();
     plan::set_identity(&mut e, key);
     let time = aws_sdk_dynamodb::types::AttributeValue::Ns(vec![issuance.issued_at.to_string()]);
+    let session = aws_sdk_dynamodb::types::AttributeValue::Ss(vec![item::issued_session(
+        issuance.issued_at,
+        &issuance.access_key_id,
+    )]);
     if capped {
         let (times, cap) = (e.name(ISSUED_TIMES), e.n(MAX_ISSUED_TIMES));
         e.require(format!("attribute_not_exists({times}) OR size({times}) < {cap}"));
         e.add(ISSUED_TIMES, time);
+        e.add(ISSUED_SESSIONS, session);
     } else {
         e.set(ISSUED_TIMES, time);
+        e.set(ISSUED_SESSIONS, session);
     }
     e.set_if_absent(EXPIRES_AT, n(issuance.issued_at + GROUP_TTL));
     e

@@ -287,10 +287,6 @@ fn set_or_remove(e: &mut Expr, name: &str, value: Option<AttributeValue>) {
     }
 }
 
-/// Replaces the group's stats with `delta`'s and starts `incident`, if the stored incident is still
-/// `expected`. The attributes of the old counters must be removed by name, so the plan also pins the
-/// stored failure count to the view's: within an incident every new counter comes with new failures, so
-/// an equal count means the view knows every counter attribute there is.
 /// What a restart replaces the incident with.
 struct Restarted<'a> {
     expected: Option<&'a IncidentId>,
@@ -298,6 +294,11 @@ struct Restarted<'a> {
     session_failed_at: Option<Epoch>,
 }
 
+/// Replaces the group's stats with `delta`'s and starts `incident`, if the stored incident is still
+/// `expected`. The attributes of the old counters must be removed by name, so the plan also pins the
+/// stored failure count to the view's (a view of incident `expected`): within an incident every new
+/// counter comes with new failures, so an equal count means the view knows every counter attribute there
+/// is.
 fn restart(
     e: &mut Expr,
     view: &GroupState,
@@ -318,7 +319,16 @@ fn restart(
         }
         None => e.require(format!("attribute_not_exists({id})")),
     }
-    let stored = &view.stats;
+    // The count proves the view knows every counter only within one incident: a view of an earlier
+    // incident (this process's, before another writer restarted the group) can have as many failures and
+    // other counters. Such a view is not trusted; the plan then holds only for a group without failures,
+    // and otherwise the cancellation hands back the stored item to plan from.
+    let none = FailureStats::default();
+    let stored = if view.incident.id.as_ref() == expected {
+        &view.stats
+    } else {
+        &none
+    };
     if stored.failures > 0 {
         let (name, count) = (e.name(FAILURES), e.n(stored.failures));
         e.require(format!("{name} = {count}"));
@@ -408,6 +418,7 @@ fn restart(
         key: view.key.clone(),
         stats,
         issued_times: view.issued_times.clone(),
+        issued_keys: view.issued_keys.clone(),
         incident: Incident {
             id: Some(incident.clone()),
             paged: None,
@@ -605,6 +616,66 @@ mod tests {
                 condition.len()
             );
         }
+    }
+
+    /// Regression: a restart planned from a view of an earlier incident (this process's, before another
+    /// writer restarted the group) trusted that view's counters when the stored failure count happened to
+    /// be the same, and left the newer incident's other counters behind: an event name still counted in an
+    /// incident restarted with no failures.
+    #[test]
+    fn a_restart_does_not_trust_a_view_of_an_earlier_incident() {
+        use crate::dynamodb::evaluate::update;
+
+        let group = GroupKey {
+            account: Some("123456789012".into()),
+            principal: Some("etl".into()),
+            session: Some("nightly-etl".into()),
+        };
+        let (inc1, inc2, inc3) = (inc("inc1"), inc("inc2"), inc("inc3"));
+        let mut item = key(group_pk(&group), GROUP_SK);
+        let mut write = |view: &GroupState, delta: &FailureStats, change: Change<'_>| {
+            let plan = group_update(&group, view, delta, change, Some(300));
+            let updated = update(&item, &plan.expr).expect("a request DynamoDB accepts");
+            let written = updated.is_some();
+            if let Some(updated) = updated {
+                item = updated;
+            }
+            (written, plan.next, decode_group(&item))
+        };
+        let empty = GroupState {
+            key: group.clone(),
+            ..Default::default()
+        };
+        let first = stats(&[failure(100, "s3:A"), failure(101, "s3:A")]);
+        let (_, earlier, stored) = write(&empty, &first, Change::Add { incident: &inc1 });
+        let second = stats(&[failure(200, "s3:A"), failure(201, "s3:B")]);
+        let restart = Change::Restart {
+            expected: Some(&inc1),
+            incident: &inc2,
+            session_failed_at: None,
+        };
+        let (written, _, stored) = write(&stored, &second, restart);
+        assert!(written && stored.stats.failures == earlier.stats.failures);
+
+        let none = FailureStats::default();
+        let again = Change::Restart {
+            expected: Some(&inc2),
+            incident: &inc3,
+            session_failed_at: None,
+        };
+        let (written, _, _) = write(&earlier, &none, again);
+        assert!(
+            !written,
+            "planned from a view of incident 1, the restart of incident 2 must be refused"
+        );
+        let (written, _, stored) = write(&stored, &none, again);
+        assert!(written);
+        assert!(
+            stored.stats.event_names.is_empty(),
+            "{:?}",
+            stored.stats.event_names
+        );
+        assert_eq!(stored.stats, none);
     }
 
     #[test]

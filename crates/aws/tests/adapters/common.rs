@@ -66,6 +66,7 @@ pub fn issuance(access_key_id: &str, issued_at: Epoch) -> Issuance {
         expiration: Some(issued_at + 3600),
         call: StsCall::AssumeRole,
         chained: false,
+        for_container: false,
     }
 }
 

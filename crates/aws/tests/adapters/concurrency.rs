@@ -15,7 +15,7 @@ use tokenwatch_core::ports::{Change, StateStore};
 use tokenwatch_core::stats::FailureStats;
 use tokenwatch_testkit::Emulator;
 
-use crate::common::{failure, fresh_store, fresh_table, inc, key};
+use crate::common::{T0, failure, fresh_store, fresh_table, inc, key};
 
 /// xorshift64*: enough to shuffle deterministically without a dependency.
 struct Rng(u64);
@@ -35,15 +35,28 @@ impl Rng {
     }
 }
 
+/// A storm of `n` failures of a session issued two hours ago. Dated now, not at T0: ministack deletes items
+/// whose `expires_at` has passed (a group's is 30 days after its last failure), so a storm dated at T0
+/// vanished mid-test once T0 was a month old.
 fn storm(n: usize) -> Vec<Failure> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let shift = now - 2 * 3600 - T0;
     (0..n)
-        .map(|i| Failure {
-            client: Some(if i % 3 == 0 { Client::JavaV2 } else { Client::Boto3 }),
-            ..failure(
+        .map(|i| {
+            let f = failure(
                 &format!("storm-{i}"),
                 3600 + i as i64,
                 ["s3:GetObject", "s3:PutObject", "sqs:SendMessage"][i % 3],
-            )
+            );
+            Failure {
+                client: Some(if i % 3 == 0 { Client::JavaV2 } else { Client::Boto3 }),
+                time: f.time + shift,
+                creation_date: f.creation_date.map(|c| c + shift),
+                ..f
+            }
         })
         .collect()
 }

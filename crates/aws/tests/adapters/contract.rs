@@ -1,13 +1,16 @@
 //! `DynamoStore` behaves as `MemoryStore`, the ports' reference: the same script of calls gives the same
 //! answers and the same loaded states, step by step.
 
+use std::collections::BTreeSet;
+
 use tokenwatch_aws::DynamoStore;
 use tokenwatch_core::classify::{Failure, Issuance};
-use tokenwatch_core::incident::{IncidentId, MAX_HISTORY, incident_id};
+use tokenwatch_core::incident::{IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES, incident_id};
 use tokenwatch_core::memory::MemoryStore;
 use tokenwatch_core::model::{Client, Severity, StsCall};
 use tokenwatch_core::ports::{Change, PAGE_LEASE, StateStore};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
+use tokenwatch_core::time::Epoch;
 use tokenwatch_testkit::Emulator;
 
 use crate::common::{T0, failure, fresh_store, inc, issuance, key};
@@ -339,6 +342,33 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     );
     step!("load 250", store.load(&big));
 
+    // Synthetic drills: one slot per account per five minutes; the event holding it keeps it.
+    let (a, b) = ("111122223333", "444455556666");
+    step!("first drill", store.claim_drill(a, Some("eb-1"), T0));
+    step!(
+        "another drill at once",
+        store.claim_drill(a, Some("eb-2"), T0 + 1)
+    );
+    step!(
+        "the first, delivered again",
+        store.claim_drill(a, Some("eb-1"), T0 + 200)
+    );
+    step!(
+        "no event id, within the interval",
+        store.claim_drill(a, None, T0 + 299)
+    );
+    step!("another account", store.claim_drill(b, None, T0 + 1));
+    step!("no event id holds nothing", store.claim_drill(b, None, T0 + 2));
+    step!("after the interval", store.claim_drill(a, Some("eb-3"), T0 + 300));
+    step!(
+        "the first, too late",
+        store.claim_drill(a, Some("eb-1"), T0 + 301)
+    );
+    step!(
+        "the holder after the interval",
+        store.claim_drill(a, Some("eb-3"), T0 + 900)
+    );
+
     // Reports: open incidents and recent failures, whatever else the table holds.
     step!("groups failing since T0 + 4100", store.groups(T0 + 4100));
     step!("every group with a failure", store.groups(0));
@@ -382,11 +412,90 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     log
 }
 
-async fn same_as_memory(emulator: Emulator) {
+/// A busy role's issue times (re-issued at every cold start and refresh): at [`MAX_ISSUED_TIMES`] the set
+/// starts again from the time being recorded, for a new session and for a redelivered one alike.
+/// Regression: the set grew without bound in DynamoDB, towards the item's 400 KB limit after which every
+/// update of the group fails; and the in-memory twin did not cap it at all. On a table of its own, and on
+/// ministack only: it makes over 500 issuances, and moto copies the whole table for each action of a
+/// transaction, which takes minutes here (`issuance_cap.rs` holds moto to the cap). The sessions are
+/// issued from `since` on, a recent time: ministack deletes items whose `expires_at` has passed (a group's
+/// is 30 days after its last issue time), so a group issued at T0 vanishes mid-test once T0 is a month old.
+async fn issue_times<S: StateStore>(store: &S, since: Epoch) -> Vec<String> {
+    let mut log = Vec::new();
+    macro_rules! step {
+        ($label:expr, $call:expr) => {{
+            let answer = $call.await;
+            log.push(format!("{}: {:?}", $label, answer));
+            answer.expect(&$label)
+        }};
+    }
+    let busy = key("busy");
+    let cap = MAX_ISSUED_TIMES as i64;
+    let session = |i: i64| issuance(&format!("ASIABUSY{i:012}"), since + i * 60);
+    for i in 0..cap - 1 {
+        step!(
+            format!("issuance {i}, below the cap"),
+            store.record_issuance(&busy, &session(i))
+        );
+    }
+    step!("one below the cap", store.load(&busy));
+    step!(
+        "the issuance that fills the set",
+        store.record_issuance(&busy, &session(cap - 1))
+    );
+    step!("at the cap", store.load(&busy));
+    step!(
+        "a new session at the cap: the set starts again from it",
+        store.record_issuance(&busy, &session(cap))
+    );
+    step!("after the cap", store.load(&busy));
+    step!(
+        "the same session redelivered: a set, nothing changes",
+        store.record_issuance(&busy, &session(cap))
+    );
+    for i in cap + 1..2 * cap {
+        step!(
+            format!("issuance {i}, filling the set again"),
+            store.record_issuance(&busy, &session(i))
+        );
+    }
+    step!("at the cap again", store.load(&busy));
+    step!(
+        "a recorded session redelivered at the cap: the set starts again from its time",
+        store.record_issuance(&busy, &session(cap + 5))
+    );
+    step!("after the redelivery", store.load(&busy));
+    for i in [0, cap - 1, cap, 2 * cap - 1] {
+        step!(
+            format!("session {i} stays readable, as first recorded"),
+            store.session(&session(i).access_key_id)
+        );
+    }
+    let state = store.load(&busy).await.ok().flatten().unwrap_or_default();
+    assert_eq!(state.issued_times, BTreeSet::from([since + (cap + 5) * 60]));
+    log
+}
+
+/// Which script of calls to run.
+#[derive(Clone, Copy)]
+enum Script {
+    Contract,
+    /// Issue times from this time on.
+    IssueTimes(Epoch),
+}
+
+async fn run<S: StateStore>(store: &S, which: Script) -> Vec<String> {
+    match which {
+        Script::Contract => script(store).await,
+        Script::IssueTimes(since) => issue_times(store, since).await,
+    }
+}
+
+async fn same_as_memory(emulator: Emulator, which: Script) {
     let dynamo: DynamoStore = fresh_store(emulator).await;
     let memory = MemoryStore::default();
-    let expected = script(&memory).await;
-    let actual = script(&dynamo).await;
+    let expected = run(&memory, which).await;
+    let actual = run(&dynamo, which).await;
     for (m, d) in expected.iter().zip(&actual) {
         assert_eq!(d, m, "DynamoStore (left) differs from MemoryStore (right)");
     }
@@ -395,10 +504,20 @@ async fn same_as_memory(emulator: Emulator) {
 
 #[tokio::test]
 async fn dynamo_store_matches_memory_store_on_moto() {
-    same_as_memory(Emulator::Moto).await;
+    same_as_memory(Emulator::Moto, Script::Contract).await;
 }
 
 #[tokio::test]
 async fn dynamo_store_matches_memory_store_on_ministack() {
-    same_as_memory(Emulator::Ministack).await;
+    same_as_memory(Emulator::Ministack, Script::Contract).await;
+}
+
+#[tokio::test]
+async fn issue_times_are_capped_alike_on_ministack() {
+    let day_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as Epoch
+        - 86_400;
+    same_as_memory(Emulator::Ministack, Script::IssueTimes(day_ago)).await;
 }

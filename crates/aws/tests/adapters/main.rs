@@ -10,6 +10,7 @@ mod concurrency;
 mod contract;
 mod group_ids;
 mod issuance_cap;
+mod merge;
 mod mocks;
 mod sns;
 mod timeouts;

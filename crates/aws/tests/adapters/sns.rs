@@ -43,6 +43,7 @@ async fn an_alert_reaches_an_sqs_subscriber_with_subject_document_and_attributes
         incident: incident.clone(),
         finding,
         drill: false,
+        resolution: None,
     });
     let style = Style {
         region: "us-east-1".into(),

@@ -55,6 +55,7 @@ async fn a_hanging_endpoint_no_longer_holds_a_call_past_its_timeouts() {
         },
         finding: example_finding(),
         drill: false,
+        resolution: None,
     });
 
     let started = Instant::now();

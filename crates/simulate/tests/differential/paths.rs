@@ -7,6 +7,7 @@ use tokenwatch_core::incident::Policy;
 use tokenwatch_core::memory::{MemoryStore, RecordingSink};
 use tokenwatch_core::notice::NoticeKind;
 use tokenwatch_core::pipeline::Detector;
+use tokenwatch_core::ports::StateStore;
 use tokenwatch_core::query::{Query, Since, state_report};
 use tokenwatch_core::{Analyzer, Finding, Severity, Window};
 use tokenwatch_simulate::history::History;
@@ -74,8 +75,8 @@ pub const DELIVERY_ALLOWANCE: i64 = tokenwatch_core::assess::DELIVERY_ALLOWANCE;
 
 /// What the detector did with a history: its state afterwards and every page (open or escalation) it
 /// published, in order, as the page's document describes the group.
-pub struct Live {
-    store: MemoryStore,
+pub struct Live<S> {
+    store: S,
     /// Pages (not resolved notices), each reduced to an outcome; `severity` is the paged severity.
     pub pages: Vec<Outcome>,
     /// Events the detector asked to be delivered again, or could not read (there should be none).
@@ -86,11 +87,15 @@ pub struct Live {
 
 /// The detector on the in-memory twins: deliveries in order, in small batches with `now` = delivery
 /// time, and the scheduled sweep every 5 minutes from the first delivery until 2 hours after the last.
-pub fn live(h: &History) -> Live {
+pub fn live(h: &History) -> Live<MemoryStore> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a current-thread runtime");
-    let store = MemoryStore::default();
+    runtime.block_on(live_on(h, MemoryStore::default()))
+}
+
+/// [`live`] on any state store (the real table in an emulator, say).
+pub async fn live_on<S: StateStore>(h: &History, store: S) -> Live<S> {
     let sink = RecordingSink::default();
     let policy = Policy::default();
     let detector = Detector {
@@ -103,7 +108,7 @@ pub fn live(h: &History) -> Live {
     let last = h.deliveries.last().map_or(0, |d| d.at);
     let mut next_sweep = (first / SWEEP_EVERY + 1) * SWEEP_EVERY;
     let end = last + SWEEP_AFTER;
-    runtime.block_on(async {
+    {
         let mut i = 0;
         while i < h.deliveries.len() {
             let start = h.deliveries[i].at;
@@ -138,7 +143,7 @@ pub fn live(h: &History) -> Live {
             }
             next_sweep += SWEEP_EVERY;
         }
-    });
+    }
     let pages = sink
         .notices()
         .iter()
@@ -155,15 +160,20 @@ pub fn live(h: &History) -> Live {
 }
 
 /// The state-table report of the detector's store after the history, covering everything since `since`.
-pub fn table(live: &Live, since: i64) -> Vec<Outcome> {
+pub fn table(live: &Live<MemoryStore>, since: i64) -> Vec<Outcome> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a current-thread runtime");
+    runtime.block_on(table_on(live, since))
+}
+
+/// [`table`] on any state store.
+pub async fn table_on<S: StateStore>(live: &Live<S>, since: i64) -> Vec<Outcome> {
     let query = Query {
         since: Some(Since::At(since)),
         ..Default::default()
     };
-    match runtime.block_on(state_report(&live.store, &query, live.end)) {
+    match state_report(&live.store, &query, live.end).await {
         Ok(report) => report.findings.iter().map(from_group).collect(),
         Err(_) => Vec::new(),
     }
@@ -173,9 +183,11 @@ pub fn table(live: &Live, since: i64) -> Vec<Outcome> {
 pub fn analyze_text(text: &str) -> Value {
     let mut analyzer = Analyzer::new(Window::default());
     match analyzer.read(text.as_bytes()) {
-        Ok(()) => {
-            serde_json::to_value(tokenwatch_render::Document::of(&analyzer.report())).unwrap_or_default()
-        }
+        Ok(()) => serde_json::to_value(tokenwatch_render::Document::of(
+            &analyzer.report(),
+            tokenwatch_render::Made::default(),
+        ))
+        .unwrap_or_default(),
         Err(e) => Value::String(e.to_string()),
     }
 }
