@@ -22,7 +22,7 @@ use tokenwatch_core::notice::Notice;
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
 use tokenwatch_core::stats::group_key;
-use tokenwatch_core::time::parse_time;
+use tokenwatch_core::time::{Epoch, parse_time};
 use tokenwatch_render::sns::{MAX_SUBJECT, Message as Alert};
 use tokenwatch_testkit::{Emulator, Received, Subscriber, samples_dir, scenarios, unique};
 
@@ -290,6 +290,104 @@ async fn a_storm_through_dynamodb_and_sns_is_one_page_with_an_exact_count() {
         per_event <= 1.2,
         "{per_event:.3} DynamoDB + SNS calls per failure event, over the 1.2 budget"
     );
+    subscriber.delete(&sdk).await;
+    delete_table(&sdk, &store).await;
+}
+
+/// Failure `n` of pod `pod` of a fleet whose sessions (`botocore-session-<epoch>`) were issued at `issued`.
+fn fleet_event(pod: usize, n: usize, t: Epoch, issued: Epoch) -> Vec<u8> {
+    let session = format!("botocore-session-{}", issued + pod as Epoch);
+    json!({"version": "0", "id": format!("eb-{pod}-{n}"), "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3",
+        "account": "123456789012", "region": "us-east-1",
+        "detail": {"eventTime": tokenwatch_core::time::format_time(t), "eventSource": "s3.amazonaws.com",
+            "eventName": "GetObject", "errorCode": "ExpiredToken", "eventID": format!("fleet-{pod:03}-{n}"),
+            "recipientAccountId": "123456789012", "userAgent": "Boto3/1.34.0 md/Botocore#1.34.0 Botocore/1.34.0",
+            "userIdentity": {"type": "AssumedRole", "principalId": format!("AROAEXAMPLE:{session}"),
+                "accessKeyId": format!("ASIAFLEET{pod:011}"),
+                "arn": format!("arn:aws:sts::123456789012:assumed-role/payments-api-irsa-role/{session}"),
+                "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::123456789012:role/payments-api-irsa-role"},
+                    "attributes": {"creationDate": tokenwatch_core::time::format_time(issued)}}}}})
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_40_pods_through_dynamodb_and_sns_is_one_page_and_one_resolved_notice() {
+    use tokenwatch_core::assess::{DELIVERY_ALLOWANCE, REFRESH_WINDOW};
+    const PODS: usize = 40;
+    let sdk = Emulator::Ministack.sdk().await;
+    let store = fresh_store(&sdk).await;
+    let subscriber = Subscriber::with_new_topic(&sdk).await;
+    let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn, style()));
+    let policy = policy();
+    let detector = Detector {
+        store: &store,
+        sink: &sink,
+        policy: &policy,
+    };
+    // Recent times: ministack deletes items past their TTL.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as Epoch;
+    let issued = now - 3 * 3600;
+    // Each pod fails three times at the lease boundary, every event delivered twice, by four
+    // invocations at once: the fleet's incident is written by members racing each other.
+    let events: Vec<Vec<u8>> = (0..PODS)
+        .flat_map(|pod| (0..3).map(move |n| (pod, n)))
+        .flat_map(|(pod, n)| {
+            let e = fleet_event(pod, n, issued + 3620 + pod as Epoch + 20 * n as Epoch, issued);
+            [e.clone(), e]
+        })
+        .collect();
+    let seen = issued + 3700;
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            for mine in events.chunks(events.len().div_ceil(4)) {
+                let (detector, runtime) = (&detector, &runtime);
+                s.spawn(move || {
+                    runtime.block_on(async {
+                        for chunk in mine.chunks(10) {
+                            let mut pending: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                            for _ in 0..20 {
+                                let out = detector.process(&pending, seen).await;
+                                if out.retry.is_empty() {
+                                    break;
+                                }
+                                pending = out.retry.iter().map(|&i| pending[i]).collect();
+                            }
+                            assert!(pending.len() <= chunk.len());
+                        }
+                    })
+                });
+            }
+        });
+    });
+    assert_eq!(sink.published(), 0, "held for the refresh window");
+    detector
+        .sweep(seen + REFRESH_WINDOW + DELIVERY_ALLOWANCE)
+        .await
+        .unwrap();
+    let received = subscriber.receive(1, DELIVERY).await;
+    assert_eq!(kinds(&received), BTreeMap::from([("open".to_owned(), 1)]));
+    let doc = received[0].document();
+    assert_eq!(doc["workload_sessions"], PODS);
+    assert_eq!(doc["session"], "botocore-session-*");
+    // The failures each member had when it joined or last paged (docs/rules.md): at least one each.
+    let subject = received[0].envelope["Subject"].as_str().unwrap().to_owned();
+    let failures: usize = subject
+        .rsplit_once(&format!("({PODS} sessions, "))
+        .and_then(|(_, tail)| tail.strip_suffix(" failures)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{subject}"));
+    assert!((PODS..=3 * PODS).contains(&failures), "{subject}");
+    // Quiet for the cool-down: forty incidents end, one notice says the fleet's did.
+    detector.sweep(seen + 2 * 3600).await.unwrap();
+    let received = subscriber.receive(1, DELIVERY).await;
+    assert_eq!(kinds(&received), BTreeMap::from([("resolved".to_owned(), 1)]));
+    assert_eq!(received[0].document()["workload_sessions"], PODS);
+    assert_eq!(sink.published(), 2);
     subscriber.delete(&sdk).await;
     delete_table(&sdk, &store).await;
 }

@@ -1226,6 +1226,7 @@ mod tests {
             finding: tokenwatch_core::finding::example_finding(),
             drill: false,
             resolution: None,
+            fleet: None,
         });
         let rendered = tokenwatch_render::sns::render(&notice, &Default::default());
         let ours = alert_attributes("open", Some(Severity::High), None, None, false, "123456789012");

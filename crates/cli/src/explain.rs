@@ -293,6 +293,7 @@ pub(crate) fn alert(command: AlertCommand, out: &Output) -> Result<ExitCode> {
         finding: finding.clone(),
         drill: false,
         resolution,
+        fleet: None,
     });
     let style = |format| Style {
         region: region(args.region.clone()),

@@ -22,6 +22,7 @@ pub mod drill;
 pub mod envelope;
 pub mod events;
 pub mod finding;
+pub mod fleet;
 pub mod incident;
 pub mod memory;
 pub mod model;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::classify::{Failure, Issuance};
 use crate::drill::DRILL_INTERVAL;
+use crate::fleet::Fleet;
 use crate::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use crate::model::Severity;
 use crate::notice::Notice;
@@ -24,6 +25,8 @@ struct Inner {
     claims: HashMap<GroupKey, (IncidentId, Severity, Epoch)>,
     /// Per account: when its drill slot was taken, and by which event.
     drills: HashMap<String, (Epoch, Option<String>)>,
+    /// Per fleet: its incident and version.
+    fleets: HashMap<String, (Fleet, u64)>,
 }
 
 /// A [`StateStore`] in a mutex.
@@ -254,6 +257,28 @@ impl StateStore for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn load_fleet(&self, fleet: &str) -> Result<Option<(Fleet, u64)>, PortError> {
+        Ok(self.enter()?.fleets.get(fleet).cloned())
+    }
+
+    async fn save_fleet(
+        &self,
+        fleet: &str,
+        doc: &Fleet,
+        expected: Option<u64>,
+        _now: Epoch,
+    ) -> Result<bool, PortError> {
+        let mut inner = self.enter()?;
+        let stored = inner.fleets.get(fleet).map(|(_, v)| *v);
+        if stored != expected {
+            return Ok(false);
+        }
+        inner
+            .fleets
+            .insert(fleet.to_owned(), (doc.clone(), expected.unwrap_or(0) + 1));
+        Ok(true)
     }
 
     async fn open_incidents(&self) -> Result<Vec<GroupState>, PortError> {

@@ -3,6 +3,7 @@
 //! adapter renders it for its channel; the engine never writes message text.
 
 use crate::finding::{Finding, Report};
+use crate::fleet::FleetTally;
 use crate::incident::IncidentId;
 use crate::model::Severity;
 use crate::time::Epoch;
@@ -69,6 +70,8 @@ pub struct IncidentNotice {
     pub drill: bool,
     /// How it ended: set on a [`NoticeKind::Resolved`] notice, `None` on the others.
     pub resolution: Option<Resolution>,
+    /// The fleet's tally when the incident is a workload's ([`crate::fleet`]), `None` for a group's.
+    pub fleet: Option<FleetTally>,
 }
 
 /// The scheduled digest of a state-table report covering `since..until`.
@@ -143,6 +146,7 @@ mod tests {
             finding: example_finding(),
             drill: false,
             resolution: None,
+            fleet: None,
         })
     }
 

@@ -15,9 +15,10 @@ use crate::classify::{Failure, Issuance, Observation, classify};
 use crate::drill::{Refusal, drill_group, screen};
 use crate::envelope::{OpenError, Opened, open};
 use crate::finding::{Finding, judge_stored};
+use crate::fleet::{self, Fleet, FleetTally, fleet_of};
 use crate::incident::{
-    BatchSession, Decision, GroupState, Placement, Policy, Withheld, decide, decide_drill, group_id,
-    incident_id, place, renewal_settled, resolved_by_quiet,
+    BatchSession, Decision, GroupState, IncidentId, Placement, Policy, Withheld, decide, decide_drill,
+    group_id, incident_id, place, renewal_settled, resolved_by_quiet,
 };
 use crate::model::{Severity, Verdict};
 use crate::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
@@ -25,6 +26,9 @@ use crate::ports::{AlertSink, Change, PortError, StateStore};
 use crate::record::{EnvelopeContext, Record};
 use crate::stats::{GroupKey, group_key};
 use crate::time::{Epoch, parse_time};
+
+/// Writes of a fleet's incident tried before a batch is retried: members of one fleet write it at once.
+const FLEET_ATTEMPTS: usize = 8;
 
 /// The EventBridge `source` of events put by `tokenwatch drill`.
 pub const DRILL_SOURCE: &str = "tokenwatch.drill";
@@ -537,6 +541,13 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             if placement == Placement::Reopen {
                 after.incident.resolved_at = None;
             }
+            if restart || placement == Placement::Reopen {
+                // Counted into its fleet's incident now, so that the fleet's page, held or not, tallies
+                // every member recorded before it.
+                if let (Some(fleet), Some(id)) = (self.fleet_of(&after.key), after.incident.id.as_ref()) {
+                    self.joined_fleet(&fleet, &after, id, now).await?;
+                }
+            }
             let finding = judge_stored(self.store, &after).await?;
             *metrics.failures.entry(finding.verdict()).or_default() += applied.len() as u64;
             if restart {
@@ -601,6 +612,11 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 return Ok(());
             }
         };
+        if let Some(fleet) = self.fleet_of(&state.key) {
+            return self
+                .page_fleet(&fleet, state, incident, finding, severity, now, metrics)
+                .await;
+        }
         if !self.store.claim_page(&state.key, incident, severity, now).await? {
             *metrics.alerts_withheld.entry(Withheld::AlreadyPaged).or_default() += 1;
             return Ok(());
@@ -617,6 +633,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             finding,
             drill,
             resolution: None,
+            fleet: None,
         });
         // Delivery is at least once: the claim is a lease, and `paged` is recorded only once SNS took
         // the page. An invocation that dies in between (a timeout, out of memory, a crash) leaves a claim
@@ -628,6 +645,182 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         }
         *metrics.alerts_published.entry(kind).or_default() += 1;
         self.store.confirm_page(&state.key, incident, severity).await
+    }
+
+    /// The fleet whose incident `key`'s group pages through, if any: never a drill's.
+    fn fleet_of(&self, key: &GroupKey) -> Option<String> {
+        if self.policy.drills.is_drill_group(key) {
+            return None;
+        }
+        fleet_of(key)
+    }
+
+    /// Counts the incident `member` of `state`'s group into its fleet's incident (or opens one), and
+    /// returns the fleet's incident as stored, with its version.
+    async fn joined_fleet(
+        &self,
+        fleet: &str,
+        state: &GroupState,
+        member: &IncidentId,
+        now: Epoch,
+    ) -> Result<(Fleet, u64), PortError> {
+        let pattern = crate::workload::session_pattern(state.key.session.as_deref().unwrap_or(""));
+        for _attempt in 0..FLEET_ATTEMPTS {
+            let current = self.store.load_fleet(fleet).await?;
+            let (doc, _) = fleet::join(
+                current.as_ref().map(|(f, _)| f),
+                &pattern,
+                member,
+                state.stats.failures,
+            );
+            let expected = current.as_ref().map(|(_, v)| *v);
+            if let Some((stored, version)) = current.filter(|(f, _)| *f == doc) {
+                return Ok((stored, version));
+            }
+            if self.store.save_fleet(fleet, &doc, expected, now).await? {
+                return Ok((doc, expected.map_or(1, |v| v + 1)));
+            }
+        }
+        Err(PortError::transient(
+            "the fleet's incident kept changing under concurrent updates",
+        ))
+    }
+
+    /// Pages the fleet's incident for its member `member` at `severity`, once per severity for the whole
+    /// fleet: the first page opens it, a higher severity escalates it.
+    #[allow(clippy::too_many_arguments)]
+    async fn page_fleet(
+        &self,
+        fleet: &str,
+        state: &GroupState,
+        member: &IncidentId,
+        finding: Finding,
+        severity: Severity,
+        now: Epoch,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
+        for _attempt in 0..FLEET_ATTEMPTS {
+            let (doc, version) = self.joined_fleet(fleet, state, member, now).await?;
+            let Some(claimed) = fleet::claim(&doc, severity, now) else {
+                if let Some(paged) = doc.paged.filter(|p| *p >= severity) {
+                    // Paged with its fleet: the member's incident says so (reports, the digest), and its
+                    // next decisions need not read the fleet again.
+                    self.store.confirm_page(&state.key, member, paged).await?;
+                }
+                *metrics.alerts_withheld.entry(Withheld::AlreadyPaged).or_default() += 1;
+                return Ok(());
+            };
+            if !self.store.save_fleet(fleet, &claimed, Some(version), now).await? {
+                continue;
+            }
+            let kind = if doc.paged.is_some() {
+                NoticeKind::Escalation
+            } else {
+                NoticeKind::Open
+            };
+            let notice = Notice::Incident(IncidentNotice {
+                kind,
+                severity,
+                incident: doc.id(fleet),
+                finding,
+                drill: false,
+                resolution: None,
+                fleet: Some(FleetTally::of(&doc)),
+            });
+            if let Err(e) = self.sink.publish(&notice).await {
+                // Best effort: a claim not given back runs out after its lease.
+                let _ = self
+                    .update_fleet(fleet, now, |f| Some(fleet::release(f, severity)))
+                    .await;
+                return Err(e);
+            }
+            *metrics.alerts_published.entry(kind).or_default() += 1;
+            // SNS accepted it. Should recording that fail, the claim runs out and the page goes out again,
+            // with the same alert_id for a subscriber to drop.
+            self.update_fleet(fleet, now, |f| Some(fleet::confirm(f, severity)))
+                .await?;
+            self.store.confirm_page(&state.key, member, severity).await?;
+            return Ok(());
+        }
+        Err(PortError::transient(
+            "the fleet's incident kept changing under concurrent updates",
+        ))
+    }
+
+    /// The member `member` of a fleet resolved: the fleet's resolved notice goes out when it was the last
+    /// open member and the fleet was paged.
+    async fn resolve_fleet_member(
+        &self,
+        fleet: &str,
+        state: &GroupState,
+        member: &IncidentId,
+        at: Epoch,
+        how: Resolution,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
+        for _attempt in 0..FLEET_ATTEMPTS {
+            let Some((doc, version)) = self.store.load_fleet(fleet).await? else {
+                return Ok(());
+            };
+            let Some((left, last)) = fleet::leave(&doc, member) else {
+                return Ok(());
+            };
+            if !self.store.save_fleet(fleet, &left, Some(version), at).await? {
+                continue;
+            }
+            let Some(paged) = left.paged.filter(|_| last) else {
+                return Ok(());
+            };
+            let notice = Notice::Incident(IncidentNotice {
+                kind: NoticeKind::Resolved,
+                severity: paged.max(Severity::Info),
+                incident: left.id(fleet),
+                finding: judge_stored(self.store, state).await?,
+                drill: false,
+                resolution: Some(how),
+                fleet: Some(FleetTally::of(&left)),
+            });
+            if let Err(e) = self.sink.publish(&notice).await {
+                let id = member.to_string();
+                self.update_fleet(fleet, at, |f| {
+                    let mut f = f.clone();
+                    f.members.get_mut(&id)?.resolved = false;
+                    Some(f)
+                })
+                .await?;
+                self.store.unresolve(&state.key, member, at).await?;
+                return Err(e);
+            }
+            *metrics.alerts_published.entry(NoticeKind::Resolved).or_default() += 1;
+            return Ok(());
+        }
+        Err(PortError::transient(
+            "the fleet's incident kept changing under concurrent updates",
+        ))
+    }
+
+    /// Writes `change` of the fleet's stored incident (none when it returns `None`), retrying on a
+    /// concurrent write.
+    async fn update_fleet(
+        &self,
+        fleet: &str,
+        now: Epoch,
+        change: impl Fn(&Fleet) -> Option<Fleet>,
+    ) -> Result<(), PortError> {
+        for _attempt in 0..FLEET_ATTEMPTS {
+            let Some((doc, version)) = self.store.load_fleet(fleet).await? else {
+                return Ok(());
+            };
+            let Some(changed) = change(&doc) else {
+                return Ok(());
+            };
+            if changed == doc || self.store.save_fleet(fleet, &changed, Some(version), now).await? {
+                return Ok(());
+            }
+        }
+        Err(PortError::transient(
+            "the fleet's incident kept changing under concurrent updates",
+        ))
     }
 
     fn quiet(&self, state: &GroupState) -> Resolution {
@@ -650,6 +843,11 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         if !self.store.resolve(&state.key, incident, at).await? {
             return Ok(());
         }
+        if let Some(fleet) = self.fleet_of(&state.key) {
+            return self
+                .resolve_fleet_member(&fleet, state, incident, at, how, metrics)
+                .await;
+        }
         let Some(paged) = state.incident.paged else {
             return Ok(());
         };
@@ -660,6 +858,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             finding: judge_stored(self.store, state).await?,
             drill: self.policy.drills.is_drill_group(&state.key),
             resolution: Some(how),
+            fleet: None,
         });
         if let Err(e) = self.sink.publish(&notice).await {
             self.store.unresolve(&state.key, incident, at).await?;
@@ -1513,6 +1712,100 @@ mod tests {
         );
         assert_eq!(run(&rig, &bytes(&[late]), T0 + 3606 + 300).await.refused.len(), 0);
         assert_eq!(rig.sink.notices().len(), 2);
+    }
+
+    /// A fleet of `pods` whose cached credentials fail at the lease boundary, `age` seconds after
+    /// issue, each pod `spread` seconds after the previous one.
+    fn fleet_failures(pods: usize, age: i64, spread: i64) -> Vec<Vec<u8>> {
+        (0..pods)
+            .map(|i| {
+                let session = format!("botocore-session-{}", 1_764_825_600 + i);
+                failure_event(&format!("pod{i}"), age + i as i64 * spread, &session)
+            })
+            .collect()
+    }
+
+    fn fleet_pages(rig: &Rig) -> Vec<(NoticeKind, Option<u64>, String)> {
+        rig.sink
+            .notices()
+            .iter()
+            .filter_map(Notice::incident)
+            .map(|n| {
+                (
+                    n.kind,
+                    n.fleet.as_ref().map(|t| t.sessions),
+                    n.incident.group.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_fleet_of_40_pods_pages_once_for_all_of_them_and_resolves_once() {
+        let rig = Rig::new();
+        // At the boundary: held for the refresh window, so that every pod has joined when it pages.
+        for batch in fleet_failures(40, 3620, 2).chunks(10) {
+            let out = run(&rig, batch, T0 + 3700).await;
+            assert!(out.retry.is_empty(), "{:?}", out.faults);
+        }
+        assert!(rig.sink.notices().is_empty(), "held");
+        rig.detector()
+            .sweep(T0 + 3700 + REFRESH_WINDOW + DELIVERY_ALLOWANCE)
+            .await
+            .unwrap();
+        let pages = fleet_pages(&rig);
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        assert_eq!((pages[0].0, pages[0].1), (NoticeKind::Open, Some(40)));
+        assert!(pages[0].2.contains("botocore-session-*"), "{}", pages[0].2);
+        // More failures of the same pods: nothing new.
+        run(&rig, &fleet_failures(40, 3900, 1), T0 + 4000).await;
+        assert_eq!(fleet_pages(&rig).len(), 1);
+        // Quiet for the cool-down: forty groups resolve, one notice says so.
+        rig.detector().sweep(T0 + 4000 + 3600).await.unwrap();
+        let pages = fleet_pages(&rig);
+        assert_eq!(pages.len(), 2, "{pages:?}");
+        assert_eq!((pages[1].0, pages[1].1), (NoticeKind::Resolved, Some(40)));
+        assert_eq!(pages[1].2, pages[0].2, "the fleet's incident");
+    }
+
+    #[tokio::test]
+    async fn sessions_without_a_variable_part_and_other_roles_page_on_their_own() {
+        let rig = Rig::new();
+        let mut batch = fleet_failures(3, 3800, 1);
+        batch.push(failure_event("n1", 3800, "nightly-etl"));
+        batch.push(role_failure("o1", 3800, "other", "botocore-session-1764825600"));
+        run(&rig, &batch, T0 + 3900).await;
+        let mut pages = fleet_pages(&rig);
+        pages.sort_by(|a, b| a.2.cmp(&b.2));
+        assert_eq!(pages.len(), 3, "{pages:?}");
+        let fleets: Vec<Option<u64>> = pages.iter().map(|p| p.1.map(|_| 0)).collect();
+        assert_eq!(fleets.iter().filter(|f| f.is_some()).count(), 2, "{pages:?}");
+        let group = pages.iter().find(|p| p.1.is_none()).unwrap();
+        assert!(group.2.ends_with("nightly-etl"), "{group:?}");
+    }
+
+    #[tokio::test]
+    async fn a_fleet_page_lost_to_a_publish_fault_is_paged_by_the_retry_or_the_next_member() {
+        let rig = Rig::new();
+        rig.sink.fail_next(1);
+        let one = fleet_failures(1, 3800, 1);
+        let out = run(&rig, &one, T0 + 3900).await;
+        assert_eq!(out.retry, BTreeSet::from([0]));
+        assert!(fleet_pages(&rig).is_empty());
+        assert!(run(&rig, &one, T0 + 3910).await.retry.is_empty());
+        assert_eq!(fleet_pages(&rig).len(), 1, "the retry pages");
+        assert!(run(&rig, &one, T0 + 3920).await.retry.is_empty());
+        assert_eq!(fleet_pages(&rig).len(), 1, "once");
+
+        // Two members in one batch: the first one's publish fails, the second one pages the fleet.
+        let rig = Rig::new();
+        rig.sink.fail_next(1);
+        let two = fleet_failures(2, 3800, 1);
+        let out = run(&rig, &two, T0 + 3900).await;
+        assert_eq!(out.retry.len(), 1);
+        assert_eq!(fleet_pages(&rig).len(), 1);
+        run(&rig, &two, T0 + 3910).await;
+        assert_eq!(fleet_pages(&rig).len(), 1);
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! Declared with `-> impl Future + Send` rather than `async fn` so that the futures are `Send` and
 //! clippy's `async_fn_in_trait` holds; implementations may still be written as `async fn`.
 
+use crate::fleet::Fleet;
 use std::collections::HashSet;
 use std::future::Future;
 
@@ -254,6 +255,22 @@ pub trait StateStore: Sync {
         &self,
         account: &str,
         event: Option<&str>,
+        now: Epoch,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// The current incident of the fleet `fleet` ([`crate::fleet::fleet_of`]) and the version to hand
+    /// back to [`StateStore::save_fleet`].
+    fn load_fleet(&self, fleet: &str)
+    -> impl Future<Output = Result<Option<(Fleet, u64)>, PortError>> + Send;
+
+    /// Writes `doc` as the fleet's incident if its stored version is still `expected` (`None`: nothing
+    /// stored); false, writing nothing, when another invocation wrote first. Kept for at least
+    /// [`crate::incident::Policy::cooldown`] after `now` and at most a month.
+    fn save_fleet(
+        &self,
+        fleet: &str,
+        doc: &Fleet,
+        expected: Option<u64>,
         now: Epoch,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 

@@ -152,12 +152,19 @@ pub fn render(notice: &Notice, style: &Style) -> Message {
 fn render_incident(n: &IncidentNotice, alert_id: String, style: &Style) -> Message {
     let mut group = Group::of(&n.finding);
     group.severity = n.severity;
+    if let Some(fleet) = n.fleet.as_ref().filter(|f| f.sessions > 1) {
+        // A fleet's page names its workload and counts all its sessions; a fleet of one session is
+        // shown as that session.
+        group.session = Some(fleet.pattern.clone());
+        group.failures = group.failures.max(fleet.failures);
+    }
     let page = Page {
         incident_id: n.incident.to_string(),
         group: n.incident.group.clone(),
         kind: n.kind,
         drill: n.drill,
         resolution: n.resolution,
+        sessions: n.fleet.as_ref().map(|f| f.sessions),
     };
     render_group(&group, &page, alert_id, style)
 }
@@ -170,6 +177,8 @@ struct Page {
     kind: NoticeKind,
     drill: bool,
     resolution: Option<Resolution>,
+    /// A fleet's page: how many sessions its incident counts.
+    sessions: Option<u64>,
 }
 
 /// Renders the alert for `group` (whose `severity` is the one it is sent at).
@@ -193,7 +202,10 @@ fn render_group(group: &Group, page: &Page, alert_id: String, ctx: &Style) -> Me
         NoticeKind::Escalation => format!("ESCALATED {}", g.severity.as_str().to_uppercase()),
         NoticeKind::Open => g.severity.as_str().to_uppercase(),
     };
-    let tail = format!(" ({} failures)", g.failures);
+    let tail = match page.sessions {
+        Some(n) if n > 1 => format!(" ({n} sessions, {} failures)", g.failures),
+        _ => format!(" ({} failures)", g.failures),
+    };
     let account = g
         .account
         .as_deref()
@@ -212,6 +224,9 @@ fn render_group(group: &Group, page: &Page, alert_id: String, ctx: &Style) -> Me
         obj.insert("state".into(), json!(kind.state()));
         obj.insert("kind".into(), json!(kind.as_str()));
         obj.insert("drill".into(), json!(drill));
+        if let Some(n) = page.sessions {
+            obj.insert("workload_sessions".into(), json!(n));
+        }
         obj.insert("links".into(), json!({ "cloudtrail": links, "runbook": runbook }));
         obj.insert("resolution".into(), resolution_json(page.resolution));
     }
@@ -429,7 +444,7 @@ fn text_message(
         }
     }
     let _ = writeln!(t, "{subject}");
-    let sessions = match g.access_key_ids.len() {
+    let sessions = match page.sessions.unwrap_or(g.access_key_ids.len() as u64) {
         0 | 1 => "1 session".to_owned(),
         n => format!("{n} sessions"),
     };
@@ -712,6 +727,7 @@ mod tests {
             kind,
             drill,
             resolution: None,
+            sessions: None,
         };
         render_group(g, &page, id, ctx)
     }
@@ -916,6 +932,7 @@ mod tests {
                 kind: NoticeKind::Resolved,
                 drill: false,
                 resolution,
+                sessions: None,
             };
             render_group(&g, &page, "i#resolved#high".into(), &ctx())
         };

@@ -56,6 +56,7 @@
 #[cfg(test)]
 mod evaluate;
 mod expr;
+mod fleet;
 mod item;
 mod plan;
 
@@ -81,6 +82,7 @@ use aws_sdk_dynamodb::types::{
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokenwatch_core::classify::{Failure, Issuance};
 use tokenwatch_core::drill::DRILL_INTERVAL;
+use tokenwatch_core::fleet::Fleet;
 use tokenwatch_core::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use tokenwatch_core::model::Severity;
 use tokenwatch_core::ports::{Change, MERGE_PART, PAGE_LEASE, PortError, StateStore, merge_parts};
@@ -746,6 +748,20 @@ impl StateStore for DynamoStore {
                 _ => Err(from_sdk("dynamodb:UpdateItem", err)),
             },
         }
+    }
+
+    async fn load_fleet(&self, fleet: &str) -> Result<Option<(Fleet, u64)>, PortError> {
+        self.load_fleet_item(fleet).await
+    }
+
+    async fn save_fleet(
+        &self,
+        fleet: &str,
+        doc: &Fleet,
+        expected: Option<u64>,
+        now: Epoch,
+    ) -> Result<bool, PortError> {
+        self.save_fleet_item(fleet, doc, expected, now).await
     }
 
     async fn open_incidents(&self) -> Result<Vec<GroupState>, PortError> {

@@ -476,10 +476,61 @@ async fn issue_times<S: StateStore>(store: &S, since: Epoch) -> Vec<String> {
     log
 }
 
+/// A fleet's incident written by members racing each other: a write succeeds only against the version
+/// it read, and a document survives the round trip whole (ministack deletes items past `expires_at`:
+/// the times are recent).
+async fn fleet<S: StateStore>(store: &S, now: Epoch) -> Vec<String> {
+    use tokenwatch_core::fleet::{claim, confirm, join};
+    let mut log = Vec::new();
+    macro_rules! step {
+        ($label:expr, $call:expr) => {{
+            let answer = $call.await;
+            log.push(format!("{}: {:?}", $label, answer));
+            answer.expect($label)
+        }};
+    }
+    let id = "123456789012|payments-api|botocore-session-*";
+    let member = |i: u64| IncidentId {
+        group: format!("123456789012|payments-api|botocore-session-{}", 1_764_825_600 + i),
+        opened_at: now - 60,
+    };
+    assert_eq!(step!("nothing stored", store.load_fleet(id)), None);
+    let (opened, _) = join(None, "botocore-session-*", &member(0), 3);
+    assert!(step!(
+        "the first member opens it",
+        store.save_fleet(id, &opened, None, now)
+    ));
+    assert!(!step!(
+        "a second opener loses",
+        store.save_fleet(id, &opened, None, now)
+    ));
+    let (doc, version) = step!("load", store.load_fleet(id)).expect("stored");
+    assert_eq!(doc, opened);
+    let (counted, _) = join(Some(&doc), "botocore-session-*", &member(1), 5);
+    assert!(step!(
+        "a member counted in against the version it read",
+        store.save_fleet(id, &counted, Some(version), now)
+    ));
+    let claimed = claim(&doc, Severity::High, now).expect("due");
+    assert!(!step!(
+        "a write against an old version is refused",
+        store.save_fleet(id, &claimed, Some(version), now)
+    ));
+    let (doc, version) = step!("load again", store.load_fleet(id)).expect("stored");
+    assert_eq!((doc.sessions(), doc.failures()), (2, 8));
+    let paged = confirm(&claim(&doc, Severity::High, now).expect("due"), Severity::High);
+    assert!(step!("paged", store.save_fleet(id, &paged, Some(version), now)));
+    step!("load paged", store.load_fleet(id));
+    step!("another fleet", store.load_fleet("123456789012|etl|i-*"));
+    log
+}
+
 /// Which script of calls to run.
 #[derive(Clone, Copy)]
 enum Script {
     Contract,
+    /// A fleet's incident, at this time.
+    Fleet(Epoch),
     /// Issue times from this time on.
     IssueTimes(Epoch),
 }
@@ -488,6 +539,7 @@ async fn run<S: StateStore>(store: &S, which: Script) -> Vec<String> {
     match which {
         Script::Contract => script(store).await,
         Script::IssueTimes(since) => issue_times(store, since).await,
+        Script::Fleet(now) => fleet(store, now).await,
     }
 }
 
@@ -520,4 +572,21 @@ async fn issue_times_are_capped_alike_on_ministack() {
         .as_secs() as Epoch
         - 86_400;
     same_as_memory(Emulator::Ministack, Script::IssueTimes(day_ago)).await;
+}
+
+fn recent() -> Epoch {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as Epoch
+}
+
+#[tokio::test]
+async fn a_fleet_incident_is_version_checked_alike_on_moto() {
+    same_as_memory(Emulator::Moto, Script::Fleet(recent())).await;
+}
+
+#[tokio::test]
+async fn a_fleet_incident_is_version_checked_alike_on_ministack() {
+    same_as_memory(Emulator::Ministack, Script::Fleet(recent())).await;
 }

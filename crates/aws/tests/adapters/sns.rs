@@ -44,6 +44,7 @@ async fn an_alert_reaches_an_sqs_subscriber_with_subject_document_and_attributes
         finding,
         drill: false,
         resolution: None,
+        fleet: None,
     });
     let style = Style {
         region: "us-east-1".into(),

@@ -56,6 +56,7 @@ async fn a_hanging_endpoint_no_longer_holds_a_call_past_its_timeouts() {
         finding: example_finding(),
         drill: false,
         resolution: None,
+        fleet: None,
     });
 
     let started = Instant::now();

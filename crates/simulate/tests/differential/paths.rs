@@ -3,6 +3,8 @@
 //! changes, only this file changes.
 
 use serde_json::Value;
+use tokenwatch_core::finding::judge_stored;
+use tokenwatch_core::fleet::fleet_of;
 use tokenwatch_core::incident::Policy;
 use tokenwatch_core::memory::{MemoryStore, RecordingSink};
 use tokenwatch_core::notice::NoticeKind;
@@ -144,13 +146,27 @@ pub async fn live_on<S: StateStore>(h: &History, store: S) -> Live<S> {
             next_sweep += SWEEP_EVERY;
         }
     }
-    let pages = sink
+    let mut pages: Vec<Outcome> = sink
         .notices()
         .iter()
         .filter_map(|n| n.incident())
         .filter(|n| n.kind != NoticeKind::Resolved)
         .map(|n| from_finding(&n.finding, n.severity))
         .collect();
+    // A fleet's page carries one member's finding and covers every member it was counted with: those are
+    // recorded as paged with it (docs/rules.md, "One page per workload incident"); each counts as paged
+    // at its own paging severity, no higher than the fleet's.
+    if let Ok(groups) = store.groups(i64::MIN).await {
+        for state in groups {
+            let (Some(paged), Some(_)) = (state.incident.paged, fleet_of(&state.key)) else {
+                continue;
+            };
+            if let Ok(finding) = judge_stored(&store, &state).await {
+                let own = finding.assessment.paging_severity;
+                pages.push(from_finding(&finding, own.min(paged)));
+            }
+        }
+    }
     Live {
         store,
         pages,
