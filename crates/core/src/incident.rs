@@ -214,7 +214,19 @@ pub struct Policy {
     pub suppressions: Vec<Suppression>,
     /// Which drills are accepted, and which groups are drills.
     pub drills: crate::drill::DrillPolicy,
+    /// New groups (and so incidents and pages) one principal may open per clock hour; the failures of
+    /// the sessions past it go to the principal's [`OVER_CAP_SESSION`] group (docs/rules.md).
+    pub new_groups_per_hour: u64,
 }
+
+/// The session of the group that takes a principal's failures of sessions it could not open a group for
+/// in that hour ([`Policy::new_groups_per_hour`]). Not a legal session name, so no session shares it.
+pub const OVER_CAP_SESSION: &str = "(sessions over the hourly cap)";
+
+/// New groups one principal may open per hour by default: above any fleet's hourly churn of sessions
+/// (a Deployment of 40 pods renewing every 15 minutes opens no new group at all, a job per minute 60),
+/// far below a flood.
+pub const NEW_GROUPS_PER_HOUR: u64 = 100;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -223,6 +235,7 @@ impl Default for Policy {
             cooldown: 3600,
             suppressions: Vec::new(),
             drills: Default::default(),
+            new_groups_per_hour: NEW_GROUPS_PER_HOUR,
         }
     }
 }
@@ -443,6 +456,7 @@ mod tests {
             source_ip: None,
             client: Some(Client::Boto3),
             token_call: None,
+            requested_session: None,
             hints: IdentityHints {
                 identity_type: Some(crate::model::IdentityType::AssumedRole),
                 ..Default::default()

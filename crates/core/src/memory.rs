@@ -23,6 +23,8 @@ struct Inner {
     sessions: HashMap<String, Issuance>,
     /// Each group's page claim: which incident, at what severity, until when.
     claims: HashMap<GroupKey, (IncidentId, Severity, Epoch)>,
+    /// New groups counted per principal and clock hour.
+    new_groups: HashMap<(String, Epoch), u64>,
     /// Per account: when its drill slot was taken, and by which event.
     drills: HashMap<String, (Epoch, Option<String>)>,
     /// Per fleet: its incident and version.
@@ -72,6 +74,12 @@ impl MemoryStore {
             Some(false) => Err(PortError::permanent("injected permanent fault of the group")),
             None => self.enter(),
         }
+    }
+
+    /// Every group stored, in no particular order (not counted as a call).
+    pub fn snapshot(&self) -> Vec<GroupState> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.groups.values().cloned().collect()
     }
 
     /// Calls made so far.
@@ -257,6 +265,19 @@ impl StateStore for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn admit_new_group(&self, principal: &str, now: Epoch, cap: u64) -> Result<bool, PortError> {
+        let mut inner = self.enter()?;
+        let count = inner
+            .new_groups
+            .entry((principal.to_owned(), now - now.rem_euclid(3600)))
+            .or_default();
+        if *count >= cap {
+            return Ok(false);
+        }
+        *count += 1;
+        Ok(true)
     }
 
     async fn load_fleet(&self, fleet: &str) -> Result<Option<(Fleet, u64)>, PortError> {

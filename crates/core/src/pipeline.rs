@@ -17,8 +17,8 @@ use crate::envelope::{OpenError, Opened, open};
 use crate::finding::{Finding, judge_stored};
 use crate::fleet::{self, Fleet, FleetTally, fleet_of};
 use crate::incident::{
-    BatchSession, Decision, GroupState, IncidentId, Placement, Policy, Withheld, decide, decide_drill,
-    group_id, incident_id, place, renewal_settled, resolved_by_quiet,
+    BatchSession, Decision, GroupState, IncidentId, OVER_CAP_SESSION, Placement, Policy, Withheld, decide,
+    decide_drill, group_id, incident_id, place, renewal_settled, resolved_by_quiet,
 };
 use crate::model::{Severity, Verdict};
 use crate::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
@@ -66,6 +66,9 @@ pub struct Metrics {
     pub dropped: BTreeMap<DropReason, u64>,
     /// Synthetic drills dropped, by reason.
     pub drills_refused: BTreeMap<Refusal, u64>,
+    /// Sessions whose failures went to their principal's over-the-cap group, because the principal had
+    /// opened [`Policy::new_groups_per_hour`] groups in that hour already.
+    pub new_groups_capped: u64,
 }
 
 impl Metrics {
@@ -478,8 +481,19 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 issued_at,
                 earliest,
             };
-            self.record_session_failures(key, session, &failures, now, metrics)
-                .await?;
+            if !self
+                .record_session_failures(key, session, &failures, now, metrics)
+                .await?
+            {
+                // The principal opened its hour's share of groups: these failures count in its
+                // over-the-cap group, which one page covers, rather than open a group and a page each.
+                let over = GroupKey {
+                    session: Some(OVER_CAP_SESSION.to_owned()),
+                    ..key.clone()
+                };
+                self.record_session_failures(&over, session, &failures, now, metrics)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -491,13 +505,27 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         failures: &[Failure],
         now: Epoch,
         metrics: &mut Metrics,
-    ) -> Result<(), PortError> {
+    ) -> Result<bool, PortError> {
         let new_id = incident_id(key, session.earliest);
+        let mut admitted = !self.capped(key);
         for _attempt in 0..3 {
             let before = self.store.load(key).await?.unwrap_or_else(|| GroupState {
                 key: key.clone(),
                 ..Default::default()
             });
+            // A group that never had an incident is new (an issuing call may have written it already).
+            if before.incident.id.is_none() && !admitted {
+                let principal = group_id(&GroupKey {
+                    session: None,
+                    ..key.clone()
+                });
+                let cap = self.policy.new_groups_per_hour;
+                if !self.store.admit_new_group(&principal, now, cap).await? {
+                    metrics.new_groups_capped += 1;
+                    return Ok(false);
+                }
+                admitted = true;
+            }
             let placement = place(&before, session, self.policy);
             let change = match placement {
                 Placement::New { session_failed_at } => {
@@ -553,11 +581,20 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             if restart {
                 *metrics.incidents_opened.entry(finding.verdict()).or_default() += 1;
             }
-            return self.page_if_due(&after, finding, now, metrics).await;
+            return self
+                .page_if_due(&after, finding, now, metrics)
+                .await
+                .map(|()| true);
         }
         Err(PortError::transient(
             "the incident kept changing under concurrent updates",
         ))
+    }
+
+    /// Does a new group of `key` count against its principal's hourly cap? Not a drill's (drills have a
+    /// cap of their own), nor the over-the-cap group itself.
+    fn capped(&self, key: &GroupKey) -> bool {
+        !self.policy.drills.is_drill_group(key) && key.session.as_deref() != Some(OVER_CAP_SESSION)
     }
 
     async fn failing_session(&self, state: &GroupState) -> Result<Option<Issuance>, PortError> {
@@ -970,6 +1007,141 @@ mod tests {
     async fn run(rig: &Rig, events: &[Vec<u8>], now: Epoch) -> Outcome {
         let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
         rig.detector().process(&refs, now).await
+    }
+
+    /// A failed AssumeRoleWithWebIdentity call of role `role`, asking for the session `name`.
+    fn web_identity_failure(id: &str, age: i64, role: &str, name: &str) -> Vec<u8> {
+        json!({
+            "version": "0", "id": format!("eb-{id}"), "detail-type": "AWS API Call via CloudTrail", "source": "aws.sts",
+            "account": "123456789012", "time": iso(T0 + age), "region": "us-east-1", "resources": [],
+            "detail": {
+                "eventVersion": "1.08", "eventTime": iso(T0 + age), "eventSource": "sts.amazonaws.com",
+                "eventName": "AssumeRoleWithWebIdentity", "errorCode": "ExpiredTokenException", "eventID": id,
+                "errorMessage": "Token expired", "recipientAccountId": "123456789012",
+                "userIdentity": {"type": "WebIdentityUser", "userName": "system:serviceaccount:a:b"},
+                "requestParameters": {"roleArn": format!("arn:aws:iam::123456789012:role/{role}"), "roleSessionName": name}
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn groups(rig: &Rig) -> Vec<GroupKey> {
+        let mut keys: Vec<GroupKey> = rig.store.snapshot().into_iter().map(|g| g.key).collect();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn failed_web_identity_calls_naming_a_new_session_each_no_longer_open_a_group_and_a_page_each() {
+        // Regression: the session of a failed AssumeRoleWithWebIdentity is the caller's roleSessionName,
+        // and the call needs no credentials, so 50 names were 50 groups and 50 pages.
+        let rig = Rig::new();
+        let events: Vec<Vec<u8>> = (0..50)
+            .map(|i| web_identity_failure(&format!("w{i}"), 3800 + i, "api", &format!("flood-{i:02}")))
+            .collect();
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert!(out.retry.is_empty(), "{out:?}");
+        assert_eq!(rig.sink.notices().len(), 1, "one page for the role");
+        let keys = groups(&rig);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].session.as_deref(), Some(crate::classify::ANY_SESSION));
+        let state = rig.store.snapshot().remove(0);
+        assert_eq!(state.stats.failures, 50, "every failure counted");
+        assert_eq!(
+            state.stats.requested_sessions.len(),
+            crate::stats::MAX_LISTED,
+            "the names listed, up to the cap"
+        );
+        let finding = rig.sink.notices()[0].incident().unwrap().finding.clone();
+        assert!(finding.requested_sessions.contains(&"flood-00".to_owned()));
+        // Another role's calls are a group of their own.
+        run(
+            &rig,
+            &[web_identity_failure("x1", 3850, "other", "flood-00")],
+            T0 + 3900,
+        )
+        .await;
+        assert_eq!(groups(&rig).len(), 2);
+        assert_eq!(out.metrics.new_groups_capped, 0);
+    }
+
+    #[tokio::test]
+    async fn sessions_of_a_role_that_authenticated_stay_groups_of_their_own() {
+        // Negative case: a real session's name was given by STS to a signed caller; its failures are
+        // its own group, apart from the role's failed AssumeRoleWith* calls.
+        let rig = Rig::new();
+        let events = vec![
+            failure_event("a1", 3800, "job-a"),
+            failure_event("b1", 3801, "job-b"),
+            web_identity_failure("w1", 3802, "etl", "job-a"),
+        ];
+        run(&rig, &events, T0 + 3900).await;
+        let sessions: Vec<Option<String>> = groups(&rig).into_iter().map(|k| k.session).collect();
+        assert_eq!(
+            sessions,
+            vec![
+                Some(crate::classify::ANY_SESSION.to_owned()),
+                Some("job-a".to_owned()),
+                Some("job-b".to_owned())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_principal_opening_groups_past_its_hourly_cap_no_longer_pages_for_each() {
+        // Regression: every new session was a new group and a new page, without bound.
+        let mut rig = Rig::new();
+        rig.policy.new_groups_per_hour = 3;
+        let events: Vec<Vec<u8>> = (0..10)
+            .map(|i| failure_event(&format!("s{i}"), 3800 + i, &format!("session-{i}")))
+            .collect();
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert!(out.retry.is_empty(), "{out:?}");
+        assert_eq!(
+            out.metrics.new_groups_capped, 7,
+            "the metric says when the cap bites"
+        );
+        let keys = groups(&rig);
+        assert_eq!(keys.len(), 4, "three groups and the over-the-cap one: {keys:?}");
+        let over: Vec<GroupState> = rig
+            .store
+            .snapshot()
+            .into_iter()
+            .filter(|g| g.key.session.as_deref() == Some(OVER_CAP_SESSION))
+            .collect();
+        assert_eq!(over.len(), 1);
+        assert_eq!(over[0].stats.failures, 7, "no failure lost");
+        assert_eq!(rig.sink.notices().len(), 4, "a page per group, not per session");
+        // A group that exists takes its failures whatever the cap.
+        let more = run(&rig, &[failure_event("s0-again", 3820, "session-0")], T0 + 3900).await;
+        assert_eq!(more.metrics.new_groups_capped, 0);
+        // The next hour opens groups again.
+        let later = run(
+            &rig,
+            &[failure_event("n1", 3830, "session-new")],
+            T0 + 3900 + 3600,
+        )
+        .await;
+        assert_eq!(later.metrics.new_groups_capped, 0);
+        assert_eq!(groups(&rig).len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_principal_within_its_hourly_cap_opens_a_group_per_session() {
+        // Negative case: at the cap exactly, nothing is diverted.
+        let mut rig = Rig::new();
+        rig.policy.new_groups_per_hour = 3;
+        let events: Vec<Vec<u8>> = (0..3)
+            .map(|i| failure_event(&format!("s{i}"), 3800 + i, &format!("session-{i}")))
+            .collect();
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert_eq!(out.metrics.new_groups_capped, 0);
+        assert_eq!(groups(&rig).len(), 3);
+        assert_eq!(
+            Policy::default().new_groups_per_hour,
+            crate::incident::NEW_GROUPS_PER_HOUR
+        );
     }
 
     #[tokio::test]

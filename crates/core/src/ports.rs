@@ -258,6 +258,16 @@ pub trait StateStore: Sync {
         now: Epoch,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
+    /// Counts a new group of the principal `principal` (a [`crate::incident::group_id`] without session)
+    /// in the clock hour of `now`: true while fewer than `cap` were counted in that hour (this one is then
+    /// counted), false once `cap` were, writing nothing. The count of an hour is kept for at least two.
+    fn admit_new_group(
+        &self,
+        principal: &str,
+        now: Epoch,
+        cap: u64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
     /// The current incident of the fleet `fleet` ([`crate::fleet::fleet_of`]) and the version to hand
     /// back to [`StateStore::save_fleet`].
     fn load_fleet(&self, fleet: &str)

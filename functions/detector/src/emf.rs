@@ -31,6 +31,9 @@ pub enum Metric {
     PermanentFaults,
     /// Synthetic drills refused, by reason.
     DrillsRefused,
+    /// Sessions whose failures went to their principal's over-the-cap group (the hourly cap of new
+    /// groups bit).
+    NewGroupsCapped,
     /// Sweeps that ran to the end: one per scheduled invocation (`tokenwatch doctor` looks for it).
     SweepsCompleted,
 }
@@ -50,6 +53,7 @@ impl Metric {
             Metric::PermanentFaults => "PermanentFaults",
             Metric::DrillsRefused => "DrillsRefused",
             Metric::SweepsCompleted => "SweepsCompleted",
+            Metric::NewGroupsCapped => "NewGroupsCapped",
         }
     }
 
@@ -63,6 +67,7 @@ impl Metric {
             | Metric::IssuingCalls
             | Metric::TransientFaults
             | Metric::PermanentFaults
+            | Metric::NewGroupsCapped
             | Metric::SweepsCompleted => None,
         }
     }
@@ -107,6 +112,7 @@ pub fn lines(m: &Metrics, faults: &[Fault], now: Epoch) -> Vec<String> {
         (Metric::DuplicateFailures, m.duplicates),
         (Metric::IssuingCalls, m.issuances),
         (Metric::TransientFaults, m.transient_faults),
+        (Metric::NewGroupsCapped, m.new_groups_capped),
     ] {
         if n > 0 {
             out.push(line(now, metric.name(), None, n));

@@ -183,6 +183,12 @@ fn log_drops<'a>(out: &Outcome, id: impl Fn(usize) -> &'a str) {
             ),
         }
     }
+    if out.metrics.new_groups_capped > 0 {
+        warn!(
+            sessions = out.metrics.new_groups_capped,
+            "A principal opened its hourly share of new groups: these sessions' failures went to its over-the-cap group."
+        );
+    }
 }
 
 /// A line per port fault, naming its group: a transient one is retried (the message, or the next sweep),

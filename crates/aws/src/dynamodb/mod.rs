@@ -750,6 +750,40 @@ impl StateStore for DynamoStore {
         }
     }
 
+    async fn admit_new_group(&self, principal: &str, now: Epoch, cap: u64) -> Result<bool, PortError> {
+        // One counter item per principal and hour, `ADD`ed under a condition: no read, and two
+        // invocations can never both take the last place.
+        let hour = now - now.rem_euclid(3600);
+        let mut e = Expr::default();
+        let (count, limit) = (e.name(NEW_GROUPS), e.n(cap));
+        e.require(format!("attribute_not_exists({count}) OR {count} < {limit}"));
+        e.add(NEW_GROUPS, n(1));
+        e.set(EXPIRES_AT, n(hour + 2 * 3600));
+        self.count();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(new_groups_pk(principal, hour), NEW_GROUPS_SK)))
+            .update_expression(e.update_expression())
+            .set_condition_expression(e.condition_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(from_sdk("dynamodb:UpdateItem", err)),
+        }
+    }
+
     async fn load_fleet(&self, fleet: &str) -> Result<Option<(Fleet, u64)>, PortError> {
         self.load_fleet_item(fleet).await
     }

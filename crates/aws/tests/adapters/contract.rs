@@ -173,6 +173,33 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     step!("load after the pages", store.load(&k));
     step!("open incidents", store.open_incidents());
 
+    // The hourly cap of new groups per principal: a counter per clock hour. Dated now, since
+    // ministack's TTL reaper deletes an item whose expires_at has passed.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let hour = now - now.rem_euclid(3600);
+    let principal = "123456789012|etl-pipeline-role|-";
+    for i in 0..3 {
+        assert!(step!(
+            format!("new group {i} of the hour, within the cap").as_str(),
+            store.admit_new_group(principal, hour + i, 3)
+        ));
+    }
+    assert!(!step!(
+        "past the cap",
+        store.admit_new_group(principal, hour + 3599, 3)
+    ));
+    assert!(step!(
+        "another principal has its own count",
+        store.admit_new_group("123456789012|other-role|-", hour + 10, 3)
+    ));
+    assert!(step!(
+        "the next hour counts afresh",
+        store.admit_new_group(principal, hour + 3600, 3)
+    ));
+
     step!("resolve", store.resolve(&k, &inc1, T0 + 9000));
     step!("resolve again", store.resolve(&k, &inc1, T0 + 9000));
     step!(
