@@ -205,15 +205,14 @@ pub struct AssumedRoleArn<'a> {
 impl<'a> AssumedRoleArn<'a> {
     /// Splits an assumed-role ARN; `None` for any other ARN.
     pub fn parse(arn: &'a str) -> Option<Self> {
-        let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("sts"), Some(_), Some(account), Some(resource)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let Arn {
+            partition,
+            service: "sts",
+            account,
+            resource,
+            ..
+        } = Arn::parse(arn)?
+        else {
             return None;
         };
         let rest = resource.strip_prefix("assumed-role/")?;
@@ -229,6 +228,39 @@ impl<'a> AssumedRoleArn<'a> {
     /// The role's IAM ARN (the path is not recoverable from an assumed-role ARN).
     pub fn role_arn(&self) -> String {
         format!("arn:{}:iam::{}:role/{}", self.partition, self.account, self.role)
+    }
+}
+
+/// The six fields of an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`), unchecked but for the
+/// leading `arn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arn<'a> {
+    /// `aws`, `aws-cn`, `aws-us-gov`.
+    pub partition: &'a str,
+    /// `iam`, `sts`, ...
+    pub service: &'a str,
+    /// Empty for global services.
+    pub region: &'a str,
+    /// Account id.
+    pub account: &'a str,
+    /// The rest, colons included.
+    pub resource: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    /// Splits `arn`; `None` unless it has six fields and starts with `arn`.
+    pub fn parse(arn: &'a str) -> Option<Self> {
+        let mut parts = arn.splitn(6, ':');
+        if parts.next()? != "arn" {
+            return None;
+        }
+        Some(Arn {
+            partition: parts.next()?,
+            service: parts.next()?,
+            region: parts.next()?,
+            account: parts.next()?,
+            resource: parts.next()?,
+        })
     }
 }
 

@@ -61,15 +61,14 @@ pub struct DrillRole {
 impl DrillRole {
     /// Reads `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`; `None` for anything else.
     pub fn parse(arn: &str) -> Option<DrillRole> {
-        let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let crate::classify::Arn {
+            partition,
+            service: "iam",
+            region: "",
+            account,
+            resource,
+        } = crate::classify::Arn::parse(arn)?
+        else {
             return None;
         };
         let name = resource.strip_prefix("role/")?.rsplit('/').next()?;

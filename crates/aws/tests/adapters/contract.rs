@@ -15,23 +15,26 @@ use tokenwatch_testkit::Emulator;
 
 use crate::common::{T0, failure, fresh_store, inc, issuance, key};
 
+/// Runs a port call, writes it and its answer into `log`, and hands back its result.
+macro_rules! step {
+    ($log:ident, $label:expr, $call:expr) => {{
+        let answer = $call.await;
+        $log.push(format!("{}: {:?}", $label, answer));
+        answer.expect(&$label)
+    }};
+}
+
 /// Every port call with its answer, as text: the two stores' transcripts must be equal.
 async fn script<S: StateStore>(store: &S) -> Vec<String> {
     let mut log = Vec::new();
-    macro_rules! step {
-        ($label:expr, $call:expr) => {{
-            let answer = $call.await;
-            log.push(format!("{}: {:?}", $label, answer));
-            answer.expect($label)
-        }};
-    }
 
     let k = key("nightly-etl");
     let inc1 = incident_id(&k, T0 + 3650);
     let inc2 = incident_id(&k, T0 + 20_000);
 
-    step!("load before anything", store.load(&k));
+    step!(log, "load before anything", store.load(&k));
     step!(
+        log,
         "issuance",
         store.record_issuance(&k, &issuance("ASIAEXAMPLEFAILING01", T0))
     );
@@ -40,16 +43,18 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         ..issuance("ASIAEXAMPLEFAILING01", T0)
     };
     step!(
+        log,
         "the same key issued again: the first record stands",
         store.record_issuance(&k, &replay)
     );
     step!(
+        log,
         "a newer session",
         store.record_issuance(&k, &issuance("ASIAEXAMPLENEWER0001", T0 + 7200))
     );
-    step!("session", store.session("ASIAEXAMPLEFAILING01"));
-    step!("unknown session", store.session("ASIAEXAMPLEUNKNOWN01"));
-    step!("load after issuances", store.load(&k));
+    step!(log, "session", store.session("ASIAEXAMPLEFAILING01"));
+    step!(log, "unknown session", store.session("ASIAEXAMPLEUNKNOWN01"));
+    step!(log, "load after issuances", store.load(&k));
 
     let no_id = Failure {
         event_id: None,
@@ -63,6 +68,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         no_id,
     ];
     step!(
+        log,
         "first batch: a repeat inside it counts once",
         store.record_failures(&k, &first, Change::Add { incident: &inc1 })
     );
@@ -85,6 +91,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     };
     let second = vec![failure("e2", 3650, "s3:GetObject"), earlier, later];
     step!(
+        log,
         "second batch: a duplicate, an earlier failure and a later one",
         store.record_failures(
             &k,
@@ -94,84 +101,105 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
             }
         )
     );
-    let state = step!("load", store.load(&k));
+    let state = step!(log, "load", store.load(&k));
 
     // Page claims are leases: held for PAGE_LEASE, taken over after it (the claimer died before
     // publishing), and only a confirmed page is recorded as paged.
     let t = T0 + 4000;
-    assert!(step!("page high", store.claim_page(&k, &inc1, Severity::High, t)));
+    assert!(step!(
+        log,
+        "page high",
+        store.claim_page(&k, &inc1, Severity::High, t)
+    ));
     assert!(!step!(
+        log,
         "page high again while the claim holds",
         store.claim_page(&k, &inc1, Severity::High, t + 1)
     ));
     step!(
+        log,
         "page medium while high is claimed",
         store.claim_page(&k, &inc1, Severity::Medium, t + 1)
     );
-    step!("load while claimed: not paged yet", store.load(&k));
+    step!(log, "load while claimed: not paged yet", store.load(&k));
     assert!(step!(
+        log,
         "a live lower claim does not block an escalation",
         store.claim_page(&k, &inc1, Severity::Critical, t + 2)
     ));
     step!(
+        log,
         "the high claimer confirms: paged rises, the critical claim stays",
         store.confirm_page(&k, &inc1, Severity::High)
     );
-    step!("load after the high page", store.load(&k));
+    step!(log, "load after the high page", store.load(&k));
     step!(
+        log,
         "critical while its claim holds",
         store.claim_page(&k, &inc1, Severity::Critical, t + 3)
     );
     step!(
+        log,
         "release critical",
         store.release_page(&k, &inc1, Severity::Critical)
     );
     step!(
+        log,
         "release what is not held",
         store.release_page(&k, &inc1, Severity::Critical)
     );
     step!(
+        log,
         "critical after the release",
         store.claim_page(&k, &inc1, Severity::Critical, t + 4)
     );
     assert!(!step!(
+        log,
         "critical while the lease holds (the claimer died)",
         store.claim_page(&k, &inc1, Severity::Critical, t + 4 + PAGE_LEASE - 1)
     ));
     assert!(step!(
+        log,
         "critical once the lease ran out: taken over",
         store.claim_page(&k, &inc1, Severity::Critical, t + 4 + PAGE_LEASE)
     ));
     step!(
+        log,
         "confirm critical",
         store.confirm_page(&k, &inc1, Severity::Critical)
     );
     step!(
+        log,
         "a late confirm of high changes nothing",
         store.confirm_page(&k, &inc1, Severity::High)
     );
     step!(
+        log,
         "page high after critical",
         store.claim_page(&k, &inc1, Severity::High, t + 500)
     );
     assert!(!step!(
+        log,
         "page critical again, long after",
         store.claim_page(&k, &inc1, Severity::Critical, t + 9999)
     ));
     step!(
+        log,
         "page another incident",
         store.claim_page(&k, &inc("not-the-incident"), Severity::Critical, t)
     );
     step!(
+        log,
         "confirm another incident",
         store.confirm_page(&k, &inc("not-the-incident"), Severity::Critical)
     );
     step!(
+        log,
         "page a group never seen",
         store.claim_page(&key("nobody"), &inc1, Severity::Critical, t)
     );
-    step!("load after the pages", store.load(&k));
-    step!("open incidents", store.open_incidents());
+    step!(log, "load after the pages", store.load(&k));
+    step!(log, "open incidents", store.open_incidents());
 
     // The hourly cap of new groups per principal: a counter per clock hour. Dated now, since
     // ministack's TTL reaper deletes an item whose expires_at has passed.
@@ -183,35 +211,44 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     let principal = "123456789012|etl-pipeline-role|-";
     for i in 0..3 {
         assert!(step!(
+            log,
             format!("new group {i} of the hour, within the cap").as_str(),
             store.admit_new_group(principal, hour + i, 3)
         ));
     }
     assert!(!step!(
+        log,
         "past the cap",
         store.admit_new_group(principal, hour + 3599, 3)
     ));
     assert!(step!(
+        log,
         "another principal has its own count",
         store.admit_new_group("123456789012|other-role|-", hour + 10, 3)
     ));
     assert!(step!(
+        log,
         "the next hour counts afresh",
         store.admit_new_group(principal, hour + 3600, 3)
     ));
 
-    step!("resolve", store.resolve(&k, &inc1, T0 + 9000));
-    step!("resolve again", store.resolve(&k, &inc1, T0 + 9000));
+    step!(log, "resolve", store.resolve(&k, &inc1, T0 + 9000));
+    step!(log, "resolve again", store.resolve(&k, &inc1, T0 + 9000));
     step!(
+        log,
         "resolve another incident",
         store.resolve(&k, &inc("not-the-incident"), T0 + 9000)
     );
-    step!("open incidents after resolve", store.open_incidents());
-    step!("unresolve another resolution", store.unresolve(&k, &inc1, T0 + 1));
-    step!("load resolved", store.load(&k));
-    step!("unresolve", store.unresolve(&k, &inc1, T0 + 9000));
-    step!("open incidents after unresolve", store.open_incidents());
-    step!("resolve once more", store.resolve(&k, &inc1, T0 + 9001));
+    step!(log, "open incidents after resolve", store.open_incidents());
+    step!(
+        log,
+        "unresolve another resolution",
+        store.unresolve(&k, &inc1, T0 + 1)
+    );
+    step!(log, "load resolved", store.load(&k));
+    step!(log, "unresolve", store.unresolve(&k, &inc1, T0 + 9000));
+    step!(log, "open incidents after unresolve", store.open_incidents());
+    step!(log, "resolve once more", store.resolve(&k, &inc1, T0 + 9001));
 
     let restart = vec![
         failure("e1", 3700, "s3:ListBuckets"),
@@ -224,32 +261,40 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         session_failed_at: None,
     };
     step!(
+        log,
         "restart on a stale incident id writes nothing",
         store.record_failures(&k, &restart, stale)
     );
-    step!("load after the stale restart", store.load(&k));
+    step!(log, "load after the stale restart", store.load(&k));
     let fresh = Change::Restart {
         expected: Some(&inc1),
         incident: &inc2,
         session_failed_at: None,
     };
-    step!("restart", store.record_failures(&k, &restart, fresh));
-    step!("load after restart", store.load(&k));
+    step!(log, "restart", store.record_failures(&k, &restart, fresh));
+    step!(log, "load after restart", store.load(&k));
     step!(
+        log,
         "the new incident is claimed whatever the old one's claims",
         store.claim_page(&k, &inc2, Severity::Critical, t + 10_000)
     );
-    step!("and confirmed", store.confirm_page(&k, &inc2, Severity::Critical));
-    step!("load after paging the new incident", store.load(&k));
+    step!(
+        log,
+        "and confirmed",
+        store.confirm_page(&k, &inc2, Severity::Critical)
+    );
+    step!(log, "load after paging the new incident", store.load(&k));
     let more = vec![
         failure("e10", 20_000, "dynamodb:Query"),
         failure("e12", 20_120, "s3:PutObject"),
     ];
     step!(
+        log,
         "add to the new incident",
         store.record_failures(&k, &more, Change::Add { incident: &inc2 })
     );
     step!(
+        log,
         "all duplicates",
         store.record_failures(&k, &more, Change::Add { incident: &inc2 })
     );
@@ -261,15 +306,18 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         session_failed_at: None,
     };
     step!(
+        log,
         "restart a new group",
         store.record_failures(&other, &[failure("e20", 5000, "s3:A")], started)
     );
     step!(
+        log,
         "restart it expecting none again",
         store.record_failures(&other, &[failure("e21", 5001, "s3:A")], started)
     );
     let empty_key = key("empty");
     step!(
+        log,
         "an empty batch still opens the incident",
         store.record_failures(
             &empty_key,
@@ -279,9 +327,10 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
             }
         )
     );
-    step!("load the empty group", store.load(&empty_key));
+    step!(log, "load the empty group", store.load(&empty_key));
     let none_key = GroupKey::default();
     step!(
+        log,
         "a group with no key parts",
         store.record_failures(
             &none_key,
@@ -291,7 +340,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
             }
         )
     );
-    step!("open incidents at the end", store.open_incidents());
+    step!(log, "open incidents at the end", store.open_incidents());
 
     // The caps: 20 listed values and 100 event names per group, admitted as FailureStats::merge does.
     let caps = key("caps");
@@ -310,6 +359,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
             .collect()
     };
     step!(
+        log,
         "60 names, 16 addresses",
         store.record_failures(
             &caps,
@@ -320,6 +370,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         )
     );
     step!(
+        log,
         "70 names, 16 more addresses",
         store.record_failures(
             &caps,
@@ -330,6 +381,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         )
     );
     step!(
+        log,
         "known names count, new ones do not",
         store.record_failures(
             &caps,
@@ -339,7 +391,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
             }
         )
     );
-    step!("load at the caps", store.load(&caps));
+    step!(log, "load at the caps", store.load(&caps));
 
     // More failures than one transaction holds.
     let big = key("big");
@@ -347,6 +399,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
         .map(|i| failure(&format!("big{i}"), 4000 + i, "s3:GetObject"))
         .collect();
     let applied = step!(
+        log,
         "250 failures",
         store.record_failures(
             &big,
@@ -358,6 +411,7 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     );
     assert_eq!(applied.map(|a| a.len()), Some(250));
     step!(
+        log,
         "the same 250 again",
         store.record_failures(
             &big,
@@ -367,38 +421,51 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
             }
         )
     );
-    step!("load 250", store.load(&big));
+    step!(log, "load 250", store.load(&big));
 
     // Synthetic drills: one slot per account per five minutes; the event holding it keeps it.
     let (a, b) = ("111122223333", "444455556666");
-    step!("first drill", store.claim_drill(a, Some("eb-1"), T0));
+    step!(log, "first drill", store.claim_drill(a, Some("eb-1"), T0));
     step!(
+        log,
         "another drill at once",
         store.claim_drill(a, Some("eb-2"), T0 + 1)
     );
     step!(
+        log,
         "the first, delivered again",
         store.claim_drill(a, Some("eb-1"), T0 + 200)
     );
     step!(
+        log,
         "no event id, within the interval",
         store.claim_drill(a, None, T0 + 299)
     );
-    step!("another account", store.claim_drill(b, None, T0 + 1));
-    step!("no event id holds nothing", store.claim_drill(b, None, T0 + 2));
-    step!("after the interval", store.claim_drill(a, Some("eb-3"), T0 + 300));
+    step!(log, "another account", store.claim_drill(b, None, T0 + 1));
     step!(
+        log,
+        "no event id holds nothing",
+        store.claim_drill(b, None, T0 + 2)
+    );
+    step!(
+        log,
+        "after the interval",
+        store.claim_drill(a, Some("eb-3"), T0 + 300)
+    );
+    step!(
+        log,
         "the first, too late",
         store.claim_drill(a, Some("eb-1"), T0 + 301)
     );
     step!(
+        log,
         "the holder after the interval",
         store.claim_drill(a, Some("eb-3"), T0 + 900)
     );
 
     // Reports: open incidents and recent failures, whatever else the table holds.
-    step!("groups failing since T0 + 4100", store.groups(T0 + 4100));
-    step!("every group with a failure", store.groups(0));
+    step!(log, "groups failing since T0 + 4100", store.groups(T0 + 4100));
+    step!(log, "every group with a failure", store.groups(0));
 
     // Incident history: each resolution keeps its incident's start, the newest MAX_HISTORY of them.
     let daily = key("daily");
@@ -412,11 +479,15 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
             session_failed_at: None,
         };
         let f = failure(&format!("day{day}"), day * 86_400, "s3:GetObject");
-        step!("a day's incident", store.record_failures(&daily, &[f], change));
-        step!("resolved", store.resolve(&daily, &id, start + 3600));
+        step!(
+            log,
+            "a day's incident",
+            store.record_failures(&daily, &[f], change)
+        );
+        step!(log, "resolved", store.resolve(&daily, &id, start + 3600));
         previous = Some(id);
     }
-    let daily_state = step!("load the daily group", store.load(&daily));
+    let daily_state = step!(log, "load the daily group", store.load(&daily));
     let history = daily_state.map(|s| s.history).unwrap_or_default();
     assert_eq!(history.len(), MAX_HISTORY);
     assert_eq!(history.first(), Some(&(T0 + 3 * 86_400)), "the oldest went first");
@@ -449,51 +520,51 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
 /// is 30 days after its last issue time), so a group issued at T0 vanishes mid-test once T0 is a month old.
 async fn issue_times<S: StateStore>(store: &S, since: Epoch) -> Vec<String> {
     let mut log = Vec::new();
-    macro_rules! step {
-        ($label:expr, $call:expr) => {{
-            let answer = $call.await;
-            log.push(format!("{}: {:?}", $label, answer));
-            answer.expect(&$label)
-        }};
-    }
     let busy = key("busy");
     let cap = MAX_ISSUED_TIMES as i64;
     let session = |i: i64| issuance(&format!("ASIABUSY{i:012}"), since + i * 60);
     for i in 0..cap - 1 {
         step!(
+            log,
             format!("issuance {i}, below the cap"),
             store.record_issuance(&busy, &session(i))
         );
     }
-    step!("one below the cap", store.load(&busy));
+    step!(log, "one below the cap", store.load(&busy));
     step!(
+        log,
         "the issuance that fills the set",
         store.record_issuance(&busy, &session(cap - 1))
     );
-    step!("at the cap", store.load(&busy));
+    step!(log, "at the cap", store.load(&busy));
     step!(
+        log,
         "a new session at the cap: the set starts again from it",
         store.record_issuance(&busy, &session(cap))
     );
-    step!("after the cap", store.load(&busy));
+    step!(log, "after the cap", store.load(&busy));
     step!(
+        log,
         "the same session redelivered: a set, nothing changes",
         store.record_issuance(&busy, &session(cap))
     );
     for i in cap + 1..2 * cap {
         step!(
+            log,
             format!("issuance {i}, filling the set again"),
             store.record_issuance(&busy, &session(i))
         );
     }
-    step!("at the cap again", store.load(&busy));
+    step!(log, "at the cap again", store.load(&busy));
     step!(
+        log,
         "a recorded session redelivered at the cap: the set starts again from its time",
         store.record_issuance(&busy, &session(cap + 5))
     );
-    step!("after the redelivery", store.load(&busy));
+    step!(log, "after the redelivery", store.load(&busy));
     for i in [0, cap - 1, cap, 2 * cap - 1] {
         step!(
+            log,
             format!("session {i} stays readable, as first recorded"),
             store.session(&session(i).access_key_id)
         );
@@ -509,46 +580,47 @@ async fn issue_times<S: StateStore>(store: &S, since: Epoch) -> Vec<String> {
 async fn fleet<S: StateStore>(store: &S, now: Epoch) -> Vec<String> {
     use tokenwatch_core::fleet::{claim, confirm, join};
     let mut log = Vec::new();
-    macro_rules! step {
-        ($label:expr, $call:expr) => {{
-            let answer = $call.await;
-            log.push(format!("{}: {:?}", $label, answer));
-            answer.expect($label)
-        }};
-    }
     let id = "123456789012|payments-api|botocore-session-*";
     let member = |i: u64| IncidentId {
         group: format!("123456789012|payments-api|botocore-session-{}", 1_764_825_600 + i),
         opened_at: now - 60,
     };
-    assert_eq!(step!("nothing stored", store.load_fleet(id)), None);
+    assert_eq!(step!(log, "nothing stored", store.load_fleet(id)), None);
     let (opened, _) = join(None, "botocore-session-*", &member(0), 3);
     assert!(step!(
+        log,
         "the first member opens it",
         store.save_fleet(id, &opened, None, now)
     ));
     assert!(!step!(
+        log,
         "a second opener loses",
         store.save_fleet(id, &opened, None, now)
     ));
-    let (doc, version) = step!("load", store.load_fleet(id)).expect("stored");
+    let (doc, version) = step!(log, "load", store.load_fleet(id)).expect("stored");
     assert_eq!(doc, opened);
     let (counted, _) = join(Some(&doc), "botocore-session-*", &member(1), 5);
     assert!(step!(
+        log,
         "a member counted in against the version it read",
         store.save_fleet(id, &counted, Some(version), now)
     ));
     let claimed = claim(&doc, Severity::High, now).expect("due");
     assert!(!step!(
+        log,
         "a write against an old version is refused",
         store.save_fleet(id, &claimed, Some(version), now)
     ));
-    let (doc, version) = step!("load again", store.load_fleet(id)).expect("stored");
+    let (doc, version) = step!(log, "load again", store.load_fleet(id)).expect("stored");
     assert_eq!((doc.sessions(), doc.failures()), (2, 8));
     let paged = confirm(&claim(&doc, Severity::High, now).expect("due"), Severity::High);
-    assert!(step!("paged", store.save_fleet(id, &paged, Some(version), now)));
-    step!("load paged", store.load_fleet(id));
-    step!("another fleet", store.load_fleet("123456789012|etl|i-*"));
+    assert!(step!(
+        log,
+        "paged",
+        store.save_fleet(id, &paged, Some(version), now)
+    ));
+    step!(log, "load paged", store.load_fleet(id));
+    step!(log, "another fleet", store.load_fleet("123456789012|etl|i-*"));
     log
 }
 
