@@ -424,8 +424,6 @@ pub fn tally<'a>(it: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, usize> 
 mod memory {
     use super::*;
     use tokenwatch_core::memory::{MemoryStore, RecordingSink};
-    use tokenwatch_core::stats::group_key;
-    use tokenwatch_core::workload::session_pattern;
 
     /// The in-memory store and sink with the default policy: what each test here runs the pipeline on.
     struct Twins {

@@ -96,6 +96,9 @@ pub fn envelope_problems(r: &Received, topic_arn: &str) -> Vec<String> {
                     problems.push(format!("attribute {name} is {v}"));
                 }
             }
+            if attributes.get("alert_id").map(|v| &v["Value"]) != Some(&r.document()["alert_id"]) {
+                problems.push("the alert_id attribute is not the document's".into());
+            }
         }
     }
     problems
@@ -476,6 +479,117 @@ async fn sns_unreachable_on_the_first_attempt_pages_exactly_once_on_the_retry() 
     );
     subscriber.delete(&sdk).await;
     delete_table(&sdk, &store).await;
+}
+
+/// A loopback endpoint that accepts connections and never answers: an SNS that hangs.
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+/// A sink that crashes the invocation in the middle of publishing (out of memory, a panic).
+struct Crashing;
+
+impl AlertSink for Crashing {
+    async fn publish(&self, _: &Notice) -> Result<(), PortError> {
+        panic!("the invocation dies between claiming the page and publishing it")
+    }
+}
+
+/// How the first invocation dies between claiming the page and publishing it.
+enum Death {
+    /// Lambda's deadline cuts it off while SNS hangs (a tokio timeout stands in for the deadline).
+    Deadline,
+    /// It crashes.
+    Crash,
+}
+
+/// Sample 01 (one stale cache that pages at once) through DynamoDB and SNS, with the first invocation
+/// dying between claim and publish: SQS delivers the batch again after its visibility timeout, and that
+/// retry pages exactly once; nothing pages while the claim's lease holds, nor after.
+async fn killed_between_claim_and_publish(death: Death) {
+    let sdk = Emulator::Moto.sdk().await;
+    let store = std::sync::Arc::new(fresh_store(&sdk).await);
+    let subscriber = Subscriber::with_new_topic(&sdk).await;
+    let dir = samples_dir().join("01-assume-role-default-boto3");
+    let events = scenario_events(&dir);
+    let bytes: Vec<Vec<u8>> = events.iter().map(|e| e.to_string().into_bytes()).collect();
+    let now = events.iter().map(event_time).max().unwrap() + 60;
+    match death {
+        Death::Deadline => {
+            let hung = sdk_config(&SdkOptions::emulator(black_hole().await)).await;
+            let sink = SnsAlertSink::new(&hung, &subscriber.topic_arn, style());
+            let policy = policy();
+            let detector = Detector {
+                store: &*store,
+                sink: &sink,
+                policy: &policy,
+            };
+            let batch: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+            let cut = tokio::time::timeout(Duration::from_secs(2), detector.process(&batch, now)).await;
+            assert!(cut.is_err(), "the deadline came first");
+        }
+        Death::Crash => {
+            let (store, bytes) = (store.clone(), bytes.clone());
+            let crashed = tokio::spawn(async move {
+                let policy = policy();
+                let detector = Detector {
+                    store: &*store,
+                    sink: &Crashing,
+                    policy: &policy,
+                };
+                let batch: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+                detector.process(&batch, now).await
+            })
+            .await;
+            assert!(crashed.unwrap_err().is_panic());
+        }
+    }
+    let working = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn, style()));
+    let policy = policy();
+    let detector = Detector {
+        store: &*store,
+        sink: &working,
+        policy: &policy,
+    };
+    let batch: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    let early = detector.process(&batch, now + 1).await;
+    assert!(early.retry.is_empty(), "{early:?}");
+    assert_eq!(
+        working.attempts(),
+        0,
+        "the claim holds while its claimer may be alive"
+    );
+    let retry = detector.process(&batch, now + 300).await;
+    assert!(retry.retry.is_empty(), "{retry:?}");
+    let received = subscriber.receive(1, DELIVERY).await;
+    assert_eq!(kinds(&received), BTreeMap::from([("open".to_owned(), 1)]));
+    assert!(envelope_problems(&received[0], &subscriber.topic_arn).is_empty());
+    detector.process(&batch, now + 900).await;
+    detector.sweep(now + 1200).await.unwrap();
+    assert_eq!(working.published(), 1, "exactly once more");
+    assert!(subscriber.receive(0, DELIVERY).await.is_empty());
+    let problems = check_counts(&dir, &*store).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    subscriber.delete(&sdk).await;
+    delete_table(&sdk, &store).await;
+}
+
+#[tokio::test]
+async fn a_detector_cut_off_by_its_deadline_while_sns_hangs_no_longer_loses_the_page() {
+    killed_between_claim_and_publish(Death::Deadline).await;
+}
+
+#[tokio::test]
+async fn a_detector_that_crashes_between_claim_and_publish_no_longer_loses_the_page() {
+    killed_between_claim_and_publish(Death::Crash).await;
 }
 
 /// Every string in a JSON value, with where it is.

@@ -846,7 +846,8 @@ fn only_the_functions_and_the_stack_alarms_publish_to_the_topic() {
             "Throttles",
             "ApproximateNumberOfMessagesVisible",
             "DigestsFailed",
-            "DigestsPublished"
+            "DigestsPublished",
+            "PermanentFaults"
         ])
     );
     for (id, a) in &alarms {
@@ -1667,7 +1668,7 @@ fn only_the_stack_alarms_by_arn_publish_to_the_topic_and_use_its_key() {
             .filter(|(id, _)| d.exists(id))
             .map(|(id, _)| d.arn_of(id))
             .collect();
-        assert_eq!(alarms.len(), if digest.is_empty() { 4 } else { 5 });
+        assert_eq!(alarms.len(), if digest.is_empty() { 5 } else { 6 });
         let by_alarm = |alarm: &str, action: &str, resource: &str| {
             Request::new(Caller::Service("cloudwatch.amazonaws.com"), action, resource)
                 .with("aws:SourceArn", alarm)
@@ -1931,6 +1932,73 @@ fn a_digest_that_stops_arriving_raises_the_digest_missing_alarm() {
     // No digest scheduled: no alarm on its absence.
     assert_eq!(alarm["Condition"], "PublishesDigests");
     assert!(!Deployed::new(t.clone(), &[("DigestSchedule", "")]).exists(id));
+}
+
+#[test]
+fn sdk_calls_end_well_inside_the_functions_and_a_page_claim_outlives_its_invocation() {
+    // Regression: no SDK timeout, so a hung call ran into the function's timeout, which ended the
+    // invocation between claiming a page and publishing it; the claim had no end, so the page was lost.
+    let t = template("template.yaml");
+    let r = resources(&t);
+    let timeouts = tokenwatch_aws::Timeouts::DEFAULT;
+    let lease = tokenwatch_core::ports::PAGE_LEASE;
+    for function in ["DetectorFunction", "ReporterFunction"] {
+        let timeout = r[function]["Properties"]["Timeout"].as_u64().unwrap();
+        assert!(
+            timeouts.operation.as_secs() * 3 <= timeout,
+            "{function}: a call ends within a third of the function's {timeout} s"
+        );
+    }
+    let detector = r["DetectorFunction"]["Properties"]["Timeout"].as_i64().unwrap();
+    assert!(lease > detector, "a live invocation's claim is never taken over");
+    let visibility = r["EventQueue"]["Properties"]["VisibilityTimeout"]
+        .as_i64()
+        .unwrap();
+    assert!(lease < visibility, "the redelivered batch finds the claim over");
+    assert_eq!(
+        r["SweepSchedule"]["Properties"]["ScheduleExpression"], "rate(5 minutes)",
+        "and so does the next sweep"
+    );
+    assert!(lease < 300);
+}
+
+#[test]
+fn a_permanent_fault_raises_an_alarm_at_once_not_through_the_dead_letter_queue() {
+    let t = template("template.yaml");
+    let d = Deployed::new(t.clone(), &[]);
+    let alarms: Vec<(&str, &Value)> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| a["Properties"]["MetricName"] == "PermanentFaults")
+        .collect();
+    assert_eq!(alarms.len(), 1, "one alarm on permanent faults");
+    let (id, alarm) = alarms[0];
+    let p = &alarm["Properties"];
+    assert_eq!(p["Statistic"], "Sum");
+    assert_eq!(p["Period"], 300);
+    assert_eq!(p["AlarmActions"], json!([reference("AlertTopic")]));
+    // It reads what the detector prints: the metric, in the functions' namespace, with no dimension (the
+    // groups are a property of the line, not a dimension: the alarm sees every group's).
+    let metrics = tokenwatch_core::pipeline::Metrics {
+        permanent_faults: 1,
+        ..Default::default()
+    };
+    let fault = tokenwatch_core::pipeline::Fault {
+        group: Some("123456789012|etl|job".into()),
+        transient: false,
+        message: "dynamodb:TransactWriteItems failed: ValidationException".into(),
+    };
+    let lines = tokenwatch_detector::emf::lines(&metrics, &[fault], 0);
+    assert_eq!(lines.len(), 1);
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    let emitted = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(p["Namespace"], emitted["Namespace"]);
+    assert_eq!(emitted["Metrics"][0]["Name"], "PermanentFaults");
+    assert_eq!(emitted["Dimensions"], json!([[]]));
+    assert!(p.get("Dimensions").is_none());
+    assert_eq!(line["Groups"], json!(["123456789012|etl|job"]));
+    // One fault in a period alarms in that period; quiet periods (no line at all) are not breaching.
+    let states = alarm_states(&d, alarm, &[None, Some(0.0), Some(1.0), None]);
+    assert_eq!(states, [false, false, true, false], "{id}");
 }
 
 /// What is wrong with the forwarder's delivery: a retry policy, a dead-letter queue of its own (encrypted,

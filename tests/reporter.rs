@@ -234,7 +234,7 @@ async fn the_digest_reaches_the_digest_subscription_only_and_a_query_answers_its
         listed(&irsa["groups"]),
         BTreeSet::from([(
             "arn:aws:iam::123456789012:role/payments-api-irsa-role".to_owned(),
-            "payments-api-worker".to_owned()
+            "(any session)".to_owned()
         )])
     );
     let e = handle(json!({"verdict": "stale"}), &reporter, now)

@@ -37,5 +37,5 @@ pub mod trail;
 pub use dynamodb::{DynamoStore, create_table};
 pub use error::{Blocked, BlockedError, blocked};
 pub use eventbridge::{EventBus, caller_account};
-pub use sdk::{SdkOptions, ready, require_region, sdk_config};
+pub use sdk::{SdkOptions, Timeouts, ready, require_region, sdk_config};
 pub use sns::SnsAlertSink;

@@ -192,6 +192,11 @@ fn is_instance_id(session: &str) -> bool {
         .is_some_and(|h| (8..=17).contains(&h.len()) && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The longest session STS issues (36 h: `GetSessionToken` and `GetFederationToken`; roles allow at
+/// most 12 h). A `durationSeconds` or an `expiration − eventTime` above it is ignored (docs/rules.md,
+/// "Age and lease").
+pub const MAX_LEASE: u64 = 129_600;
+
 /// The session's lifetime, first rule that applies (docs/rules.md).
 pub fn lease(issuance: Option<&Issuance>, source: CredentialSource) -> Lease {
     if source == CredentialSource::RoleChaining {
@@ -206,7 +211,12 @@ pub fn lease(issuance: Option<&Issuance>, source: CredentialSource) -> Lease {
             },
         };
     }
-    if let Some(d) = issuance.and_then(|i| i.duration_seconds) {
+    // A lease STS cannot issue is no evidence of one: a `durationSeconds` or `expiration` past
+    // MAX_LEASE would turn a stale cache into a clock skew, so it is passed over like a missing one.
+    if let Some(d) = issuance
+        .and_then(|i| i.duration_seconds)
+        .filter(|&d| d <= MAX_LEASE)
+    {
         return Lease {
             seconds: d,
             source: LeaseSource::DurationSeconds,
@@ -215,6 +225,7 @@ pub fn lease(issuance: Option<&Issuance>, source: CredentialSource) -> Lease {
     if let Some(i) = issuance
         && let Some(exp) = i.expiration
         && exp > i.issued_at
+        && exp.saturating_sub(i.issued_at) <= MAX_LEASE as i64 + 5
     {
         let raw = exp - i.issued_at;
         let minute = (raw + 30) / 60 * 60;
@@ -421,6 +432,55 @@ mod tests {
                 source: LeaseSource::DurationSeconds
             })
         );
+    }
+
+    #[test]
+    fn an_expiration_in_9999_no_longer_turns_a_stale_cache_into_clock_skew() {
+        // 9999-12-31T23:59:59Z: no session lasts that long, so the value says nothing about the lease.
+        let mut i = assume_role(None);
+        i.expiration = Some(253_402_300_799);
+        let mut f = facts(3614, 4000);
+        f.issuance = Some(&i);
+        let a = assess(&f);
+        assert_eq!(
+            (a.verdict, a.lease.map(|l| l.source)),
+            (Verdict::StaleCache, Some(LeaseSource::DefaultAssumeRole))
+        );
+        // The longest lease STS issues (36 h) is still taken, within the 5 s rounding.
+        i.expiration = Some(ISSUED + MAX_LEASE as i64 + 3);
+        assert_eq!(
+            lease(Some(&i), CredentialSource::SessionToken),
+            Lease {
+                seconds: MAX_LEASE,
+                source: LeaseSource::Expiration
+            }
+        );
+        i.expiration = Some(ISSUED + MAX_LEASE as i64 + 60);
+        assert_eq!(
+            lease(Some(&i), CredentialSource::SessionToken).source,
+            LeaseSource::DefaultSessionToken
+        );
+    }
+
+    #[test]
+    fn a_duration_seconds_past_36_hours_is_ignored_like_a_missing_one() {
+        let mut i = assume_role(Some(MAX_LEASE + 1));
+        i.expiration = None;
+        assert_eq!(
+            lease(Some(&i), CredentialSource::AssumeRole).source,
+            LeaseSource::DefaultAssumeRole
+        );
+        i.expiration = Some(ISSUED + 7200);
+        assert_eq!(
+            lease(Some(&i), CredentialSource::AssumeRole),
+            Lease {
+                seconds: 7200,
+                source: LeaseSource::Expiration
+            },
+            "the next rule applies"
+        );
+        i.duration_seconds = Some(MAX_LEASE);
+        assert_eq!(lease(Some(&i), CredentialSource::AssumeRole).seconds, MAX_LEASE);
     }
 
     #[test]

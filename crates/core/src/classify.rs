@@ -49,6 +49,9 @@ pub struct Failure {
     pub client: Option<Client>,
     /// The failure is an STS call presenting an OIDC token or SAML assertion (`AssumeRoleWith*`).
     pub token_call: Option<StsCall>,
+    /// The `roleSessionName` a failed `AssumeRoleWith*` call asked for (its group's session is
+    /// [`ANY_SESSION`]).
+    pub requested_session: Option<String>,
     /// What the identity block says about where the credentials came from.
     pub hints: IdentityHints,
 }
@@ -91,6 +94,14 @@ pub struct Issuance {
 }
 
 const STS: &str = "sts.amazonaws.com";
+
+/// The session of the group of a role's failed `AssumeRoleWith*` calls. Their session name is the
+/// caller's to choose, and the call needs no AWS credentials (anyone holding an expired token, or a forged
+/// one, can make it), so a name per group would let a caller open a group, and a page, per name: they are
+/// one group per role, the names listed ([`crate::stats::FailureStats::requested_sessions`];
+/// docs/rules.md). Not a legal role session name (`[\w+=,.@-]*`), and no session pattern, so no real
+/// session or workload shares the group.
+pub const ANY_SESSION: &str = "(any session)";
 
 static EXPIRED_MESSAGE: LazyLock<Regex> = LazyLock::new(|| {
     RegexBuilder::new(r"security token included in the request is expired|provided token has expired")
@@ -311,7 +322,7 @@ fn failure(rec: &Record, env: &EnvelopeContext, time: Epoch) -> Failure {
     let (principal, session) = if token_call.is_some() {
         (
             owned(rec.request_parameters.role_arn.get()),
-            owned(rec.request_parameters.role_session_name.get()),
+            Some(ANY_SESSION.to_owned()),
         )
     } else {
         // A federated user's session belongs to the federated user (`arn:…:sts::A:federated-user/NAME`);
@@ -370,6 +381,9 @@ fn failure(rec: &Record, env: &EnvelopeContext, time: Epoch) -> Failure {
         source_ip: owned(rec.source_ip_address.get()),
         client: rec.user_agent.get().and_then(client_of),
         token_call,
+        requested_session: token_call
+            .and(rec.request_parameters.role_session_name.get())
+            .map(str::to_owned),
         hints: IdentityHints {
             identity_type: kind,
             ec2_role_delivery: ctx.ec2_role_delivery.get().is_some(),
@@ -557,7 +571,9 @@ mod tests {
             f.principal.as_deref(),
             Some("arn:aws:iam::123456789012:role/irsa")
         );
-        assert_eq!(f.session.as_deref(), Some("pod-1"));
+        // The name is the caller's choice: listed, not a group of its own (docs/rules.md).
+        assert_eq!(f.session.as_deref(), Some(ANY_SESSION));
+        assert_eq!(f.requested_session.as_deref(), Some("pod-1"));
     }
 
     #[test]

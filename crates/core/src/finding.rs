@@ -48,6 +48,9 @@ pub struct Finding {
     pub event_names: BTreeMap<String, u64>,
     /// Source addresses (at most [`crate::stats::MAX_LISTED`]).
     pub source_ips: Vec<String>,
+    /// The session names failed `AssumeRoleWith*` calls asked for (at most
+    /// [`crate::stats::MAX_LISTED`]); their group's session is [`crate::classify::ANY_SESSION`].
+    pub requested_sessions: Vec<String>,
     /// The fix for the client and credential source found.
     pub remediation: Remediation,
     /// The incident the state table holds for the group; `None` offline.
@@ -401,6 +404,7 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
         error_codes: stats.error_codes.clone(),
         event_names: stats.event_names.clone(),
         source_ips: stats.source_ips.iter().cloned().collect(),
+        requested_sessions: stats.requested_sessions.iter().cloned().collect(),
         incident: None,
         history: Vec::new(),
         recurrence: None,
@@ -500,6 +504,7 @@ pub fn example_finding() -> Finding {
         error_codes: BTreeMap::from([("ExpiredToken".into(), 4), ("ExpiredTokenException".into(), 2)]),
         event_names: BTreeMap::from([("s3:PutObject".into(), 3), ("glue:GetTable".into(), 3)]),
         source_ips: vec!["203.0.113.24".into()],
+        requested_sessions: Vec::new(),
         remediation: remediation(
             Verdict::StaleCache,
             CredentialSource::AssumeRole,
@@ -542,6 +547,7 @@ mod tests {
             source_ip: None,
             client: Some(Client::Boto3),
             token_call: None,
+            requested_session: None,
             hints: IdentityHints::default(),
         }
     }

@@ -16,7 +16,7 @@ use crate::time::Epoch;
 use crate::workload::session_pattern;
 
 /// How long a claim on a fleet's page holds: the same lease as a group's page claim (crate::ports).
-pub const FLEET_CLAIM_LEASE: Epoch = 120;
+pub const FLEET_CLAIM_LEASE: Epoch = crate::ports::PAGE_LEASE;
 
 /// Bytes of member ids a fleet document lists: DynamoDB's items stop at 400 KB. Members beyond are only
 /// counted ([`Fleet::overflow`]).

@@ -99,33 +99,55 @@ impl GroupState {
     }
 }
 
-/// The id of a group: printable, bounded, and unambiguous (`|` separates, `\` escapes).
+/// Bytes of a key part kept as they are in a group id; a longer part is cut to this and marked with its
+/// hash ([`group_id`]).
+pub const MAX_PART: usize = 256;
+
+/// The id of a group: bounded, and distinct for distinct keys. Parts are separated by `|`; inside a part
+/// `|` and `\` are escaped with `\`. An absent part is `-`, and a part that is the text `-` (a role may be
+/// named so) is `\-`. A part longer than [`MAX_PART`] bytes is cut there (on a character boundary) and
+/// marked `\#` + 128 bits of its SHA-256 in hex, so that two long IAM user paths with the same beginning
+/// stay two groups. `\-` and `\#` never come out of escaping, so no part's text can spell them. Ids of
+/// keys with no part `-` and none longer than [`MAX_PART`] are what earlier versions wrote.
 pub fn group_id(key: &GroupKey) -> String {
-    let part = |p: &Option<String>| -> String {
-        match p {
-            None => "-".to_owned(),
-            // At most 256 bytes of each part (on a character boundary): with escaping, three parts stay
-            // well under DynamoDB's 2,048-byte key limit whatever the characters.
-            Some(s) => s
-                .char_indices()
-                .take_while(|(i, c)| i + c.len_utf8() <= 256)
-                .map(|(_, c)| c)
-                .flat_map(|c| {
-                    if c == '|' || c == '\\' {
-                        vec!['\\', c]
-                    } else {
-                        vec![c]
-                    }
-                })
-                .collect(),
+    fn part(p: &Option<String>, out: &mut String) {
+        let Some(s) = p else {
+            out.push('-');
+            return;
+        };
+        if s == "-" {
+            out.push_str("\\-");
+            return;
         }
-    };
-    format!(
-        "{}|{}|{}",
-        part(&key.account),
-        part(&key.principal),
-        part(&key.session)
-    )
+        let mut kept = s.len();
+        if kept > MAX_PART {
+            kept = MAX_PART;
+            while !s.is_char_boundary(kept) {
+                kept -= 1;
+            }
+        }
+        for c in s[..kept].chars() {
+            if c == '|' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        if kept < s.len() {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(s.as_bytes());
+            out.push_str("\\#");
+            for b in &digest[..16] {
+                out.push_str(&format!("{b:02x}"));
+            }
+        }
+    }
+    let mut id = String::new();
+    part(&key.account, &mut id);
+    id.push('|');
+    part(&key.principal, &mut id);
+    id.push('|');
+    part(&key.session, &mut id);
+    id
 }
 
 /// The id of `key`'s incident starting at `first_failure`.
@@ -192,7 +214,19 @@ pub struct Policy {
     pub suppressions: Vec<Suppression>,
     /// Which drills are accepted, and which groups are drills.
     pub drills: crate::drill::DrillPolicy,
+    /// New groups (and so incidents and pages) one principal may open per clock hour; the failures of
+    /// the sessions past it go to the principal's [`OVER_CAP_SESSION`] group (docs/rules.md).
+    pub new_groups_per_hour: u64,
 }
+
+/// The session of the group that takes a principal's failures of sessions it could not open a group for
+/// in that hour ([`Policy::new_groups_per_hour`]). Not a legal session name, so no session shares it.
+pub const OVER_CAP_SESSION: &str = "(sessions over the hourly cap)";
+
+/// New groups one principal may open per hour by default: above any fleet's hourly churn of sessions
+/// (a Deployment of 40 pods renewing every 15 minutes opens no new group at all, a job per minute 60),
+/// far below a flood.
+pub const NEW_GROUPS_PER_HOUR: u64 = 100;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -201,6 +235,7 @@ impl Default for Policy {
             cooldown: 3600,
             suppressions: Vec::new(),
             drills: Default::default(),
+            new_groups_per_hour: NEW_GROUPS_PER_HOUR,
         }
     }
 }
@@ -421,6 +456,7 @@ mod tests {
             source_ip: None,
             client: Some(Client::Boto3),
             token_call: None,
+            requested_session: None,
             hints: IdentityHints {
                 identity_type: Some(crate::model::IdentityType::AssumedRole),
                 ..Default::default()
@@ -782,6 +818,45 @@ mod tests {
         };
         assert_ne!(group_id(&a), group_id(&b));
         assert_eq!(group_id(&GroupKey::default()), "-|-|-");
+    }
+
+    #[test]
+    fn a_role_named_dash_and_a_missing_principal_are_two_groups() {
+        let named = |p: Option<&str>| GroupKey {
+            account: Some("123456789012".into()),
+            principal: p.map(str::to_owned),
+            session: Some("job".into()),
+        };
+        assert_ne!(group_id(&named(Some("-"))), group_id(&named(None)));
+        assert_eq!(
+            group_id(&named(None)),
+            "123456789012|-|job",
+            "as earlier versions wrote it"
+        );
+        assert_eq!(group_id(&named(Some("-"))), "123456789012|\\-|job");
+        // Neither marker can be spelled by a part's text: escaping doubles the backslash.
+        assert_ne!(group_id(&named(Some("\\-"))), group_id(&named(Some("-"))));
+        assert_ne!(group_id(&named(Some(""))), group_id(&named(None)));
+    }
+
+    #[test]
+    fn long_iam_user_paths_with_the_same_first_256_bytes_are_two_groups() {
+        let path = "/engineering/".repeat(25);
+        let user = |name: &str| GroupKey {
+            account: Some("123456789012".into()),
+            principal: Some(format!("arn:aws:iam::123456789012:user{path}{name}")),
+            session: None,
+        };
+        let (a, b) = (group_id(&user("alice")), group_id(&user("bob")));
+        assert_ne!(a, b);
+        assert!(a.contains("\\#") && a.len() < 256 + 2 + 32 + 20, "{a}");
+        assert_eq!(a, group_id(&user("alice")), "stable");
+        // A part of exactly 256 bytes is kept whole, as before.
+        let exact = GroupKey {
+            principal: Some("r".repeat(MAX_PART)),
+            ..GroupKey::default()
+        };
+        assert_eq!(group_id(&exact), format!("-|{}|-", "r".repeat(MAX_PART)));
     }
 
     #[test]

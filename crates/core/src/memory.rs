@@ -12,7 +12,7 @@ use crate::fleet::Fleet;
 use crate::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use crate::model::Severity;
 use crate::notice::Notice;
-use crate::ports::{AlertSink, Change, PortError, StateStore, merge_parts};
+use crate::ports::{AlertSink, Change, PAGE_LEASE, PortError, StateStore, merge_parts};
 use crate::stats::GroupKey;
 use crate::time::Epoch;
 
@@ -21,6 +21,10 @@ struct Inner {
     groups: HashMap<GroupKey, GroupState>,
     events: HashSet<String>,
     sessions: HashMap<String, Issuance>,
+    /// Each group's page claim: which incident, at what severity, until when.
+    claims: HashMap<GroupKey, (IncidentId, Severity, Epoch)>,
+    /// New groups counted per principal and clock hour.
+    new_groups: HashMap<(String, Epoch), u64>,
     /// Per account: when its drill slot was taken, and by which event.
     drills: HashMap<String, (Epoch, Option<String>)>,
     /// Per fleet: its incident and version.
@@ -33,12 +37,49 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     failing: AtomicUsize,
     calls: AtomicUsize,
+    /// Groups every call about fails, and whether transiently.
+    broken: Mutex<HashMap<GroupKey, bool>>,
 }
 
 impl MemoryStore {
     /// The next `n` calls fail with a transient error.
     pub fn fail_next(&self, n: usize) {
         self.failing.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on every call about the group `key` fails, transiently or permanently (as an item at
+    /// DynamoDB's size limit does); [`MemoryStore::mend`] ends it.
+    pub fn break_group(&self, key: &GroupKey, transient: bool) {
+        self.broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), transient);
+    }
+
+    /// Calls about `key` work again.
+    pub fn mend(&self, key: &GroupKey) {
+        self.broken.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// [`MemoryStore::enter`] for a call about the group `key`.
+    fn enter_group(&self, key: &GroupKey) -> Result<std::sync::MutexGuard<'_, Inner>, PortError> {
+        let broken = self
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied();
+        match broken {
+            Some(true) => Err(PortError::transient("injected fault of the group")),
+            Some(false) => Err(PortError::permanent("injected permanent fault of the group")),
+            None => self.enter(),
+        }
+    }
+
+    /// Every group stored, in no particular order (not counted as a call).
+    pub fn snapshot(&self) -> Vec<GroupState> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.groups.values().cloned().collect()
     }
 
     /// Calls made so far.
@@ -61,7 +102,7 @@ impl MemoryStore {
 
 impl StateStore for MemoryStore {
     async fn load(&self, key: &GroupKey) -> Result<Option<GroupState>, PortError> {
-        Ok(self.enter()?.groups.get(key).cloned())
+        Ok(self.enter_group(key)?.groups.get(key).cloned())
     }
 
     async fn record_failures(
@@ -70,7 +111,7 @@ impl StateStore for MemoryStore {
         failures: &[Failure],
         change: Change<'_>,
     ) -> Result<Option<Vec<usize>>, PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         let current = inner.groups.get(key).and_then(|g| g.incident.id.clone());
         if let Change::Restart { expected, .. } = change
             && current.as_ref() != expected
@@ -96,7 +137,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<(), PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         inner
             .sessions
             .entry(issuance.access_key_id.clone())
@@ -134,16 +175,43 @@ impl StateStore for MemoryStore {
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
+        now: Epoch,
     ) -> Result<bool, PortError> {
-        let mut inner = self.enter()?;
-        let Some(g) = inner.groups.get_mut(key) else {
+        let mut inner = self.enter_group(key)?;
+        let Some(g) = inner.groups.get(key) else {
             return Ok(false);
         };
         if g.incident.id.as_ref() != Some(incident) || g.incident.paged.is_some_and(|p| p >= severity) {
             return Ok(false);
         }
-        g.incident.paged = Some(severity);
+        let held = inner
+            .claims
+            .get(key)
+            .is_some_and(|(i, s, until)| i == incident && *s >= severity && *until > now);
+        if held {
+            return Ok(false);
+        }
+        inner
+            .claims
+            .insert(key.clone(), (incident.clone(), severity, now + PAGE_LEASE));
         Ok(true)
+    }
+
+    async fn confirm_page(
+        &self,
+        key: &GroupKey,
+        incident: &IncidentId,
+        severity: Severity,
+    ) -> Result<(), PortError> {
+        let mut inner = self.enter_group(key)?;
+        if let Some(g) = inner.groups.get_mut(key)
+            && g.incident.id.as_ref() == Some(incident)
+            && g.incident.paged.is_none_or(|p| p < severity)
+        {
+            g.incident.paged = Some(severity);
+        }
+        release(&mut inner, key, incident, severity);
+        Ok(())
     }
 
     async fn release_page(
@@ -151,20 +219,14 @@ impl StateStore for MemoryStore {
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
-        previous: Option<Severity>,
     ) -> Result<(), PortError> {
-        let mut inner = self.enter()?;
-        if let Some(g) = inner.groups.get_mut(key)
-            && g.incident.id.as_ref() == Some(incident)
-            && g.incident.paged == Some(severity)
-        {
-            g.incident.paged = previous;
-        }
+        let mut inner = self.enter_group(key)?;
+        release(&mut inner, key, incident, severity);
         Ok(())
     }
 
     async fn resolve(&self, key: &GroupKey, incident: &IncidentId, at: Epoch) -> Result<bool, PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         let Some(g) = inner.groups.get_mut(key) else {
             return Ok(false);
         };
@@ -180,7 +242,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn unresolve(&self, key: &GroupKey, incident: &IncidentId, at: Epoch) -> Result<(), PortError> {
-        let mut inner = self.enter()?;
+        let mut inner = self.enter_group(key)?;
         if let Some(g) = inner.groups.get_mut(key)
             && g.incident.id.as_ref() == Some(incident)
             && g.incident.resolved_at == Some(at)
@@ -203,6 +265,19 @@ impl StateStore for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn admit_new_group(&self, principal: &str, now: Epoch, cap: u64) -> Result<bool, PortError> {
+        let mut inner = self.enter()?;
+        let count = inner
+            .new_groups
+            .entry((principal.to_owned(), now - now.rem_euclid(3600)))
+            .or_default();
+        if *count >= cap {
+            return Ok(false);
+        }
+        *count += 1;
+        Ok(true)
     }
 
     async fn load_fleet(&self, fleet: &str) -> Result<Option<(Fleet, u64)>, PortError> {
@@ -244,6 +319,17 @@ impl StateStore for MemoryStore {
             .collect();
         groups.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(groups)
+    }
+}
+
+/// Ends the claim of `incident` at `severity`, if it is the group's claim.
+fn release(inner: &mut Inner, key: &GroupKey, incident: &IncidentId, severity: Severity) {
+    if inner
+        .claims
+        .get(key)
+        .is_some_and(|(i, s, _)| i == incident && *s == severity)
+    {
+        inner.claims.remove(key);
     }
 }
 

@@ -3,8 +3,11 @@
 //!
 //! Safe to run concurrently and to retry: failures are counted once per `eventID` by the store, a page is
 //! published only by the caller that claimed it, and a claim whose publish failed is given back so the
-//! retry pages. An event that cannot be read is reported and dropped (never retried); an event whose
-//! handling hit a port error is reported for retry.
+//! retry pages. A claim is a lease ([`crate::ports::PAGE_LEASE`]) and a page counts as sent only once
+//! the sink took it, so an invocation that dies between claiming and publishing loses no page: delivery
+//! is at least once, with a stable [`Notice::alert_id`] to drop a repeat by. An event that cannot be
+//! read is counted, logged and dropped (never retried); an event whose handling hit a port error is
+//! reported for retry (a transient one) or given up on (a permanent one, see [`Detector::process`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,15 +17,15 @@ use crate::envelope::{OpenError, Opened, open};
 use crate::finding::{Finding, judge_stored};
 use crate::fleet::{self, Fleet, FleetTally, fleet_of};
 use crate::incident::{
-    BatchSession, Decision, GroupState, IncidentId, Placement, Policy, Withheld, decide, decide_drill,
-    incident_id, place, renewal_settled, resolved_by_quiet,
+    BatchSession, Decision, GroupState, IncidentId, OVER_CAP_SESSION, Placement, Policy, Withheld, decide,
+    decide_drill, group_id, incident_id, place, renewal_settled, resolved_by_quiet,
 };
 use crate::model::{Severity, Verdict};
 use crate::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
 use crate::ports::{AlertSink, Change, PortError, StateStore};
 use crate::record::{EnvelopeContext, Record};
 use crate::stats::{GroupKey, group_key};
-use crate::time::Epoch;
+use crate::time::{Epoch, parse_time};
 
 /// Writes of a fleet's incident tried before a batch is retried: members of one fleet write it at once.
 const FLEET_ATTEMPTS: usize = 8;
@@ -47,6 +50,10 @@ pub struct Metrics {
     pub failures: BTreeMap<Verdict, u64>,
     /// Failures already recorded by an earlier delivery.
     pub duplicates: u64,
+    /// Port faults a retry may get past (throttling, timeouts, 5xx).
+    pub transient_faults: u64,
+    /// Port faults no retry gets past (validation, access denied, a missing table or topic).
+    pub permanent_faults: u64,
     /// Incidents opened, by verdict.
     pub incidents_opened: BTreeMap<Verdict, u64>,
     /// Notices published, by kind.
@@ -55,21 +62,136 @@ pub struct Metrics {
     pub alerts_withheld: BTreeMap<Withheld, u64>,
     /// Issuing calls recorded.
     pub issuances: u64,
-    /// Events that could not be read.
-    pub unreadable: u64,
+    /// Events (or records inside one) dropped without effect, by reason: none is dropped uncounted.
+    pub dropped: BTreeMap<DropReason, u64>,
     /// Synthetic drills dropped, by reason.
     pub drills_refused: BTreeMap<Refusal, u64>,
+    /// Sessions whose failures went to their principal's over-the-cap group, because the principal had
+    /// opened [`Policy::new_groups_per_hour`] groups in that hour already.
+    pub new_groups_capped: u64,
+}
+
+impl Metrics {
+    fn count_fault(&mut self, error: &PortError) {
+        if error.is_transient() {
+            self.transient_faults += 1;
+        } else {
+            self.permanent_faults += 1;
+        }
+    }
+}
+
+/// Why an event, or a record inside one, was dropped: a metric dimension, so a dashboard tells a
+/// stream of garbage from records the engine cannot time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// The bytes are not JSON.
+    NotJson,
+    /// JSON, but no CloudTrail record, EventBridge event or wrapper.
+    NotAnEvent,
+    /// Wrapped deeper than [`crate::envelope::MAX_DEPTH`].
+    TooDeep,
+    /// A wrapper's string does not hold JSON.
+    UnreadableWrapped,
+    /// A record without `eventTime` (an envelope whose `detail` has none).
+    NoEventTime,
+    /// A record whose `eventTime` is not a time.
+    BadEventTime,
+    /// A timed record that is neither an expiry failure nor an issuing call: the event rule and the
+    /// engine's rules disagree (docs/rules.md).
+    NotAFailureOrIssuance,
+}
+
+impl DropReason {
+    /// The dimension value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NotJson => "not JSON",
+            DropReason::NotAnEvent => "not an event",
+            DropReason::TooDeep => "wrapped too deep",
+            DropReason::UnreadableWrapped => "unreadable wrapped JSON",
+            DropReason::NoEventTime => "no eventTime",
+            DropReason::BadEventTime => "unparsable eventTime",
+            DropReason::NotAFailureOrIssuance => "neither a failure nor an issuing call",
+        }
+    }
+
+    /// Why [`open`] could not read an event.
+    pub fn of(error: &OpenError) -> DropReason {
+        match error {
+            OpenError::NotJson(_) => DropReason::NotJson,
+            OpenError::NotAnEvent => DropReason::NotAnEvent,
+            OpenError::TooDeep => DropReason::TooDeep,
+            OpenError::Carried(_) => DropReason::UnreadableWrapped,
+        }
+    }
+}
+
+/// A port fault met while handling one group (or one issuing call, or one failure's identity), for the
+/// function's log and metrics. Each group's work is independent: a fault stops only its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The group's id ([`crate::incident::group_id`]), when the fault is one group's.
+    pub group: Option<String>,
+    /// A retry may succeed ([`PortError::is_transient`]).
+    pub transient: bool,
+    /// What failed.
+    pub message: String,
+}
+
+impl Fault {
+    fn of(group: Option<&GroupKey>, error: &PortError) -> Fault {
+        Fault {
+            group: group.map(group_id),
+            transient: error.is_transient(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.transient { "transient" } else { "permanent" };
+        match &self.group {
+            Some(g) => write!(f, "{kind} fault of group {g}: {}", self.message),
+            None => write!(f, "{kind} fault: {}", self.message),
+        }
+    }
+}
+
+/// What the scheduled sweep did.
+#[derive(Clone, Debug, Default)]
+pub struct SweepOutcome {
+    /// Open incidents looked at.
+    pub groups: usize,
+    /// Groups whose work hit a port fault: left as they were, tried again at the next sweep.
+    pub faults: Vec<Fault>,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl SweepOutcome {
+    /// Every group looked at failed (and there was one): nothing the sweep does can work, most likely
+    /// the stack's fault rather than one group's.
+    pub fn all_failed(&self) -> bool {
+        self.groups > 0 && self.faults.len() >= self.groups
+    }
 }
 
 /// What happened to a batch.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
-    /// Indexes of events to deliver again: a port failed while handling them.
+    /// Indexes of events to deliver again: a port failed transiently while handling them.
     pub retry: BTreeSet<usize>,
-    /// Why events were left for retry (one entry per failed step), for the function's log.
-    pub faults: Vec<String>,
+    /// Indexes of events given up on: a permanent fault of their group, which a retry would meet again
+    /// (never also in `retry`). See [`Detector::process`].
+    pub abandoned: BTreeSet<usize>,
+    /// Every port fault met (one entry per failed step), for the function's log and metrics.
+    pub faults: Vec<Fault>,
     /// Events that could not be read, and why: dropped, never retried.
     pub unreadable: Vec<(usize, String)>,
+    /// Records of readable events dropped, and why (one entry per record): never retried.
+    pub skipped: Vec<(usize, DropReason)>,
     /// Synthetic drills refused, and why: dropped, never retried.
     pub refused: Vec<(usize, Refusal)>,
     /// Counters.
@@ -101,15 +223,25 @@ struct Pending {
 
 impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
     /// Handles a batch of events (each one EventBridge event, as bytes) at time `now`.
+    ///
+    /// Each group's work (and each issuing call's) is independent: a port fault stops only its own. A
+    /// transient fault leaves the group's events for retry. A permanent one (validation, an item at
+    /// DynamoDB's size limit, access denied) would fail every retry, so its group's events are given up
+    /// on (`abandoned`) when something else in the batch was written: the fault is that group's data.
+    /// When nothing in the batch could be written the fault is taken for the stack's (access denied, a
+    /// missing table or topic) and every event is left for retry, so that the dead-letter queue keeps
+    /// them for a redrive once it is fixed. Either way it is counted (`permanent_faults`) at once.
     pub async fn process(&self, events: &[&[u8]], now: Epoch) -> Outcome {
         let mut out = Outcome::default();
+        let mut failed: Vec<(BTreeSet<usize>, PortError, Option<GroupKey>)> = Vec::new();
+        let mut written = 0usize;
         let mut groups: BTreeMap<GroupKey, Vec<Pending>> = BTreeMap::new();
         let mut issuances: Vec<(usize, Issuance)> = Vec::new();
         for (index, bytes) in events.iter().enumerate() {
             let records = match decode(bytes) {
                 Ok(r) => r,
                 Err(reason) => {
-                    out.metrics.unreadable += 1;
+                    *out.metrics.dropped.entry(DropReason::of(&reason)).or_default() += 1;
                     out.unreadable.push((index, reason.to_string()));
                     continue;
                 }
@@ -131,11 +263,18 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                             *out.metrics.drills_refused.entry(refusal).or_default() += 1;
                             out.refused.push((index, refusal));
                         }
-                        Err(e) => {
-                            out.retry.insert(index);
-                            out.faults.push(e.to_string());
-                        }
+                        Err(e) => failed.push((BTreeSet::from([index]), e, None)),
                     }
+                    continue;
+                }
+                let untimed = match rec.event_time.get() {
+                    None => Some(DropReason::NoEventTime),
+                    Some(t) if parse_time(t).is_none() => Some(DropReason::BadEventTime),
+                    Some(_) => None,
+                };
+                if let Some(reason) = untimed {
+                    *out.metrics.dropped.entry(reason).or_default() += 1;
+                    out.skipped.push((index, reason));
                     continue;
                 }
                 match classify(&rec, &env) {
@@ -144,52 +283,87 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                             let key = group_key(&failure.account, &failure.principal, &failure.session);
                             groups.entry(key).or_default().push(Pending { index, failure });
                         }
-                        Err(e) => {
-                            out.retry.insert(index);
-                            out.faults.push(e.to_string());
-                        }
+                        Err(e) => failed.push((BTreeSet::from([index]), e, None)),
                     },
                     Observation::Issuance(i) => issuances.push((index, i)),
-                    Observation::Other => {}
+                    Observation::Other => {
+                        let reason = DropReason::NotAFailureOrIssuance;
+                        *out.metrics.dropped.entry(reason).or_default() += 1;
+                        out.skipped.push((index, reason));
+                    }
                 }
             }
         }
         for (index, issuance) in issuances {
-            if let Err(e) = self.on_issuance(&issuance, now, &mut out.metrics).await {
-                out.retry.insert(index);
-                out.faults.push(e.to_string());
+            match self.on_issuance(&issuance, now, &mut out.metrics).await {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    let key = group_key(&issuance.account, &issuance.principal, &issuance.session);
+                    failed.push((BTreeSet::from([index]), e, Some(key)));
+                }
             }
         }
         for (key, pending) in groups {
             let indexes: BTreeSet<usize> = pending.iter().map(|p| p.index).collect();
-            if let Err(e) = self.on_failures(&key, pending, now, &mut out.metrics).await {
-                out.retry.extend(indexes);
-                out.faults.push(e.to_string());
+            match self.on_failures(&key, pending, now, &mut out.metrics).await {
+                Ok(()) => written += 1,
+                Err(e) => failed.push((indexes, e, Some(key))),
             }
         }
+        let stack_fault = written == 0;
+        for (indexes, error, key) in failed {
+            out.metrics.count_fault(&error);
+            if error.is_transient() || stack_fault {
+                out.retry.extend(indexes);
+            } else {
+                out.abandoned.extend(indexes);
+            }
+            out.faults.push(Fault::of(key.as_ref(), &error));
+        }
+        // An event another group still needs is retried whole: its failures of the broken group are then
+        // refused again, and its other ones counted once (claims are per eventID).
+        let retry = &out.retry;
+        out.abandoned.retain(|i| !retry.contains(i));
         out
     }
 
     /// The scheduled sweep: pages held incidents whose wait is over, and ends incidents quiet for the
     /// cool-down or whose failures stopped with a newer session.
-    pub async fn sweep(&self, now: Epoch) -> Result<Metrics, PortError> {
-        let mut metrics = Metrics::default();
+    ///
+    /// Each group is handled on its own: a port fault of one is recorded in the outcome (and counted)
+    /// and the sweep goes on with the next; the next sweep tries it again. Only a failure to list the
+    /// open incidents fails the sweep as a whole.
+    pub async fn sweep(&self, now: Epoch) -> Result<SweepOutcome, PortError> {
+        let mut out = SweepOutcome::default();
         for state in self.store.open_incidents().await? {
-            if resolved_by_quiet(&state, self.policy, now) {
-                let how = self.quiet(&state);
-                self.resolve(&state, now, how, &mut metrics).await?;
-                continue;
-            }
-            self.maybe_page(&state, now, &mut metrics).await?;
-            let failing = self.failing_session(&state).await?;
-            let issued = state.failing_session_issued_at(failing.as_ref());
-            if let Some(renewed) = renewal_settled(&state, issued, now) {
-                let how = Resolution::NewerSession { issued_at: renewed };
-                self.resolve(&state, renewed.max(state.stats.last), how, &mut metrics)
-                    .await?;
+            out.groups += 1;
+            if let Err(e) = self.sweep_group(&state, now, &mut out.metrics).await {
+                out.metrics.count_fault(&e);
+                out.faults.push(Fault::of(Some(&state.key), &e));
             }
         }
-        Ok(metrics)
+        Ok(out)
+    }
+
+    async fn sweep_group(
+        &self,
+        state: &GroupState,
+        now: Epoch,
+        metrics: &mut Metrics,
+    ) -> Result<(), PortError> {
+        if resolved_by_quiet(state, self.policy, now) {
+            let how = self.quiet(state);
+            return self.resolve(state, now, how, metrics).await;
+        }
+        self.maybe_page(state, now, metrics).await?;
+        let failing = self.failing_session(state).await?;
+        let issued = state.failing_session_issued_at(failing.as_ref());
+        if let Some(renewed) = renewal_settled(state, issued, now) {
+            let how = Resolution::NewerSession { issued_at: renewed };
+            self.resolve(state, renewed.max(state.stats.last), how, metrics)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Screens a synthetic drill and claims its account's drill slot.
@@ -307,8 +481,19 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 issued_at,
                 earliest,
             };
-            self.record_session_failures(key, session, &failures, now, metrics)
-                .await?;
+            if !self
+                .record_session_failures(key, session, &failures, now, metrics)
+                .await?
+            {
+                // The principal opened its hour's share of groups: these failures count in its
+                // over-the-cap group, which one page covers, rather than open a group and a page each.
+                let over = GroupKey {
+                    session: Some(OVER_CAP_SESSION.to_owned()),
+                    ..key.clone()
+                };
+                self.record_session_failures(&over, session, &failures, now, metrics)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -320,13 +505,27 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         failures: &[Failure],
         now: Epoch,
         metrics: &mut Metrics,
-    ) -> Result<(), PortError> {
+    ) -> Result<bool, PortError> {
         let new_id = incident_id(key, session.earliest);
+        let mut admitted = !self.capped(key);
         for _attempt in 0..3 {
             let before = self.store.load(key).await?.unwrap_or_else(|| GroupState {
                 key: key.clone(),
                 ..Default::default()
             });
+            // A group that never had an incident is new (an issuing call may have written it already).
+            if before.incident.id.is_none() && !admitted {
+                let principal = group_id(&GroupKey {
+                    session: None,
+                    ..key.clone()
+                });
+                let cap = self.policy.new_groups_per_hour;
+                if !self.store.admit_new_group(&principal, now, cap).await? {
+                    metrics.new_groups_capped += 1;
+                    return Ok(false);
+                }
+                admitted = true;
+            }
             let placement = place(&before, session, self.policy);
             let change = match placement {
                 Placement::New { session_failed_at } => {
@@ -382,11 +581,20 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             if restart {
                 *metrics.incidents_opened.entry(finding.verdict()).or_default() += 1;
             }
-            return self.page_if_due(&after, finding, now, metrics).await;
+            return self
+                .page_if_due(&after, finding, now, metrics)
+                .await
+                .map(|()| true);
         }
         Err(PortError::transient(
             "the incident kept changing under concurrent updates",
         ))
+    }
+
+    /// Does a new group of `key` count against its principal's hourly cap? Not a drill's (drills have a
+    /// cap of their own), nor the over-the-cap group itself.
+    fn capped(&self, key: &GroupKey) -> bool {
+        !self.policy.drills.is_drill_group(key) && key.session.as_deref() != Some(OVER_CAP_SESSION)
     }
 
     async fn failing_session(&self, state: &GroupState) -> Result<Option<Issuance>, PortError> {
@@ -446,7 +654,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 .page_fleet(&fleet, state, incident, finding, severity, now, metrics)
                 .await;
         }
-        if !self.store.claim_page(&state.key, incident, severity).await? {
+        if !self.store.claim_page(&state.key, incident, severity, now).await? {
             *metrics.alerts_withheld.entry(Withheld::AlreadyPaged).or_default() += 1;
             return Ok(());
         }
@@ -464,14 +672,16 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             resolution: None,
             fleet: None,
         });
+        // Delivery is at least once: the claim is a lease, and `paged` is recorded only once SNS took
+        // the page. An invocation that dies in between (a timeout, out of memory, a crash) leaves a claim
+        // that runs out, and the retry or the next sweep pages again, with the same alert id.
         if let Err(e) = self.sink.publish(&notice).await {
-            self.store
-                .release_page(&state.key, incident, severity, state.incident.paged)
-                .await?;
+            // Best effort: should this fail too, the lease still ends the claim.
+            let _ = self.store.release_page(&state.key, incident, severity).await;
             return Err(e);
         }
         *metrics.alerts_published.entry(kind).or_default() += 1;
-        Ok(())
+        self.store.confirm_page(&state.key, incident, severity).await
     }
 
     /// The fleet whose incident `key`'s group pages through, if any: never a drill's.
@@ -532,7 +742,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 if let Some(paged) = doc.paged.filter(|p| *p >= severity) {
                     // Paged with its fleet: the member's incident says so (reports, the digest), and its
                     // next decisions need not read the fleet again.
-                    self.store.claim_page(&state.key, member, paged).await?;
+                    self.store.confirm_page(&state.key, member, paged).await?;
                 }
                 *metrics.alerts_withheld.entry(Withheld::AlreadyPaged).or_default() += 1;
                 return Ok(());
@@ -566,7 +776,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             // with the same alert_id for a subscriber to drop.
             self.update_fleet(fleet, now, |f| Some(fleet::confirm(f, severity)))
                 .await?;
-            self.store.claim_page(&state.key, member, severity).await?;
+            self.store.confirm_page(&state.key, member, severity).await?;
             return Ok(());
         }
         Err(PortError::transient(
@@ -703,6 +913,7 @@ mod tests {
     use crate::drill::{DrillPolicy, DrillRole};
     use crate::incident::group_id;
     use crate::memory::{MemoryStore, RecordingSink};
+    use crate::ports::PAGE_LEASE;
     use serde_json::{Value, json};
 
     const T0: Epoch = 1_793_606_400; // 2026-11-02T08:00:00Z
@@ -798,6 +1009,141 @@ mod tests {
         rig.detector().process(&refs, now).await
     }
 
+    /// A failed AssumeRoleWithWebIdentity call of role `role`, asking for the session `name`.
+    fn web_identity_failure(id: &str, age: i64, role: &str, name: &str) -> Vec<u8> {
+        json!({
+            "version": "0", "id": format!("eb-{id}"), "detail-type": "AWS API Call via CloudTrail", "source": "aws.sts",
+            "account": "123456789012", "time": iso(T0 + age), "region": "us-east-1", "resources": [],
+            "detail": {
+                "eventVersion": "1.08", "eventTime": iso(T0 + age), "eventSource": "sts.amazonaws.com",
+                "eventName": "AssumeRoleWithWebIdentity", "errorCode": "ExpiredTokenException", "eventID": id,
+                "errorMessage": "Token expired", "recipientAccountId": "123456789012",
+                "userIdentity": {"type": "WebIdentityUser", "userName": "system:serviceaccount:a:b"},
+                "requestParameters": {"roleArn": format!("arn:aws:iam::123456789012:role/{role}"), "roleSessionName": name}
+            }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn groups(rig: &Rig) -> Vec<GroupKey> {
+        let mut keys: Vec<GroupKey> = rig.store.snapshot().into_iter().map(|g| g.key).collect();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn failed_web_identity_calls_naming_a_new_session_each_no_longer_open_a_group_and_a_page_each() {
+        // Regression: the session of a failed AssumeRoleWithWebIdentity is the caller's roleSessionName,
+        // and the call needs no credentials, so 50 names were 50 groups and 50 pages.
+        let rig = Rig::new();
+        let events: Vec<Vec<u8>> = (0..50)
+            .map(|i| web_identity_failure(&format!("w{i}"), 3800 + i, "api", &format!("flood-{i:02}")))
+            .collect();
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert!(out.retry.is_empty(), "{out:?}");
+        assert_eq!(rig.sink.notices().len(), 1, "one page for the role");
+        let keys = groups(&rig);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].session.as_deref(), Some(crate::classify::ANY_SESSION));
+        let state = rig.store.snapshot().remove(0);
+        assert_eq!(state.stats.failures, 50, "every failure counted");
+        assert_eq!(
+            state.stats.requested_sessions.len(),
+            crate::stats::MAX_LISTED,
+            "the names listed, up to the cap"
+        );
+        let finding = rig.sink.notices()[0].incident().unwrap().finding.clone();
+        assert!(finding.requested_sessions.contains(&"flood-00".to_owned()));
+        // Another role's calls are a group of their own.
+        run(
+            &rig,
+            &[web_identity_failure("x1", 3850, "other", "flood-00")],
+            T0 + 3900,
+        )
+        .await;
+        assert_eq!(groups(&rig).len(), 2);
+        assert_eq!(out.metrics.new_groups_capped, 0);
+    }
+
+    #[tokio::test]
+    async fn sessions_of_a_role_that_authenticated_stay_groups_of_their_own() {
+        // Negative case: a real session's name was given by STS to a signed caller; its failures are
+        // its own group, apart from the role's failed AssumeRoleWith* calls.
+        let rig = Rig::new();
+        let events = vec![
+            failure_event("a1", 3800, "job-a"),
+            failure_event("b1", 3801, "job-b"),
+            web_identity_failure("w1", 3802, "etl", "job-a"),
+        ];
+        run(&rig, &events, T0 + 3900).await;
+        let sessions: Vec<Option<String>> = groups(&rig).into_iter().map(|k| k.session).collect();
+        assert_eq!(
+            sessions,
+            vec![
+                Some(crate::classify::ANY_SESSION.to_owned()),
+                Some("job-a".to_owned()),
+                Some("job-b".to_owned())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_principal_opening_groups_past_its_hourly_cap_no_longer_pages_for_each() {
+        // Regression: every new session was a new group and a new page, without bound.
+        let mut rig = Rig::new();
+        rig.policy.new_groups_per_hour = 3;
+        let events: Vec<Vec<u8>> = (0..10)
+            .map(|i| failure_event(&format!("s{i}"), 3800 + i, &format!("session-{i}")))
+            .collect();
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert!(out.retry.is_empty(), "{out:?}");
+        assert_eq!(
+            out.metrics.new_groups_capped, 7,
+            "the metric says when the cap bites"
+        );
+        let keys = groups(&rig);
+        assert_eq!(keys.len(), 4, "three groups and the over-the-cap one: {keys:?}");
+        let over: Vec<GroupState> = rig
+            .store
+            .snapshot()
+            .into_iter()
+            .filter(|g| g.key.session.as_deref() == Some(OVER_CAP_SESSION))
+            .collect();
+        assert_eq!(over.len(), 1);
+        assert_eq!(over[0].stats.failures, 7, "no failure lost");
+        assert_eq!(rig.sink.notices().len(), 4, "a page per group, not per session");
+        // A group that exists takes its failures whatever the cap.
+        let more = run(&rig, &[failure_event("s0-again", 3820, "session-0")], T0 + 3900).await;
+        assert_eq!(more.metrics.new_groups_capped, 0);
+        // The next hour opens groups again.
+        let later = run(
+            &rig,
+            &[failure_event("n1", 3830, "session-new")],
+            T0 + 3900 + 3600,
+        )
+        .await;
+        assert_eq!(later.metrics.new_groups_capped, 0);
+        assert_eq!(groups(&rig).len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_principal_within_its_hourly_cap_opens_a_group_per_session() {
+        // Negative case: at the cap exactly, nothing is diverted.
+        let mut rig = Rig::new();
+        rig.policy.new_groups_per_hour = 3;
+        let events: Vec<Vec<u8>> = (0..3)
+            .map(|i| failure_event(&format!("s{i}"), 3800 + i, &format!("session-{i}")))
+            .collect();
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert_eq!(out.metrics.new_groups_capped, 0);
+        assert_eq!(groups(&rig).len(), 3);
+        assert_eq!(
+            Policy::default().new_groups_per_hour,
+            crate::incident::NEW_GROUPS_PER_HOUR
+        );
+    }
+
     #[tokio::test]
     async fn a_stale_cache_pages_once_with_its_count() {
         let rig = Rig::new();
@@ -888,6 +1234,105 @@ mod tests {
         assert_eq!(rig.sink.notices().len(), 1);
     }
 
+    /// A sink whose publish never returns: the Lambda deadline ends the invocation in it.
+    struct Hanging;
+    impl AlertSink for Hanging {
+        async fn publish(&self, _: &Notice) -> Result<(), PortError> {
+            std::future::pending().await
+        }
+    }
+
+    /// A sink that crashes the invocation in the middle of publishing.
+    struct Crashing;
+    impl AlertSink for Crashing {
+        async fn publish(&self, _: &Notice) -> Result<(), PortError> {
+            panic!("the invocation dies between claiming the page and publishing it")
+        }
+    }
+
+    fn stale_batch(prefix: &str) -> Vec<Vec<u8>> {
+        (0..3)
+            .map(|i| failure_event(&format!("{prefix}{i}"), 3800 + i, "job"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_claiming_and_publishing_no_longer_loses_the_page() {
+        let store = std::sync::Arc::new(MemoryStore::default());
+        let crashed = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let policy = Policy::default();
+                let detector = Detector {
+                    store: &*store,
+                    sink: &Crashing,
+                    policy: &policy,
+                };
+                let events = stale_batch("k");
+                let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+                detector.process(&refs, T0 + 3900).await
+            })
+            .await
+        };
+        assert!(crashed.unwrap_err().is_panic());
+        let (sink, policy) = (RecordingSink::default(), Policy::default());
+        let detector = Detector {
+            store: &*store,
+            sink: &sink,
+            policy: &policy,
+        };
+        let events = stale_batch("k");
+        let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        let early = detector.process(&refs, T0 + 3901).await;
+        assert!(
+            sink.notices().is_empty(),
+            "the claim holds while its claimer may be alive"
+        );
+        assert_eq!(early.metrics.alerts_withheld[&Withheld::AlreadyPaged], 1);
+        // SQS delivers the batch again after its visibility timeout, well after the lease.
+        let retry = detector.process(&refs, T0 + 3900 + 300).await;
+        assert!(retry.retry.is_empty());
+        assert_eq!(sink.notices().len(), 1, "the retry pages");
+        assert_eq!(retry.metrics.duplicates, 3, "and counts nothing twice");
+        detector.process(&refs, T0 + 3900 + 900).await;
+        detector.sweep(T0 + 3900 + 1200).await.unwrap();
+        assert_eq!(sink.notices().len(), 1, "exactly once more");
+    }
+
+    #[tokio::test]
+    async fn a_publish_that_never_returns_until_the_deadline_no_longer_loses_the_page() {
+        let store = MemoryStore::default();
+        let policy = Policy::default();
+        let hanging = Detector {
+            store: &store,
+            sink: &Hanging,
+            policy: &policy,
+        };
+        let events = stale_batch("h");
+        let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        // The Lambda deadline, standing in: the invocation is cut off inside the publish.
+        let cut = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            hanging.process(&refs, T0 + 3900),
+        )
+        .await;
+        assert!(cut.is_err());
+        let sink = RecordingSink::default();
+        let detector = Detector {
+            store: &store,
+            sink: &sink,
+            policy: &policy,
+        };
+        detector.sweep(T0 + 3900 + PAGE_LEASE - 1).await.unwrap();
+        assert!(sink.notices().is_empty(), "not while the lease holds");
+        // Even if the batch were never delivered again, the next sweep pages.
+        detector.sweep(T0 + 3900 + PAGE_LEASE).await.unwrap();
+        assert_eq!(sink.notices().len(), 1);
+        detector.process(&refs, T0 + 3900 + 300).await;
+        detector.sweep(T0 + 3900 + 600).await.unwrap();
+        assert_eq!(sink.notices().len(), 1, "exactly once more");
+    }
+
     #[tokio::test]
     async fn a_store_fault_marks_the_events_for_retry_and_loses_nothing() {
         let rig = Rig::new();
@@ -898,7 +1343,7 @@ mod tests {
         let first = run(&rig, &batch, T0 + 3900).await;
         assert_eq!(first.retry.len(), 2);
         assert!(
-            first.faults.iter().any(|f| f.contains("injected fault")),
+            first.faults.iter().any(|f| f.message.contains("injected fault")),
             "the reason is kept for the log: {:?}",
             first.faults
         );
@@ -1073,6 +1518,124 @@ mod tests {
         );
     }
 
+    fn job_key(session: &str) -> GroupKey {
+        group_key(
+            &Some("123456789012".into()),
+            &Some("etl".into()),
+            &Some(session.into()),
+        )
+    }
+
+    #[tokio::test]
+    async fn one_failing_group_no_longer_stalls_the_sweep() {
+        let rig = Rig::new();
+        // Three held incidents (failures at the lease boundary), the first of which the store fails on.
+        for session in ["a-job", "b-job", "c-job"] {
+            run(&rig, &[failure_event(session, 3605, session)], T0 + 3610).await;
+        }
+        assert!(rig.sink.notices().is_empty());
+        let due = T0 + 3605 + REFRESH_WINDOW + DELIVERY_ALLOWANCE;
+        for transient in [true, false] {
+            rig.store.break_group(&job_key("a-job"), transient);
+            let out = rig.detector().sweep(due).await.unwrap();
+            assert_eq!(out.groups, 3);
+            assert_eq!(out.faults.len(), 1, "{:?}", out.faults);
+            assert_eq!(out.faults[0].group.as_deref(), Some("123456789012|etl|a-job"));
+            assert_eq!(out.faults[0].transient, transient);
+            assert_eq!(
+                (out.metrics.transient_faults, out.metrics.permanent_faults),
+                if transient { (1, 0) } else { (0, 1) }
+            );
+            assert!(!out.all_failed());
+        }
+        let paged = |rig: &Rig| -> Vec<String> {
+            rig.sink
+                .notices()
+                .iter()
+                .filter_map(Notice::incident)
+                .map(|n| n.incident.group.clone())
+                .collect()
+        };
+        assert_eq!(
+            paged(&rig),
+            ["123456789012|etl|b-job", "123456789012|etl|c-job"],
+            "the groups after the failing one still page"
+        );
+        rig.store.mend(&job_key("a-job"));
+        let out = rig.detector().sweep(due + 300).await.unwrap();
+        assert!(out.faults.is_empty());
+        assert_eq!(
+            paged(&rig).last().map(String::as_str),
+            Some("123456789012|etl|a-job"),
+            "the next sweep pages it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permanent_fault_of_one_group_is_no_longer_retried_into_the_dead_letter_queue() {
+        let rig = Rig::new();
+        rig.store.break_group(&job_key("bad"), false);
+        let batch = vec![
+            failure_event("p1", 3800, "bad"),
+            failure_event("p2", 3800, "good"),
+            failure_event("p3", 3801, "bad"),
+        ];
+        let out = run(&rig, &batch, T0 + 3900).await;
+        assert!(out.retry.is_empty(), "a retry would meet the same fault");
+        assert_eq!(out.abandoned, BTreeSet::from([0, 2]));
+        assert_eq!(out.metrics.permanent_faults, 1, "counted at once");
+        assert_eq!(out.faults.len(), 1);
+        assert_eq!(
+            (out.faults[0].group.as_deref(), out.faults[0].transient),
+            (Some("123456789012|etl|bad"), false)
+        );
+        assert_eq!(rig.docs().len(), 1, "the other group pages");
+
+        // A transient fault of the same group is still retried.
+        rig.store.break_group(&job_key("bad"), true);
+        let out = run(
+            &rig,
+            &[
+                failure_event("p4", 3802, "bad"),
+                failure_event("p5", 3802, "good"),
+            ],
+            T0 + 3910,
+        )
+        .await;
+        assert_eq!((out.retry, out.abandoned), (BTreeSet::from([0]), BTreeSet::new()));
+        assert_eq!(out.metrics.transient_faults, 1);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_fault_of_everything_in_the_batch_is_kept_for_retry_as_the_stacks() {
+        // Nothing could be written: access denied or a missing table, not one group's data. The messages
+        // go on to the dead-letter queue, from which they can be moved back once it is fixed.
+        let rig = Rig::new();
+        rig.store.break_group(&job_key("bad"), false);
+        let out = run(
+            &rig,
+            &[failure_event("q1", 3800, "bad"), failure_event("q2", 3801, "bad")],
+            T0 + 3900,
+        )
+        .await;
+        assert_eq!(out.retry, BTreeSet::from([0, 1]));
+        assert!(out.abandoned.is_empty());
+        assert_eq!(out.metrics.permanent_faults, 1, "and the alarm's metric at once");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_where_every_group_fails_says_so() {
+        let rig = Rig::new();
+        run(&rig, &[failure_event("z1", 3605, "z-job")], T0 + 3610).await;
+        rig.store.break_group(&job_key("z-job"), false);
+        let out = rig.detector().sweep(T0 + 3605 + 3600).await.unwrap();
+        assert!(out.all_failed());
+        assert!(
+            !SweepOutcome::default().all_failed(),
+            "nothing open is no failure"
+        );
+    }
+
     /// Day `day`'s run of a job that assumes its role at the start of the day and dies 60 minutes in.
     fn daily_failure(day: i64, n: i64) -> Vec<u8> {
         let mut event: Value =
@@ -1146,6 +1709,47 @@ mod tests {
         assert_eq!(out.unreadable.iter().map(|u| u.0).collect::<Vec<_>>(), vec![0, 1]);
         assert!(out.retry.is_empty());
         assert_eq!(rig.sink.notices().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_event_with_an_unparsable_event_time_is_no_longer_dropped_silently() {
+        let rig = Rig::new();
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut ev: Value = serde_json::from_slice(&failure_event("t1", 3800, "job")).unwrap();
+            f(&mut ev);
+            ev.to_string().into_bytes()
+        };
+        let events = vec![
+            with(&|e| e["detail"]["eventTime"] = json!("yesterday at noon")),
+            with(&|e| {
+                e["detail"].as_object_mut().unwrap().remove("eventTime");
+            }),
+            with(&|e| e["detail"]["errorCode"] = json!("AccessDenied")),
+            b"not json".to_vec(),
+            failure_event("t5", 3800, "job"),
+        ];
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert_eq!(
+            out.metrics.dropped,
+            BTreeMap::from([
+                (DropReason::NotJson, 1),
+                (DropReason::NoEventTime, 1),
+                (DropReason::BadEventTime, 1),
+                (DropReason::NotAFailureOrIssuance, 1),
+            ]),
+            "every drop is counted by its reason"
+        );
+        assert_eq!(
+            out.skipped,
+            vec![
+                (0, DropReason::BadEventTime),
+                (1, DropReason::NoEventTime),
+                (2, DropReason::NotAFailureOrIssuance)
+            ],
+            "and named for the log"
+        );
+        assert!(out.retry.is_empty(), "a drop is never retried");
+        assert_eq!(rig.docs().len(), 1, "the good event still pages");
     }
 
     #[tokio::test]

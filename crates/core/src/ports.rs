@@ -78,6 +78,13 @@ impl PortError {
     }
 }
 
+/// Seconds a page claim holds ([`StateStore::claim_page`]). Longer than an invocation can live (the
+/// detector's timeout is 30 s), so a live claimer is never overtaken; shorter than the event queue's
+/// visibility timeout (300 s) and the sweep's period (5 min), so that the retry of an invocation that
+/// died between claiming and publishing, or the next sweep, finds the claim over and pages
+/// (tests/infra.rs holds the template to both).
+pub const PAGE_LEASE: i64 = 120;
+
 /// How many of a batch's failures a store merges into the group at once ([`StateStore::record_failures`]):
 /// DynamoDB writes a batch in transactions of at most 100 actions, a claim of each failure's eventID and
 /// the group's update. Merging part by part differs from one merge of the whole batch only where
@@ -191,22 +198,36 @@ pub trait StateStore: Sync {
         access_key_id: &str,
     ) -> impl Future<Output = Result<Option<Issuance>, PortError>> + Send;
 
-    /// Claims the page of `incident` at `severity`: true for exactly one caller, and only while the
-    /// incident is current and was paged below `severity` (or not at all).
+    /// Claims the page of `incident` at `severity` for [`PAGE_LEASE`] seconds from `now`: true for one
+    /// caller at a time, and only while the incident is current, was paged (confirmed) below `severity`
+    /// or not at all, and no live claim of the incident at `severity` or above exists. A claim whose lease
+    /// ran out (its invocation died between claiming and publishing) is taken over, so no page is lost;
+    /// a claim below `severity` does not stand in an escalation's way.
     fn claim_page(
         &self,
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
+        now: Epoch,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
-    /// Gives a claim back when its alert could not be published, so that the retry pages.
+    /// Records that the page at `severity` was published (SNS accepted it): the incident's `paged`
+    /// rises to `severity` (never falls) and the caller's claim ends. Nothing changes if the incident is
+    /// no longer current.
+    fn confirm_page(
+        &self,
+        key: &GroupKey,
+        incident: &IncidentId,
+        severity: Severity,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Gives a claim back when its alert could not be published, so that the retry pages at once rather
+    /// than after the lease (which ends it anyway when this call fails too).
     fn release_page(
         &self,
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
-        previous: Option<Severity>,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Marks `incident` resolved at `at`: true for exactly one caller while it is current and open. The
@@ -235,6 +256,16 @@ pub trait StateStore: Sync {
         account: &str,
         event: Option<&str>,
         now: Epoch,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Counts a new group of the principal `principal` (a [`crate::incident::group_id`] without session)
+    /// in the clock hour of `now`: true while fewer than `cap` were counted in that hour (this one is then
+    /// counted), false once `cap` were, writing nothing. The count of an hour is kept for at least two.
+    fn admit_new_group(
+        &self,
+        principal: &str,
+        now: Epoch,
+        cap: u64,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// The current incident of the fleet `fleet` ([`crate::fleet::fleet_of`]) and the version to hand

@@ -66,6 +66,9 @@ pub struct FailureStats {
     pub source_ips: BTreeSet<String>,
     /// Access keys (at most [`MAX_LISTED`]).
     pub access_key_ids: BTreeSet<String>,
+    /// The session names failed `AssumeRoleWith*` calls asked for (at most [`MAX_LISTED`]): the caller's
+    /// choice, so listed, never a group each (crate::classify::ANY_SESSION).
+    pub requested_sessions: BTreeSet<String>,
     /// Failures per client, with the time it was first seen.
     pub clients: BTreeMap<Client, (u64, Epoch)>,
 }
@@ -102,6 +105,11 @@ impl FailureStats {
             && self.access_key_ids.len() < MAX_LISTED
         {
             self.access_key_ids.insert(key);
+        }
+        if let Some(name) = f.requested_session
+            && self.requested_sessions.len() < MAX_LISTED
+        {
+            self.requested_sessions.insert(name);
         }
         if let Some(c) = f.client {
             let e = self.clients.entry(c).or_insert((0, f.time));
@@ -157,6 +165,11 @@ impl FailureStats {
         for key in other.access_key_ids {
             if self.access_key_ids.len() < MAX_LISTED {
                 self.access_key_ids.insert(key);
+            }
+        }
+        for name in other.requested_sessions {
+            if self.requested_sessions.len() < MAX_LISTED {
+                self.requested_sessions.insert(name);
             }
         }
         for (c, (n, t)) in other.clients {

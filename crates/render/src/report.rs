@@ -153,6 +153,10 @@ pub struct Group {
     pub error_codes: BTreeMap<String, u64>,
     pub event_names: BTreeMap<String, u64>,
     pub source_ips: Vec<String>,
+    /// The session names failed `AssumeRoleWith*` calls asked for (at most 20), when the group is such
+    /// calls': its session is `(any session)`, since the caller chooses the name (docs/rules.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested_sessions: Vec<String>,
     pub remediation: String,
     /// Incidents of the group (this group's fields describe the latest).
     pub incidents: usize,
@@ -203,6 +207,7 @@ impl Group {
             error_codes: f.error_codes.clone(),
             event_names: f.event_names.clone(),
             source_ips: f.source_ips.clone(),
+            requested_sessions: f.requested_sessions.clone(),
             remediation: f.remediation.to_string(),
             incidents: f.history.len().max(1),
             incident_list: if f.history.is_empty() {

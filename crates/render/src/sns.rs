@@ -105,6 +105,7 @@ fn cleaned(group: &Group) -> Group {
     g.session = c(&group.session, 128);
     g.access_key_ids = group.access_key_ids.iter().map(|k| clean(k, 128)).collect();
     g.source_ips = group.source_ips.iter().map(|ip| clean(ip, 128)).collect();
+    g.requested_sessions = group.requested_sessions.iter().map(|s| clean(s, 128)).collect();
     g.error_codes = group
         .error_codes
         .iter()
@@ -499,7 +500,7 @@ fn text_message(
         .lease_seconds
         .map(|l| duration(l as i64))
         .unwrap_or_else(|| "unknown".into());
-    let rows = [
+    let mut rows = vec![
         (
             "Principal",
             g.principal.clone().unwrap_or_else(|| "unknown".into()),
@@ -526,6 +527,10 @@ fn text_message(
         ("Calls", counts(&g.event_names)),
         ("Source IPs", g.source_ips.join(", ")),
     ];
+    if !g.requested_sessions.is_empty() {
+        // The caller chose these names (the group is one per role for that reason): listed, never grouped.
+        rows.push(("Session names asked for", g.requested_sessions.join(", ")));
+    }
     t.push_str("\nDetails\n");
     for (k, v) in rows {
         let _ = writeln!(t, "{k}: {v}");
@@ -694,6 +699,7 @@ mod tests {
             error_codes: BTreeMap::from([("ExpiredToken".into(), 83)]),
             event_names: BTreeMap::from([("s3:ListBuckets".into(), 40), ("s3:GetBucketAcl".into(), 43)]),
             source_ips: vec!["10.1.2.3".into()],
+            requested_sessions: Vec::new(),
             remediation: "Let botocore refresh the role: configure it.".into(),
             incidents: 1,
             incident_list: Vec::new(),

@@ -79,6 +79,7 @@ impl Config {
                     organization,
                     role,
                 },
+                ..Policy::default()
             },
         })
     }

@@ -7,10 +7,10 @@ pub mod config;
 pub mod emf;
 
 use serde_json::{Value, json};
-use tokenwatch_core::pipeline::{Detector, Metrics};
+use tokenwatch_core::pipeline::{Detector, DropReason, Fault, Metrics, Outcome};
 use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
 use tokenwatch_core::time::Epoch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Why an invocation failed as a whole (Lambda then retries it).
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +18,18 @@ pub enum HandlerError {
     /// Some of the event's work hit a transient fault; nothing was lost, the retry finishes it.
     #[error("retry: {0}")]
     Retry(String),
-    /// A port failed during the scheduled sweep.
+    /// The scheduled sweep could not list the open incidents.
     #[error("sweep failed: {0}")]
     Sweep(#[from] PortError),
+    /// The scheduled sweep failed on every open incident it looked at (one group's fault fails nothing
+    /// but that group, which the next sweep tries again).
+    #[error("sweep failed on all {groups} open incidents: {faults}")]
+    SweepEveryGroup {
+        /// Open incidents looked at.
+        groups: usize,
+        /// The faults, for the log.
+        faults: String,
+    },
 }
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -29,7 +38,9 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
         let error_type = match e {
             HandlerError::Retry(_) => "Retryable",
             HandlerError::Sweep(PortError::Transient { .. }) => "SweepRetryable",
-            HandlerError::Sweep(PortError::Permanent { .. }) => "SweepFailed",
+            HandlerError::Sweep(PortError::Permanent { .. }) | HandlerError::SweepEveryGroup { .. } => {
+                "SweepFailed"
+            }
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -85,13 +96,12 @@ pub async fn handle<S: StateStore, A: AlertSink>(
         Invocation::Sqs(messages) => {
             let bodies: Vec<&[u8]> = messages.iter().map(|(_, body)| body.as_bytes()).collect();
             let out = detector.process(&bodies, now).await;
-            for (i, reason) in &out.unreadable {
-                warn!(message_id = messages[*i].0, %reason, "Skipped an event that is not a CloudTrail event.");
-            }
+            log_drops(&out, |i| messages[i].0);
             for (i, refusal) in &out.refused {
                 warn!(message_id = messages[*i].0, reason = %refusal, "Dropped a drill event.");
             }
-            emit(&out.metrics, now);
+            log_faults(&out.faults);
+            emit(&out.metrics, &out.faults, now);
             let failures: Vec<Value> = out
                 .retry
                 .iter()
@@ -101,15 +111,29 @@ pub async fn handle<S: StateStore, A: AlertSink>(
                 warn!(
                     failed = failures.len(),
                     of = messages.len(),
-                    faults = ?out.faults,
-                    "Messages left for retry after a transient fault."
+                    "Messages left for retry after a fault."
+                );
+            }
+            if !out.abandoned.is_empty() {
+                let given_up: Vec<&str> = out.abandoned.iter().map(|&i| messages[i].0).collect();
+                error!(
+                    message_ids = ?given_up,
+                    "Messages given up on after a permanent fault of their group (not retried)."
                 );
             }
             Ok(json!({ "batchItemFailures": failures }))
         }
         Invocation::Scheduled => {
-            let metrics = detector.sweep(now).await?;
-            emit(&metrics, now);
+            let out = detector.sweep(now).await?;
+            log_faults(&out.faults);
+            emit(&out.metrics, &out.faults, now);
+            if out.all_failed() {
+                let faults: Vec<String> = out.faults.iter().map(Fault::to_string).collect();
+                return Err(HandlerError::SweepEveryGroup {
+                    groups: out.groups,
+                    faults: faults.join("; "),
+                });
+            }
             println!("{}", emf::sweep_line(now));
             Ok(json!({ "swept": true }))
         }
@@ -117,27 +141,71 @@ pub async fn handle<S: StateStore, A: AlertSink>(
             let bytes = payload.to_string();
             let out = detector.process(&[bytes.as_bytes()], now).await;
             let id = payload.get("id").and_then(Value::as_str).unwrap_or("");
-            for (_, reason) in &out.unreadable {
-                warn!(event_id = id, %reason, "Skipped an event that is not a CloudTrail event.");
+            log_drops(&out, |_| id);
+            log_faults(&out.faults);
+            emit(&out.metrics, &out.faults, now);
+            if !out.abandoned.is_empty() {
+                error!(
+                    event_id = id,
+                    "Event given up on after a permanent fault of its group (not retried)."
+                );
             }
             for (_, refusal) in &out.refused {
                 warn!(event_id = id, reason = %refusal, "Dropped a drill event.");
             }
-            emit(&out.metrics, now);
             if out.retry.is_empty() {
                 Ok(json!({}))
             } else {
-                Err(HandlerError::Retry(format!(
-                    "event {id}: {}",
-                    out.faults.join("; ")
-                )))
+                let faults: Vec<String> = out.faults.iter().map(Fault::to_string).collect();
+                Err(HandlerError::Retry(format!("event {id}: {}", faults.join("; "))))
             }
         }
     }
 }
 
-fn emit(metrics: &Metrics, now: Epoch) {
-    for line in emf::lines(metrics, now) {
+/// A line for every event or record dropped (each is counted in `EventsDropped` as well), naming the
+/// message or event id that `id` gives for an event's index.
+fn log_drops<'a>(out: &Outcome, id: impl Fn(usize) -> &'a str) {
+    for (i, reason) in &out.unreadable {
+        warn!(message_id = id(*i), %reason, "Skipped an event that is not a CloudTrail event.");
+    }
+    for (i, reason) in &out.skipped {
+        match reason {
+            DropReason::NotAFailureOrIssuance => info!(
+                message_id = id(*i),
+                reason = reason.as_str(),
+                "Skipped a record that is neither an expiry failure nor an issuing call."
+            ),
+            _ => warn!(
+                message_id = id(*i),
+                reason = reason.as_str(),
+                "Skipped a record that cannot be timed."
+            ),
+        }
+    }
+    if out.metrics.new_groups_capped > 0 {
+        warn!(
+            sessions = out.metrics.new_groups_capped,
+            "A principal opened its hourly share of new groups: these sessions' failures went to its over-the-cap group."
+        );
+    }
+}
+
+/// A line per port fault, naming its group: a transient one is retried (the message, or the next sweep),
+/// a permanent one also raises the `PermanentFaults` alarm.
+fn log_faults(faults: &[Fault]) {
+    for f in faults {
+        let group = f.group.as_deref().unwrap_or("");
+        if f.transient {
+            warn!(group, fault = %f.message, "A transient fault; the work is tried again.");
+        } else {
+            error!(group, fault = %f.message, "A permanent fault; a retry cannot get past it.");
+        }
+    }
+}
+
+fn emit(metrics: &Metrics, faults: &[Fault], now: Epoch) {
+    for line in emf::lines(metrics, faults, now) {
         // Embedded metric format must be a line of its own on stdout, outside the tracing layer.
         println!("{line}");
     }
@@ -226,6 +294,78 @@ mod tests {
             ));
             assert!(handle(event, &d, NOW).await.is_ok());
             assert_eq!(sink.notices().len(), 1);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_permanent_fault_of_one_group_no_longer_sends_its_messages_to_the_dead_letter_queue() {
+        with_detector(|store, sink| async move {
+            let policy = Policy::default();
+            let d = Detector {
+                store: &store,
+                sink: &sink,
+                policy: &policy,
+            };
+            store.break_group(
+                &tokenwatch_core::stats::GroupKey {
+                    account: Some("123456789012".into()),
+                    principal: Some("etl".into()),
+                    session: Some("job".into()),
+                },
+                false,
+            );
+            let batch = sqs(&[
+                ("m1", failure("e1")),
+                ("m2", failure("o1").replace("job", "other")),
+                ("m3", failure("e2")),
+            ]);
+            let out = handle(batch, &d, NOW).await.unwrap();
+            assert_eq!(
+                out["batchItemFailures"],
+                json!([]),
+                "m1 and m3 are given up on, not retried five times"
+            );
+            assert_eq!(sink.notices().len(), 1, "the other group paged");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_sweep_fails_the_invocation_only_when_every_group_failed() {
+        with_detector(|store, sink| async move {
+            let policy = Policy::default();
+            let d = Detector {
+                store: &store,
+                sink: &sink,
+                policy: &policy,
+            };
+            let other = failure("o1").replace("job", "other");
+            let out = handle(sqs(&[("m1", failure("e1")), ("m2", other)]), &d, NOW)
+                .await
+                .unwrap();
+            assert_eq!(out["batchItemFailures"], json!([]));
+            assert_eq!(sink.notices().len(), 2, "both paged");
+            let job = tokenwatch_core::stats::GroupKey {
+                account: Some("123456789012".into()),
+                principal: Some("etl".into()),
+                session: Some("job".into()),
+            };
+            store.break_group(&job, false);
+            let schedule = json!({"detail-type": "Scheduled Event", "source": "aws.events"});
+            let quiet = NOW + 3600;
+            assert_eq!(
+                handle(schedule.clone(), &d, quiet).await.unwrap(),
+                json!({"swept": true}),
+                "one group's fault fails nothing else"
+            );
+            assert_eq!(sink.notices().len(), 3, "the other group's resolved notice");
+            let err = handle(schedule, &d, quiet + 300).await.unwrap_err();
+            assert!(
+                matches!(err, HandlerError::SweepEveryGroup { groups: 1, .. }),
+                "{err}"
+            );
+            assert_eq!(lambda_runtime::Diagnostic::from(err).error_type, "SweepFailed");
         })
         .await;
     }

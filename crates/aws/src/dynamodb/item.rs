@@ -30,6 +30,9 @@ pub(crate) const GROUP_SK: &str = "STATE";
 /// (`drill_event`).
 pub(crate) const DRILL_SK: &str = "DRILL";
 pub(crate) const DRILL_AT: &str = "drill_at";
+/// A principal's new groups in one clock hour: `pk` = `NEWGROUPS#<principal>#<hour>`.
+pub(crate) const NEW_GROUPS_SK: &str = "NEWGROUPS";
+pub(crate) const NEW_GROUPS: &str = "new_groups";
 pub(crate) const DRILL_EVENT: &str = "drill_event";
 
 pub(crate) const DAY: i64 = 86_400;
@@ -74,6 +77,8 @@ pub(crate) const CALL_PREFIX: &str = "call#";
 /// The names of the `call#` attributes, as a string set: its `size()` is what the cap is checked on.
 pub(crate) const CALL_NAMES: &str = "call_names";
 pub(crate) const SOURCE_IPS: &str = "source_ips";
+/// String set: the session names failed `AssumeRoleWith*` calls asked for (capped like `source_ips`).
+pub(crate) const REQUESTED_SESSIONS: &str = "requested_sessions";
 pub(crate) const ACCESS_KEY_IDS: &str = "access_key_ids";
 /// `client#<client>`: failures per client; `client_first#<client>`: when it was first seen.
 pub(crate) const CLIENT_PREFIX: &str = "client#";
@@ -89,6 +94,9 @@ pub(crate) fn issued_session(issued_at: Epoch, access_key_id: &str) -> String {
 }
 pub(crate) const INCIDENT_ID: &str = "incident_id";
 pub(crate) const PAGED: &str = "paged";
+/// The live page claim: `<severity>:<incident id>` (a severity has no `:`), and until when it holds.
+pub(crate) const PAGE_CLAIM: &str = "page_claim";
+pub(crate) const PAGE_CLAIM_UNTIL: &str = "page_claim_until";
 pub(crate) const RESOLVED_AT: &str = "resolved_at";
 /// Number set: when the group's resolved incidents began.
 pub(crate) const HISTORY: &str = "history";
@@ -123,6 +131,10 @@ pub(crate) fn key(pk: String, sk: &str) -> Item {
 
 pub(crate) fn claim_pk(event_id: &str) -> String {
     format!("EVENT#{event_id}")
+}
+
+pub(crate) fn new_groups_pk(principal: &str, hour: i64) -> String {
+    format!("NEWGROUPS#{principal}#{hour}")
 }
 
 pub(crate) fn drill_pk(account: &str) -> String {
@@ -187,6 +199,7 @@ pub(crate) fn decode_group(item: &Item) -> GroupState {
         request_expired_failures: get_n(item, REQUEST_EXPIRED_FAILURES).unwrap_or(0),
         source_ips: get_ss(item, SOURCE_IPS),
         access_key_ids: get_ss(item, ACCESS_KEY_IDS),
+        requested_sessions: get_ss(item, REQUESTED_SESSIONS),
         ..Default::default()
     };
     for (name, value) in item {

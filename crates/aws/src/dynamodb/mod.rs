@@ -17,9 +17,10 @@
 //! first failure's time and facts (`first_failure`, `first_access_key_id`, …), `last_failure`, each
 //! client's first sighting (`client_first#<client>`), string sets `source_ips`, `access_key_ids` and
 //! `call_names` (the `call#` names, whose `size()` the cap is checked on), the number set `issued_times`,
-//! and the incident: `incident_id`, `paged` (a severity), `resolved_at`. `open` = `"1"` exists only while
-//! the incident is open (set when one starts, removed on resolve, set again on unresolve), so
-//! `open_incidents` is a query of the index, not a scan.
+//! and the incident: `incident_id`, `paged` (the highest severity published), `resolved_at`, and the
+//! page claim `page_claim` (`<severity>:<incident id>`) with its lease's end `page_claim_until`.
+//! `open` = `"1"` exists only while the incident is open (set when one starts, removed on resolve, set
+//! again on unresolve), so `open_incidents` is a query of the index, not a scan.
 //!
 //! `record_failures` makes one `TransactWriteItems` per part of the batch ([`MERGE_PART`], 99 failures): a
 //! put of each eventID's claim, conditional on `attribute_not_exists(pk)`, and one update of the group
@@ -46,7 +47,11 @@
 //! merged part by part, as the port's contract says: [`Change::apply`]); the principal's length is
 //! compared with `size()`, which counts UTF-8 bytes in DynamoDB as `str::len` does (moto counts
 //! characters; the two differ only for non-ASCII principals, which IAM does not allow); items past their
-//! `expires_at` are still read until DynamoDB deletes them (it does so lazily, within days).
+//! `expires_at` are still read until DynamoDB deletes them (it does so lazily, within days). Group ids
+//! changed for two rare keys (`tokenwatch_core::incident::group_id`): an item an earlier version stored for a part
+//! written `-` is now the item of the key without that part (the earlier version wrote both alike), and
+//! one stored for a part cut at 256 bytes is reached by no key any more: the sweep skips it and it
+//! expires.
 
 #[cfg(test)]
 mod evaluate;
@@ -80,7 +85,7 @@ use tokenwatch_core::drill::DRILL_INTERVAL;
 use tokenwatch_core::fleet::Fleet;
 use tokenwatch_core::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use tokenwatch_core::model::Severity;
-use tokenwatch_core::ports::{Change, MERGE_PART, PortError, StateStore, merge_parts};
+use tokenwatch_core::ports::{Change, MERGE_PART, PAGE_LEASE, PortError, StateStore, merge_parts};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
 use tokenwatch_core::time::Epoch;
 use tracing::{debug, warn};
@@ -601,26 +606,54 @@ impl StateStore for DynamoStore {
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
+        now: Epoch,
     ) -> Result<bool, PortError> {
         let mut e = Expr::default();
         let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
-        let paged = e.name(PAGED);
-        let lower: Vec<String> = Severity::ALL
-            .iter()
-            .filter(|s| **s < severity)
-            .map(|s| e.s(s.as_str()))
-            .collect();
         e.require(format!("{id} = {inc}"));
-        if lower.is_empty() {
-            e.require(format!("attribute_not_exists({paged})"));
-        } else {
-            e.require(format!(
-                "attribute_not_exists({paged}) OR {paged} IN ({})",
-                lower.join(", ")
-            ));
-        }
-        e.set(PAGED, s(severity.as_str()));
+        paged_below(&mut e, severity);
+        let (claim, until, t) = (e.name(PAGE_CLAIM), e.name(PAGE_CLAIM_UNTIL), e.n(now));
+        let blocking: Vec<String> = Severity::ALL
+            .iter()
+            .filter(|s| **s >= severity)
+            .map(|s| e.s(claim_text(incident, *s)))
+            .collect();
+        e.require(format!(
+            "attribute_not_exists({claim}) OR {until} <= {t} OR NOT ({claim} IN ({}))",
+            blocking.join(", ")
+        ));
+        e.set(PAGE_CLAIM, s(claim_text(incident, severity)));
+        e.set(PAGE_CLAIM_UNTIL, n(now + PAGE_LEASE));
         self.update_group(key, e).await
+    }
+
+    async fn confirm_page(
+        &self,
+        key: &GroupKey,
+        incident: &IncidentId,
+        severity: Severity,
+    ) -> Result<(), PortError> {
+        // One call when the claim is this caller's (or gone), as it almost always is; otherwise `paged`
+        // rises without touching another caller's claim, and a claim of this caller's that is left (the
+        // page was recorded meanwhile) ends on its own.
+        let raise = |with_claim: bool| {
+            let mut e = Expr::default();
+            let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
+            e.require(format!("{id} = {inc}"));
+            paged_below(&mut e, severity);
+            if with_claim {
+                let (claim, mine) = (e.name(PAGE_CLAIM), e.s(claim_text(incident, severity)));
+                e.require(format!("attribute_not_exists({claim}) OR {claim} = {mine}"));
+                e.remove(PAGE_CLAIM);
+                e.remove(PAGE_CLAIM_UNTIL);
+            }
+            e.set(PAGED, s(severity.as_str()));
+            e
+        };
+        if self.update_group(key, raise(true)).await? || self.update_group(key, raise(false)).await? {
+            return Ok(());
+        }
+        self.release_page(key, incident, severity).await
     }
 
     async fn release_page(
@@ -628,16 +661,12 @@ impl StateStore for DynamoStore {
         key: &GroupKey,
         incident: &IncidentId,
         severity: Severity,
-        previous: Option<Severity>,
     ) -> Result<(), PortError> {
         let mut e = Expr::default();
-        let (id, inc) = (e.name(INCIDENT_ID), e.s(incident.to_string()));
-        let (paged, sev) = (e.name(PAGED), e.s(severity.as_str()));
-        e.require(format!("{id} = {inc} AND {paged} = {sev}"));
-        match previous {
-            Some(p) => e.set(PAGED, s(p.as_str())),
-            None => e.remove(PAGED),
-        }
+        let (claim, mine) = (e.name(PAGE_CLAIM), e.s(claim_text(incident, severity)));
+        e.require(format!("{claim} = {mine}"));
+        e.remove(PAGE_CLAIM);
+        e.remove(PAGE_CLAIM_UNTIL);
         self.update_group(key, e).await.map(|_| ())
     }
 
@@ -721,6 +750,40 @@ impl StateStore for DynamoStore {
         }
     }
 
+    async fn admit_new_group(&self, principal: &str, now: Epoch, cap: u64) -> Result<bool, PortError> {
+        // One counter item per principal and hour, `ADD`ed under a condition: no read, and two
+        // invocations can never both take the last place.
+        let hour = now - now.rem_euclid(3600);
+        let mut e = Expr::default();
+        let (count, limit) = (e.name(NEW_GROUPS), e.n(cap));
+        e.require(format!("attribute_not_exists({count}) OR {count} < {limit}"));
+        e.add(NEW_GROUPS, n(1));
+        e.set(EXPIRES_AT, n(hour + 2 * 3600));
+        self.count();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(new_groups_pk(principal, hour), NEW_GROUPS_SK)))
+            .update_expression(e.update_expression())
+            .set_condition_expression(e.condition_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(from_sdk("dynamodb:UpdateItem", err)),
+        }
+    }
+
     async fn load_fleet(&self, fleet: &str) -> Result<Option<(Fleet, u64)>, PortError> {
         self.load_fleet_item(fleet).await
     }
@@ -753,7 +816,22 @@ impl StateStore for DynamoStore {
                 .await
                 .map_err(|e| from_sdk("dynamodb:Query", e))?;
             // The index is eventually consistent: an incident resolved a moment ago may still be listed.
-            open.extend(page.items().iter().map(decode_group).filter(GroupState::is_open));
+            for item in page.items() {
+                let mut state = decode_group(item);
+                if !state.is_open() {
+                    continue;
+                }
+                // The sweep pages and resolves through the key: an item no key leads to any more (stored
+                // under an id an earlier version gave a part longer than 256 bytes) is left to its TTL.
+                match stored_key(item, &state.key) {
+                    Some(key) => state.key = key,
+                    None => {
+                        debug!(key = ?state.key, "Skipped an open incident stored under an earlier group id.");
+                        continue;
+                    }
+                }
+                open.push(state);
+            }
             start = page.last_evaluated_key;
             if start.is_none() {
                 break;
@@ -793,6 +871,47 @@ impl StateStore for DynamoStore {
         groups.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(groups)
     }
+}
+
+/// Requires the incident to have been paged below `severity`, or not at all.
+fn paged_below(e: &mut Expr, severity: Severity) {
+    let paged = e.name(PAGED);
+    let lower: Vec<String> = Severity::ALL
+        .iter()
+        .filter(|s| **s < severity)
+        .map(|s| e.s(s.as_str()))
+        .collect();
+    if lower.is_empty() {
+        e.require(format!("attribute_not_exists({paged})"));
+    } else {
+        e.require(format!(
+            "attribute_not_exists({paged}) OR {paged} IN ({})",
+            lower.join(", ")
+        ));
+    }
+}
+
+/// A page claim as stored: which incident, at what severity.
+fn claim_text(incident: &IncidentId, severity: Severity) -> String {
+    format!("{severity}:{incident}")
+}
+
+/// The key whose group id is the item's `pk`: `key`, the parts it names, or, for an item an earlier version
+/// wrote, the same with a part written `-` read as absent (that version wrote both as `-`, and the item's
+/// id is now the absent part's: incident::group_id). `None` when neither leads to the item (an earlier
+/// version's id for a part longer than 256 bytes).
+fn stored_key(item: &Item, key: &GroupKey) -> Option<GroupKey> {
+    let pk = item.get(PK).and_then(|v| v.as_s().ok())?;
+    if group_pk(key) == *pk {
+        return Some(key.clone());
+    }
+    let absent = |p: &Option<String>| p.clone().filter(|p| p != "-");
+    let legacy = GroupKey {
+        account: absent(&key.account),
+        principal: absent(&key.principal),
+        session: absent(&key.session),
+    };
+    (group_pk(&legacy) == *pk).then_some(legacy)
 }
 
 /// The group update for an issuance: `capped` adds its time to the set while it holds fewer than

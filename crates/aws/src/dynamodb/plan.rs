@@ -185,6 +185,11 @@ fn add(
     for (attr, stored_set, delta_set) in [
         (SOURCE_IPS, &stored.source_ips, &delta.source_ips),
         (ACCESS_KEY_IDS, &stored.access_key_ids, &delta.access_key_ids),
+        (
+            REQUESTED_SESSIONS,
+            &stored.requested_sessions,
+            &delta.requested_sessions,
+        ),
     ] {
         let values: Vec<String> = delta_set.iter().cloned().collect();
         let admitted = capped(e, view, attr, stored_set, &values, MAX_LISTED, |len, _| {
@@ -397,6 +402,11 @@ fn restart(
         e,
         ACCESS_KEY_IDS,
         (!delta.access_key_ids.is_empty()).then(|| ss(&delta.access_key_ids)),
+    );
+    set_or_remove(
+        e,
+        REQUESTED_SESSIONS,
+        (!delta.requested_sessions.is_empty()).then(|| ss(&delta.requested_sessions)),
     );
     for (client, (count, seen)) in &delta.clients {
         e.set(&format!("{CLIENT_PREFIX}{client}"), n(count));

@@ -48,6 +48,7 @@ pub fn failure(id: &str, age: i64, call: &str) -> Failure {
         source_ip: Some("10.1.2.3".into()),
         client: Some(Client::Boto3),
         token_call: None,
+        requested_session: None,
         hints: IdentityHints {
             identity_type: Some(IdentityType::AssumedRole),
             ..Default::default()

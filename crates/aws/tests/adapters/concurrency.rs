@@ -126,7 +126,10 @@ async fn eight_writers_count_each_failure_once_and_page_once() {
     for _ in 0..WRITERS {
         let (store, k) = (store.clone(), k.clone());
         claims.push(tokio::spawn(async move {
-            store.claim_page(&k, &inc("storm"), Severity::High).await.unwrap()
+            store
+                .claim_page(&k, &inc("storm"), Severity::High, 0)
+                .await
+                .unwrap()
         }));
     }
     let mut won = 0;

@@ -8,7 +8,7 @@ use tokenwatch_core::classify::{Failure, Issuance};
 use tokenwatch_core::incident::{IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES, incident_id};
 use tokenwatch_core::memory::MemoryStore;
 use tokenwatch_core::model::{Client, Severity, StsCall};
-use tokenwatch_core::ports::{Change, StateStore};
+use tokenwatch_core::ports::{Change, PAGE_LEASE, StateStore};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
 use tokenwatch_core::time::Epoch;
 use tokenwatch_testkit::Emulator;
@@ -103,49 +103,134 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     );
     let state = step!(log, "load", store.load(&k));
 
-    step!(log, "page high", store.claim_page(&k, &inc1, Severity::High));
+    // Page claims are leases: held for PAGE_LEASE, taken over after it (the claimer died before
+    // publishing), and only a confirmed page is recorded as paged.
+    let t = T0 + 4000;
+    assert!(step!(
+        log,
+        "page high",
+        store.claim_page(&k, &inc1, Severity::High, t)
+    ));
+    assert!(!step!(
+        log,
+        "page high again while the claim holds",
+        store.claim_page(&k, &inc1, Severity::High, t + 1)
+    ));
     step!(
         log,
-        "page high again",
-        store.claim_page(&k, &inc1, Severity::High)
+        "page medium while high is claimed",
+        store.claim_page(&k, &inc1, Severity::Medium, t + 1)
+    );
+    step!(log, "load while claimed: not paged yet", store.load(&k));
+    assert!(step!(
+        log,
+        "a live lower claim does not block an escalation",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 2)
+    ));
+    step!(
+        log,
+        "the high claimer confirms: paged rises, the critical claim stays",
+        store.confirm_page(&k, &inc1, Severity::High)
+    );
+    step!(log, "load after the high page", store.load(&k));
+    step!(
+        log,
+        "critical while its claim holds",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 3)
     );
     step!(
         log,
-        "page medium after high",
-        store.claim_page(&k, &inc1, Severity::Medium)
-    );
-    step!(
-        log,
-        "page another incident",
-        store.claim_page(&k, &inc("not-the-incident"), Severity::Critical)
-    );
-    step!(
-        log,
-        "page a group never seen",
-        store.claim_page(&key("nobody"), &inc1, Severity::Critical)
-    );
-    step!(
-        log,
-        "escalate to critical",
-        store.claim_page(&k, &inc1, Severity::Critical)
-    );
-    step!(
-        log,
-        "release critical back to high",
-        store.release_page(&k, &inc1, Severity::Critical, Some(Severity::High))
+        "release critical",
+        store.release_page(&k, &inc1, Severity::Critical)
     );
     step!(
         log,
         "release what is not held",
-        store.release_page(&k, &inc1, Severity::Critical, None)
+        store.release_page(&k, &inc1, Severity::Critical)
     );
-    step!(log, "load after release", store.load(&k));
     step!(
         log,
-        "escalate again",
-        store.claim_page(&k, &inc1, Severity::Critical)
+        "critical after the release",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 4)
     );
+    assert!(!step!(
+        log,
+        "critical while the lease holds (the claimer died)",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 4 + PAGE_LEASE - 1)
+    ));
+    assert!(step!(
+        log,
+        "critical once the lease ran out: taken over",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 4 + PAGE_LEASE)
+    ));
+    step!(
+        log,
+        "confirm critical",
+        store.confirm_page(&k, &inc1, Severity::Critical)
+    );
+    step!(
+        log,
+        "a late confirm of high changes nothing",
+        store.confirm_page(&k, &inc1, Severity::High)
+    );
+    step!(
+        log,
+        "page high after critical",
+        store.claim_page(&k, &inc1, Severity::High, t + 500)
+    );
+    assert!(!step!(
+        log,
+        "page critical again, long after",
+        store.claim_page(&k, &inc1, Severity::Critical, t + 9999)
+    ));
+    step!(
+        log,
+        "page another incident",
+        store.claim_page(&k, &inc("not-the-incident"), Severity::Critical, t)
+    );
+    step!(
+        log,
+        "confirm another incident",
+        store.confirm_page(&k, &inc("not-the-incident"), Severity::Critical)
+    );
+    step!(
+        log,
+        "page a group never seen",
+        store.claim_page(&key("nobody"), &inc1, Severity::Critical, t)
+    );
+    step!(log, "load after the pages", store.load(&k));
     step!(log, "open incidents", store.open_incidents());
+
+    // The hourly cap of new groups per principal: a counter per clock hour. Dated now, since
+    // ministack's TTL reaper deletes an item whose expires_at has passed.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let hour = now - now.rem_euclid(3600);
+    let principal = "123456789012|etl-pipeline-role|-";
+    for i in 0..3 {
+        assert!(step!(
+            log,
+            format!("new group {i} of the hour, within the cap").as_str(),
+            store.admit_new_group(principal, hour + i, 3)
+        ));
+    }
+    assert!(!step!(
+        log,
+        "past the cap",
+        store.admit_new_group(principal, hour + 3599, 3)
+    ));
+    assert!(step!(
+        log,
+        "another principal has its own count",
+        store.admit_new_group("123456789012|other-role|-", hour + 10, 3)
+    ));
+    assert!(step!(
+        log,
+        "the next hour counts afresh",
+        store.admit_new_group(principal, hour + 3600, 3)
+    ));
 
     step!(log, "resolve", store.resolve(&k, &inc1, T0 + 9000));
     step!(log, "resolve again", store.resolve(&k, &inc1, T0 + 9000));
@@ -188,6 +273,17 @@ async fn script<S: StateStore>(store: &S) -> Vec<String> {
     };
     step!(log, "restart", store.record_failures(&k, &restart, fresh));
     step!(log, "load after restart", store.load(&k));
+    step!(
+        log,
+        "the new incident is claimed whatever the old one's claims",
+        store.claim_page(&k, &inc2, Severity::Critical, t + 10_000)
+    );
+    step!(
+        log,
+        "and confirmed",
+        store.confirm_page(&k, &inc2, Severity::Critical)
+    );
+    step!(log, "load after paging the new incident", store.load(&k));
     let more = vec![
         failure("e10", 20_000, "dynamodb:Query"),
         failure("e12", 20_120, "s3:PutObject"),

@@ -8,7 +8,9 @@
 mod common;
 mod concurrency;
 mod contract;
+mod group_ids;
 mod issuance_cap;
 mod merge;
 mod mocks;
 mod sns;
+mod timeouts;

@@ -132,6 +132,8 @@ pub fn failure() -> impl Strategy<Value = Failure> {
                 event_name,
                 source_ip,
                 client,
+                // Names a caller chose, more of them than a group lists, so that the cap is reached.
+                requested_session: token_call.map(|_| format!("name-{}", time % 30)),
                 token_call,
                 hints,
             },

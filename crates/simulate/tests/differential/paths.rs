@@ -120,8 +120,11 @@ pub async fn live_on<S: StateStore>(h: &History, store: S) -> Live<S> {
             }
             let now = h.deliveries[j - 1].at;
             while next_sweep <= now {
-                if let Err(e) = detector.sweep(next_sweep).await {
-                    faults.push(format!("sweep at {next_sweep}: {e}"));
+                match detector.sweep(next_sweep).await {
+                    Ok(out) => {
+                        faults.extend(out.faults.iter().map(|f| format!("sweep at {next_sweep}: {f}")))
+                    }
+                    Err(e) => faults.push(format!("sweep at {next_sweep}: {e}")),
                 }
                 next_sweep += SWEEP_EVERY;
             }
@@ -131,13 +134,14 @@ pub async fn live_on<S: StateStore>(h: &History, store: S) -> Live<S> {
                 .collect();
             let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
             let out = detector.process(&refs, now).await;
-            faults.extend(out.faults);
+            faults.extend(out.faults.iter().map(ToString::to_string));
             faults.extend(out.unreadable.into_iter().map(|(_, why)| why));
             i = j;
         }
         while next_sweep <= end {
-            if let Err(e) = detector.sweep(next_sweep).await {
-                faults.push(format!("sweep at {next_sweep}: {e}"));
+            match detector.sweep(next_sweep).await {
+                Ok(out) => faults.extend(out.faults.iter().map(|f| format!("sweep at {next_sweep}: {f}"))),
+                Err(e) => faults.push(format!("sweep at {next_sweep}: {e}")),
             }
             next_sweep += SWEEP_EVERY;
         }
