@@ -95,9 +95,7 @@ impl Interner {
     }
 
     fn get(&self, sym: Sym) -> &str {
-        self.strings
-            .get(sym.0.get() as usize - 1)
-            .map_or("", |s| s)
+        self.strings.get(sym.0.get() as usize - 1).map_or("", |s| s)
     }
 
     fn owned(&self, sym: Option<Sym>) -> Option<String> {
@@ -147,7 +145,12 @@ impl Lone {
 
     /// The piece of this failure alone, of the session with this principal and access key (the rest of
     /// the session's key is not read by [`FailureStats::add`]).
-    fn piece(&self, principal: Option<&str>, access_key_id: Option<&str>, strings: &Interner) -> FailureStats {
+    fn piece(
+        &self,
+        principal: Option<&str>,
+        access_key_id: Option<&str>,
+        strings: &Interner,
+    ) -> FailureStats {
         let mut stats = FailureStats::default();
         stats.add(Failure {
             event_id: None,
@@ -178,17 +181,24 @@ impl Lone {
 
 impl Pieces {
     /// The pieces as summaries.
-    fn into_stats(self, principal: Option<&str>, access_key_id: Option<&str>, strings: &Interner) -> Vec<FailureStats> {
+    fn into_stats(
+        self,
+        principal: Option<&str>,
+        access_key_id: Option<&str>,
+        strings: &Interner,
+    ) -> Vec<FailureStats> {
         match self {
             Pieces::One(lone) => vec![lone.piece(principal, access_key_id, strings)],
             Pieces::Many(pieces) => pieces,
         }
     }
-
 }
 
 /// A known session's pieces as summaries, to add to.
-fn stats_of<'a>(mut e: OccupiedEntry<'a, SessionKey, Pieces>, strings: &Interner) -> &'a mut Vec<FailureStats> {
+fn stats_of<'a>(
+    mut e: OccupiedEntry<'a, SessionKey, Pieces>,
+    strings: &Interner,
+) -> &'a mut Vec<FailureStats> {
     if let Pieces::One(lone) = e.get() {
         let key = e.key();
         let principal = key.principal.map(|p| strings.get(p));

@@ -70,8 +70,8 @@ fn finding(values: &[String]) -> Finding {
     f.error_codes = [(v(4), 1)].into();
     f.event_names = [(v(5), 2)].into();
     f.source_ips = vec![v(6)];
-    f.remediation.fix = v(7);
-    f.remediation.detail = v(8);
+    f.remediation.fix = v(7).into();
+    f.remediation.detail = v(8).into();
     f
 }
 
