@@ -7,7 +7,7 @@
 //! folds it back, so each thread reads its own files.
 
 use std::collections::hash_map::{DefaultHasher, Entry, OccupiedEntry};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::num::NonZeroU32;
@@ -557,6 +557,7 @@ impl Analyzer {
 
         let issued_times = index.issued_times();
         let none = BTreeSet::new();
+        let mut counts = HashSet::new();
         let mut findings = Vec::with_capacity(members.chunk_by(|a, b| a.group() == b.group()).count());
         while let Some(last) = members.last() {
             let group = last.group();
@@ -601,8 +602,12 @@ impl Analyzer {
                     judge(evidence, &*index)
                 })
                 .collect();
-            findings.push(latest_with_history(incidents));
+            let mut finding = latest_with_history(incidents);
+            finding.error_codes = shared(&mut counts, finding.error_codes);
+            finding.event_names = shared(&mut counts, finding.event_names);
+            findings.push(finding);
         }
+        drop(counts);
         order(&mut findings);
         let workloads = crate::workload::workloads(&mut findings);
         Report {
@@ -611,6 +616,21 @@ impl Analyzer {
             skipped_records: self.skipped,
             findings,
             workloads,
+        }
+    }
+}
+
+/// `counts`, or the equal counts another finding already holds: most groups of a large run have the
+/// same few (one `ExpiredToken`), and a map costs a few hundred bytes.
+fn shared(
+    seen: &mut HashSet<Arc<BTreeMap<String, u64>>>,
+    counts: Arc<BTreeMap<String, u64>>,
+) -> Arc<BTreeMap<String, u64>> {
+    match seen.get(&counts) {
+        Some(known) => Arc::clone(known),
+        None => {
+            seen.insert(Arc::clone(&counts));
+            counts
         }
     }
 }

@@ -200,8 +200,8 @@ impl Group {
             paging_severity: a.paging_severity,
             credential_source: a.credential_source,
             client: f.client,
-            error_codes: f.error_codes.clone(),
-            event_names: f.event_names.clone(),
+            error_codes: (*f.error_codes).clone(),
+            event_names: (*f.event_names).clone(),
             source_ips: f.source_ips.clone(),
             remediation: f.remediation.to_string(),
             incidents: f.history.len().max(1),
@@ -215,7 +215,7 @@ impl Group {
                 .recurrence
                 .and_then(|r| r.next_expected_failure)
                 .map(format_time),
-            incident: f.incident.as_ref().map(Incident::of),
+            incident: f.incident.as_deref().map(Incident::of),
             fix: f.remediation.fix.clone(),
             first: f.first_failure,
             last: f.last_failure,
