@@ -75,7 +75,7 @@ echo "| groups | format | binary | peak MB | MB per 1,000 groups | CPU s | wall 
 echo "|---:|---|---|---:|---:|---:|---:|"
 while read -r n format name cpu wall rss_kb _; do
   awk -v n="$n" -v f="$format" -v b="$name" -v c="$cpu" -v w="$wall" -v r="$rss_kb" 'BEGIN {
-    printf "| %\047d | %s | %s | %.0f | %.2f | %.2f | %.2f |\n", n, f, b, r / 1024, r / 1024 / (n / 1000), c, w }'
+    printf "| %d | %s | %s | %.0f | %.2f | %.2f | %.2f |\n", n, f, b, r / 1024, r / 1024 / (n / 1000), c, w }'
 done < "$work/runs.txt"
 
 # The targets, for the current binary in JSON.

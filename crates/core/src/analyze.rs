@@ -68,7 +68,7 @@ pub struct Analyzer {
     strings: Interner,
 }
 
-/// A string of [`Interner`]: account ids, principals, error codes, calls and addresses repeat across
+/// A string of [`Interner`]: account ids, principals, error codes and calls repeat across
 /// sessions, so each is kept once and named by four bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Sym(NonZeroU32);
@@ -123,7 +123,9 @@ struct Lone {
     creation_date: Option<Epoch>,
     error_code: Sym,
     event_name: Sym,
-    source_ip: Option<Sym>,
+    /// Not interned: in a large run most sessions come from an address of their own, and a boxed string
+    /// is given back as its group is judged, where an interned one would be held to the end.
+    source_ip: Option<Box<str>>,
     client: Option<Client>,
     token_call: Option<StsCall>,
     hints: IdentityHints,
@@ -136,7 +138,7 @@ impl Lone {
             creation_date: f.creation_date,
             error_code: strings.intern(&f.error_code),
             event_name: strings.intern(&f.event_name),
-            source_ip: f.source_ip.as_deref().map(|ip| strings.intern(ip)),
+            source_ip: f.source_ip.as_deref().map(Box::from),
             client: f.client,
             token_call: f.token_call,
             hints: f.hints.clone(),
@@ -162,7 +164,7 @@ impl Lone {
             creation_date: self.creation_date,
             error_code: strings.get(self.error_code).to_owned(),
             event_name: strings.get(self.event_name).to_owned(),
-            source_ip: strings.owned(self.source_ip),
+            source_ip: self.source_ip.as_deref().map(str::to_owned),
             client: self.client,
             token_call: self.token_call,
             hints: self.hints.clone(),
@@ -174,7 +176,6 @@ impl Lone {
     fn adopt(mut self, from: &Interner, to: &mut Interner) -> Lone {
         self.error_code = to.adopt(from, self.error_code);
         self.event_name = to.adopt(from, self.event_name);
-        self.source_ip = self.source_ip.map(|s| to.adopt(from, s));
         self
     }
 }
