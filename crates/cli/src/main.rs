@@ -524,6 +524,14 @@ pub(crate) fn read_inputs(
     let mut analyzer = Analyzer::with_cooldown(window, cooldown);
     inputs::read_all(&mut analyzer, found.inputs, jobs, &mut errors);
     let report = analyzer.report();
+    // The threshold can be lowered for tests (a debug build reads 100,000 groups too slowly for one).
+    let many = std::env::var("TOKENWATCH_MANY_GROUPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(MANY_GROUPS);
+    if report.findings.len() > many {
+        say(&many_groups(report.findings.len(), resident_bytes()));
+    }
     let summary = format!(
         "read {} records from {files} input{} in {:.1} s: {} expired-credential failures in {} groups{}",
         report.records,
@@ -543,6 +551,47 @@ pub(crate) fn read_inputs(
         unread,
         summary,
     })
+}
+
+/// More groups than this in one run get a warning: each costs memory until the report is written
+/// (README, "Memory": about 0.5 KB a group).
+const MANY_GROUPS: usize = 100_000;
+
+/// The warning for a run holding `groups` groups, with the memory the process holds if known.
+fn many_groups(groups: usize, resident: Option<u64>) -> String {
+    let held = resident.map_or_else(String::new, |b| format!(" (about {} MB)", thousands(b >> 20)));
+    format!(
+        "warning: {} groups held in memory{held}; narrow the input with --since/--until or an account or \
+         region folder",
+        thousands(groups as u64)
+    )
+}
+
+/// `312408` → `312,408`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The memory this process holds now (Linux: `VmRSS` of /proc/self/status); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 fn analyze(args: AnalyzeArgs, out: &Output) -> Result<ExitCode> {
@@ -566,15 +615,25 @@ pub(crate) fn write_report(
     out: &Output,
     unread: &[(String, String)],
 ) -> Result<ExitCode> {
-    let document = Document::of(report, made);
-    let rendered = match how.format {
-        Format::Json => serde_json::to_string_pretty(&document)? + "\n",
-        Format::Table => document.to_table(out.layout()),
-        Format::Markdown => document.to_markdown(),
-        Format::Csv => document.to_csv(),
-        Format::Html => document.to_html(),
+    let written = match how.format {
+        // Written a group at a time: the machine-readable report of a very large run.
+        Format::Json => out.write_with(|w| {
+            Document::write_json(report, made, &mut *w).map_err(std::io::Error::from)?;
+            w.write_all(b"\n")
+        }),
+        format => {
+            let document = Document::of(report, made);
+            let rendered = match format {
+                Format::Table => document.to_table(out.layout()),
+                Format::Markdown => document.to_markdown(),
+                Format::Csv => document.to_csv(),
+                Format::Html => document.to_html(),
+                Format::Json => serde_json::to_string_pretty(&document)? + "\n",
+            };
+            drop(document);
+            out.write(&rendered)
+        }
     };
-    let written = out.write(&rendered);
     for (name, reason) in unread {
         say(&format!("{name}: {reason}"));
     }
@@ -658,6 +717,20 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_many_groups_warning_gives_the_groups_and_the_memory() {
+        assert_eq!(
+            many_groups(312_408, Some(250 << 20)),
+            "warning: 312,408 groups held in memory (about 250 MB); narrow the input with --since/--until \
+             or an account or region folder"
+        );
+        assert!(many_groups(100_001, None).starts_with("warning: 100,001 groups held in memory; narrow"));
+        assert_eq!(
+            [0, 999, 1000, 1_000_000].map(thousands),
+            ["0", "999", "1,000", "1,000,000"]
+        );
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

@@ -103,6 +103,28 @@ impl Output {
         }
     }
 
+    /// Writes what `write` makes to the file or stdout as it makes it, buffered, for output too large to
+    /// hold whole (a report of a million groups). Errors as [`Output::write`].
+    pub fn write_with(&self, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
+        match &self.file {
+            Some(path) => {
+                let f = File::create(path).with_context(|| format!("writing {}", path.display()))?;
+                let mut w = io::BufWriter::with_capacity(1 << 16, f);
+                write(&mut w)
+                    .and_then(|()| w.flush())
+                    .with_context(|| format!("writing {}", path.display()))
+            }
+            None => {
+                let mut w = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+                match write(&mut w).and_then(|()| w.flush()) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(ClosedPipe.into()),
+                    Err(e) => Err(anyhow::Error::new(e).context("writing the output")),
+                }
+            }
+        }
+    }
+
     /// A progress or summary line on stderr, unless `--quiet`.
     pub fn note(&self, line: &str) {
         if !self.quiet {

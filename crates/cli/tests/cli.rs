@@ -451,3 +451,61 @@ fn drill_real_flags_need_real_and_a_role() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service 's4'"));
 }
+
+/// `n` expired-token failures of `n` sessions, as NDJSON.
+fn distinct_groups(n: usize) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".ndjson").tempfile().unwrap();
+    for i in 0..n {
+        writeln!(
+            file,
+            r#"{{"eventTime":"2026-11-02T09:00:00Z","errorCode":"ExpiredToken","userIdentity":{{"arn":"arn:aws:sts::123456789012:assumed-role/etl/s{i}"}}}}"#
+        )
+        .unwrap();
+    }
+    file
+}
+
+fn analyze_with_many_groups_at(threshold: &str, path: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .args(["analyze", "--quiet", "--format", "csv"])
+        .arg(path)
+        .env("TOKENWATCH_MANY_GROUPS", threshold)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_run_holding_more_groups_than_the_threshold_warns_with_the_figure_even_when_quiet() {
+    let file = distinct_groups(3);
+    let out = analyze_with_many_groups_at("2", file.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tokenwatch: warning: 3 groups held in memory")
+            && stderr.contains("narrow the input with --since/--until"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "the warning alone, under --quiet: {stderr}"
+    );
+}
+
+#[test]
+fn a_run_holding_no_more_groups_than_the_threshold_does_not_warn() {
+    let file = distinct_groups(3);
+    let out = analyze_with_many_groups_at("3", file.path());
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let default = Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .args(["analyze", "--quiet", "--format", "csv"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&default.stderr),
+        "",
+        "3 of the default 100,000"
+    );
+}

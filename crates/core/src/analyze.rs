@@ -6,23 +6,24 @@
 //! [`Analyzer::fork`] makes a sibling that shares the failure de-duplication, and [`Analyzer::merge`]
 //! folds it back, so each thread reads its own files.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::hash_map::{DefaultHasher, Entry, OccupiedEntry};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
+use std::num::NonZeroU32;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
-use crate::classify::{Failure, Issuance, Observation, classify};
+use crate::classify::{Failure, IdentityHints, Issuance, Observation, classify};
 use crate::envelope::{Opened, open};
 use crate::finding::{
     CREATION_DATE_JOIN, Evidence, Finding, IncidentBrief, Recurrence, Report, Sessions, judge, order,
 };
-use crate::model::StsCall;
+use crate::model::{Client, StsCall};
 use crate::reader::{JsonSplitter, ReadError};
 use crate::record::{EnvelopeContext, Record};
-use crate::stats::{FailureStats, GroupKey, group_key};
+use crate::stats::{FailureStats, GroupKey, group_key, principal_key};
 use crate::time::Epoch;
 
 /// A value can only matter if it contains one of these: the expiry family (`ExpiredToken…`,
@@ -60,8 +61,159 @@ pub struct Analyzer {
     skipped: u64,
     failures: u64,
     cooldown: Epoch,
-    /// Each session's failures in pieces: runs whose failures are less than the cool-down apart.
-    sessions: HashMap<SessionKey, Vec<FailureStats>>,
+    /// Each session's failures in pieces: runs whose failures are less than the cool-down apart. Kept
+    /// compact, since a run can hold millions of sessions (README, "Memory").
+    sessions: HashMap<SessionKey, Pieces>,
+    /// The strings the sessions' failures share.
+    strings: Interner,
+}
+
+/// A string of [`Interner`]: account ids, principals, error codes and calls repeat across
+/// sessions, so each is kept once and named by four bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Sym(NonZeroU32);
+
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<Arc<str>, Sym>,
+    strings: Vec<Arc<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> Sym {
+        if let Some(&sym) = self.ids.get(s) {
+            return sym;
+        }
+        let shared: Arc<str> = Arc::from(s);
+        // More distinct strings than a u32 counts cannot be held in memory anyway; saturating keeps this
+        // total rather than panicking.
+        let n = u32::try_from(self.strings.len() + 1).unwrap_or(u32::MAX);
+        let sym = Sym(NonZeroU32::MIN.saturating_add(n - 1));
+        self.strings.push(Arc::clone(&shared));
+        self.ids.insert(shared, sym);
+        sym
+    }
+
+    fn get(&self, sym: Sym) -> &str {
+        self.strings.get(sym.0.get() as usize - 1).map_or("", |s| s)
+    }
+
+    fn owned(&self, sym: Option<Sym>) -> Option<String> {
+        sym.map(|s| self.get(s).to_owned())
+    }
+
+    /// `sym` of `from`, as a symbol of this interner.
+    fn adopt(&mut self, from: &Interner, sym: Sym) -> Sym {
+        self.intern(from.get(sym))
+    }
+}
+
+/// A session's failures: one failure kept as it came (most sessions of a large run fail once), or the
+/// pieces it was summed up in. A lone failure becomes a piece exactly as [`FailureStats::add`] would
+/// have made it when it first came, so the pieces are the same either way.
+enum Pieces {
+    One(Lone),
+    Many(Vec<FailureStats>),
+}
+
+/// What [`FailureStats::add`] reads of a failure, beyond its session's key.
+#[derive(Clone)]
+struct Lone {
+    time: Epoch,
+    creation_date: Option<Epoch>,
+    error_code: Sym,
+    event_name: Sym,
+    /// Not interned: in a large run most sessions come from an address of their own, and a boxed string
+    /// is given back as its group is judged, where an interned one would be held to the end.
+    source_ip: Option<Box<str>>,
+    client: Option<Client>,
+    token_call: Option<StsCall>,
+    /// The session name a failed AssumeRoleWith* call asked for (rare: boxed, not interned).
+    requested_session: Option<Box<str>>,
+    hints: IdentityHints,
+}
+
+impl Lone {
+    fn of(f: &Failure, strings: &mut Interner) -> Lone {
+        Lone {
+            time: f.time,
+            creation_date: f.creation_date,
+            error_code: strings.intern(&f.error_code),
+            event_name: strings.intern(&f.event_name),
+            source_ip: f.source_ip.as_deref().map(Box::from),
+            client: f.client,
+            token_call: f.token_call,
+            requested_session: f.requested_session.as_deref().map(Box::from),
+            hints: f.hints.clone(),
+        }
+    }
+
+    /// The piece of this failure alone, of the session with this principal and access key (the rest of
+    /// the session's key is not read by [`FailureStats::add`]).
+    fn piece(
+        &self,
+        principal: Option<&str>,
+        access_key_id: Option<&str>,
+        strings: &Interner,
+    ) -> FailureStats {
+        let mut stats = FailureStats::default();
+        stats.add(Failure {
+            event_id: None,
+            time: self.time,
+            account: None,
+            principal: principal.map(str::to_owned),
+            session: None,
+            access_key_id: access_key_id.map(str::to_owned),
+            creation_date: self.creation_date,
+            error_code: strings.get(self.error_code).to_owned(),
+            event_name: strings.get(self.event_name).to_owned(),
+            source_ip: self.source_ip.as_deref().map(str::to_owned),
+            client: self.client,
+            token_call: self.token_call,
+            requested_session: self.requested_session.as_deref().map(str::to_owned),
+            hints: self.hints.clone(),
+        });
+        stats
+    }
+
+    /// This failure with its strings in `to` rather than `from`.
+    fn adopt(mut self, from: &Interner, to: &mut Interner) -> Lone {
+        self.error_code = to.adopt(from, self.error_code);
+        self.event_name = to.adopt(from, self.event_name);
+        self
+    }
+}
+
+impl Pieces {
+    /// The pieces as summaries.
+    fn into_stats(
+        self,
+        principal: Option<&str>,
+        access_key_id: Option<&str>,
+        strings: &Interner,
+    ) -> Vec<FailureStats> {
+        match self {
+            Pieces::One(lone) => vec![lone.piece(principal, access_key_id, strings)],
+            Pieces::Many(pieces) => pieces,
+        }
+    }
+}
+
+/// A known session's pieces as summaries, to add to.
+fn stats_of<'a>(
+    mut e: OccupiedEntry<'a, SessionKey, Pieces>,
+    strings: &Interner,
+) -> &'a mut Vec<FailureStats> {
+    if let Pieces::One(lone) = e.get() {
+        let key = e.key();
+        let principal = key.principal.map(|p| strings.get(p));
+        let piece = lone.piece(principal, key.access_key_id.as_deref(), strings);
+        e.insert(Pieces::Many(vec![piece]));
+    }
+    match e.into_mut() {
+        Pieces::Many(pieces) => pieces,
+        Pieces::One(_) => unreachable!("made Many above"),
+    }
 }
 
 /// What forks of one analyzer share: failures already counted, and the session index. Both are touched
@@ -210,10 +362,19 @@ impl Sessions for SessionIndex {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct SessionKey {
-    account: Option<String>,
-    principal: Option<String>,
-    session: Option<String>,
-    access_key_id: Option<String>,
+    account: Option<Sym>,
+    principal: Option<Sym>,
+    session: Option<Box<str>>,
+    access_key_id: Option<Box<str>>,
+}
+
+impl SessionKey {
+    /// This key with its strings in `to` rather than `from`.
+    fn adopt(mut self, from: &Interner, to: &mut Interner) -> SessionKey {
+        self.account = self.account.map(|s| to.adopt(from, s));
+        self.principal = self.principal.map(|s| to.adopt(from, s));
+        self
+    }
 }
 
 /// A poisoned lock only means another thread panicked mid-update; the data is still usable.
@@ -238,6 +399,7 @@ impl Analyzer {
             failures: 0,
             cooldown: crate::incident::Policy::default().cooldown,
             sessions: HashMap::new(),
+            strings: Interner::default(),
         }
     }
 
@@ -263,10 +425,24 @@ impl Analyzer {
         self.records += other.records;
         self.skipped += other.skipped;
         self.failures += other.failures;
-        for (k, pieces) in other.sessions {
-            let mine = self.sessions.entry(k).or_default();
-            for piece in pieces {
-                insert_piece(mine, piece, self.cooldown);
+        let from = &other.strings;
+        for (theirs, pieces) in other.sessions {
+            let key = theirs.clone().adopt(from, &mut self.strings);
+            match self.sessions.entry(key) {
+                Entry::Vacant(e) => {
+                    let pieces = match pieces {
+                        Pieces::One(lone) => Pieces::One(lone.adopt(from, &mut self.strings)),
+                        many => many,
+                    };
+                    e.insert(pieces);
+                }
+                Entry::Occupied(e) => {
+                    let mine = stats_of(e, &self.strings);
+                    let principal = theirs.principal.map(|p| from.get(p));
+                    for piece in pieces.into_stats(principal, theirs.access_key_id.as_deref(), from) {
+                        insert_piece(mine, piece, self.cooldown);
+                    }
+                }
             }
         }
     }
@@ -329,65 +505,114 @@ impl Analyzer {
         }
         self.failures += 1;
         let key = SessionKey {
-            account: f.account.clone(),
-            principal: f.principal.clone(),
-            session: f.session.clone(),
-            access_key_id: f.access_key_id.clone(),
+            account: f.account.as_deref().map(|s| self.strings.intern(s)),
+            principal: f.principal.as_deref().map(|s| self.strings.intern(s)),
+            session: f.session.as_deref().map(Box::from),
+            access_key_id: f.access_key_id.as_deref().map(Box::from),
         };
-        let mut piece = FailureStats::default();
-        piece.add(f);
-        insert_piece(self.sessions.entry(key).or_default(), piece, self.cooldown);
+        match self.sessions.entry(key) {
+            Entry::Vacant(e) => {
+                e.insert(Pieces::One(Lone::of(&f, &mut self.strings)));
+            }
+            Entry::Occupied(e) => {
+                let mut piece = FailureStats::default();
+                piece.add(f);
+                insert_piece(stats_of(e, &self.strings), piece, self.cooldown);
+            }
+        }
     }
 
     /// Joins, groups, splits each group into incidents and decides (docs/rules.md, "Incidents").
     pub fn report(self) -> Report {
         let index = lock(&self.shared.index);
-        let mut groups: HashMap<GroupKey, Vec<Piece>> = HashMap::new();
-        for (mut key, pieces) in self.sessions {
-            if let Some(i) = key.access_key_id.as_deref().and_then(|k| index.get(k)) {
-                key.account = key.account.or(i.account);
-                key.principal = key.principal.or(i.principal);
-                key.session = key.session.or(i.session);
-            }
-            let gk = group_key(&key.account, &key.principal, &key.session);
-            let issued = key
-                .access_key_id
-                .as_deref()
-                .and_then(|k| index.get(k))
-                .map(|i| i.issued_at);
-            for stats in pieces {
-                let issued = stats.first_failure.creation_date.or(issued);
-                groups.entry(gk.clone()).or_default().push(Piece {
-                    session: key.access_key_id.clone(),
-                    issued,
-                    stats: FailureStats {
-                        principal: stats.principal.clone().or(key.principal.clone()),
-                        ..stats
-                    },
-                });
-            }
+        let mut strings = self.strings;
+        let mut roles: HashMap<Sym, Sym> = HashMap::new();
+        // Each session with the group it belongs to, compactly, then sorted so that a group's sessions lie
+        // side by side: a group's pieces are summed up only when it is judged, one group at a time.
+        let mut members: Vec<Member> = Vec::with_capacity(self.sessions.len());
+        for (key, pieces) in self.sessions {
+            let issuance = key.access_key_id.as_deref().and_then(|k| index.get(k));
+            let issued = issuance.as_ref().map(|i| i.issued_at);
+            let (account, principal, session) = match issuance {
+                Some(i) => (
+                    key.account.or_else(|| i.account.map(|a| strings.intern(&a))),
+                    key.principal.or_else(|| i.principal.map(|p| strings.intern(&p))),
+                    key.session.or_else(|| i.session.map(Box::from)),
+                ),
+                None => (key.account, key.principal, key.session),
+            };
+            let role = principal.map(|p| {
+                *roles.entry(p).or_insert_with(|| {
+                    let role = principal_key(strings.get(p)).to_owned();
+                    strings.intern(&role)
+                })
+            });
+            members.push(Member {
+                account,
+                role,
+                session,
+                principal,
+                access_key_id: key.access_key_id,
+                issued,
+                pieces,
+            });
         }
+        drop(roles);
+        members.sort_unstable_by(|a, b| a.group().cmp(&b.group()));
 
         let issued_times = index.issued_times();
         let none = BTreeSet::new();
-        let mut findings: Vec<_> = groups
-            .into_iter()
-            .map(|(key, pieces)| {
-                let issued_times = issued_times.get(&key).unwrap_or(&none);
-                let incidents: Vec<Finding> = incidents(pieces, self.cooldown)
-                    .iter()
-                    .map(|stats| {
-                        let evidence = Evidence {
-                            key: &key,
-                            stats,
-                            issued_times,
-                        };
-                        judge(evidence, &*index)
-                    })
-                    .collect();
-                latest_with_history(incidents)
-            })
-            .collect();
+        let mut counts = HashSet::new();
+        let mut findings = Vec::with_capacity(members.chunk_by(|a, b| a.group() == b.group()).count());
+        while let Some(last) = members.last() {
+            let group = last.group();
+            let start = members
+                .iter()
+                .rposition(|m| m.group() != group)
+                .map_or(0, |i| i + 1);
+            let key = GroupKey {
+                account: strings.owned(last.account),
+                principal: strings.owned(last.role),
+                session: last.session.as_deref().map(str::to_owned),
+            };
+            let mut pieces = Vec::new();
+            for m in members.drain(start..) {
+                let principal = m.principal.map(|p| strings.get(p));
+                let access_key_id = m.access_key_id.as_deref();
+                for stats in m.pieces.into_stats(principal, access_key_id, &strings) {
+                    pieces.push(Piece {
+                        session: access_key_id.map(str::to_owned),
+                        issued: stats.first_failure.creation_date.or(m.issued),
+                        stats: FailureStats {
+                            principal: stats.principal.clone().or(principal.map(str::to_owned)),
+                            ..stats
+                        },
+                    });
+                }
+            }
+            // What was judged is given back as it goes, so that the members and the findings are not
+            // both held whole.
+            if members.capacity() > 4096 && members.len() < members.capacity() / 2 {
+                members.shrink_to_fit();
+            }
+            let issued_times = issued_times.get(&key).unwrap_or(&none);
+            let incidents: Vec<Finding> = incidents(pieces, self.cooldown)
+                .iter()
+                .map(|stats| {
+                    let evidence = Evidence {
+                        key: &key,
+                        stats,
+                        issued_times,
+                    };
+                    judge(evidence, &*index)
+                })
+                .collect();
+            let mut finding = latest_with_history(incidents);
+            finding.error_codes = shared(&mut counts, finding.error_codes);
+            finding.event_names = shared(&mut counts, finding.event_names);
+            findings.push(finding);
+        }
+        drop(counts);
         order(&mut findings);
         let workloads = crate::workload::workloads(&mut findings);
         Report {
@@ -397,6 +622,41 @@ impl Analyzer {
             findings,
             workloads,
         }
+    }
+}
+
+/// `counts`, or the equal counts another finding already holds: most groups of a large run have the
+/// same few (one `ExpiredToken`), and a map costs a few hundred bytes.
+fn shared(
+    seen: &mut HashSet<Arc<BTreeMap<String, u64>>>,
+    counts: Arc<BTreeMap<String, u64>>,
+) -> Arc<BTreeMap<String, u64>> {
+    match seen.get(&counts) {
+        Some(known) => Arc::clone(known),
+        None => {
+            seen.insert(Arc::clone(&counts));
+            counts
+        }
+    }
+}
+
+/// A session of [`Analyzer::report`], with the group it belongs to (its account, principal and session
+/// name completed from its issuing call).
+struct Member {
+    account: Option<Sym>,
+    /// The principal reduced to the role name, as [`GroupKey`] has it.
+    role: Option<Sym>,
+    session: Option<Box<str>>,
+    principal: Option<Sym>,
+    access_key_id: Option<Box<str>>,
+    issued: Option<Epoch>,
+    pieces: Pieces,
+}
+
+impl Member {
+    /// What the group is keyed by, as symbols (equal symbols are equal strings).
+    fn group(&self) -> (Option<Sym>, Option<Sym>, Option<&str>) {
+        (self.account, self.role, self.session.as_deref())
     }
 }
 
@@ -495,6 +755,24 @@ mod tests {
         "eventID":"i1","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/ci"},
         "requestParameters":{"roleArn":"arn:aws:iam::123456789012:role/etl","roleSessionName":"job"},
         "responseElements":{"credentials":{"accessKeyId":"ASIAKEY1","expiration":"Nov 2, 2026, 9:00:00 AM"}}}"#;
+
+    #[test]
+    fn a_lone_failed_web_identity_call_keeps_the_session_name_it_asked_for() {
+        let call = |time: &str, name: &str| {
+            format!(
+                r#"{{"eventTime":"{time}","eventSource":"sts.amazonaws.com","eventName":"AssumeRoleWithWebIdentity",
+                "errorCode":"ExpiredTokenException","recipientAccountId":"123456789012",
+                "userIdentity":{{"type":"WebIdentityUser","userName":"system:serviceaccount:a:b"}},
+                "requestParameters":{{"roleArn":"arn:aws:iam::123456789012:role/irsa","roleSessionName":"{name}"}}}}"#
+            )
+        };
+        let mut a = Analyzer::default();
+        a.feed_value(call("2026-11-02T09:00:00Z", "pod-1").as_bytes());
+        a.feed_value(call("2026-11-02T09:00:05Z", "pod-2").as_bytes());
+        let r = a.report();
+        assert_eq!(r.findings.len(), 1, "one group for the role, not one per name");
+        assert_eq!(r.findings[0].requested_sessions, ["pod-1", "pod-2"]);
+    }
 
     #[test]
     fn failures_are_joined_to_an_issuing_call_that_comes_later() {

@@ -7,6 +7,7 @@
 //! [`Finding`]; nothing parses a rendered value back.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::assess::{Assessment, Facts, assess};
 use crate::classify::Issuance;
@@ -42,10 +43,11 @@ pub struct Finding {
     pub assessment: Assessment,
     /// The client that failed most.
     pub client: Option<Client>,
-    /// Failures per error code.
-    pub error_codes: BTreeMap<String, u64>,
-    /// Failures per `service:EventName`.
-    pub event_names: BTreeMap<String, u64>,
+    /// Failures per error code (shared between findings with the same counts: most groups of a large
+    /// run have the same few).
+    pub error_codes: Arc<BTreeMap<String, u64>>,
+    /// Failures per `service:EventName` (shared as `error_codes`).
+    pub event_names: Arc<BTreeMap<String, u64>>,
     /// Source addresses (at most [`crate::stats::MAX_LISTED`]).
     pub source_ips: Vec<String>,
     /// The session names failed `AssumeRoleWith*` calls asked for (at most
@@ -53,8 +55,9 @@ pub struct Finding {
     pub requested_sessions: Vec<String>,
     /// The fix for the client and credential source found.
     pub remediation: Remediation,
-    /// The incident the state table holds for the group; `None` offline.
-    pub incident: Option<IncidentSummary>,
+    /// The incident the state table holds for the group; `None` offline (boxed: a finding is held per
+    /// group, and offline none has one).
+    pub incident: Option<Box<IncidentSummary>>,
     /// Every incident of the group the source knows, oldest first; the finding describes the latest.
     pub history: Vec<IncidentBrief>,
     /// The interval the incidents recur at, when they do.
@@ -145,8 +148,9 @@ impl Recurrence {
 pub struct Provenance {
     /// Where [`Assessment::issued_at`] came from; `None` when it is unknown.
     pub issued_at_from: Option<IssuedAtFrom>,
-    /// The issuing call found by the failing access key, if one was seen.
-    pub issuing_call: Option<IssuingCall>,
+    /// The issuing call found by the failing access key, if one was seen (boxed: most findings of a large
+    /// run have none, and a finding is held per group).
+    pub issuing_call: Option<Box<IssuingCall>>,
 }
 
 /// The record an issue time was read from.
@@ -183,12 +187,14 @@ impl Provenance {
         };
         Provenance {
             issued_at_from,
-            issuing_call: issuance.map(|i| IssuingCall {
-                call: i.call,
-                at: i.issued_at,
-                access_key_id: i.access_key_id.clone(),
-                duration_seconds: i.duration_seconds,
-                expiration: i.expiration,
+            issuing_call: issuance.map(|i| {
+                Box::new(IssuingCall {
+                    call: i.call,
+                    at: i.issued_at,
+                    access_key_id: i.access_key_id.clone(),
+                    duration_seconds: i.duration_seconds,
+                    expiration: i.expiration,
+                })
             }),
         }
     }
@@ -401,8 +407,8 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
         remediation: remediation(assessment.verdict, assessment.credential_source, client),
         assessment,
         client,
-        error_codes: stats.error_codes.clone(),
-        event_names: stats.event_names.clone(),
+        error_codes: Arc::new(stats.error_codes.clone()),
+        event_names: Arc::new(stats.event_names.clone()),
         source_ips: stats.source_ips.iter().cloned().collect(),
         requested_sessions: stats.requested_sessions.iter().cloned().collect(),
         incident: None,
@@ -501,8 +507,14 @@ pub fn example_finding() -> Finding {
             paging_severity: Severity::High,
         },
         client: Some(Client::Boto3),
-        error_codes: BTreeMap::from([("ExpiredToken".into(), 4), ("ExpiredTokenException".into(), 2)]),
-        event_names: BTreeMap::from([("s3:PutObject".into(), 3), ("glue:GetTable".into(), 3)]),
+        error_codes: Arc::new(BTreeMap::from([
+            ("ExpiredToken".into(), 4),
+            ("ExpiredTokenException".into(), 2),
+        ])),
+        event_names: Arc::new(BTreeMap::from([
+            ("s3:PutObject".into(), 3),
+            ("glue:GetTable".into(), 3),
+        ])),
         source_ips: vec!["203.0.113.24".into()],
         requested_sessions: Vec::new(),
         remediation: remediation(
@@ -515,13 +527,13 @@ pub fn example_finding() -> Finding {
         recurrence: None,
         provenance: Provenance {
             issued_at_from: Some(IssuedAtFrom::CreationDate),
-            issuing_call: Some(IssuingCall {
+            issuing_call: Some(Box::new(IssuingCall {
                 call: crate::model::StsCall::AssumeRole,
                 at: first - 3614,
                 access_key_id: "ASIAETLNIGHT1EXAMPLE".into(),
                 duration_seconds: None,
                 expiration: Some(first - 14),
-            }),
+            })),
         },
     }
 }

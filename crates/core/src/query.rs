@@ -247,7 +247,7 @@ pub async fn state_report<S: StateStore>(store: &S, query: &Query, now: Epoch) -
             continue;
         }
         let mut finding = judge_stored(store, &state).await?;
-        finding.incident = summarize(&state, now);
+        finding.incident = summarize(&state, now).map(Box::new);
         let current = IncidentBrief::of(&finding);
         let mut history: Vec<IncidentBrief> = incidents(&state.history.iter().copied().collect::<Vec<_>>())
             .into_iter()

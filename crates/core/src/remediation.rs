@@ -4,24 +4,27 @@
 //! the report document carries them joined as `fix: detail`. Only fixed text and our own enums go in:
 //! nothing from the event.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::model::{Client, CredentialSource, Verdict};
 
-/// What to do about a group: the fix in one line, and why.
+/// What to do about a group: the fix in one line, and why. The texts are shared: a report of a million
+/// groups holds each once (README, "Memory").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Remediation {
     /// The fix, one clause (no trailing period).
-    pub fix: String,
+    pub fix: Arc<str>,
     /// Why, and what to stop doing.
-    pub detail: String,
+    pub detail: Arc<str>,
 }
 
 impl Remediation {
     fn new(fix: &str, detail: &str) -> Remediation {
         Remediation {
-            fix: fix.to_owned(),
-            detail: detail.to_owned(),
+            fix: fix.into(),
+            detail: detail.into(),
         }
     }
 }
@@ -35,12 +38,22 @@ impl fmt::Display for Remediation {
 
 /// The remediation for a group.
 pub fn remediation(verdict: Verdict, source: CredentialSource, client: Option<Client>) -> Remediation {
+    type Written = HashMap<(Verdict, CredentialSource, Option<Client>), Remediation>;
+    static WRITTEN: LazyLock<Mutex<Written>> = LazyLock::new(Mutex::default);
+    // A poisoned lock only means another thread panicked mid-insert; the texts written are still whole.
+    let mut written = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+    written
+        .entry((verdict, source, client))
+        .or_insert_with(|| write(verdict, source, client))
+        .clone()
+}
+
+fn write(verdict: Verdict, source: CredentialSource, client: Option<Client>) -> Remediation {
     match verdict {
         Verdict::StaleCache => {
             let mut fix = refreshing_provider(client, source);
             if let Some(note) = source_note(source) {
-                fix.detail.push(' ');
-                fix.detail.push_str(note);
+                fix.detail = format!("{} {note}", fix.detail).into();
             }
             fix
         }

@@ -2,7 +2,7 @@
 //! (epochs, hex ids, UUIDs, instance ids, pod-name suffixes). A fleet of pods that cached credentials the
 //! same way is one workload of many groups; on-call meets it as one thing (docs/rules.md, "Workloads").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::finding::Finding;
 use crate::model::{Severity, Verdict};
@@ -130,29 +130,39 @@ type WorkloadKey = (Option<String>, Option<String>, Option<String>);
 /// The workloads of `findings`, most severe first (then most failures, then by name). Sets each
 /// finding's `workload` as it goes.
 pub fn workloads(findings: &mut [Finding]) -> Vec<Workload> {
-    let mut by_key: BTreeMap<WorkloadKey, Workload> = BTreeMap::new();
+    // Each workload with its first session names, kept to the number listed as they come: a workload of a
+    // million sessions lists ten, and holds no more.
+    let mut by_key: BTreeMap<WorkloadKey, (Workload, BTreeSet<String>)> = BTreeMap::new();
     for f in findings.iter_mut() {
         let pattern = f.session.as_deref().map(session_pattern);
         f.workload = pattern.clone();
         let principal = f.principal.as_deref().map(|p| principal_key(p).to_owned());
-        let w = by_key
+        let (w, listed) = by_key
             .entry((f.account.clone(), principal, pattern.clone()))
-            .or_insert_with(|| Workload {
-                account: f.account.clone(),
-                principal: f.principal.clone(),
-                session_pattern: pattern,
-                groups: 0,
-                sessions: Vec::new(),
-                failures: 0,
-                first_failure: f.first_failure,
-                last_failure: f.last_failure,
-                verdicts: BTreeMap::new(),
-                severity: f.severity(),
+            .or_insert_with(|| {
+                let w = Workload {
+                    account: f.account.clone(),
+                    principal: f.principal.clone(),
+                    session_pattern: pattern,
+                    groups: 0,
+                    sessions: Vec::new(),
+                    failures: 0,
+                    first_failure: f.first_failure,
+                    last_failure: f.last_failure,
+                    verdicts: BTreeMap::new(),
+                    severity: f.severity(),
+                };
+                (w, BTreeSet::new())
             });
-        w.groups += 1;
-        if let Some(s) = &f.session {
-            w.sessions.push(s.clone());
+        if let Some(s) = &f.session
+            && (listed.len() < MAX_SESSIONS_LISTED || listed.last().is_some_and(|last| s < last))
+        {
+            listed.insert(s.clone());
+            if listed.len() > MAX_SESSIONS_LISTED {
+                listed.pop_last();
+            }
         }
+        w.groups += 1;
         w.failures += f.failures;
         w.first_failure = w.first_failure.min(f.first_failure);
         w.last_failure = w.last_failure.max(f.last_failure);
@@ -162,12 +172,13 @@ pub fn workloads(findings: &mut [Finding]) -> Vec<Workload> {
             w.principal = f.principal.clone();
         }
     }
-    let mut out: Vec<Workload> = by_key.into_values().collect();
-    for w in &mut out {
-        w.sessions.sort();
-        w.sessions.dedup();
-        w.sessions.truncate(MAX_SESSIONS_LISTED);
-    }
+    let mut out: Vec<Workload> = by_key
+        .into_values()
+        .map(|(mut w, listed)| {
+            w.sessions = listed.into_iter().collect();
+            w
+        })
+        .collect();
     out.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

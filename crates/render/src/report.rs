@@ -170,7 +170,7 @@ pub struct Group {
     pub incident: Option<Incident>,
     /// The one-line fix (the start of `remediation`), for tables and pages.
     #[serde(skip)]
-    pub fix: String,
+    pub fix: std::sync::Arc<str>,
     /// `first_failure` as a time.
     #[serde(skip)]
     pub first: Epoch,
@@ -204,8 +204,8 @@ impl Group {
             paging_severity: a.paging_severity,
             credential_source: a.credential_source,
             client: f.client,
-            error_codes: f.error_codes.clone(),
-            event_names: f.event_names.clone(),
+            error_codes: (*f.error_codes).clone(),
+            event_names: (*f.event_names).clone(),
             source_ips: f.source_ips.clone(),
             requested_sessions: f.requested_sessions.clone(),
             remediation: f.remediation.to_string(),
@@ -220,7 +220,7 @@ impl Group {
                 .recurrence
                 .and_then(|r| r.next_expected_failure)
                 .map(format_time),
-            incident: f.incident.as_ref().map(Incident::of),
+            incident: f.incident.as_deref().map(Incident::of),
             fix: f.remediation.fix.clone(),
             first: f.first_failure,
             last: f.last_failure,
@@ -232,6 +232,14 @@ impl Group {
 impl Document {
     /// The document of a report made as `made` says.
     pub fn of(report: &Report, made: Made) -> Document {
+        Document {
+            groups: report.findings.iter().map(Group::of).collect(),
+            ..Document::head(report, made)
+        }
+    }
+
+    /// The document without its groups.
+    fn head(report: &Report, made: Made) -> Document {
         Document {
             schema: REPORT_SCHEMA,
             generated_at: format_time(made.at),
@@ -245,8 +253,53 @@ impl Document {
             failures: report.failures,
             skipped_records: report.skipped_records,
             workloads: report.workloads.iter().map(WorkloadEntry::of).collect(),
-            groups: report.findings.iter().map(Group::of).collect(),
+            groups: Vec::new(),
         }
+    }
+
+    /// Writes the document of `report` as pretty JSON, a group at a time: the bytes of
+    /// `serde_json::to_writer_pretty(w, &Document::of(report, made))`, without holding every group's entry
+    /// (and the whole text) at once, which for a run of a million groups is most of its memory.
+    pub fn write_json(report: &Report, made: Made, w: impl std::io::Write) -> serde_json::Result<()> {
+        let streamed = Streamed {
+            head: Document::head(report, made),
+            findings: &report.findings,
+        };
+        serde_json::to_writer_pretty(w, &streamed)
+    }
+}
+
+/// A [`Document`] whose groups are made from the findings as they are written.
+struct Streamed<'a> {
+    head: Document,
+    findings: &'a [Finding],
+}
+
+impl Serialize for Streamed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // The fields of `Document`, in its order (a test holds the two to the same bytes).
+        let d = &self.head;
+        let mut s = serializer.serialize_struct("Document", 10)?;
+        s.serialize_field("schema", &d.schema)?;
+        s.serialize_field("generated_at", &d.generated_at)?;
+        s.serialize_field("tool", &d.tool)?;
+        s.serialize_field("window", &d.window)?;
+        s.serialize_field("records", &d.records)?;
+        s.serialize_field("failures", &d.failures)?;
+        s.serialize_field("skipped_records", &d.skipped_records)?;
+        s.serialize_field("workloads", &d.workloads)?;
+        s.serialize_field("groups", &GroupsOf(self.findings))?;
+        s.end()
+    }
+}
+
+/// Findings serialised as the document's groups, each made as it is written.
+struct GroupsOf<'a>(&'a [Finding]);
+
+impl Serialize for GroupsOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Group::of))
     }
 }
 
@@ -801,6 +854,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_document_written_a_group_at_a_time_is_the_document() {
+        let mut findings: Vec<Finding> = (0..3)
+            .map(|i| {
+                let mut f = tokenwatch_core::finding::example_finding();
+                f.session = Some(format!("nightly-etl-{}", 1_793_606_400 + i));
+                f.failures += i as u64;
+                f
+            })
+            .collect();
+        findings[1].history = vec![IncidentBrief::started_at(findings[1].first_failure - 86_400)];
+        let workloads = tokenwatch_core::workload::workloads(&mut findings);
+        let report = Report {
+            records: 115,
+            failures: 21,
+            skipped_records: 2,
+            findings,
+            workloads,
+        };
+        let made = Made {
+            at: test_group().last,
+            window: Window {
+                since: Some(test_group().first - 3600),
+                until: None,
+            },
+        };
+        let mut written = Vec::new();
+        Document::write_json(&report, made, &mut written).unwrap();
+        let whole = serde_json::to_string_pretty(&Document::of(&report, made)).unwrap();
+        assert_eq!(String::from_utf8(written).unwrap(), whole);
+        let empty = Report::default();
+        let mut written = Vec::new();
+        Document::write_json(&empty, made, &mut written).unwrap();
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            serde_json::to_string_pretty(&Document::of(&empty, made)).unwrap()
+        );
+    }
+
+    #[test]
     fn a_state_table_report_shows_incidents_and_no_record_count() {
         let mut g = test_group();
         g.incident = Some(Incident {
@@ -864,7 +956,7 @@ mod tests {
             assert_eq!(fixes.len(), 2, "at {width}:\n{t}");
             assert_eq!(fixes[0], "Let botocore refresh the role");
             assert_eq!(
-                fixes[1], js.fix,
+                fixes[1], &*js.fix,
                 "at {width} the fix reads whole, in its cell:\n{t}"
             );
         }

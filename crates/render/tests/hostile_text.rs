@@ -67,11 +67,11 @@ fn finding(values: &[String]) -> Finding {
     f.principal = Some(format!("arn:aws:iam::123456789012:role/{}", v(1)));
     f.session = Some(v(2));
     f.access_key_ids = vec![v(3)];
-    f.error_codes = [(v(4), 1)].into();
-    f.event_names = [(v(5), 2)].into();
+    f.error_codes = std::sync::Arc::new([(v(4), 1)].into());
+    f.event_names = std::sync::Arc::new([(v(5), 2)].into());
     f.source_ips = vec![v(6)];
-    f.remediation.fix = v(7);
-    f.remediation.detail = v(8);
+    f.remediation.fix = v(7).into();
+    f.remediation.detail = v(8).into();
     f
 }
 
