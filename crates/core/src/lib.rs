@@ -26,6 +26,7 @@ pub mod fleet;
 pub mod incident;
 pub mod memory;
 pub mod model;
+pub mod nearmiss;
 pub mod notice;
 pub mod pipeline;
 pub mod ports;
