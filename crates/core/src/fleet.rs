@@ -220,6 +220,8 @@ pub struct FleetTally {
     pub sessions: u64,
     /// Their failures, as last seen.
     pub failures: u64,
+    /// When the workload's incident began (its first member's incident start).
+    pub since: Epoch,
 }
 
 impl FleetTally {
@@ -229,6 +231,7 @@ impl FleetTally {
             pattern: fleet.pattern.clone(),
             sessions: fleet.sessions(),
             failures: fleet.failures(),
+            since: fleet.opened_at,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::json;
+use tokenwatch_core::fleet::FleetTally;
 use tokenwatch_core::notice::{DigestNotice, IncidentNotice, Notice, NoticeKind, Resolution, printable};
 use tokenwatch_core::time::format_time;
 
@@ -154,10 +155,7 @@ fn render_incident(n: &IncidentNotice, alert_id: String, style: &Style) -> Messa
     let mut group = Group::of(&n.finding);
     group.severity = n.severity;
     if let Some(fleet) = n.fleet.as_ref().filter(|f| f.sessions > 1) {
-        // A fleet's page names its workload and counts all its sessions; a fleet of one session is
-        // shown as that session.
-        group.session = Some(fleet.pattern.clone());
-        group.failures = group.failures.max(fleet.failures);
+        as_workload(&mut group, fleet);
     }
     let page = Page {
         incident_id: n.incident.to_string(),
@@ -168,6 +166,17 @@ fn render_incident(n: &IncidentNotice, alert_id: String, style: &Style) -> Messa
         sessions: n.fleet.as_ref().map(|f| f.sessions),
     };
     render_group(&group, &page, alert_id, style)
+}
+
+/// A fleet's page names its workload, counts all its sessions and dates it from the workload's first
+/// failure, not the member's it was sent for; a fleet of one session is shown as that session.
+fn as_workload(group: &mut Group, fleet: &FleetTally) {
+    group.session = Some(fleet.pattern.clone());
+    group.failures = group.failures.max(fleet.failures);
+    if fleet.since < group.first {
+        group.first = fleet.since;
+        group.first_failure = format_time(fleet.since);
+    }
 }
 
 /// What an incident notice says beside its group.
@@ -757,6 +766,43 @@ mod tests {
             .as_object()
             .unwrap()
             .clone()
+    }
+
+    #[test]
+    fn a_fleets_resolved_notice_says_it_failed_from_the_workloads_first_failure() {
+        // The notice goes out for the last member to resolve; its own failures began later.
+        let mut g = group(
+            "arn:aws:iam::123456789012:role/api",
+            "botocore-session-1794823317",
+        );
+        g.failures = 2;
+        let tally = FleetTally {
+            pattern: "botocore-session-*".into(),
+            sessions: 40,
+            failures: 80,
+            since: g.first - 120,
+        };
+        as_workload(&mut g, &tally);
+        assert_eq!(g.first, tally.since);
+        assert_eq!(g.first_failure, "2026-11-02T08:58:14Z");
+        assert_eq!(
+            (g.session.as_deref(), g.failures),
+            (Some("botocore-session-*"), 80)
+        );
+        // A member that failed first keeps its own start (and a count above the tally's stays).
+        let mut g = group(
+            "arn:aws:iam::123456789012:role/api",
+            "botocore-session-1794823200",
+        );
+        let later = FleetTally {
+            since: g.first + 60,
+            ..tally
+        };
+        as_workload(&mut g, &later);
+        assert_eq!(
+            (g.first_failure.as_str(), g.failures),
+            ("2026-11-02T09:00:14Z", 83)
+        );
     }
 
     #[test]
