@@ -12,9 +12,10 @@ use std::fmt::Write as _;
 use serde_json::json;
 use tokenwatch_core::fleet::FleetTally;
 use tokenwatch_core::notice::{DigestNotice, IncidentNotice, Notice, NoticeKind, Resolution, printable};
+use tokenwatch_core::stats::principal_key;
 use tokenwatch_core::time::format_time;
 
-use crate::report::{Document, Group, duration};
+use crate::report::{Document, Group, WorkloadEntry, duration};
 
 /// The alert document's schema version (the `schema` field of the JSON message).
 pub const SCHEMA: u32 = 1;
@@ -314,7 +315,7 @@ fn render_digest(report: &Document, d: &DigestNotice, alert_id: String, ctx: &St
         ),
         MAX_SUBJECT,
     );
-    let mut listed = report.groups.len().min(MAX_DIGEST_GROUPS);
+    let mut listed = digest_items(report).len().min(MAX_DIGEST_GROUPS);
     loop {
         let window = Window { since, now, open };
         let message = digest_message(report, listed, &window, ctx, &subject, &alert_id);
@@ -334,6 +335,36 @@ fn render_digest(report: &Document, d: &DigestNotice, alert_id: String, ctx: &St
     }
 }
 
+/// What a digest lists, most severe first: each group, except that the groups of a workload of several
+/// sessions (a fleet) are one item, its most severe group standing for it with the workload's totals.
+fn digest_items(report: &Document) -> Vec<(&Group, Option<&WorkloadEntry>)> {
+    let key = |account: &Option<String>, principal: &Option<String>, pattern: &Option<String>| {
+        (
+            account.clone(),
+            principal.as_deref().map(|p| principal_key(p).to_owned()),
+            pattern.clone(),
+        )
+    };
+    let fleets: BTreeMap<_, &WorkloadEntry> = report
+        .workloads
+        .iter()
+        .filter(|w| w.groups > 1)
+        .map(|w| (key(&w.account, &w.principal, &w.session_pattern), w))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    report
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let k = key(&g.account, &g.principal, &g.workload);
+            match fleets.get(&k) {
+                Some(w) => seen.insert(k).then_some((g, Some(*w))),
+                None => Some((g, None)),
+            }
+        })
+        .collect()
+}
+
 /// What a digest covers.
 struct Window {
     since: i64,
@@ -350,7 +381,9 @@ fn digest_message(
     alert_id: &str,
 ) -> String {
     let (since, now) = (w.since, w.now);
-    let groups: Vec<Group> = report.groups.iter().take(listed).map(cleaned).collect();
+    let items = digest_items(report);
+    let groups: Vec<(Group, Option<&WorkloadEntry>)> =
+        items.iter().take(listed).map(|(g, w)| (cleaned(g), *w)).collect();
     let mut text = format!("{subject}\n\n");
     let _ = writeln!(
         text,
@@ -360,32 +393,57 @@ fn digest_message(
         report.groups.len(),
         report.failures
     );
-    for g in &groups {
-        let _ = write!(
-            text,
-            "\n{} {} {}: {} failures, age {} of lease",
-            g.severity.as_str().to_uppercase(),
-            g.verdict,
-            clean(&g.label(), 160),
-            g.failures,
-            g.age_against_lease()
-        );
+    for (g, workload) in &groups {
+        match workload {
+            Some(w) => {
+                let mut label = g.clone();
+                label.session = w.session_pattern.clone();
+                let _ = write!(
+                    text,
+                    "\n{} {} {}: {} sessions, {} failures from {} to {}; the most severe: {}",
+                    w.severity.as_str().to_uppercase(),
+                    g.verdict,
+                    clean(&label.label(), 160),
+                    w.groups,
+                    w.failures,
+                    w.first_failure,
+                    w.last_failure,
+                    clean(g.session.as_deref().unwrap_or("?"), 128),
+                );
+            }
+            None => {
+                let _ = write!(
+                    text,
+                    "\n{} {} {}: {} failures, age {} of lease",
+                    g.severity.as_str().to_uppercase(),
+                    g.verdict,
+                    clean(&g.label(), 160),
+                    g.failures,
+                    g.age_against_lease()
+                );
+            }
+        }
         if let Some(i) = &g.incident {
             let _ = write!(text, "; {}", i.describe());
         }
         let _ = writeln!(text, "\n  Fix: {}", clean(&g.fix, 300));
     }
-    if report.groups.len() > listed {
+    if items.len() > listed {
         let _ = writeln!(
             text,
-            "\n…and {} more groups: `tokenwatch report` lists them all.",
-            report.groups.len() - listed
+            "\n…and {} more {}: `tokenwatch report` lists them all.",
+            items.len() - listed,
+            if items.len() - listed == 1 {
+                "group or workload"
+            } else {
+                "groups or workloads"
+            }
         );
     }
     let entries: Vec<serde_json::Value> = groups
         .iter()
-        .map(|g| {
-            json!({
+        .map(|(g, w)| {
+            let mut entry = json!({
                 "account": g.account, "principal": g.principal, "session": g.session,
                 "verdict": g.verdict, "severity": g.severity, "failures": g.failures,
                 "first_failure": g.first_failure, "last_failure": g.last_failure,
@@ -393,7 +451,11 @@ fn digest_message(
                 "lease_seconds": g.lease_seconds, "credential_source": g.credential_source,
                 "client": g.client, "incident": g.incident,
                 "links": { "cloudtrail": g.access_key_ids.iter().filter_map(|k| console_link(&ctx.region, k)).collect::<Vec<_>>() },
-            })
+            });
+            if let Some(w) = w {
+                entry["workload_sessions"] = json!(w.groups);
+            }
+            entry
         })
         .collect();
     let machine = json!({
@@ -1105,6 +1167,63 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_lists_a_fleet_once_with_its_sessions_and_other_groups_each() {
+        let role = "arn:aws:iam::123456789012:role/api-irsa-role";
+        let pod = |s: &str| {
+            let mut g = group(role, s);
+            g.workload = Some("botocore-session-*".into());
+            g.failures = 2;
+            g
+        };
+        let mut alone = group("arn:aws:iam::123456789012:role/etl", "nightly");
+        alone.workload = alone.session.clone();
+        let groups = vec![
+            pod("botocore-session-1794823200"),
+            alone,
+            pod("botocore-session-1794823203"),
+            pod("botocore-session-1794823206"),
+        ];
+        let mut report = crate::report::test_document(0, 89, groups);
+        report.workloads = vec![crate::report::WorkloadEntry {
+            account: Some("123456789012".into()),
+            principal: Some(role.into()),
+            session_pattern: Some("botocore-session-*".into()),
+            groups: 3,
+            sessions: Vec::new(),
+            failures: 6,
+            first_failure: "2026-11-02T09:00:14Z".into(),
+            last_failure: "2026-11-02T09:02:50Z".into(),
+            verdicts: BTreeMap::from([(Verdict::StaleCache, 3)]),
+            severity: Severity::High,
+        }];
+        let d = digest(&report, 1_793_600_000, 1_793_700_000, &ctx());
+        let m = messages(&d);
+        let text = m["email"].as_str().unwrap();
+        assert!(
+            text.contains(
+                "api-irsa-role/botocore-session-*: 3 sessions, 6 failures from 2026-11-02T09:00:14Z"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("botocore-session-").count(),
+            2,
+            "the workload once, naming one session: {text}"
+        );
+        assert!(text.contains("etl/nightly: 83 failures"), "{text}");
+        assert!(!text.contains("…and"), "two items, both listed: {text}");
+        let doc: Value = serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap();
+        let listed: Vec<Option<u64>> = doc["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["workload_sessions"].as_u64())
+            .collect();
+        assert_eq!(listed, [Some(3), None]);
+        assert_eq!(doc["groups_total"], 4);
+    }
+
+    #[test]
     fn a_digest_is_tagged_as_one_never_carries_a_severity_and_fits_sns() {
         let mut g = group("arn:aws:iam::123456789012:role/etl", "nightly\n<b>");
         g.event_names = (0..100)
@@ -1145,7 +1264,8 @@ mod tests {
         );
         let text = m["email"].as_str().unwrap();
         assert!(
-            text.contains("375 more groups") && text.contains("next failure expected 2026-11-03T09:00:14Z")
+            text.contains("375 more groups or workloads")
+                && text.contains("next failure expected 2026-11-03T09:00:14Z")
         );
         assert!(!text.contains("nightly\n"), "control characters are stripped");
 
