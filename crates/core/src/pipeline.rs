@@ -27,6 +27,33 @@ use crate::record::{EnvelopeContext, Record};
 use crate::stats::{GroupKey, group_key};
 use crate::time::{Epoch, parse_time};
 
+/// Where a new group of `key` counts against the hourly cap ([`Policy::new_groups_per_hour`]), and the
+/// group its failures go to past the cap. A session's group counts against its principal. The role of a
+/// failed `AssumeRoleWith*` call ([`crate::classify::ANY_SESSION`]) is the caller's to name, and the call
+/// needs no credentials, so those groups count against their account, and past the cap share one group
+/// of the account: made-up role names cannot multiply pages either.
+fn cap_scope(key: &GroupKey) -> (String, GroupKey) {
+    let principal = if key.session.as_deref() == Some(crate::classify::ANY_SESSION) {
+        Some(TOKEN_CALL_ROLES.to_owned())
+    } else {
+        key.principal.clone()
+    };
+    let scope = GroupKey {
+        account: key.account.clone(),
+        principal,
+        session: None,
+    };
+    let over = GroupKey {
+        session: Some(OVER_CAP_SESSION.to_owned()),
+        ..scope.clone()
+    };
+    (group_id(&scope), over)
+}
+
+/// The principal that stands for every role named by an account's failed `AssumeRoleWith*` calls when
+/// they count against the hourly cap. Not a legal role name, so no role shares it.
+pub const TOKEN_CALL_ROLES: &str = "(roles named by failed token calls)";
+
 /// Writes of a fleet's incident tried before a batch is retried: members of one fleet write it at once.
 const FLEET_ATTEMPTS: usize = 8;
 
@@ -487,10 +514,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             {
                 // The principal opened its hour's share of groups: these failures count in its
                 // over-the-cap group, which one page covers, rather than open a group and a page each.
-                let over = GroupKey {
-                    session: Some(OVER_CAP_SESSION.to_owned()),
-                    ..key.clone()
-                };
+                let (_, over) = cap_scope(key);
                 self.record_session_failures(&over, session, &failures, now, metrics)
                     .await?;
             }
@@ -515,12 +539,9 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             });
             // A group that never had an incident is new (an issuing call may have written it already).
             if before.incident.id.is_none() && !admitted {
-                let principal = group_id(&GroupKey {
-                    session: None,
-                    ..key.clone()
-                });
+                let (scope, _) = cap_scope(key);
                 let cap = self.policy.new_groups_per_hour;
-                if !self.store.admit_new_group(&principal, now, cap).await? {
+                if !self.store.admit_new_group(&scope, now, cap).await? {
                     metrics.new_groups_capped += 1;
                     return Ok(false);
                 }
@@ -594,7 +615,11 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
     /// Does a new group of `key` count against its principal's hourly cap? Not a drill's (drills have a
     /// cap of their own), nor the over-the-cap group itself.
     fn capped(&self, key: &GroupKey) -> bool {
-        !self.policy.drills.is_drill_group(key) && key.session.as_deref() != Some(OVER_CAP_SESSION)
+        // A fleet's sessions share one page whatever their number (crate::fleet): capping them would
+        // page again for the over-the-cap group.
+        !self.policy.drills.is_drill_group(key)
+            && key.session.as_deref() != Some(OVER_CAP_SESSION)
+            && fleet_of(key).is_none()
     }
 
     async fn failing_session(&self, state: &GroupState) -> Result<Option<Issuance>, PortError> {
@@ -1138,10 +1163,79 @@ mod tests {
         let out = run(&rig, &events, T0 + 3900).await;
         assert_eq!(out.metrics.new_groups_capped, 0);
         assert_eq!(groups(&rig).len(), 3);
-        assert_eq!(
-            Policy::default().new_groups_per_hour,
-            crate::incident::NEW_GROUPS_PER_HOUR
+        assert_eq!(rig.sink.notices().len(), 3, "a page per group");
+        assert!(
+            groups(&rig)
+                .iter()
+                .all(|k| k.session.as_deref() != Some(OVER_CAP_SESSION))
         );
+    }
+
+    #[tokio::test]
+    async fn failed_token_calls_naming_a_new_role_each_no_longer_page_past_the_accounts_cap() {
+        // Regression: the role of a failed AssumeRoleWithWebIdentity is the caller's to name too, and
+        // the cap counted per role, so 50 made-up roles were 50 groups and 50 pages.
+        let mut rig = Rig::new();
+        rig.policy.new_groups_per_hour = 3;
+        let events: Vec<Vec<u8>> = (0..50)
+            .map(|i| web_identity_failure(&format!("r{i}"), 3800 + i, &format!("made-up-{i}"), "x"))
+            .collect();
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert!(out.retry.is_empty(), "{out:?}");
+        assert_eq!(out.metrics.new_groups_capped, 47);
+        assert_eq!(
+            rig.sink.notices().len(),
+            4,
+            "three roles and the account's over-the-cap group"
+        );
+        let over: Vec<GroupState> = rig
+            .store
+            .snapshot()
+            .into_iter()
+            .filter(|g| g.key.session.as_deref() == Some(OVER_CAP_SESSION))
+            .collect();
+        assert_eq!(over.len(), 1);
+        assert_eq!(over[0].key.principal.as_deref(), Some(TOKEN_CALL_ROLES));
+        assert_eq!(over[0].stats.failures, 47, "no failure lost");
+        // Negative case: sessions of a real role still count against that role, not the account.
+        let sessions: Vec<Vec<u8>> = (0..3)
+            .map(|i| failure_event(&format!("s{i}"), 3800 + i, &format!("session-{i}")))
+            .collect();
+        let out = run(&rig, &sessions, T0 + 3900).await;
+        assert_eq!(out.metrics.new_groups_capped, 0);
+    }
+
+    #[tokio::test]
+    async fn a_fleet_past_the_hourly_cap_still_pages_once() {
+        // Regression: the over-the-cap group matched no session pattern, so a fleet of more sessions than
+        // the cap paged for the fleet and again for the over-the-cap group.
+        let mut rig = Rig::new();
+        rig.policy.new_groups_per_hour = 3;
+        let events: Vec<Vec<u8>> = (0..10)
+            .map(|i| {
+                failure_event(
+                    &format!("p{i}"),
+                    3800 + i,
+                    &format!("botocore-session-17948232{i:02}"),
+                )
+            })
+            .collect();
+        let out = run(&rig, &events, T0 + 3900).await;
+        assert!(out.retry.is_empty(), "{out:?}");
+        assert_eq!(out.metrics.new_groups_capped, 0);
+        assert_eq!(groups(&rig).len(), 10);
+        assert!(
+            groups(&rig)
+                .iter()
+                .all(|k| k.session.as_deref() != Some(OVER_CAP_SESSION))
+        );
+        let opens = rig
+            .sink
+            .notices()
+            .iter()
+            .filter(|n| n.incident().is_some_and(|i| i.kind == NoticeKind::Open))
+            .count();
+        assert_eq!(opens, 1, "one page for the fleet");
     }
 
     #[tokio::test]
