@@ -670,15 +670,22 @@ struct Piece {
 }
 
 /// Adds `piece` to a session's pieces, merging every piece it touches (less than `cooldown` apart), so
-/// that the pieces are the same whatever order the failures came in.
+/// that the pieces are the same whatever order the failures came in. The pieces are kept in time order,
+/// and no two touch, so those `piece` touches are one run found by binary search: a session failing now
+/// and then for months (thousands of pieces) costs a few comparisons a failure, not a scan.
 fn insert_piece(pieces: &mut Vec<FailureStats>, mut piece: FailureStats, cooldown: Epoch) {
-    while let Some(i) = pieces
-        .iter()
-        .position(|p| piece.first < p.last + cooldown && p.first < piece.last + cooldown)
-    {
-        piece.merge(pieces.swap_remove(i));
+    let start = pieces.partition_point(|p| p.last + cooldown <= piece.first);
+    let mut end = start;
+    let mut reach = piece.last;
+    while end < pieces.len() && pieces[end].first < reach + cooldown {
+        // A piece merged in may reach the next one too.
+        reach = reach.max(pieces[end].last);
+        end += 1;
     }
-    pieces.push(piece);
+    for p in pieces.drain(start..end) {
+        piece.merge(p);
+    }
+    pieces.insert(start, piece);
 }
 
 /// A group's pieces as incidents, oldest first: in time order, a piece starts a new incident when it
@@ -755,6 +762,43 @@ mod tests {
         "eventID":"i1","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/ci"},
         "requestParameters":{"roleArn":"arn:aws:iam::123456789012:role/etl","roleSessionName":"job"},
         "responseElements":{"credentials":{"accessKeyId":"ASIAKEY1","expiration":"Nov 2, 2026, 9:00:00 AM"}}}"#;
+
+    #[test]
+    fn a_piece_that_bridges_two_pieces_merges_them_and_the_pieces_stay_in_time_order() {
+        let at = |t: Epoch| {
+            let mut f = FailureStats::default();
+            f.first = t;
+            f.last = t;
+            f.failures = 1;
+            f
+        };
+        let spans = |pieces: &[FailureStats]| -> Vec<(Epoch, Epoch, u64)> {
+            pieces.iter().map(|p| (p.first, p.last, p.failures)).collect()
+        };
+        let mut pieces = Vec::new();
+        for t in [10_000, 0, 5_000, 20_000] {
+            insert_piece(&mut pieces, at(t), 3600);
+        }
+        assert_eq!(
+            spans(&pieces),
+            [
+                (0, 0, 1),
+                (5_000, 5_000, 1),
+                (10_000, 10_000, 1),
+                (20_000, 20_000, 1)
+            ],
+            "an hour or more apart: apart, in time order"
+        );
+        // 7,500 is less than an hour from 5,000 and from 10,000: the three are one piece.
+        insert_piece(&mut pieces, at(7_500), 3600);
+        assert_eq!(
+            spans(&pieces),
+            [(0, 0, 1), (5_000, 10_000, 3), (20_000, 20_000, 1)]
+        );
+        // Exactly an hour after the last failure is a new piece (the negative case).
+        insert_piece(&mut pieces, at(23_600), 3600);
+        assert_eq!(spans(&pieces).len(), 4);
+    }
 
     #[test]
     fn a_lone_failed_web_identity_call_keeps_the_session_name_it_asked_for() {
