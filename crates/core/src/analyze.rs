@@ -765,12 +765,11 @@ mod tests {
 
     #[test]
     fn a_piece_that_bridges_two_pieces_merges_them_and_the_pieces_stay_in_time_order() {
-        let at = |t: Epoch| {
-            let mut f = FailureStats::default();
-            f.first = t;
-            f.last = t;
-            f.failures = 1;
-            f
+        let at = |t: Epoch| FailureStats {
+            first: t,
+            last: t,
+            failures: 1,
+            ..Default::default()
         };
         let spans = |pieces: &[FailureStats]| -> Vec<(Epoch, Epoch, u64)> {
             pieces.iter().map(|p| (p.first, p.last, p.failures)).collect()
