@@ -1051,6 +1051,15 @@ mod tests {
         .into_bytes()
     }
 
+    /// The over-the-cap groups the rig's store holds.
+    fn over_cap(rig: &Rig) -> Vec<GroupState> {
+        rig.store
+            .snapshot()
+            .into_iter()
+            .filter(|g| g.key.session.as_deref() == Some(OVER_CAP_SESSION))
+            .collect()
+    }
+
     fn groups(rig: &Rig) -> Vec<GroupKey> {
         let mut keys: Vec<GroupKey> = rig.store.snapshot().into_iter().map(|g| g.key).collect();
         keys.sort();
@@ -1129,12 +1138,7 @@ mod tests {
         );
         let keys = groups(&rig);
         assert_eq!(keys.len(), 4, "three groups and the over-the-cap one: {keys:?}");
-        let over: Vec<GroupState> = rig
-            .store
-            .snapshot()
-            .into_iter()
-            .filter(|g| g.key.session.as_deref() == Some(OVER_CAP_SESSION))
-            .collect();
+        let over = over_cap(&rig);
         assert_eq!(over.len(), 1);
         assert_eq!(over[0].stats.failures, 7, "no failure lost");
         assert_eq!(rig.sink.notices().len(), 4, "a page per group, not per session");
@@ -1164,11 +1168,7 @@ mod tests {
         assert_eq!(out.metrics.new_groups_capped, 0);
         assert_eq!(groups(&rig).len(), 3);
         assert_eq!(rig.sink.notices().len(), 3, "a page per group");
-        assert!(
-            groups(&rig)
-                .iter()
-                .all(|k| k.session.as_deref() != Some(OVER_CAP_SESSION))
-        );
+        assert!(over_cap(&rig).is_empty());
     }
 
     #[tokio::test]
@@ -1188,12 +1188,7 @@ mod tests {
             4,
             "three roles and the account's over-the-cap group"
         );
-        let over: Vec<GroupState> = rig
-            .store
-            .snapshot()
-            .into_iter()
-            .filter(|g| g.key.session.as_deref() == Some(OVER_CAP_SESSION))
-            .collect();
+        let over = over_cap(&rig);
         assert_eq!(over.len(), 1);
         assert_eq!(over[0].key.principal.as_deref(), Some(TOKEN_CALL_ROLES));
         assert_eq!(over[0].stats.failures, 47, "no failure lost");
@@ -1224,11 +1219,7 @@ mod tests {
         assert!(out.retry.is_empty(), "{out:?}");
         assert_eq!(out.metrics.new_groups_capped, 0);
         assert_eq!(groups(&rig).len(), 10);
-        assert!(
-            groups(&rig)
-                .iter()
-                .all(|k| k.session.as_deref() != Some(OVER_CAP_SESSION))
-        );
+        assert!(over_cap(&rig).is_empty());
         let opens = rig
             .sink
             .notices()
