@@ -318,6 +318,8 @@ fn the_detector_role_grants_exactly_what_the_function_calls() {
         ("sqs:DeleteMessage", vec![&queue]),
         ("sqs:ChangeMessageVisibility", vec![&queue]),
         ("sqs:GetQueueAttributes", vec![&queue]),
+        // Re-checks of held pages, to its own queue only.
+        ("sqs:SendMessage", vec![&queue]),
     ]);
     for (action, want) in &expect {
         let got = granted
@@ -1584,6 +1586,7 @@ fn the_event_queue_and_its_dead_letters_deny_every_sender_but_the_rule() {
         admitted,
         [
             &("DeadLetterQueue", "the rule"),
+            &("EventQueue", "the detector"),
             &("EventQueue", "the redrive role"),
             &("EventQueue", "the rule"),
         ],

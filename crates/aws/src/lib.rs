@@ -5,6 +5,8 @@
 //!   ([`create_table`] creates it; the module docs of [`dynamodb`] describe its items);
 //! - [`SnsAlertSink`] implements [`AlertSink`](tokenwatch_core::ports::AlertSink) with SNS `Publish`,
 //!   rendering each notice with `tokenwatch-render`;
+//! - [`SqsRecheckQueue`] implements [`RecheckQueue`](tokenwatch_core::ports::RecheckQueue) with a delayed
+//!   SQS `SendMessage` to the detector's own event queue;
 //! - [`EventBus`] puts `tokenwatch drill` events on an EventBridge bus;
 //! - [`trail::TrailReader`] streams a trail's log files from S3 into the engine, and
 //!   [`lookup::LookupEvents`] pages CloudTrail Event history into it, within the API's rate limit
@@ -31,6 +33,7 @@ pub mod lookup;
 pub mod probe;
 pub mod sdk;
 pub mod sns;
+pub mod sqs;
 #[cfg(feature = "backfill")]
 pub mod trail;
 
@@ -39,3 +42,4 @@ pub use error::{Blocked, BlockedError, blocked};
 pub use eventbridge::{EventBus, caller_account};
 pub use sdk::{SdkOptions, Timeouts, ready, require_region, sdk_config};
 pub use sns::SnsAlertSink;
+pub use sqs::SqsRecheckQueue;

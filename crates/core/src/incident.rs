@@ -332,25 +332,34 @@ pub fn decide_drill(state: &GroupState, finding: &Finding, policy: &Policy, now:
     }
 }
 
-/// A late record could still change the verdict, so the page waits (docs/rules.md, "Incidents"):
-/// - failures at the lease boundary only, and the refresh window plus the delivery allowance not yet
-///   over since the first: a renewal may still show up and make it a refresh race;
-/// - a clock skew judged on a default lease, within the delivery allowance of its first failure: the
-///   issuing call that gives the real, shorter lease may still arrive.
+/// A late record could still change the verdict, so the page waits until [`hold_ends`].
 fn might_still_be_a_refresh_race(state: &GroupState, finding: &Finding, now: Epoch) -> bool {
-    let waited = now - state.stats.first;
+    hold_ends(state, finding).is_some_and(|end| now < end)
+}
+
+/// Until when a page of this group waits for a late record that could still change the verdict
+/// (docs/rules.md, "Incidents"), `None` when nothing would be waited for:
+/// - failures at the lease boundary only: the refresh window plus the delivery allowance after the
+///   first, for a renewal that may still show up and make it a refresh race;
+/// - a clock skew judged on a default lease: the delivery allowance after its first failure, for the
+///   issuing call that gives the real, shorter lease.
+///
+/// Once this has passed, the evidence is decisive: the detector re-decides the group then (a re-check,
+/// crate::recheck) rather than at the next sweep.
+pub fn hold_ends(state: &GroupState, finding: &Finding) -> Option<Epoch> {
+    let first = state.stats.first;
     match finding.verdict() {
         Verdict::StaleCache => {
             let (Some(issued_at), Some(lease)) = (finding.issued_at(), finding.lease_seconds()) else {
-                return false;
+                return None;
             };
             let last_age = state.stats.last - issued_at;
-            last_age <= lease as i64 + EDGE && waited < REFRESH_WINDOW + DELIVERY_ALLOWANCE
+            (last_age <= lease as i64 + EDGE).then_some(first + REFRESH_WINDOW + DELIVERY_ALLOWANCE)
         }
-        Verdict::ClockSkew => {
-            finding.assessment.lease.is_some_and(|l| l.source.is_default()) && waited < DELIVERY_ALLOWANCE
+        Verdict::ClockSkew if finding.assessment.lease.is_some_and(|l| l.source.is_default()) => {
+            Some(first + DELIVERY_ALLOWANCE)
         }
-        _ => false,
+        _ => None,
     }
 }
 

@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod query;
 pub mod reader;
+pub mod recheck;
 pub mod record;
 pub mod remediation;
 pub mod stats;

@@ -1,6 +1,6 @@
 //! In-memory twins of the ports: the reference behaviour the DynamoDB and SNS adapters must match, used
 //! by tests and the offline drill. [`MemoryStore::fail_next`] and [`RecordingSink::fail_next`] inject
-//! transient faults.
+//! transient faults. [`MemoryRechecks`] holds re-checks until a test's clock reaches them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -12,7 +12,8 @@ use crate::fleet::Fleet;
 use crate::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use crate::model::Severity;
 use crate::notice::Notice;
-use crate::ports::{AlertSink, Change, PAGE_LEASE, PortError, StateStore, merge_parts};
+use crate::ports::{AlertSink, Change, PAGE_LEASE, PortError, RecheckQueue, StateStore, merge_parts};
+use crate::recheck::Recheck;
 use crate::stats::GroupKey;
 use crate::time::Epoch;
 
@@ -374,6 +375,47 @@ impl AlertSink for RecordingSink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(notice.clone());
+        Ok(())
+    }
+}
+
+/// A [`RecheckQueue`] on a test's clock: each re-check is due [`Recheck::delay`] after it was scheduled,
+/// as an SQS message with that `DelaySeconds` would be.
+#[derive(Default)]
+pub struct MemoryRechecks {
+    queued: Mutex<Vec<(Epoch, String)>>,
+}
+
+impl MemoryRechecks {
+    /// The message bodies due at `now`, in the order they fell due; they leave the queue.
+    pub fn due(&self, now: Epoch) -> Vec<String> {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut due, later): (Vec<_>, Vec<_>) = queued.drain(..).partition(|(at, _)| *at <= now);
+        *queued = later;
+        due.sort_by_key(|(at, _)| *at);
+        due.into_iter().map(|(_, body)| body).collect()
+    }
+
+    /// When each queued re-check falls due, earliest first.
+    pub fn times(&self) -> Vec<Epoch> {
+        let mut t: Vec<Epoch> = self
+            .queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(at, _)| *at)
+            .collect();
+        t.sort_unstable();
+        t
+    }
+}
+
+impl RecheckQueue for MemoryRechecks {
+    async fn schedule(&self, recheck: &Recheck, now: Epoch) -> Result<(), PortError> {
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((now + recheck.delay(now), recheck.to_json()));
         Ok(())
     }
 }

@@ -18,11 +18,12 @@ use crate::finding::{Finding, judge_stored};
 use crate::fleet::{self, Fleet, FleetTally, fleet_of};
 use crate::incident::{
     BatchSession, Decision, GroupState, IncidentId, OVER_CAP_SESSION, Placement, Policy, Withheld, decide,
-    decide_drill, group_id, incident_id, place, renewal_settled, resolved_by_quiet,
+    decide_drill, group_id, hold_ends, incident_id, place, renewal_settled, resolved_by_quiet,
 };
 use crate::model::{Severity, Verdict};
 use crate::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
-use crate::ports::{AlertSink, Change, PortError, StateStore};
+use crate::ports::{AlertSink, Change, PortError, RecheckQueue, StateStore};
+use crate::recheck::Recheck;
 use crate::record::{EnvelopeContext, Record};
 use crate::stats::{GroupKey, group_key};
 use crate::time::{Epoch, parse_time};
@@ -96,6 +97,9 @@ pub struct Metrics {
     /// Sessions whose failures went to their principal's over-the-cap group, because the principal had
     /// opened [`Policy::new_groups_per_hour`] groups in that hour already.
     pub new_groups_capped: u64,
+    /// Not a counter: the groups whose page was held, and when each one's wait ends (the earliest, if
+    /// held twice). The caller asks for their re-checks ([`schedule_rechecks`]).
+    pub held: BTreeMap<GroupKey, Epoch>,
 }
 
 impl Metrics {
@@ -225,6 +229,21 @@ pub struct Outcome {
     pub metrics: Metrics,
 }
 
+/// Asks `queue` for a re-check of every group `metrics` says was held, each at the end of its wait.
+/// A re-check that could not be scheduled is a fault of its group (returned, and counted in
+/// `metrics`): its page then waits for the sweep, nothing is lost.
+pub async fn schedule_rechecks<Q: RecheckQueue>(queue: &Q, metrics: &mut Metrics, now: Epoch) -> Vec<Fault> {
+    let mut faults = Vec::new();
+    for (group, at) in std::mem::take(&mut metrics.held) {
+        let recheck = Recheck { group, at };
+        if let Err(e) = queue.schedule(&recheck, now).await {
+            metrics.count_fault(&e);
+            faults.push(Fault::of(Some(&recheck.group), &e));
+        }
+    }
+    faults
+}
+
 /// Reads one event: an EventBridge envelope, a bare record, or one wrapped in an SNS or SQS string
 /// ([`crate::envelope::open`]). An event any part of which cannot be read is unreadable as a whole.
 pub fn decode(bytes: &[u8]) -> Result<Vec<(Record, EnvelopeContext)>, OpenError> {
@@ -264,7 +283,12 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         let mut written = 0usize;
         let mut groups: BTreeMap<GroupKey, Vec<Pending>> = BTreeMap::new();
         let mut issuances: Vec<(usize, Issuance)> = Vec::new();
+        let mut rechecks: BTreeMap<GroupKey, BTreeSet<usize>> = BTreeMap::new();
         for (index, bytes) in events.iter().enumerate() {
+            if let Some(r) = Recheck::parse(bytes) {
+                rechecks.entry(r.group).or_default().insert(index);
+                continue;
+            }
             let records = match decode(bytes) {
                 Ok(r) => r,
                 Err(reason) => {
@@ -337,6 +361,14 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 Err(e) => failed.push((indexes, e, Some(key))),
             }
         }
+        // After the batch's failures, so that a re-check decides on them too; one per group however many
+        // copies came.
+        for (key, indexes) in rechecks {
+            match self.recheck(&key, now, &mut out.metrics).await {
+                Ok(()) => written += 1,
+                Err(e) => failed.push((indexes, e, Some(key))),
+            }
+        }
         let stack_fault = written == 0;
         for (indexes, error, key) in failed {
             out.metrics.count_fault(&error);
@@ -370,6 +402,14 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             }
         }
         Ok(out)
+    }
+
+    /// A re-check of a held page (crate::recheck): the group is decided again on what is stored now.
+    async fn recheck(&self, key: &GroupKey, now: Epoch, metrics: &mut Metrics) -> Result<(), PortError> {
+        match self.store.load(key).await? {
+            Some(state) if state.is_open() => self.maybe_page(&state, now, metrics).await,
+            _ => Ok(()),
+        }
     }
 
     async fn sweep_group(
@@ -667,6 +707,10 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                     .alerts_withheld
                     .entry(Withheld::HeldForRefreshWindow)
                     .or_default() += 1;
+                if let Some(end) = hold_ends(state, &finding) {
+                    let at = metrics.held.entry(state.key.clone()).or_insert(end);
+                    *at = (*at).min(end);
+                }
                 return Ok(());
             }
             Decision::Quiet(reason) => {
@@ -937,7 +981,7 @@ mod tests {
     use crate::assess::{DELIVERY_ALLOWANCE, REFRESH_WINDOW};
     use crate::drill::{DrillPolicy, DrillRole};
     use crate::incident::group_id;
-    use crate::memory::{MemoryStore, RecordingSink};
+    use crate::memory::{MemoryRechecks, MemoryStore, RecordingSink};
     use crate::ports::PAGE_LEASE;
     use serde_json::{Value, json};
 
@@ -2197,5 +2241,141 @@ mod tests {
             Some("123456789012")
         );
         assert!(decode(b"[]").is_err());
+    }
+
+    /// Runs a batch and asks for the re-checks it held pages for, as the Lambda does.
+    async fn run_rechecked(rig: &Rig, queue: &MemoryRechecks, events: &[Vec<u8>], now: Epoch) -> Outcome {
+        let mut out = run(rig, events, now).await;
+        let faults = schedule_rechecks(queue, &mut out.metrics, now).await;
+        assert!(faults.is_empty(), "{faults:?}");
+        out
+    }
+
+    /// Delivers the re-checks due at `now`, as SQS would, each as many times as `copies`.
+    async fn deliver(rig: &Rig, queue: &MemoryRechecks, now: Epoch, copies: usize) -> usize {
+        let due: Vec<Vec<u8>> = queue
+            .due(now)
+            .into_iter()
+            .flat_map(|b| std::iter::repeat_n(b.into_bytes(), copies))
+            .collect();
+        if !due.is_empty() {
+            let out = run_rechecked(rig, queue, &due, now).await;
+            assert!(out.retry.is_empty() && out.unreadable.is_empty(), "{out:?}");
+        }
+        due.len()
+    }
+
+    #[tokio::test]
+    async fn a_held_page_goes_out_when_its_re_check_arrives_at_the_end_of_the_window_not_at_the_sweep() {
+        let rig = Rig::new();
+        let queue = MemoryRechecks::default();
+        let first = T0 + 3605;
+        let end = first + REFRESH_WINDOW + DELIVERY_ALLOWANCE;
+        let out = run_rechecked(&rig, &queue, &[failure_event("h1", 3605, "svc")], first + 2).await;
+        assert_eq!(out.metrics.alerts_withheld[&Withheld::HeldForRefreshWindow], 1);
+        assert!(rig.sink.notices().is_empty(), "held");
+        assert_eq!(queue.times(), [end], "a re-check at the window's end");
+        // Another failure inside the window asks again for the same moment.
+        run_rechecked(&rig, &queue, &[failure_event("h2", 3640, "svc")], T0 + 3642).await;
+        assert_eq!(queue.times(), [end, end]);
+        assert_eq!(
+            deliver(&rig, &queue, end - 1, 1).await,
+            0,
+            "nothing due before the end"
+        );
+        assert!(rig.sink.notices().is_empty());
+        // Both copies arrive together, then again (SQS delivers at least once): one page, at the end.
+        let copies = queue.due(end);
+        assert_eq!(copies.len(), 2);
+        for _ in 0..2 {
+            let bodies: Vec<Vec<u8>> = copies.iter().map(|b| b.clone().into_bytes()).collect();
+            run_rechecked(&rig, &queue, &bodies, end).await;
+        }
+        let docs = rig.docs();
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        assert_eq!(
+            (docs[0]["verdict"].as_str(), docs[0]["state"].as_str()),
+            (Some("stale-cache"), Some("open"))
+        );
+        assert_eq!(docs[0]["failures"], 2);
+        assert!(queue.times().is_empty(), "nothing held any more");
+        // The sweep that follows finds it paged.
+        rig.detector().sweep(end + 300).await.unwrap();
+        assert_eq!(rig.docs().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_re_check_of_a_refresh_race_resolved_inside_the_window_pages_nothing() {
+        let rig = Rig::new();
+        let queue = MemoryRechecks::default();
+        run_rechecked(
+            &rig,
+            &queue,
+            &[failure_event("r1", 3605, "svc"), failure_event("r2", 3640, "svc")],
+            T0 + 3650,
+        )
+        .await;
+        let end = T0 + 3605 + REFRESH_WINDOW + DELIVERY_ALLOWANCE;
+        assert_eq!(queue.times(), [end]);
+        run_rechecked(
+            &rig,
+            &queue,
+            &[issuance_event(3660, "svc", "ASIANEWKEY0000000002")],
+            T0 + 3661,
+        )
+        .await;
+        assert_eq!(deliver(&rig, &queue, end, 2).await, 2);
+        assert!(
+            rig.sink.notices().is_empty(),
+            "a refresh race: the re-check pages nothing"
+        );
+        assert!(queue.times().is_empty(), "and asks for no other");
+    }
+
+    #[tokio::test]
+    async fn a_re_check_that_arrives_early_holds_again_and_asks_for_the_rest() {
+        let rig = Rig::new();
+        let queue = MemoryRechecks::default();
+        run_rechecked(&rig, &queue, &[failure_event("e1", 3605, "svc")], T0 + 3606).await;
+        let end = T0 + 3605 + REFRESH_WINDOW + DELIVERY_ALLOWANCE;
+        // A clock that runs behind SQS's: the re-check comes while the wait is not over.
+        let body = queue.due(end).remove(0).into_bytes();
+        run_rechecked(&rig, &queue, &[body], end - 3).await;
+        assert!(rig.sink.notices().is_empty());
+        assert_eq!(queue.times(), [end], "asked again for the end of the wait");
+        assert_eq!(deliver(&rig, &queue, end, 1).await, 1);
+        assert_eq!(rig.docs().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_held_fleet_pages_once_at_its_re_check() {
+        let rig = Rig::new();
+        let queue = MemoryRechecks::default();
+        for batch in fleet_failures(50, 3620, 2).chunks(10) {
+            run_rechecked(&rig, &queue, batch, T0 + 3720).await;
+        }
+        assert!(rig.sink.notices().is_empty(), "held");
+        let end = T0 + 3620 + REFRESH_WINDOW + DELIVERY_ALLOWANCE;
+        assert_eq!(queue.times().first(), Some(&end));
+        let mut now = end;
+        while !queue.times().is_empty() {
+            now = now.max(queue.times()[0]);
+            deliver(&rig, &queue, now, 1).await;
+        }
+        let pages = fleet_pages(&rig);
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        assert_eq!((pages[0].0, pages[0].1), (NoticeKind::Open, Some(50)));
+    }
+
+    #[tokio::test]
+    async fn a_re_check_of_an_unknown_or_ended_group_does_nothing() {
+        let rig = Rig::new();
+        let lost = Recheck {
+            group: group_key(&Some(ACCOUNT.into()), &Some("etl".into()), &Some("gone".into())),
+            at: T0,
+        };
+        let out = run(&rig, &[lost.to_json().into_bytes()], T0).await;
+        assert!(out.retry.is_empty() && out.unreadable.is_empty() && out.faults.is_empty());
+        assert!(rig.sink.notices().is_empty() && out.metrics.held.is_empty());
     }
 }

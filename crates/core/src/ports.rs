@@ -1,5 +1,6 @@
-//! The detector's two ports, in domain words: where state lives ([`StateStore`], DynamoDB in production)
-//! and where alerts go ([`AlertSink`], SNS). [`crate::memory`] has in-memory twins for tests and demos.
+//! The detector's ports, in domain words: where state lives ([`StateStore`], DynamoDB in production),
+//! where alerts go ([`AlertSink`], SNS) and how a held page is decided again when its wait ends
+//! ([`RecheckQueue`], a delayed SQS message). [`crate::memory`] has in-memory twins for tests and demos.
 //!
 //! Declared with `-> impl Future + Send` rather than `async fn` so that the futures are `Send` and
 //! clippy's `async_fn_in_trait` holds; implementations may still be written as `async fn`.
@@ -12,6 +13,7 @@ use crate::classify::{Failure, Issuance};
 use crate::incident::{GroupState, Incident, IncidentId};
 use crate::model::Severity;
 use crate::notice::Notice;
+use crate::recheck::Recheck;
 use crate::stats::{FailureStats, GroupKey};
 use crate::time::Epoch;
 
@@ -295,4 +297,27 @@ pub trait StateStore: Sync {
 pub trait AlertSink: Sync {
     /// Publishes one notice.
     fn publish(&self, notice: &Notice) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Brings a [`Recheck`] back to the detector at its time (crate::recheck).
+pub trait RecheckQueue: Sync {
+    /// Delivers `recheck` to the detector, as one of its events, [`Recheck::delay`] after `now`.
+    fn schedule(&self, recheck: &Recheck, now: Epoch) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// No re-checks: held pages wait for the sweep.
+impl RecheckQueue for () {
+    async fn schedule(&self, _: &Recheck, _: Epoch) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+/// A queue when there is one, none (the sweep only) otherwise.
+impl<Q: RecheckQueue> RecheckQueue for Option<Q> {
+    async fn schedule(&self, recheck: &Recheck, now: Epoch) -> Result<(), PortError> {
+        match self {
+            Some(q) => q.schedule(recheck, now).await,
+            None => Ok(()),
+        }
+    }
 }

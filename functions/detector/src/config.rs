@@ -25,6 +25,9 @@ pub const DRILL_ROLE_ARN: &str = "DRILL_ROLE_ARN";
 /// Accounts whose synthetic drills a central stack accepts besides its own: comma-separated account ids,
 /// or `organization` for every account whose events reach the bus. Empty: only its own.
 pub const DRILL_ACCOUNTS: &str = "DRILL_ACCOUNTS";
+/// The URL of the function's own event queue: a held page's re-check is sent there, delayed to the end of
+/// its wait. Empty or unset: held pages wait for the sweep.
+pub const RECHECK_QUEUE_URL: &str = "RECHECK_QUEUE_URL";
 /// Everything the detector is told, typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -32,6 +35,8 @@ pub struct Config {
     pub common: Common,
     /// Paging floor, cool-down, suppressions.
     pub policy: Policy,
+    /// Where re-checks of held pages go ([`RECHECK_QUEUE_URL`]).
+    pub recheck_queue_url: Option<String>,
 }
 
 impl Config {
@@ -67,7 +72,15 @@ impl Config {
                 problem,
             })?,
         };
+        let recheck_queue_url = match env.optional(RECHECK_QUEUE_URL) {
+            None => None,
+            Some(url) => Some(parse_queue_url(&url).map_err(|problem| ConfigError {
+                variable: RECHECK_QUEUE_URL,
+                problem,
+            })?),
+        };
         Ok(Config {
+            recheck_queue_url,
             common,
             policy: Policy {
                 min_severity,
@@ -92,6 +105,23 @@ impl Config {
             .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
             .map(str::to_owned);
         policy
+    }
+}
+
+/// An SQS queue URL: `https://sqs.REGION.amazonaws.com/ACCOUNT/NAME` (any http(s) endpoint, for emulators).
+fn parse_queue_url(raw: &str) -> Result<String, String> {
+    let path = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(_, path)| path);
+    match path.and_then(|p| p.split_once('/')) {
+        Some((account, name)) if !account.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(raw.to_owned())
+        }
+        _ => Err(format!(
+            "'{raw}' is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE)"
+        )),
     }
 }
 
@@ -174,6 +204,7 @@ mod tests {
         let c = config(&BASE).unwrap();
         assert_eq!(c.policy, Policy::default());
         assert_eq!(c.common.style.format, AlertFormat::Standard);
+        assert_eq!(c.recheck_queue_url, None, "held pages wait for the sweep");
     }
 
     #[test]
@@ -186,8 +217,18 @@ mod tests {
             (SUPPRESSIONS, r#"[{"principal":"arn:aws:iam::*:role/batch-*","expires":"2026-12-31","reason":"migrating"}]"#),
             (DRILL_ROLE_ARN, "arn:aws:iam::123456789012:role/tokenwatch-drill-us-east-1"),
             (DRILL_ACCOUNTS, "444455556666, 777788889999"),
+            (
+                RECHECK_QUEUE_URL,
+                "https://sqs.us-east-1.amazonaws.com/123456789012/tokenwatch-events",
+            ),
         ]);
         let c = config(&vars).unwrap();
+        assert!(
+            c.recheck_queue_url
+                .as_deref()
+                .unwrap()
+                .ends_with("/tokenwatch-events")
+        );
         assert_eq!(c.policy.min_severity, Severity::High);
         assert_eq!(c.policy.cooldown, 1800);
         assert_eq!(c.common.style.format, AlertFormat::Chatbot);
@@ -217,7 +258,7 @@ mod tests {
     #[test]
     fn a_bad_value_names_its_variable_and_what_it_expects() {
         type Vars<'a> = &'a [(&'a str, &'a str)];
-        let cases: [(Vars, &str, &str); 9] = [
+        let cases: [(Vars, &str, &str); 10] = [
             (
                 &[(TOPIC_ARN, "arn:aws:sns:us-east-1:1:t")],
                 TABLE_NAME,
@@ -241,6 +282,11 @@ mod tests {
                 &[(DRILL_ROLE_ARN, "arn:aws:iam::123456789012:user/x")],
                 DRILL_ROLE_ARN,
                 "not an IAM role ARN",
+            ),
+            (
+                &[(RECHECK_QUEUE_URL, "tokenwatch-events")],
+                RECHECK_QUEUE_URL,
+                "not an SQS queue URL",
             ),
             (
                 &[(DRILL_ACCOUNTS, "123,o-abc")],

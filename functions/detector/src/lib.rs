@@ -7,8 +7,8 @@ pub mod config;
 pub mod emf;
 
 use serde_json::{Value, json};
-use tokenwatch_core::pipeline::{Detector, DropReason, Fault, Metrics, Outcome};
-use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
+use tokenwatch_core::pipeline::{Detector, DropReason, Fault, Metrics, Outcome, schedule_rechecks};
+use tokenwatch_core::ports::{AlertSink, PortError, RecheckQueue, StateStore};
 use tokenwatch_core::time::Epoch;
 use tracing::{error, info, warn};
 
@@ -86,16 +86,20 @@ pub fn invocation(payload: &Value) -> Invocation<'_> {
     Invocation::Event
 }
 
-/// Handles one invocation at time `now`.
-pub async fn handle<S: StateStore, A: AlertSink>(
+/// Handles one invocation at time `now`; the pages it holds are re-checked through `rechecks` when their
+/// wait ends (`()`: at the sweep).
+pub async fn handle<S: StateStore, A: AlertSink, Q: RecheckQueue>(
     payload: Value,
     detector: &Detector<'_, S, A>,
+    rechecks: &Q,
     now: Epoch,
 ) -> Result<Value, HandlerError> {
     match invocation(&payload) {
         Invocation::Sqs(messages) => {
             let bodies: Vec<&[u8]> = messages.iter().map(|(_, body)| body.as_bytes()).collect();
-            let out = detector.process(&bodies, now).await;
+            let mut out = detector.process(&bodies, now).await;
+            let lost = schedule_rechecks(rechecks, &mut out.metrics, now).await;
+            out.faults.extend(lost);
             log_drops(&out, |i| messages[i].0);
             for (i, refusal) in &out.refused {
                 warn!(message_id = messages[*i].0, reason = %refusal, "Dropped a drill event.");
@@ -124,7 +128,10 @@ pub async fn handle<S: StateStore, A: AlertSink>(
             Ok(json!({ "batchItemFailures": failures }))
         }
         Invocation::Scheduled => {
-            let out = detector.sweep(now).await?;
+            let mut out = detector.sweep(now).await?;
+            // A held page whose re-check was lost gets another one.
+            let lost = schedule_rechecks(rechecks, &mut out.metrics, now).await;
+            out.faults.extend(lost);
             log_faults(&out.faults);
             emit(&out.metrics, &out.faults, now);
             if out.all_failed() {
@@ -139,7 +146,9 @@ pub async fn handle<S: StateStore, A: AlertSink>(
         }
         Invocation::Event => {
             let bytes = payload.to_string();
-            let out = detector.process(&[bytes.as_bytes()], now).await;
+            let mut out = detector.process(&[bytes.as_bytes()], now).await;
+            let lost = schedule_rechecks(rechecks, &mut out.metrics, now).await;
+            out.faults.extend(lost);
             let id = payload.get("id").and_then(Value::as_str).unwrap_or("");
             log_drops(&out, |_| id);
             log_faults(&out.faults);
@@ -260,7 +269,7 @@ mod tests {
                 ("m2", "garbage".into()),
                 ("m3", failure("e2")),
             ]);
-            let out = handle(batch.clone(), &d, NOW).await.unwrap();
+            let out = handle(batch.clone(), &d, &(), NOW).await.unwrap();
             let ids: Vec<&str> = out["batchItemFailures"]
                 .as_array()
                 .unwrap()
@@ -268,7 +277,7 @@ mod tests {
                 .map(|f| f["itemIdentifier"].as_str().unwrap())
                 .collect();
             assert_eq!(ids, ["m1", "m3"], "the unreadable m2 is dropped, not retried");
-            let again = handle(sqs(&[("m1", failure("e1")), ("m3", failure("e2"))]), &d, NOW)
+            let again = handle(sqs(&[("m1", failure("e1")), ("m3", failure("e2"))]), &d, &(), NOW)
                 .await
                 .unwrap();
             assert_eq!(again["batchItemFailures"], json!([]));
@@ -289,10 +298,10 @@ mod tests {
             store.fail_next(1);
             let event: Value = serde_json::from_str(&failure("e9")).unwrap();
             assert!(matches!(
-                handle(event.clone(), &d, NOW).await,
+                handle(event.clone(), &d, &(), NOW).await,
                 Err(HandlerError::Retry(_))
             ));
-            assert!(handle(event, &d, NOW).await.is_ok());
+            assert!(handle(event, &d, &(), NOW).await.is_ok());
             assert_eq!(sink.notices().len(), 1);
         })
         .await;
@@ -320,7 +329,7 @@ mod tests {
                 ("m2", failure("o1").replace("job", "other")),
                 ("m3", failure("e2")),
             ]);
-            let out = handle(batch, &d, NOW).await.unwrap();
+            let out = handle(batch, &d, &(), NOW).await.unwrap();
             assert_eq!(
                 out["batchItemFailures"],
                 json!([]),
@@ -341,7 +350,7 @@ mod tests {
                 policy: &policy,
             };
             let other = failure("o1").replace("job", "other");
-            let out = handle(sqs(&[("m1", failure("e1")), ("m2", other)]), &d, NOW)
+            let out = handle(sqs(&[("m1", failure("e1")), ("m2", other)]), &d, &(), NOW)
                 .await
                 .unwrap();
             assert_eq!(out["batchItemFailures"], json!([]));
@@ -355,17 +364,46 @@ mod tests {
             let schedule = json!({"detail-type": "Scheduled Event", "source": "aws.events"});
             let quiet = NOW + 3600;
             assert_eq!(
-                handle(schedule.clone(), &d, quiet).await.unwrap(),
+                handle(schedule.clone(), &d, &(), quiet).await.unwrap(),
                 json!({"swept": true}),
                 "one group's fault fails nothing else"
             );
             assert_eq!(sink.notices().len(), 3, "the other group's resolved notice");
-            let err = handle(schedule, &d, quiet + 300).await.unwrap_err();
+            let err = handle(schedule, &d, &(), quiet + 300).await.unwrap_err();
             assert!(
                 matches!(err, HandlerError::SweepEveryGroup { groups: 1, .. }),
                 "{err}"
             );
             assert_eq!(lambda_runtime::Diagnostic::from(err).error_type, "SweepFailed");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_held_page_is_sent_back_to_the_queue_and_pages_when_the_re_check_arrives() {
+        with_detector(|store, sink| async move {
+            let policy = Policy::default();
+            let d = Detector {
+                store: &store,
+                sink: &sink,
+                policy: &policy,
+            };
+            let queue = tokenwatch_core::memory::MemoryRechecks::default();
+            // At the lease boundary (issued 08:00, a one-hour lease): held for the refresh window.
+            let boundary = failure("b1").replace("09:05:00", "08:59:30");
+            let first = tokenwatch_core::time::parse_time("2026-11-02T08:59:30Z").unwrap();
+            let out = handle(sqs(&[("m1", boundary)]), &d, &queue, first + 5)
+                .await
+                .unwrap();
+            assert_eq!(out["batchItemFailures"], json!([]));
+            assert!(sink.notices().is_empty(), "held");
+            let end = *queue.times().first().expect("a re-check");
+            let recheck = queue.due(end);
+            let out = handle(sqs(&[("r1", recheck[0].clone())]), &d, &queue, end)
+                .await
+                .unwrap();
+            assert_eq!(out["batchItemFailures"], json!([]));
+            assert_eq!(sink.notices().len(), 1, "paged by the re-check");
         })
         .await;
     }
