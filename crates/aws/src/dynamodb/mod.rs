@@ -197,12 +197,24 @@ impl DynamoStore {
         e: Expr,
         returning: ReturnValue,
     ) -> Result<Option<Item>, PortError> {
+        self.update_item(group_pk(key), GROUP_SK, e, returning).await
+    }
+
+    /// One conditional `UpdateItem` of any item, returning the attributes `returning` asks for; `None`
+    /// when the condition failed (nothing written).
+    async fn update_item(
+        &self,
+        pk: String,
+        sk: &str,
+        e: Expr,
+        returning: ReturnValue,
+    ) -> Result<Option<Item>, PortError> {
         self.count();
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(item::key(group_pk(key), GROUP_SK)))
+            .set_key(Some(item::key(pk, sk)))
             .update_expression(e.update_expression())
             .set_condition_expression(e.condition_expression())
             .set_expression_attribute_names(e.names())
@@ -426,33 +438,13 @@ impl DynamoStore {
         let pk = session_pk(&copy.access_key_id);
         let key_name = e.name("pk");
         e.require(format!("attribute_exists({key_name})"));
-        self.count();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item::key(pk, SESSION_SK)))
-            .update_expression(e.update_expression())
-            .set_condition_expression(e.condition_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .send()
-            .await;
+        let result = self.update_item(pk, SESSION_SK, e, ReturnValue::None).await;
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&copy.access_key_id);
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(from_sdk("dynamodb:UpdateItem", err)),
-        }
+        // A session item that is gone (expired) has nothing to combine into.
+        result.map(|_| ())
     }
 }
 
@@ -759,29 +751,11 @@ impl StateStore for DynamoStore {
         e.require(format!("attribute_not_exists({count}) OR {count} < {limit}"));
         e.add(NEW_GROUPS, n(1));
         e.set(EXPIRES_AT, n(hour + 2 * 3600));
-        self.count();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item::key(new_groups_pk(principal, hour), NEW_GROUPS_SK)))
-            .update_expression(e.update_expression())
-            .set_condition_expression(e.condition_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(from_sdk("dynamodb:UpdateItem", err)),
-        }
+        let pk = new_groups_pk(principal, hour);
+        Ok(self
+            .update_item(pk, NEW_GROUPS_SK, e, ReturnValue::None)
+            .await?
+            .is_some())
     }
 
     async fn load_fleet(&self, fleet: &str) -> Result<Option<(Fleet, u64)>, PortError> {
