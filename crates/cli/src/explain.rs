@@ -121,13 +121,9 @@ fn find<'a>(report: &'a Report, what: &str, files: &[PathBuf]) -> Result<&'a Fin
     let label = |f: &Finding| tokenwatch_render::Group::of(f).label();
     let rules: [&dyn Fn(&Finding) -> bool; 5] = [
         &|f| label(f) == what,
-        &|f| {
-            f.account
-                .as_deref()
-                .is_some_and(|a| format!("{a}/{}", label(f)) == what)
-        },
+        &|f| f.account().is_some_and(|a| format!("{a}/{}", label(f)) == what),
         &|f| f.principal.as_deref() == Some(what),
-        &|f| f.session.as_deref() == Some(what),
+        &|f| f.session() == Some(what),
         &|f| f.access_key_ids.iter().any(|k| k == what),
     ];
     for rule in rules {
@@ -138,7 +134,7 @@ fn find<'a>(report: &'a Report, what: &str, files: &[PathBuf]) -> Result<&'a Fin
             many => {
                 let names: Vec<String> = many
                     .iter()
-                    .map(|f| format!("{}/{}", f.account.as_deref().unwrap_or("?"), label(f)))
+                    .map(|f| format!("{}/{}", f.account().unwrap_or("?"), label(f)))
                     .collect();
                 return Err(anyhow!(
                     "'{what}' names {} groups: {}; give one of these instead",

@@ -22,6 +22,11 @@ use tokenwatch_render::{Document, Made};
 
 use crate::output::{Color, Output, finished, say, say_lines};
 
+/// A report of many groups holds them all until it is written; glibc's malloc keeps more of what the
+/// reading threads gave back than mimalloc does (bench/groups.sh, README "Memory").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Find AWS credentials cached past their lease: ExpiredToken failures that begin at the end of an STS
 /// session, told apart from refresh races, paused processes, clock skew and stale web identity tokens.
 #[derive(Parser)]
@@ -554,7 +559,7 @@ pub(crate) fn read_inputs(
 }
 
 /// More groups than this in one run get a warning: each costs memory until the report is written
-/// (README, "Memory": about 0.5 KB a group).
+/// (README, "Memory": under 1 KB a group).
 const MANY_GROUPS: usize = 100_000;
 
 /// The warning for a run holding `groups` groups, with the memory the process holds if known.

@@ -739,8 +739,11 @@ fn latest_with_history(incidents: Vec<Finding>) -> Finding {
         .into_iter()
         .max_by_key(|f| f.first_failure)
         .expect("a group has at least one incident");
-    latest.recurrence = Recurrence::of(&starts, latest.first_failure);
-    latest.history = history;
+    latest.recurrence = Recurrence::of(&starts, latest.first_failure).map(Box::new);
+    // A lone incident is the finding itself ([`Finding::incidents`]): most groups of a large run have one.
+    if history.len() > 1 {
+        latest.history = history;
+    }
     latest
 }
 
@@ -854,7 +857,7 @@ mod tests {
         a.read(format!(r#"{{"Records":[{sqs}]}}"#).as_bytes()).unwrap();
         let r = a.report();
         assert_eq!((r.records, r.failures), (1, 1));
-        assert_eq!(r.findings[0].session.as_deref(), Some("job"));
+        assert_eq!(r.findings[0].session(), Some("job"));
     }
 
     #[test]

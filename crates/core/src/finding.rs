@@ -23,14 +23,11 @@ use crate::time::Epoch;
 pub struct Finding {
     /// What the group is keyed by (the principal reduced to the role name).
     pub key: GroupKey,
-    /// The account.
-    pub account: Option<String>,
-    /// The fullest spelling of the principal seen (a role ARN keeps its path).
+    /// The fullest spelling of the principal seen (a role ARN keeps its path). The account and the session
+    /// name are the key's: [`Finding::account`], [`Finding::session`].
     pub principal: Option<String>,
-    /// The session name.
-    pub session: Option<String>,
-    /// Its workload's session pattern (set when a report gathers workloads).
-    pub workload: Option<String>,
+    /// Its workload's session pattern (set when a report gathers workloads; shared by its findings).
+    pub workload: Option<Arc<str>>,
     /// Access keys of the failing calls (at most [`crate::stats::MAX_LISTED`]).
     pub access_key_ids: Vec<String>,
     /// Failures counted, each eventID once.
@@ -59,9 +56,11 @@ pub struct Finding {
     /// group, and offline none has one).
     pub incident: Option<Box<IncidentSummary>>,
     /// Every incident of the group the source knows, oldest first; the finding describes the latest.
+    /// Empty when the finding's own incident is the only one (no allocation for the usual group): read it
+    /// through [`Finding::incidents`].
     pub history: Vec<IncidentBrief>,
-    /// The interval the incidents recur at, when they do.
-    pub recurrence: Option<Recurrence>,
+    /// The interval the incidents recur at, when they do (boxed: most groups do not recur).
+    pub recurrence: Option<Box<Recurrence>>,
     /// Which records the verdict rests on.
     pub provenance: Provenance,
 }
@@ -201,6 +200,16 @@ impl Provenance {
 }
 
 impl Finding {
+    /// The account.
+    pub fn account(&self) -> Option<&str> {
+        self.key.account.as_deref()
+    }
+
+    /// The session name.
+    pub fn session(&self) -> Option<&str> {
+        self.key.session.as_deref()
+    }
+
     /// See [`Verdict`].
     pub fn verdict(&self) -> Verdict {
         self.assessment.verdict
@@ -233,6 +242,16 @@ impl Finding {
             self.failures
         } else {
             self.history.iter().filter_map(|i| i.failures).sum()
+        }
+    }
+
+    /// Every incident of the group the source knows, oldest first: its history, or its own incident
+    /// alone.
+    pub fn incidents(&self) -> std::borrow::Cow<'_, [IncidentBrief]> {
+        if self.history.is_empty() {
+            std::borrow::Cow::Owned(vec![IncidentBrief::of(self)])
+        } else {
+            std::borrow::Cow::Borrowed(&self.history)
         }
     }
 }
@@ -396,9 +415,7 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
     let client = stats.client();
     Finding {
         key: evidence.key.clone(),
-        account: evidence.key.account.clone(),
         principal: stats.principal.clone(),
-        session: evidence.key.session.clone(),
         workload: None,
         access_key_ids: stats.access_key_ids.iter().cloned().collect(),
         failures: stats.failures,
@@ -442,13 +459,33 @@ pub async fn judge_stored<S: StateStore>(store: &S, state: &GroupState) -> Resul
 }
 
 /// Report order: most severe first, then most failures, then by account, principal and session.
+///
+/// Stable, like `sort_by`, but sorting positions and moving the findings into place after: `sort_by`
+/// takes a scratch copy of half the slice, and a finding is a few hundred bytes held per group.
 pub fn order(findings: &mut [Finding]) {
-    findings.sort_by(|a, b| {
-        b.severity()
-            .cmp(&a.severity())
-            .then(b.failures.cmp(&a.failures))
-            .then_with(|| (&a.account, &a.principal, &a.session).cmp(&(&b.account, &b.principal, &b.session)))
-    });
+    let mut places: Vec<usize> = (0..findings.len()).collect();
+    places.sort_by(|&a, &b| report_order(&findings[a], &findings[b]));
+    // `places[i]` is where the finding that belongs at `i` is now: follow each cycle, marking each
+    // position done by pointing it at itself.
+    for start in 0..places.len() {
+        let mut at = start;
+        loop {
+            let from = places[at];
+            places[at] = at;
+            if from == start || from == at {
+                break;
+            }
+            findings.swap(at, from);
+            at = from;
+        }
+    }
+}
+
+fn report_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    b.severity()
+        .cmp(&a.severity())
+        .then(b.failures.cmp(&a.failures))
+        .then_with(|| (a.account(), &a.principal, a.session()).cmp(&(b.account(), &b.principal, b.session())))
 }
 
 /// What a report covers: counts and the findings, most severe first. Shown by `tokenwatch-render`.
@@ -485,9 +522,7 @@ pub fn example_finding() -> Finding {
         session: Some("nightly-etl".into()),
     };
     Finding {
-        account: key.account.clone(),
         principal: Some("arn:aws:iam::123456789012:role/etl-pipeline-role".into()),
-        session: key.session.clone(),
         workload: None,
         key,
         access_key_ids: vec!["ASIAETLNIGHT1EXAMPLE".into()],
@@ -542,6 +577,46 @@ pub fn example_finding() -> Finding {
 mod tests {
     use super::*;
     use crate::classify::{Failure, IdentityHints};
+
+    /// Findings that tie on everything the order compares (severity, failures, account, principal and
+    /// session), told apart by their access key: a stable order keeps ties as they came.
+    fn tied_findings() -> Vec<Finding> {
+        let severities = [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ];
+        (0..300u64)
+            .map(|i| {
+                let mut f = example_finding();
+                let mix = i.wrapping_mul(2_654_435_761) % 97;
+                f.assessment.severity = severities[(mix % 4) as usize];
+                f.failures = mix % 3;
+                f.key.account = ["111111111111", "222222222222"]
+                    .get((mix % 2) as usize)
+                    .map(|a| (*a).to_owned());
+                f.key.session = (mix % 5 != 0).then(|| "job".to_owned());
+                f.access_key_ids = vec![format!("arrival-{i}")];
+                f
+            })
+            .collect()
+    }
+
+    #[test]
+    fn report_order_is_the_stable_sort_of_the_report_comparison() {
+        let mut expected = tied_findings();
+        expected.sort_by(report_order);
+        let mut ordered = tied_findings();
+        order(&mut ordered);
+        let arrival = |fs: &[Finding]| fs.iter().map(|f| f.access_key_ids.clone()).collect::<Vec<_>>();
+        assert_eq!(arrival(&ordered), arrival(&expected));
+        assert_ne!(
+            arrival(&ordered),
+            arrival(&tied_findings()),
+            "the test's findings are not in order already"
+        );
+    }
 
     const T0: Epoch = 1_793_606_400;
 

@@ -1938,10 +1938,7 @@ mod tests {
         run(&rig, &bytes(&[own]), T0 + 3606).await;
         let notices = rig.sink.notices();
         assert_eq!(notices.len(), 1);
-        assert_eq!(
-            notices[0].incident().unwrap().finding.account.as_deref(),
-            Some(ACCOUNT)
-        );
+        assert_eq!(notices[0].incident().unwrap().finding.account(), Some(ACCOUNT));
     }
 
     #[tokio::test]
@@ -2124,7 +2121,7 @@ mod tests {
         let report = crate::query::state_report(&rig.store, &Default::default(), T0 + 3900)
             .await
             .unwrap();
-        let groups: Vec<Option<&str>> = report.findings.iter().map(|f| f.session.as_deref()).collect();
+        let groups: Vec<Option<&str>> = report.findings.iter().map(|f| f.session()).collect();
         assert_eq!(
             groups,
             [Some("job")],

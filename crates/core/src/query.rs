@@ -258,9 +258,11 @@ pub async fn state_report<S: StateStore>(store: &S, query: &Query, now: Epoch) -
         history.sort_by_key(|i| i.first_failure);
         finding.history = history;
         finding.recurrence = finding.incident.as_ref().and_then(|i| {
-            i.recurs_every_seconds.map(|every| Recurrence {
-                every_seconds: every,
-                next_expected_failure: i.next_expected_failure,
+            i.recurs_every_seconds.map(|every| {
+                Box::new(Recurrence {
+                    every_seconds: every,
+                    next_expected_failure: i.next_expected_failure,
+                })
             })
         });
         if query.matches(&finding) {

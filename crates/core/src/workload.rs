@@ -3,6 +3,7 @@
 //! same way is one workload of many groups; on-call meets it as one thing (docs/rules.md, "Workloads").
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::finding::Finding;
 use crate::model::{Severity, Verdict};
@@ -127,21 +128,25 @@ pub struct Workload {
 /// What makes two findings one workload: account, principal (without its session) and session pattern.
 type WorkloadKey = (Option<String>, Option<String>, Option<String>);
 
+/// A workload as its findings come: the first session names it lists, and its session pattern as its
+/// findings share it.
+type Gathering = (Workload, BTreeSet<String>, Option<Arc<str>>);
+
 /// The workloads of `findings`, most severe first (then most failures, then by name). Sets each
 /// finding's `workload` as it goes.
 pub fn workloads(findings: &mut [Finding]) -> Vec<Workload> {
     // Each workload with its first session names, kept to the number listed as they come: a workload of a
     // million sessions lists ten, and holds no more.
-    let mut by_key: BTreeMap<WorkloadKey, (Workload, BTreeSet<String>)> = BTreeMap::new();
+    let mut by_key: BTreeMap<WorkloadKey, Gathering> = BTreeMap::new();
     for f in findings.iter_mut() {
-        let pattern = f.session.as_deref().map(session_pattern);
-        f.workload = pattern.clone();
+        let pattern = f.session().map(session_pattern);
         let principal = f.principal.as_deref().map(|p| principal_key(p).to_owned());
-        let (w, listed) = by_key
-            .entry((f.account.clone(), principal, pattern.clone()))
+        let (w, listed, shared) = by_key
+            .entry((f.account().map(str::to_owned), principal, pattern.clone()))
             .or_insert_with(|| {
+                let shared = pattern.as_deref().map(Arc::from);
                 let w = Workload {
-                    account: f.account.clone(),
+                    account: f.account().map(str::to_owned),
                     principal: f.principal.clone(),
                     session_pattern: pattern,
                     groups: 0,
@@ -152,12 +157,13 @@ pub fn workloads(findings: &mut [Finding]) -> Vec<Workload> {
                     verdicts: BTreeMap::new(),
                     severity: f.severity(),
                 };
-                (w, BTreeSet::new())
+                (w, BTreeSet::new(), shared)
             });
-        if let Some(s) = &f.session
-            && (listed.len() < MAX_SESSIONS_LISTED || listed.last().is_some_and(|last| s < last))
+        f.workload = shared.clone();
+        if let Some(s) = f.session()
+            && (listed.len() < MAX_SESSIONS_LISTED || listed.last().is_some_and(|last| s < last.as_str()))
         {
-            listed.insert(s.clone());
+            listed.insert(s.to_owned());
             if listed.len() > MAX_SESSIONS_LISTED {
                 listed.pop_last();
             }
@@ -174,7 +180,7 @@ pub fn workloads(findings: &mut [Finding]) -> Vec<Workload> {
     }
     let mut out: Vec<Workload> = by_key
         .into_values()
-        .map(|(mut w, listed)| {
+        .map(|(mut w, listed, _)| {
             w.sessions = listed.into_iter().collect();
             w
         })
@@ -249,12 +255,12 @@ mod tests {
         let mut findings: Vec<Finding> = (0..3)
             .map(|i| {
                 let mut f = crate::finding::example_finding();
-                f.session = Some(format!("botocore-session-17648256{i:02}"));
+                f.key.session = Some(format!("botocore-session-17648256{i:02}"));
                 f
             })
             .collect();
         let mut other = crate::finding::example_finding();
-        other.session = Some("nightly-etl".into());
+        other.key.session = Some("nightly-etl".into());
         findings.push(other);
         let w = workloads(&mut findings);
         assert_eq!(w.len(), 2);

@@ -187,10 +187,10 @@ impl Group {
     pub fn of(f: &Finding) -> Group {
         let a = &f.assessment;
         Group {
-            account: f.account.clone(),
+            account: f.account().map(str::to_owned),
             principal: f.principal.clone(),
-            session: f.session.clone(),
-            workload: f.workload.clone(),
+            session: f.session().map(str::to_owned),
+            workload: f.workload.as_deref().map(str::to_owned),
             access_key_ids: f.access_key_ids.clone(),
             failures: f.failures,
             first_failure: format_time(f.first_failure),
@@ -210,14 +210,11 @@ impl Group {
             requested_sessions: f.requested_sessions.clone(),
             remediation: f.remediation.to_string(),
             incidents: f.history.len().max(1),
-            incident_list: if f.history.is_empty() {
-                vec![IncidentEntry::of(&IncidentBrief::of(f))]
-            } else {
-                f.history.iter().map(IncidentEntry::of).collect()
-            },
-            recurs_every_seconds: f.recurrence.map(|r| r.every_seconds),
+            incident_list: f.incidents().iter().map(IncidentEntry::of).collect(),
+            recurs_every_seconds: f.recurrence.as_deref().map(|r| r.every_seconds),
             next_expected_failure: f
                 .recurrence
+                .as_deref()
                 .and_then(|r| r.next_expected_failure)
                 .map(format_time),
             incident: f.incident.as_deref().map(Incident::of),
@@ -858,7 +855,7 @@ mod tests {
         let mut findings: Vec<Finding> = (0..3)
             .map(|i| {
                 let mut f = tokenwatch_core::finding::example_finding();
-                f.session = Some(format!("nightly-etl-{}", 1_793_606_400 + i));
+                f.key.session = Some(format!("nightly-etl-{}", 1_793_606_400 + i));
                 f.failures += i as u64;
                 f
             })

@@ -63,9 +63,9 @@ fn hostile() -> impl Strategy<Value = String> {
 fn finding(values: &[String]) -> Finding {
     let v = |i: usize| values[i % values.len()].clone();
     let mut f = example_finding();
-    f.account = Some(v(0));
+    f.key.account = Some(v(0));
     f.principal = Some(format!("arn:aws:iam::123456789012:role/{}", v(1)));
-    f.session = Some(v(2));
+    f.key.session = Some(v(2));
     f.access_key_ids = vec![v(3)];
     f.error_codes = std::sync::Arc::new([(v(4), 1)].into());
     f.event_names = std::sync::Arc::new([(v(5), 2)].into());
@@ -179,7 +179,7 @@ proptest! {
 #[test]
 fn a_bidi_override_in_a_session_is_shown_as_an_escape_in_every_rendering() {
     let mut f = example_finding();
-    f.session = Some("nightly\u{202e}lte".into());
+    f.key.session = Some("nightly\u{202e}lte".into());
     let doc = document(vec![f]);
     for (name, text) in [
         ("table", doc.to_table(WIDE)),

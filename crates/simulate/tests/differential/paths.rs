@@ -24,19 +24,19 @@ pub const SWEEP_AFTER: i64 = 2 * 3600;
 const BATCH_WINDOW: i64 = 10;
 const BATCH_MAX: usize = 10;
 
-fn key_of(account: &Option<String>, principal: &Option<String>, session: &Option<String>) -> Key {
+fn key_of(account: Option<&str>, principal: &Option<String>, session: Option<&str>) -> Key {
     Key {
-        account: account.clone(),
+        account: account.map(str::to_owned),
         principal: principal
             .as_deref()
             .map(|p| p.rsplit('/').next().unwrap_or(p).to_owned()),
-        session: session.clone(),
+        session: session.map(str::to_owned),
     }
 }
 
 fn from_finding(g: &Finding, severity: Severity) -> Outcome {
     Outcome {
-        key: key_of(&g.account, &g.principal, &g.session),
+        key: key_of(g.account(), &g.principal, g.session()),
         verdict: g.verdict().as_str().to_owned(),
         lease_seconds: g.lease_seconds(),
         lease_source: g.assessment.lease.map(|l| l.source.as_str().to_owned()),
@@ -45,7 +45,7 @@ fn from_finding(g: &Finding, severity: Severity) -> Outcome {
         severity: severity.as_str().to_owned(),
         failures: g.failures,
         pages: g
-            .history
+            .incidents()
             .iter()
             .any(|i| i.pages_at(Policy::default().min_severity)),
     }
