@@ -73,8 +73,13 @@ fn variable_at(s: &str, i: usize) -> Option<usize> {
     None
 }
 
+/// The characters Kubernetes draws a pod-template hash and a generated name's suffix from: consonants and
+/// the digits that cannot be read as letters (`k8s.io/apimachinery/pkg/util/rand`, `alphanums`). A suffix
+/// without a digit is as likely as one in five.
+const KUBERNETES_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
 /// Neighbouring variable parts fold into one `*`; a Kubernetes pod name's `-<replica set hash>-<pod hash>` (9–10 and 5
-/// lowercase letters and digits) becomes `-*`.
+/// characters of [`KUBERNETES_ALPHABET`], or lowercase letters and digits with a digit) becomes `-*`.
 fn fold_pod_suffix(mut pattern: String) -> String {
     // Variable parts side by side (`-20261102-deadbeef01`) are one.
     for joined in ["*-*", "*_*", "*.*"] {
@@ -85,8 +90,9 @@ fn fold_pod_suffix(mut pattern: String) -> String {
     let segments: Vec<&str> = pattern.split('-').collect();
     let pod_hash = |s: &str, lens: &[usize]| {
         lens.contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && s.bytes().any(|b| b.is_ascii_digit())
+            && (s.bytes().all(|b| KUBERNETES_ALPHABET.contains(&b))
+                || (s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    && s.bytes().any(|b| b.is_ascii_digit())))
     };
     let n = segments.len();
     if n >= 3
@@ -216,6 +222,35 @@ mod tests {
             ("export-run-20261102-deadbeef01", "export-run-*"),
         ] {
             assert_eq!(session_pattern(name), pattern, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_pod_suffix_without_a_digit_is_still_a_pod_suffix() {
+        // Found by the latency bench: a fleet of 50 pods paged 12 times, once for each pod whose suffix
+        // happened to be all consonants, each its own workload.
+        for name in [
+            "payments-api-7d9f8b6c4-gpgsr",
+            "payments-api-7d9f8b6c4-x2kq9",
+            "payments-api-bcdfghjkl-zzzzz",
+            "payments-api-5c8d7f9b6d-wttnv",
+        ] {
+            assert_eq!(session_pattern(name), "payments-api-*", "{name}");
+        }
+    }
+
+    #[test]
+    fn words_that_only_look_like_a_pod_suffix_are_kept() {
+        for name in [
+            // Vowels: not a generated suffix, and no digit.
+            "payments-api-blueprint-admin",
+            "reports-nightly-crwth",
+            // A five-consonant word after a word that is not a replica set hash.
+            "sync-backend-xyzzy",
+            // The right shape without the replica set hash before it.
+            "payments-gpgsr",
+        ] {
+            assert_eq!(session_pattern(name), name, "{name}");
         }
     }
 
