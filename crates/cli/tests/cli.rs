@@ -176,6 +176,10 @@ fn all_samples_at_once_are_the_union_of_each() {
     }
     assert_eq!(all["records"].as_u64().unwrap(), each_records);
     assert_eq!(all["groups"].as_array().unwrap().len(), each_groups);
+    let near = |r: &Value| r["near_misses"]["groups"].as_array().map_or(0, Vec::len);
+    let each_near: usize = scenarios().iter().map(|d| near(&analyze_json(&[d]).0)).sum();
+    assert_eq!(near(&all), each_near);
+    assert_eq!(each_near, 7, "the near misses of samples/README.md");
 }
 
 /// Every field the contract (docs/contract.md) names is present in every group, `null` where unknown.

@@ -789,9 +789,12 @@ impl Document {
         if self.near_misses.is_empty() {
             return;
         }
+        if !out.ends_with("\n\n") {
+            out.push('\n');
+        }
         let _ = writeln!(
             out,
-            "\n## Near misses\n\n{}: sessions used after their client would have refreshed them. Nothing \
+            "## Near misses\n\n{}: sessions used after their client would have refreshed them. Nothing \
              failed yet; a longer run will.\n",
             near_miss_summary(&self.near_misses)
         );
