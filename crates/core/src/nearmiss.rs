@@ -155,6 +155,8 @@ pub struct NearMissGroup {
     pub occurrences: Vec<Occurrence>,
     /// Near misses counted (sessions).
     pub count: u64,
+    /// The earliest near miss's last use.
+    pub first: Epoch,
     /// The interval the near misses recur at, when three or more come evenly spaced.
     pub recurrence: Option<Recurrence>,
 }
@@ -271,6 +273,7 @@ pub fn near_misses(
         .map(|(key, mut all)| {
             all.sort_by(|a, b| (a.0.last_use, &a.0.access_key_id).cmp(&(b.0.last_use, &b.0.access_key_id)));
             let starts: Vec<Epoch> = all.iter().map(|o| o.0.last_use).collect();
+            let first = starts[0];
             let count = all.len() as u64;
             let principal = all
                 .iter()
@@ -293,6 +296,7 @@ pub fn near_misses(
                 latest,
                 occurrences: all.into_iter().skip(skip).map(|o| o.0).collect(),
                 count,
+                first,
             }
         })
         .collect();
@@ -331,8 +335,8 @@ fn workloads(groups: &[NearMissGroup]) -> Vec<NearMissWorkload> {
         }
         w.groups += 1;
         w.near_misses += g.count;
+        w.first_near_miss = w.first_near_miss.min(g.first);
         for o in &g.occurrences {
-            w.first_near_miss = w.first_near_miss.min(o.last_use);
             w.last_near_miss = w.last_near_miss.max(o.last_use);
             w.closest_seconds_before_expiry = w
                 .closest_seconds_before_expiry

@@ -120,14 +120,11 @@ impl SessionUse {
 
     /// Counts one use.
     pub fn add(&mut self, u: Use<'_>) {
-        if let Some(known) = self.keys.get(u.access_key_id)
+        if let Some(known) = self.keys.get_mut(u.access_key_id)
             && known.at > u.at
         {
             // An older call: only an issue time it may carry is new.
-            if known.created.is_none() && u.created.is_some() {
-                let known = self.keys.get_mut(u.access_key_id).expect("present");
-                known.created = u.created;
-            }
+            known.created = earliest(known.created, u.created);
             return;
         }
         let client = u.user_agent.and_then(|ua| self.client(ua));
@@ -139,7 +136,7 @@ impl SessionUse {
                     known.client = client;
                 }
                 known.at = u.at;
-                known.created = known.created.or(u.created);
+                known.created = earliest(known.created, u.created);
                 known.identity = known.identity.or(identity);
             }
             None => {
@@ -172,10 +169,7 @@ impl SessionUse {
                         mine.at = theirs.at;
                         mine.client = theirs.client;
                     }
-                    mine.created = match (mine.created, theirs.created) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
+                    mine.created = earliest(mine.created, theirs.created);
                     if mine.identity.is_none() {
                         mine.identity = identity;
                     }
@@ -214,6 +208,14 @@ impl SessionUse {
         }
         self.clients.insert(key, client);
         client
+    }
+}
+
+/// The earlier of two issue times (a key has one; the rule makes the result independent of order).
+fn earliest(a: Option<Epoch>, b: Option<Epoch>) -> Option<Epoch> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -476,6 +478,43 @@ mod tests {
         assert_eq!(merged, whole);
         a.merge(b);
         assert_eq!(a, whole);
+    }
+
+    proptest::proptest! {
+        /// Any order of records, split anywhere into two scans merged either way round, gives the usage
+        /// of one scan in file order.
+        #[test]
+        fn any_order_and_any_split_give_the_same_usage(
+            uses in proptest::collection::vec((0..4usize, 0..5000i64, 0..3usize, proptest::bool::ANY), 1..40),
+            cut in 0..40usize,
+        ) {
+            let uas = ["Boto3/1.34.0 Botocore/1.34.0", "aws-sdk-go-v2/1.24.0", "aws-sdk-java/2.20.0"];
+            let records: Vec<String> = uses
+                .iter()
+                .map(|&(k, t, ua, created)| {
+                    let time = crate::time::format_time(1_793_606_400 + t);
+                    let r = record(&format!("ASIAPROP{k}EXAMPLE"), &time, uas[ua]);
+                    if created { r } else { r.replace("\"creationDate\":\"2026-11-02T08:00:00Z\",", "") }
+                })
+                .collect();
+            let mut whole = SessionUse::default();
+            for r in &records {
+                whole.scan(r.as_bytes());
+            }
+            let cut = cut.min(records.len());
+            let (mut a, mut b) = (SessionUse::default(), SessionUse::default());
+            for r in records[..cut].iter().rev() {
+                a.scan(r.as_bytes());
+            }
+            for r in &records[cut..] {
+                b.scan(r.as_bytes());
+            }
+            let mut ab = a.clone();
+            ab.merge(b.clone());
+            b.merge(a);
+            proptest::prop_assert_eq!(&ab, &whole);
+            proptest::prop_assert_eq!(&b, &whole);
+        }
     }
 
     #[test]

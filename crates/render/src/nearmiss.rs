@@ -96,6 +96,8 @@ pub struct NearMissEntry {
     pub access_key_id: String,
     /// Near misses (sessions) of the group.
     pub near_misses: u64,
+    /// The earliest one's last use.
+    pub first_near_miss: String,
     /// Each, oldest first (the latest 20).
     pub near_miss_list: Vec<NearMissOccurrence>,
     /// The interval they recur at, when three or more come evenly spaced.
@@ -154,6 +156,7 @@ impl NearMissEntry {
             refresh_by_seconds: window.by,
             access_key_id: g.latest.access_key_id.clone(),
             near_misses: g.count,
+            first_near_miss: format_time(g.first),
             near_miss_list: g.occurrences.iter().map(NearMissOccurrence::of).collect(),
             recurs_every_seconds: g.recurrence.map(|r| r.every_seconds),
             next_expected: g
@@ -179,10 +182,20 @@ impl NearMissEntry {
         }
     }
 
-    /// "3 nights in a row"-style: how often, in words, for tables ("1", or "4, every 1d").
+    /// How often, for tables: "1", "2 since 2026-11-21", "3 since 2026-11-21, every 1d".
     pub fn how_often(&self) -> String {
+        let since = self.first_near_miss.get(..10).unwrap_or_default();
+        match (self.near_misses, self.recurs_every_seconds) {
+            (1, _) => "1".to_owned(),
+            (n, None) => format!("{n} since {since}"),
+            (n, Some(every)) => format!("{n} since {since}, every {}", duration(every)),
+        }
+    }
+
+    /// The TIMES cell of a table: "1", "2", "3\nevery 24h".
+    pub fn times(&self) -> String {
         match self.recurs_every_seconds {
-            Some(every) => format!("{}, every {}", self.near_misses, duration(every)),
+            Some(every) => format!("{}\nevery {}", self.near_misses, duration(every)),
             None => self.near_misses.to_string(),
         }
     }
@@ -256,7 +269,7 @@ mod tests {
         });
         assert!(table.contains("Near misses"), "{table}");
         assert!(table.lines().all(|l| width(l) <= 80), "{table}");
-        assert!(table.ends_with("; 1 near miss in 1 group\n"), "{table}");
+        assert!(table.ends_with(" groups\n1 near miss in 1 group\n"), "{table}");
         let md = doc.to_markdown();
         assert!(md.contains("\n## Near misses\n"), "{md}");
         assert!(

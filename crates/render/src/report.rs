@@ -610,19 +610,17 @@ impl Document {
         }
         let _ = writeln!(
             out,
-            "{}{}{}",
+            "{}{}",
             self.summary(),
             if self.skipped_records > 0 {
                 format!(", {} records skipped", self.skipped_records)
             } else {
                 String::new()
-            },
-            if self.near_misses.is_empty() {
-                String::new()
-            } else {
-                format!("; {}", near_miss_summary(&self.near_misses))
             }
         );
+        if !self.near_misses.is_empty() {
+            let _ = writeln!(out, "{}", near_miss_summary(&self.near_misses));
+        }
         out
     }
 
@@ -633,7 +631,7 @@ impl Document {
             Column::text("HOW CLOSE", 24),
             Column::text("LAST USE", 11).rank(2),
             Column::text("CLIENT", 7).rank(1),
-            Column::number("TIMES").rank(3),
+            Column::text("TIMES", 9).rank(3),
         ];
         let rows = self
             .near_misses
@@ -645,7 +643,7 @@ impl Document {
                     cell(&g.how_close, 300),
                     g.last_use_cell(),
                     g.client.to_string(),
-                    g.how_often(),
+                    g.times(),
                 ],
                 note: Some(cell(&g.fix, 1000)),
                 children: Vec::new(),
