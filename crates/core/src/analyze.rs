@@ -54,11 +54,6 @@ impl Window {
     }
 }
 
-/// A value that may carry a session's call as JSON in a string.
-fn carries_session(v: &[u8]) -> bool {
-    memchr::memmem::find(v, b"ASIA").is_some() && memchr::memmem::find(v, b"\\\"").is_some()
-}
-
 /// Accumulates records and reports on them.
 pub struct Analyzer {
     window: Window,
@@ -485,8 +480,8 @@ impl Analyzer {
         // out for the call (moving it costs a few words) so the visitor can have the rest.
         let usage = std::cell::RefCell::new(std::mem::take(&mut self.usage));
         let keep = |v: &[u8]| {
-            let used = usage.borrow_mut().scan(v);
-            INTERESTING.is_match(v) || (!used && carries_session(v))
+            usage.borrow_mut().scan(v);
+            INTERESTING.is_match(v) || crate::usage::carries_identity(v)
         };
         open(bytes, &keep, &mut |opened| {
             self.records += 1;

@@ -11,6 +11,7 @@
 //! different files can be carried and combined in any order to the same result.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use memchr::memmem;
 use serde::{Deserialize, Serialize};
@@ -40,12 +41,40 @@ pub struct SessionUse {
     /// workload's sessions share few).
     identities: Vec<Box<str>>,
     #[serde(skip)]
-    identity_ids: HashMap<Box<str>, u32>,
-    keys: HashMap<Box<str>, LastUse>,
+    identity_ids: HashMap<Box<str>, u32, Fast>,
+    keys: HashMap<Box<str>, LastUse, Fast>,
     /// The client of recent user agents: a run holds few distinct ones, and matching one against the
     /// clients' patterns costs more than the rest of the scan.
     #[serde(skip)]
-    clients: HashMap<u64, Option<Client>>,
+    clients: HashMap<u64, Option<Client>, Fast>,
+}
+
+/// The hash of the usage's tables. Keys are access key ids and user agents from the input, so a hostile
+/// input could make them collide, but only to slow its own scan (nothing else rests on them); SipHash
+/// cost a tenth of the scan.
+type Fast = std::hash::BuildHasherDefault<FxHasher>;
+
+/// The multiply-rotate hash of rustc (FxHash), eight bytes at a time.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl PartialEq for SessionUse {
@@ -63,7 +92,7 @@ impl PartialEq for SessionUse {
 }
 
 /// User agents whose client is remembered; past it the memo starts again.
-const CLIENT_MEMO: usize = 4096;
+const CLIENT_MEMO: usize = 1 << 16;
 
 /// The fields of one record the usage reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,10 +103,24 @@ pub struct Use<'a> {
     pub at: Epoch,
     /// `userAgent`, raw (as the JSON text has it).
     pub user_agent: Option<&'a [u8]>,
-    /// `userIdentity.arn`.
-    pub arn: Option<&'a str>,
-    /// `creationDate`.
-    pub created: Option<Epoch>,
+    /// `userIdentity.arn`, raw.
+    pub arn: Option<&'a [u8]>,
+    /// `creationDate`, raw.
+    pub created: Option<&'a [u8]>,
+}
+
+impl Use<'_> {
+    /// `userIdentity.arn`, if it is text.
+    pub fn arn(&self) -> Option<&str> {
+        self.arn
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .filter(|a| !a.is_empty())
+    }
+
+    /// `creationDate` as a time.
+    pub fn created(&self) -> Option<Epoch> {
+        self.created.and_then(time_of)
+    }
 }
 
 impl SessionUse {
@@ -120,35 +163,40 @@ impl SessionUse {
 
     /// Counts one use.
     pub fn add(&mut self, u: Use<'_>) {
-        if let Some(known) = self.keys.get_mut(u.access_key_id)
-            && known.at > u.at
-        {
-            // An older call: only an issue time it may carry is new.
-            known.created = earliest(known.created, u.created);
-            return;
-        }
-        let client = u.user_agent.and_then(|ua| self.client(ua));
-        let identity = u.arn.map(|a| self.intern(a));
-        match self.keys.get_mut(u.access_key_id) {
+        // One lookup per use: most calls of a key come after the last one seen, and only its first call's
+        // ARN and issue time are read.
+        let SessionUse {
+            identities,
+            identity_ids,
+            keys,
+            clients,
+        } = self;
+        match keys.get_mut(u.access_key_id) {
             Some(known) => {
+                if known.created.is_none() {
+                    known.created = u.created();
+                }
+                if known.identity.is_none() {
+                    known.identity = u.arn().map(|a| intern(identities, identity_ids, a));
+                }
+                if u.at < known.at {
+                    return;
+                }
+                let client = u.user_agent.and_then(|ua| client(clients, ua));
                 // At the same second the greater client wins, so the result does not depend on order.
                 if known.at < u.at || client > known.client {
                     known.client = client;
                 }
                 known.at = u.at;
-                known.created = earliest(known.created, u.created);
-                known.identity = known.identity.or(identity);
             }
             None => {
-                self.keys.insert(
-                    Box::from(u.access_key_id),
-                    LastUse {
-                        at: u.at,
-                        client,
-                        created: u.created,
-                        identity,
-                    },
-                );
+                let last = LastUse {
+                    at: u.at,
+                    client: u.user_agent.and_then(|ua| client(clients, ua)),
+                    created: u.created(),
+                    identity: u.arn().map(|a| intern(identities, identity_ids, a)),
+                };
+                keys.insert(Box::from(u.access_key_id), last);
             }
         }
     }
@@ -179,36 +227,43 @@ impl SessionUse {
     }
 
     fn intern(&mut self, arn: &str) -> u32 {
-        if self.identity_ids.len() != self.identities.len() {
-            // Read back from a serialised partial: the lookup is not carried.
-            self.identity_ids = (0..).zip(&self.identities).map(|(i, a)| (a.clone(), i)).collect();
-        }
-        if let Some(&i) = self.identity_ids.get(arn) {
-            return i;
-        }
-        let i = u32::try_from(self.identities.len()).unwrap_or(u32::MAX);
-        self.identities.push(Box::from(arn));
-        self.identity_ids.insert(Box::from(arn), i);
-        i
+        intern(&mut self.identities, &mut self.identity_ids, arn)
     }
+}
 
-    fn client(&mut self, raw: &[u8]) -> Option<Client> {
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            raw.hash(&mut h);
-            h.finish()
-        };
-        if let Some(&c) = self.clients.get(&key) {
-            return c;
-        }
-        let client = unescape(raw).and_then(|ua| client_of(&ua));
-        if self.clients.len() >= CLIENT_MEMO {
-            self.clients.clear();
-        }
-        self.clients.insert(key, client);
-        client
+fn intern(identities: &mut Vec<Box<str>>, ids: &mut HashMap<Box<str>, u32, Fast>, arn: &str) -> u32 {
+    if ids.len() != identities.len() {
+        // Read back from a serialised partial: the lookup is not carried.
+        *ids = (0..)
+            .zip(identities.iter())
+            .map(|(i, a)| (a.clone(), i))
+            .collect::<HashMap<_, _, Fast>>();
     }
+    if let Some(&i) = ids.get(arn) {
+        return i;
+    }
+    let i = u32::try_from(identities.len()).unwrap_or(u32::MAX);
+    identities.push(Box::from(arn));
+    ids.insert(Box::from(arn), i);
+    i
+}
+
+fn client(memo: &mut HashMap<u64, Option<Client>, Fast>, raw: &[u8]) -> Option<Client> {
+    let key = {
+        use std::hash::Hasher;
+        let mut h = FxHasher::default();
+        h.write(raw);
+        h.finish()
+    };
+    if let Some(&c) = memo.get(&key) {
+        return c;
+    }
+    let client = unescape(raw).and_then(|ua| client_of(&ua));
+    if memo.len() >= CLIENT_MEMO {
+        memo.clear();
+    }
+    memo.insert(key, client);
+    client
 }
 
 /// The earlier of two issue times (a key has one; the rule makes the result independent of order).
@@ -231,59 +286,112 @@ fn unescape(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     serde_json::from_slice::<String>(&quoted).ok().map(Into::into)
 }
 
+/// Searchers for the keys the scan looks for, built once (building one per call costs more than the
+/// search).
+struct Keys {
+    user_identity: memmem::Finder<'static>,
+    access_key_id: memmem::Finder<'static>,
+    arn: memmem::Finder<'static>,
+    creation_date: memmem::Finder<'static>,
+    event_time: memmem::Finder<'static>,
+    user_agent: memmem::Finder<'static>,
+    escaped_identity: memmem::Finder<'static>,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
+    user_identity: memmem::Finder::new(b"\"userIdentity\""),
+    access_key_id: memmem::Finder::new(b"\"accessKeyId\""),
+    arn: memmem::Finder::new(b"\"arn\""),
+    creation_date: memmem::Finder::new(b"\"creationDate\""),
+    event_time: memmem::Finder::new(b"\"eventTime\""),
+    user_agent: memmem::Finder::new(b"\"userAgent\""),
+    escaped_identity: memmem::Finder::new(b"\\\"userIdentity\\\""),
+});
+
+/// Whether a value without a `userIdentity` of its own may carry records as JSON in a string (a
+/// lookup-events result, an SQS or SNS message), whose identities are escaped.
+pub fn carries_identity(bytes: &[u8]) -> bool {
+    KEYS.user_identity.find(bytes).is_none() && KEYS.escaped_identity.find(bytes).is_some()
+}
+
 /// The fields of a call signed by a temporary key, read without decoding the record; `None` for any
 /// other value.
+///
+/// It relies on what the identity holds: IAM names, ARNs and key ids never contain braces, so the braces
+/// between two of its keys tell whether the second is still inside it without reading its strings.
 pub fn scan_use(bytes: &[u8]) -> Option<Use<'_>> {
-    let start = memmem::find(bytes, b"\"userIdentity\"")?;
-    let open = start + value_start(&bytes[start + 14..])? + 14;
+    let keys = &*KEYS;
+    let start = keys.user_identity.find(bytes)?;
+    let open = start + 14 + value_start(&bytes[start + 14..])?;
     if bytes.get(open) != Some(&b'{') {
         return None;
     }
-    let end = open + object_len(&bytes[open..])?;
-    let identity = &bytes[open..end];
-    let key = string_field(identity, b"\"accessKeyId\"")?;
+    let key_at = open + keys.access_key_id.find(&bytes[open..])?;
+    // Inside the identity: its braces between its start and the key balance at depth one or more.
+    if depth_after(&bytes[open..key_at], 0) != Some(1) {
+        // A key of a nested object of the identity, or past its end (the identity has none).
+        return None;
+    }
+    let key = string_value(bytes, key_at + 13)?;
     if !key.starts_with(b"ASIA") {
         return None;
     }
     let access_key_id = std::str::from_utf8(key).ok()?;
-    // The identity's own `arn`, not its session issuer's: looked for outside `sessionContext`.
-    let arn = match memmem::find(identity, b"\"sessionContext\"") {
-        Some(sc) => string_field(&identity[..sc], b"\"arn\"").or_else(|| {
-            let open = sc + 16 + value_start(&identity[sc + 16..])?;
-            if identity[open] != b'{' {
-                return None;
-            }
-            let after = open + object_len(&identity[open..])?;
-            string_field(&identity[after..], b"\"arn\"")
-        }),
-        None => string_field(identity, b"\"arn\""),
-    }
-    .and_then(|a| std::str::from_utf8(a).ok());
-    let created = string_field(identity, b"\"creationDate\"").and_then(time_of);
-    // `eventTime` and `userAgent` are top-level keys: looked for outside the identity, before it first
-    // (CloudTrail writes them after it).
-    let outside =
-        |name: &[u8]| string_field(&bytes[end..], name).or_else(|| string_field(&bytes[..start], name));
-    let at = outside(b"\"eventTime\"").and_then(time_of)?;
+    // CloudTrail writes the identity's own `arn` before its `accessKeyId` (and the session issuer's after).
+    let head = &bytes[open..key_at];
+    let arn = keys
+        .arn
+        .find(head)
+        .filter(|&at| depth_after(&head[..at], 0) == Some(1))
+        .and_then(|at| string_value(head, at + 5));
+    let after = key_at + 13;
+    let created = keys.creation_date.find(&bytes[after..]).and_then(|at| {
+        // Still inside the identity (its session context): the depth never fell below the identity's.
+        depth_after(&bytes[after..after + at], 1).and_then(|_| string_value(&bytes[after..], at + 14))
+    });
+    // `eventTime` and `userAgent` are top-level keys, which CloudTrail writes after the identity: looked for
+    // there first, then from the start.
+    let top = |finder: &memmem::Finder<'static>| {
+        let at = finder
+            .find(&bytes[after..])
+            .map(|i| after + i)
+            .or_else(|| finder.find(&bytes[..after]))?;
+        string_value(bytes, at + 11)
+    };
+    let at = top(&keys.event_time).and_then(time_of)?;
+    let user_agent = top(&keys.user_agent);
     Some(Use {
         access_key_id,
         at,
-        user_agent: outside(b"\"userAgent\""),
-        arn: arn.filter(|a| !a.is_empty()),
+        user_agent,
+        arn,
         created,
     })
 }
 
-/// The raw content of the string value of the first `key` (quoted) in `bytes`.
-fn string_field<'a>(bytes: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let at = memmem::find(bytes, key)? + key.len();
-    let value = at + value_start(&bytes[at..])?;
-    if bytes.get(value) != Some(&b'"') {
+/// The nesting depth at the end of `span`, starting from `base` (`{` +1, `}` −1); `None` once it reaches
+/// zero: the span left the object it started in.
+fn depth_after(span: &[u8], base: i64) -> Option<i64> {
+    let mut depth = base;
+    for i in memchr::memchr2_iter(b'{', b'}', span) {
+        depth += if span[i] == b'{' { 1 } else { -1 };
+        if depth <= 0 {
+            return None;
+        }
+    }
+    Some(depth)
+}
+
+/// The raw content of the string value after a key ending at `after`.
+fn string_value(bytes: &[u8], after: usize) -> Option<&[u8]> {
+    let rest = bytes.get(after..)?;
+    let value = value_start(rest)?;
+    if rest.get(value) != Some(&b'"') {
         return None;
     }
     let content = value + 1;
-    let len = string_len(&bytes[content..])?;
-    Some(&bytes[content..content + len])
+    let len = string_len(&rest[content..])?;
+    Some(&rest[content..content + len])
 }
 
 /// Past `:` and whitespace after a key: the offset of its value.
@@ -310,30 +418,6 @@ fn string_len(bytes: &[u8]) -> Option<usize> {
             return None;
         }
     }
-}
-
-/// The length of the object starting at `bytes[0]` (`{`), closing brace included.
-fn object_len(bytes: &[u8]) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = 0;
-    while let Some(j) = memchr::memchr3(b'"', b'{', b'}', &bytes[i..]) {
-        i += j;
-        match bytes[i] {
-            b'"' => i += string_len(&bytes[i + 1..])? + 2,
-            b'{' => {
-                depth += 1;
-                i += 1;
-            }
-            _ => {
-                depth = depth.checked_sub(1)?;
-                i += 1;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-        }
-    }
-    None
 }
 
 /// A time, the common form (`2026-11-02T09:00:14Z`) read directly, any other by [`parse_time`].
@@ -398,8 +482,8 @@ mod tests {
         let u = scan_use(r.as_bytes()).expect("a session's call");
         assert_eq!(u.access_key_id, "ASIAKEY1EXAMPLE");
         assert_eq!(Some(u.at), parse_time("2026-11-02T08:59:18Z"));
-        assert_eq!(u.created, parse_time("2026-11-02T08:00:00Z"));
-        assert_eq!(u.arn, Some("arn:aws:sts::123456789012:assumed-role/etl/job"));
+        assert_eq!(u.created(), parse_time("2026-11-02T08:00:00Z"));
+        assert_eq!(u.arn(), Some("arn:aws:sts::123456789012:assumed-role/etl/job"));
         assert_eq!(u.user_agent, Some(&b"Boto3/1.34.0 Botocore/1.34.0"[..]));
     }
 
