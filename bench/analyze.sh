@@ -10,6 +10,7 @@
 #
 #   bench/analyze.sh [RECORDS]        # default 1000000; the corpus is kept under bench/corpus/
 #   RUNS=5 bench/analyze.sh           # runs per contender (default 3)
+#   BASELINE=path/to/tokenwatch bench/analyze.sh   # adds another build's `analyze --jobs 1` (before/after)
 #
 # Installs what is missing: Debian's isal, libdeflate-tools, pigz, jq and time with apt, and a pinned
 # DuckDB from PyPI into .venv-duckdb.
@@ -63,6 +64,10 @@ commands=(
   "xargs zcat < $out/files.txt | jq -c '.Records[] | select(.errorCode == \"ExpiredToken\" or .errorCode == \"ExpiredTokenException\")' > /dev/null"
   ".venv-duckdb/bin/python bench/duckdb_failures.py $corpus > $out/duckdb.txt"
 )
+if [ -n "${BASELINE:-}" ]; then
+  names+=("baseline analyze --jobs 1 ($BASELINE)")
+  commands+=("$BASELINE analyze --jobs 1 --format json $corpus > $out/report-baseline.json")
+fi
 
 # One line per run: contender index, wall s, CPU s, peak KB.
 : > "$out/runs.txt"
@@ -107,12 +112,20 @@ else
   echo "check FAILED: tokenwatch read $got_records/$records records, found $got_failures/$want_failures failures" >&2
   status=1
 fi
-if jq -e --slurpfile a "$out/report.json" '. == $a[0]' "$out/report-jobs1.json" > /dev/null; then
+# `generated_at` is the clock's: the one field two runs may differ in.
+if jq -e --slurpfile a "$out/report.json" 'del(.generated_at) == ($a[0] | del(.generated_at))' "$out/report-jobs1.json" > /dev/null; then
   echo "check: --jobs 1 gives the same report"
 else
   echo "check FAILED: --jobs 1 gives another report" >&2
   status=1
 fi
 awk -v t="$tw_cpu" -v z="$igzip_cpu" 'BEGIN { printf "tokenwatch analyze: %.2f× the CPU of igzip -dc (target ≤ 2.0×)\n", t / z }'
+if [ -n "${BASELINE:-}" ]; then
+  read -r one _ < <(stat 1 3)
+  read -r base _ < <(stat $((${#commands[@]} - 1)) 3)
+  awk -v a="$one" -v b="$base" -v r="$records" 'BEGIN {
+    printf "--jobs 1 against the baseline: %.2f s after, %.2f s before: %+.2f CPU s per million records (%+.1f %%)\n",
+      a, b, (a - b) * 1e6 / r, (a - b) * 100 / b }'
+fi
 echo "DuckDB: $(cat "$out/duckdb.txt") (errorCode only; tokenwatch also reads expiry messages)"
 exit $status

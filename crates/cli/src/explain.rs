@@ -252,6 +252,7 @@ pub(crate) fn explain(args: ExplainArgs, out: &Output) -> Result<ExitCode> {
                 skipped_records: report.skipped_records,
                 findings,
                 workloads,
+                near_misses: Default::default(),
             };
             serde_json::to_string_pretty(&Document::of(&alone, Made { at: now, window }))? + "\n"
         }

@@ -76,6 +76,55 @@ fn every_sample_yields_exactly_its_expected_findings() {
                 }
             }
         }
+        // Near misses: exactly those the scenario lists (none when it lists none), each with the value
+        // of every field it names; their workloads as the failures' are.
+        let none = Vec::new();
+        let got_near = report["near_misses"]["groups"].as_array().unwrap_or(&none);
+        let want_near = expected["near_misses"].as_array().unwrap_or(&none);
+        let mut got_keys: Vec<_> = got_near.iter().map(key).collect();
+        let mut want_keys: Vec<_> = want_near.iter().map(key).collect();
+        got_keys.sort();
+        want_keys.sort();
+        if got_keys != want_keys {
+            mismatches.push(format!(
+                "{name}: near misses {got_keys:?} but expected {want_keys:?}"
+            ));
+        } else {
+            for w in want_near {
+                let g = got_near.iter().find(|g| key(g) == key(w)).unwrap();
+                for (field, value) in w.as_object().unwrap() {
+                    if &g[field] != value {
+                        mismatches.push(format!(
+                            "{name} near miss {:?}: {field} is {} but expected {value}",
+                            key(w),
+                            g[field]
+                        ));
+                    }
+                }
+            }
+        }
+        for w in expected["near_miss_workloads"].as_array().into_iter().flatten() {
+            let found = report["near_misses"]["workloads"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|g| g["principal"] == w["principal"] && g["session_pattern"] == w["session_pattern"]);
+            let Some(g) = found else {
+                mismatches.push(format!(
+                    "{name}: no near-miss workload {} {}",
+                    w["principal"], w["session_pattern"]
+                ));
+                continue;
+            };
+            for (field, value) in w.as_object().unwrap() {
+                if &g[field] != value {
+                    mismatches.push(format!(
+                        "{name} near-miss workload: {field} is {} but expected {value}",
+                        g[field]
+                    ));
+                }
+            }
+        }
         let got = report["groups"].as_array().unwrap();
         let want = expected["groups"].as_array().unwrap();
         let mut got_keys: Vec<_> = got.iter().map(key).collect();
@@ -127,6 +176,10 @@ fn all_samples_at_once_are_the_union_of_each() {
     }
     assert_eq!(all["records"].as_u64().unwrap(), each_records);
     assert_eq!(all["groups"].as_array().unwrap().len(), each_groups);
+    let near = |r: &Value| r["near_misses"]["groups"].as_array().map_or(0, Vec::len);
+    let each_near: usize = scenarios().iter().map(|d| near(&analyze_json(&[d]).0)).sum();
+    assert_eq!(near(&all), each_near);
+    assert_eq!(each_near, 7, "the near misses of samples/README.md");
 }
 
 /// Every field the contract (docs/contract.md) names is present in every group, `null` where unknown.
@@ -205,10 +258,13 @@ fn markdown_has_a_section_per_group() {
     let out = tokenwatch(&["analyze", "--format", "markdown", samples_dir().to_str().unwrap()]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# tokenwatch report"));
+    // A section per group, and one for the near misses when there are any.
+    let near_misses = usize::from(report.get("near_misses").is_some());
     assert_eq!(
         text.matches("\n## ").count(),
-        report["groups"].as_array().unwrap().len()
+        report["groups"].as_array().unwrap().len() + near_misses
     );
+    assert_eq!(text.matches("\n## Near misses\n").count(), near_misses);
 }
 
 #[test]

@@ -109,10 +109,33 @@ fn text(v: &Value) -> String {
 #[test]
 fn csv_has_a_header_and_a_row_per_group_that_parse_back_to_the_json_report() {
     let groups = groups(&samples_dir());
+    let report: Value = serde_json::from_str(&analyze("json", &samples_dir())).unwrap();
+    let near_misses = report["near_misses"]["groups"].as_array().unwrap();
     let rows = parse_csv(&analyze("csv", &samples_dir()));
     assert_eq!(groups.len(), 71);
-    assert_eq!(rows.len(), 1 + groups.len());
+    // A row per group, then one per near-miss group.
+    assert_eq!(rows.len(), 1 + groups.len() + near_misses.len());
     assert_eq!(rows[0], COLUMNS);
+    for (row, g) in rows[1 + groups.len()..].iter().zip(near_misses) {
+        let cell = |c: &str| row[COLUMNS.iter().position(|x| *x == c).unwrap()].clone();
+        for c in [
+            "account",
+            "principal",
+            "session",
+            "verdict",
+            "severity",
+            "issued_at",
+        ] {
+            assert_eq!(cell(c), text(&g[c]), "{c} of near miss {}", g["session"]);
+        }
+        for c in ["lease_seconds", "lease_source", "credential_source", "client"] {
+            assert_eq!(cell(c), text(&g[c]), "{c} of near miss {}", g["session"]);
+        }
+        assert_eq!(cell("failures"), "0");
+        assert_eq!(cell("first_failure"), "");
+        let how_close = text(&g["how_close"]);
+        assert!(cell("remediation").starts_with(&how_close), "{row:?}");
+    }
     for (row, g) in rows[1..].iter().zip(&groups) {
         assert_eq!(row.len(), COLUMNS.len(), "{row:?}");
         for (column, cell) in COLUMNS.iter().zip(row) {

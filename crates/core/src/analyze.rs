@@ -25,6 +25,7 @@ use crate::reader::{JsonSplitter, ReadError};
 use crate::record::{EnvelopeContext, Record};
 use crate::stats::{FailureStats, GroupKey, group_key, principal_key};
 use crate::time::Epoch;
+use crate::usage::SessionUse;
 
 /// A value can only matter if it contains one of these: the expiry family (`ExpiredToken…`,
 /// `RequestExpired`, "…is expired", "…has expired") or an issuing call's name. Everything else is
@@ -66,6 +67,8 @@ pub struct Analyzer {
     sessions: HashMap<SessionKey, Pieces>,
     /// The strings the sessions' failures share.
     strings: Interner,
+    /// Every temporary key's last use, for near misses.
+    usage: SessionUse,
 }
 
 /// A string of [`Interner`]: account ids, principals, error codes and calls repeat across
@@ -400,6 +403,7 @@ impl Analyzer {
             cooldown: crate::incident::Policy::default().cooldown,
             sessions: HashMap::new(),
             strings: Interner::default(),
+            usage: SessionUse::default(),
         }
     }
 
@@ -425,6 +429,7 @@ impl Analyzer {
         self.records += other.records;
         self.skipped += other.skipped;
         self.failures += other.failures;
+        self.usage.merge(other.usage);
         let from = &other.strings;
         for (theirs, pieces) in other.sessions {
             let key = theirs.clone().adopt(from, &mut self.strings);
@@ -470,7 +475,14 @@ impl Analyzer {
     /// notification, lookup-events result) carrying them. Each record found counts once in `records`,
     /// and so does each value that cannot be opened (also in `skipped_records`).
     pub fn feed_value(&mut self, bytes: &[u8]) {
-        let keep = |v: &[u8]| INTERESTING.is_match(v);
+        // Every value goes through the usage scan first, whether it is decoded or not; a wrapper that
+        // carries a session's call in a string (lookup-events, SQS) is opened for it. The usage is taken
+        // out for the call (moving it costs a few words) so the visitor can have the rest.
+        let usage = std::cell::RefCell::new(std::mem::take(&mut self.usage));
+        let keep = |v: &[u8]| {
+            usage.borrow_mut().scan(v);
+            INTERESTING.is_match(v) || crate::usage::carries_identity(v)
+        };
         open(bytes, &keep, &mut |opened| {
             self.records += 1;
             match opened {
@@ -479,6 +491,7 @@ impl Analyzer {
                 Opened::Record { record, envelope, .. } => self.observe(&record, &envelope),
             }
         });
+        self.usage = usage.into_inner();
     }
 
     /// Takes one decoded record.
@@ -525,6 +538,21 @@ impl Analyzer {
     /// Joins, groups, splits each group into incidents and decides (docs/rules.md, "Incidents").
     pub fn report(self) -> Report {
         let index = lock(&self.shared.index);
+        // A session that failed is its failure's group, never a near miss.
+        let failed: HashSet<&str> = self
+            .sessions
+            .keys()
+            .filter_map(|k| k.access_key_id.as_deref())
+            .collect();
+        let near_misses = crate::nearmiss::near_misses(
+            &self.usage,
+            &*index,
+            &|key| failed.contains(key),
+            self.window.since,
+            self.window.until,
+        );
+        drop(failed);
+        drop(self.usage);
         let mut strings = self.strings;
         let mut roles: HashMap<Sym, Sym> = HashMap::new();
         // Each session with the group it belongs to, compactly, then sorted so that a group's sessions lie
@@ -621,6 +649,7 @@ impl Analyzer {
             skipped_records: self.skipped,
             findings,
             workloads,
+            near_misses,
         }
     }
 }

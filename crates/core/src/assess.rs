@@ -265,7 +265,7 @@ fn verdict_severity(verdict: Verdict, f: &Facts) -> Severity {
         Verdict::StaleCache if f.last_failure - f.first_failure >= 7200 => Severity::Critical,
         Verdict::StaleCache => Severity::High,
         Verdict::PausedProcess | Verdict::WebIdentityTokenExpired | Verdict::Unknown => Severity::Medium,
-        Verdict::ClockSkew => Severity::Low,
+        Verdict::ClockSkew | Verdict::NearMiss => Severity::Low,
         Verdict::RefreshRace => Severity::Info,
     }
 }

@@ -501,6 +501,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Their workloads (see [`crate::workload`]), most severe first.
     pub workloads: Vec<crate::workload::Workload>,
+    /// Sessions that came close to failing and did not (docs/rules.md, "Near misses").
+    pub near_misses: crate::nearmiss::NearMisses,
 }
 
 impl Report {

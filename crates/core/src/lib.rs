@@ -37,6 +37,7 @@ pub mod record;
 pub mod remediation;
 pub mod stats;
 pub mod time;
+pub mod usage;
 pub mod workload;
 
 pub use analyze::{Analyzer, Window};

@@ -55,6 +55,9 @@ spelled! {
         WebIdentityTokenExpired => "web-identity-token-expired",
         /// The age of the session cannot be measured.
         Unknown => "unknown",
+        /// Nothing failed, but a session signed calls after its client's provider would have refreshed
+        /// it: a copied credential that will fail on a longer run (docs/rules.md, "Near misses").
+        NearMiss => "near-miss",
     }
 }
 

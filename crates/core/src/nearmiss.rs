@@ -7,8 +7,16 @@
 //! whether that was a near miss and how close it came. Only clients whose refresh window is documented in
 //! their SDK's source take part; the others never give a near miss.
 
-use crate::model::Client;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::assess::{Facts, Lease, credential_source, lease};
+use crate::classify::{AssumedRoleArn, IdentityHints, arn_account};
+use crate::finding::{Recurrence, Sessions};
+use crate::model::{Client, CredentialSource, IdentityType, LeaseSource, Severity, Verdict};
+use crate::stats::{GroupKey, MAX_LISTED, group_key, principal_key};
 use crate::time::Epoch;
+use crate::usage::SessionUse;
+use crate::workload::{MAX_SESSIONS_LISTED, session_pattern};
 
 /// When a client's refreshing credential provider swaps a session for a new one, in seconds before the
 /// session's lease end, by default.
@@ -99,6 +107,307 @@ fn range(by: Epoch, from: Epoch) -> String {
         (true, _) => span(by),
         (false, true) => format!("{}–{} min", by / 60, from / 60),
         (false, false) => format!("{}–{} s", by, from),
+    }
+}
+
+/// One session's near miss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Occurrence {
+    /// The session's access key.
+    pub access_key_id: String,
+    /// When it was issued.
+    pub issued_at: Epoch,
+    /// Its last use.
+    pub last_use: Epoch,
+    /// Its lease end.
+    pub lease_end: Epoch,
+    /// How close it came.
+    pub near_miss: NearMiss,
+}
+
+/// The near misses of one account + principal + session name (the group a failure of the same sessions
+/// would have), described by the latest; earlier ones are its history, as a failing group's incidents.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NearMissGroup {
+    /// What the group is keyed by (the principal reduced to the role name).
+    pub key: GroupKey,
+    /// The account.
+    pub account: Option<String>,
+    /// The fullest spelling of the principal seen.
+    pub principal: Option<String>,
+    /// The session name.
+    pub session: Option<String>,
+    /// Its workload's session pattern.
+    pub workload: Option<String>,
+    /// Always [`Verdict::NearMiss`].
+    pub verdict: Verdict,
+    /// Always [`Severity::Low`]: nothing failed.
+    pub severity: Severity,
+    /// Where the latest session came from.
+    pub credential_source: CredentialSource,
+    /// The latest session's lease.
+    pub lease: Lease,
+    /// The client of the latest session's last use.
+    pub client: Client,
+    /// The latest near miss.
+    pub latest: Occurrence,
+    /// Every near miss of the group, oldest first (at most [`MAX_LISTED`], the latest ones).
+    pub occurrences: Vec<Occurrence>,
+    /// Near misses counted (sessions).
+    pub count: u64,
+    /// The earliest near miss's last use.
+    pub first: Epoch,
+    /// The interval the near misses recur at, when three or more come evenly spaced.
+    pub recurrence: Option<Recurrence>,
+}
+
+impl NearMissGroup {
+    /// How close it came, in words, with the lease it was measured against when that is a default.
+    pub fn describe(&self) -> String {
+        self.latest.near_miss.describe()
+    }
+}
+
+/// The near-miss groups of one account + principal + session pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NearMissWorkload {
+    /// The account.
+    pub account: Option<String>,
+    /// The principal (the fullest spelling among its groups).
+    pub principal: Option<String>,
+    /// The session pattern.
+    pub session_pattern: Option<String>,
+    /// Groups in it.
+    pub groups: usize,
+    /// Up to [`MAX_SESSIONS_LISTED`] session names, in order.
+    pub sessions: Vec<String>,
+    /// Near misses (sessions) of its groups.
+    pub near_misses: u64,
+    /// The earliest last use of a near miss.
+    pub first_near_miss: Epoch,
+    /// The latest.
+    pub last_near_miss: Epoch,
+    /// The closest any came, in seconds before expiry.
+    pub closest_seconds_before_expiry: Epoch,
+}
+
+/// A report's near misses: groups (in account, principal, session order) and their workloads (most
+/// near misses first).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NearMisses {
+    /// The groups.
+    pub groups: Vec<NearMissGroup>,
+    /// Their workloads.
+    pub workloads: Vec<NearMissWorkload>,
+}
+
+impl NearMisses {
+    /// No near miss.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+/// The near misses of the sessions in `usage` (docs/rules.md, "Near misses"): each session joined to its
+/// issuing call in `sessions` for its lease and identity, skipped when it failed (`failed` holds the
+/// access keys of failing calls), when its last use is outside `[since, until]`, or when its issue time or
+/// credential source is unknown (a default lease of an unknown source is no evidence).
+pub fn near_misses(
+    usage: &SessionUse,
+    sessions: &dyn Sessions,
+    failed: &dyn Fn(&str) -> bool,
+    since: Option<Epoch>,
+    until: Option<Epoch>,
+) -> NearMisses {
+    let mut by_group: BTreeMap<GroupKey, Vec<Judged>> = BTreeMap::new();
+    for (key, last) in usage.iter() {
+        let Some(client) = last.client else { continue };
+        if refresh_window(client).is_none()
+            || since.is_some_and(|s| last.at < s)
+            || until.is_some_and(|u| last.at > u)
+            || failed(key)
+        {
+            continue;
+        }
+        let issuance = sessions.issued(key);
+        let arn = last.identity.and_then(|i| usage.identity(i));
+        let identity = Identity::of(arn, issuance.as_ref());
+        let facts = Facts {
+            principal: identity.principal.as_deref(),
+            session: identity.session.as_deref(),
+            access_key_id: Some(key),
+            hints: IdentityHints {
+                identity_type: identity.kind,
+                ..IdentityHints::default()
+            },
+            issuance: issuance.as_ref(),
+            ..Facts::default()
+        };
+        let source = credential_source(&facts);
+        let lease = lease(issuance.as_ref(), source);
+        if lease.source == LeaseSource::DefaultUnknown {
+            continue;
+        }
+        let Some(issued_at) = last.created.or(issuance.as_ref().map(|i| i.issued_at)) else {
+            continue;
+        };
+        let lease_end = issued_at + lease.seconds as Epoch;
+        let Some(miss) = near_miss(last.at, client, lease_end) else {
+            continue;
+        };
+        let group = group_key(&identity.account, &identity.principal, &identity.session);
+        let occurrence = Occurrence {
+            access_key_id: key.to_owned(),
+            issued_at,
+            last_use: last.at,
+            lease_end,
+            near_miss: miss,
+        };
+        by_group
+            .entry(group)
+            .or_default()
+            .push((occurrence, client, source, lease, identity));
+    }
+    let mut groups: Vec<NearMissGroup> = by_group
+        .into_iter()
+        .map(|(key, mut all)| {
+            all.sort_by(|a, b| (a.0.last_use, &a.0.access_key_id).cmp(&(b.0.last_use, &b.0.access_key_id)));
+            let starts: Vec<Epoch> = all.iter().map(|o| o.0.last_use).collect();
+            let first = starts[0];
+            let count = all.len() as u64;
+            let principal = all
+                .iter()
+                .filter_map(|o| o.4.principal.clone())
+                .max_by_key(|p| p.len());
+            let (latest, client, source, lease, identity) = all.last().cloned().expect("a group has one");
+            let skip = all.len().saturating_sub(MAX_LISTED);
+            NearMissGroup {
+                account: identity.account.clone(),
+                principal,
+                session: identity.session.clone(),
+                workload: identity.session.as_deref().map(session_pattern),
+                key,
+                verdict: Verdict::NearMiss,
+                severity: Severity::Low,
+                credential_source: source,
+                lease,
+                client,
+                recurrence: Recurrence::of(&starts, latest.last_use),
+                latest,
+                occurrences: all.into_iter().skip(skip).map(|o| o.0).collect(),
+                count,
+                first,
+            }
+        })
+        .collect();
+    groups
+        .sort_by(|a, b| (&a.account, &a.principal, &a.session).cmp(&(&b.account, &b.principal, &b.session)));
+    let workloads = workloads(&groups);
+    NearMisses { groups, workloads }
+}
+
+fn workloads(groups: &[NearMissGroup]) -> Vec<NearMissWorkload> {
+    type Key = (Option<String>, Option<String>, Option<String>);
+    let mut by_key: BTreeMap<Key, (NearMissWorkload, BTreeSet<String>)> = BTreeMap::new();
+    for g in groups {
+        let principal = g.principal.as_deref().map(|p| principal_key(p).to_owned());
+        let (w, listed) = by_key
+            .entry((g.account.clone(), principal, g.workload.clone()))
+            .or_insert_with(|| {
+                let w = NearMissWorkload {
+                    account: g.account.clone(),
+                    principal: g.principal.clone(),
+                    session_pattern: g.workload.clone(),
+                    groups: 0,
+                    sessions: Vec::new(),
+                    near_misses: 0,
+                    first_near_miss: g.latest.last_use,
+                    last_near_miss: g.latest.last_use,
+                    closest_seconds_before_expiry: g.latest.near_miss.seconds_before_expiry,
+                };
+                (w, BTreeSet::new())
+            });
+        if let Some(s) = &g.session {
+            listed.insert(s.clone());
+            if listed.len() > MAX_SESSIONS_LISTED {
+                listed.pop_last();
+            }
+        }
+        w.groups += 1;
+        w.near_misses += g.count;
+        w.first_near_miss = w.first_near_miss.min(g.first);
+        for o in &g.occurrences {
+            w.last_near_miss = w.last_near_miss.max(o.last_use);
+            w.closest_seconds_before_expiry = w
+                .closest_seconds_before_expiry
+                .min(o.near_miss.seconds_before_expiry);
+        }
+        if g.principal.as_ref().map(String::len) > w.principal.as_ref().map(String::len) {
+            w.principal = g.principal.clone();
+        }
+    }
+    let mut out: Vec<NearMissWorkload> = by_key
+        .into_values()
+        .map(|(mut w, listed)| {
+            w.sessions = listed.into_iter().collect();
+            w
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.near_misses.cmp(&a.near_misses).then_with(|| {
+            (&a.account, &a.principal, &a.session_pattern).cmp(&(
+                &b.account,
+                &b.principal,
+                &b.session_pattern,
+            ))
+        })
+    });
+    out
+}
+
+/// A session's near miss with what it was judged on: its client, source, lease and identity.
+type Judged = (Occurrence, Client, CredentialSource, Lease, Identity);
+
+/// Whose session it was: from the identity ARN of its calls, else its issuing call.
+#[derive(Clone, Debug, Default)]
+struct Identity {
+    account: Option<String>,
+    principal: Option<String>,
+    session: Option<String>,
+    kind: Option<IdentityType>,
+}
+
+impl Identity {
+    fn of(arn: Option<&str>, issuance: Option<&crate::classify::Issuance>) -> Identity {
+        let mut id = Identity::default();
+        if let Some(arn) = arn {
+            if let Some(a) = AssumedRoleArn::parse(arn) {
+                id.account = Some(a.account.to_owned());
+                id.principal = Some(a.role_arn());
+                id.session = Some(a.session.to_owned());
+                id.kind = Some(IdentityType::AssumedRole);
+            } else {
+                id.account = arn_account(arn).map(str::to_owned);
+                id.principal = Some(arn.to_owned());
+                let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
+                id.kind = if resource.starts_with("user/") {
+                    Some(IdentityType::IamUser)
+                } else if resource.starts_with("federated-user/") {
+                    Some(IdentityType::FederatedUser)
+                } else {
+                    None
+                };
+            }
+        }
+        if let Some(i) = issuance {
+            id.account = id.account.or_else(|| i.account.clone());
+            // The issuing call names the role with its path.
+            if i.principal.as_ref().map(String::len) > id.principal.as_ref().map(String::len) {
+                id.principal = i.principal.clone();
+            }
+            id.session = id.session.or_else(|| i.session.clone());
+        }
+        id
     }
 }
 
@@ -193,5 +502,138 @@ mod tests {
             "{}",
             rust.describe()
         );
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use crate::Analyzer;
+    use crate::model::{Client, LeaseSource, Verdict};
+    use crate::time::parse_time;
+
+    fn call(key: &str, session: &str, time: &str, ua: &str, error: Option<&str>) -> String {
+        let error = error.map_or(String::new(), |e| format!(r#""errorCode":"{e}","#));
+        format!(
+            r#"{{"eventVersion":"1.08","userIdentity":{{"type":"AssumedRole","principalId":"AROAEXAMPLE:{session}",
+            "arn":"arn:aws:sts::123456789012:assumed-role/etl/{session}","accountId":"123456789012",
+            "accessKeyId":"{key}","sessionContext":{{"sessionIssuer":{{"type":"Role",
+            "arn":"arn:aws:iam::123456789012:role/etl"}},"attributes":{{"creationDate":"2026-11-02T08:00:00Z"}}}}}},
+            "eventTime":"{time}","eventSource":"s3.amazonaws.com","eventName":"ListBuckets",{error}
+            "eventID":"{key}-{time}","userAgent":"{ua}"}}"#
+        )
+    }
+
+    const BOTO3: &str = "Boto3/1.34.0 md/Botocore#1.34.0 Botocore/1.34.0";
+
+    fn report(values: &[String]) -> crate::Report {
+        let mut a = Analyzer::default();
+        for v in values {
+            a.feed_value(v.as_bytes());
+        }
+        a.report()
+    }
+
+    #[test]
+    fn a_copied_boto3_session_used_at_57_minutes_is_a_near_miss_of_its_group() {
+        let r = report(&[
+            call("ASIANM1EXAMPLE", "nightly", "2026-11-02T08:00:05Z", BOTO3, None),
+            call("ASIANM1EXAMPLE", "nightly", "2026-11-02T08:57:00Z", BOTO3, None),
+        ]);
+        assert_eq!(r.failures, 0);
+        let [g] = &r.near_misses.groups[..] else {
+            panic!("{:?}", r.near_misses)
+        };
+        assert_eq!(g.verdict, Verdict::NearMiss);
+        assert_eq!(g.client, Client::Boto3);
+        assert_eq!(g.session.as_deref(), Some("nightly"));
+        assert_eq!(g.principal.as_deref(), Some("arn:aws:iam::123456789012:role/etl"));
+        assert_eq!(g.lease.source, LeaseSource::DefaultAssumeRole);
+        assert_eq!(g.latest.near_miss.seconds_before_expiry, 180);
+        assert_eq!(
+            g.describe(),
+            "used 3 min before expiry; botocore refreshes 10–15 min before"
+        );
+        assert_eq!(r.near_misses.workloads.len(), 1);
+    }
+
+    #[test]
+    fn a_session_that_failed_is_no_near_miss() {
+        let r = report(&[
+            call("ASIANM2EXAMPLE", "nightly", "2026-11-02T08:57:00Z", BOTO3, None),
+            call(
+                "ASIANM2EXAMPLE",
+                "nightly",
+                "2026-11-02T09:00:10Z",
+                BOTO3,
+                Some("ExpiredToken"),
+            ),
+        ]);
+        assert_eq!(r.failures, 1);
+        assert!(r.near_misses.is_empty(), "{:?}", r.near_misses);
+    }
+
+    #[test]
+    fn a_use_before_the_window_and_a_go_v2_use_to_the_end_are_no_near_misses() {
+        let r = report(&[
+            call("ASIANM3EXAMPLE", "early", "2026-11-02T08:45:00Z", BOTO3, None),
+            call(
+                "ASIANM4EXAMPLE",
+                "go",
+                "2026-11-02T08:59:59Z",
+                "aws-sdk-go-v2/1.24.0 os/linux",
+                None,
+            ),
+        ]);
+        assert!(r.near_misses.is_empty(), "{:?}", r.near_misses);
+    }
+
+    #[test]
+    fn the_lease_comes_from_the_issuing_call_when_seen() {
+        let issue = r#"{"eventTime":"2026-11-02T08:00:00Z","eventSource":"sts.amazonaws.com","eventName":"AssumeRole",
+            "eventID":"issue-nm5","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/ci",
+            "accessKeyId":"AKIAEXAMPLE"},"requestParameters":{"roleArn":"arn:aws:iam::123456789012:role/etl",
+            "roleSessionName":"short","durationSeconds":900},
+            "responseElements":{"credentials":{"accessKeyId":"ASIANM5EXAMPLE","expiration":"Nov 2, 2026, 8:15:00 AM"}}}"#;
+        // 14 min into a 15-min session: a near miss only because the lease is the call's.
+        let r = report(&[
+            issue.to_owned(),
+            call("ASIANM5EXAMPLE", "short", "2026-11-02T08:14:00Z", BOTO3, None),
+        ]);
+        let [g] = &r.near_misses.groups[..] else {
+            panic!("{:?}", r.near_misses)
+        };
+        assert_eq!(g.lease.source, LeaseSource::DurationSeconds);
+        assert_eq!(g.latest.near_miss.seconds_before_expiry, 60);
+    }
+
+    #[test]
+    fn nightly_near_misses_recur_as_one_group() {
+        let mut values = Vec::new();
+        for day in 2..=5 {
+            let created = format!("2026-11-0{day}T08:00:00Z");
+            let used = format!("2026-11-0{day}T08:57:00Z");
+            let key = format!("ASIANMDAY{day}EXAMPLE");
+            values.push(call(&key, "nightly", &used, BOTO3, None).replace("2026-11-02T08:00:00Z", &created));
+        }
+        let r = report(&values);
+        let [g] = &r.near_misses.groups[..] else {
+            panic!("{:?}", r.near_misses)
+        };
+        assert_eq!(g.count, 4);
+        assert_eq!(g.occurrences.len(), 4);
+        let recurrence = g.recurrence.expect("every night");
+        assert_eq!(recurrence.every_seconds, 86_400);
+        assert_eq!(Some(g.latest.last_use), parse_time("2026-11-05T08:57:00Z"));
+    }
+
+    #[test]
+    fn a_lookup_events_wrapper_carrying_a_session_call_is_scanned() {
+        let inner = call("ASIANM6EXAMPLE", "wrapped", "2026-11-02T08:57:00Z", BOTO3, None);
+        let wrapped = serde_json::json!({"Events": [{"EventId": "x", "CloudTrailEvent": inner}]}).to_string();
+        let mut a = Analyzer::default();
+        a.read(wrapped.as_bytes()).unwrap();
+        let r = a.report();
+        assert_eq!(r.records, 1);
+        assert_eq!(r.near_misses.groups.len(), 1, "{:?}", r.near_misses);
     }
 }

@@ -272,6 +272,7 @@ pub async fn state_report<S: StateStore>(store: &S, query: &Query, now: Epoch) -
     order(&mut findings);
     let workloads = crate::workload::workloads(&mut findings);
     Ok(Report {
+        near_misses: Default::default(),
         records: 0,
         failures: findings.iter().map(|f| f.failures).sum(),
         skipped_records: 0,

@@ -50,7 +50,8 @@ pub fn remediation(verdict: Verdict, source: CredentialSource, client: Option<Cl
 
 fn write(verdict: Verdict, source: CredentialSource, client: Option<Client>) -> Remediation {
     match verdict {
-        Verdict::StaleCache => {
+        // A near miss is the same copied credential, found before it failed.
+        Verdict::StaleCache | Verdict::NearMiss => {
             let mut fix = refreshing_provider(client, source);
             if let Some(note) = source_note(source) {
                 fix.detail = format!("{} {note}", fix.detail).into();

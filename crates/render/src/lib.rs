@@ -12,6 +12,7 @@
 
 pub mod explain;
 pub mod html;
+pub mod nearmiss;
 pub mod report;
 pub mod sns;
 pub mod table;

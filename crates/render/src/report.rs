@@ -11,6 +11,7 @@ use tokenwatch_core::finding::{Finding, IncidentBrief, IncidentState, IncidentSu
 use tokenwatch_core::model::{Client, CredentialSource, LeaseSource, Severity, Verdict};
 use tokenwatch_core::time::{Epoch, format_time};
 
+use crate::nearmiss::{NearMissSection, summary as near_miss_summary};
 use crate::table::{Column, Layout, Row, Table};
 
 /// The version of the report document: the `schema` field. Version 2 added `schema`, `generated_at`,
@@ -42,6 +43,9 @@ pub struct Document {
     pub workloads: Vec<WorkloadEntry>,
     /// Failures grouped by account + principal + session, most severe first.
     pub groups: Vec<Group>,
+    /// Sessions that came close to failing and did not; left out when there is none.
+    #[serde(skip_serializing_if = "NearMissSection::is_empty")]
+    pub near_misses: NearMissSection,
     /// `generated_at` as a time: what "still failing" is measured against.
     #[serde(skip)]
     pub generated: Epoch,
@@ -251,6 +255,7 @@ impl Document {
             skipped_records: report.skipped_records,
             workloads: report.workloads.iter().map(WorkloadEntry::of).collect(),
             groups: Vec::new(),
+            near_misses: NearMissSection::of(&report.near_misses),
         }
     }
 
@@ -287,6 +292,11 @@ impl Serialize for Streamed<'_> {
         s.serialize_field("skipped_records", &d.skipped_records)?;
         s.serialize_field("workloads", &d.workloads)?;
         s.serialize_field("groups", &GroupsOf(self.findings))?;
+        if d.near_misses.is_empty() {
+            s.skip_field("near_misses")?;
+        } else {
+            s.serialize_field("near_misses", &d.near_misses)?;
+        }
         s.end()
     }
 }
@@ -591,6 +601,10 @@ impl Document {
         } else {
             table.render(layout) + "\n"
         };
+        if !self.near_misses.is_empty() {
+            out.push_str(&self.near_miss_table(layout));
+            out.push('\n');
+        }
         let _ = writeln!(
             out,
             "{}{}",
@@ -601,7 +615,46 @@ impl Document {
                 String::new()
             }
         );
+        if !self.near_misses.is_empty() {
+            let _ = writeln!(out, "{}", near_miss_summary(&self.near_misses));
+        }
         out
+    }
+
+    /// The near misses as a table, under a title: one row per group, how close it came and the fix.
+    fn near_miss_table(&self, layout: Layout) -> String {
+        let columns = vec![
+            Column::text("NEAR MISS", 20),
+            Column::text("HOW CLOSE", 24),
+            Column::text("LAST USE", 11).rank(2),
+            Column::text("CLIENT", 7).rank(1),
+            Column::text("TIMES", 9).rank(3),
+        ];
+        let rows = self
+            .near_misses
+            .groups
+            .iter()
+            .map(|g| Row {
+                cells: vec![
+                    cell(&g.label(), 300),
+                    cell(&g.how_close, 300),
+                    g.last_use_cell(),
+                    g.client.to_string(),
+                    g.times(),
+                ],
+                note: Some(cell(&g.fix, 1000)),
+                children: Vec::new(),
+            })
+            .collect();
+        let table = Table {
+            columns,
+            note: Some("FIX"),
+            rows,
+        };
+        format!(
+            "Near misses (used after their client would have refreshed; nothing failed yet):\n{}",
+            table.render(layout)
+        )
     }
 
     /// The SINCE cell: when the group (or its incident) began failing, and whether it still fails.
@@ -670,6 +723,7 @@ impl Document {
         let mut out = String::from("# tokenwatch report\n\n");
         let _ = writeln!(out, "{}.\n", self.summary());
         if self.groups.is_empty() {
+            self.markdown_near_misses(&mut out);
             return out;
         }
         out.push_str(
@@ -721,7 +775,37 @@ impl Document {
             }
             let _ = writeln!(out, "\n{}", md_own(&g.remediation, false));
         }
+        self.markdown_near_misses(&mut out);
         out
+    }
+
+    /// The near misses' section of the markdown, when there are any.
+    fn markdown_near_misses(&self, out: &mut String) {
+        if self.near_misses.is_empty() {
+            return;
+        }
+        if !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "## Near misses\n\n{}: sessions used after their client would have refreshed them. Nothing \
+             failed yet; a longer run will.\n",
+            near_miss_summary(&self.near_misses)
+        );
+        out.push_str("| group | how close | last use | client | times | fix |\n|---|---|---|---|---:|---|\n");
+        for g in &self.near_misses.groups {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                md_escape(&cell(&g.label(), 80)),
+                md_escape(&g.how_close),
+                g.last_use_cell(),
+                g.client,
+                g.how_often(),
+                md_own(&g.fix, true)
+            );
+        }
     }
 
     /// CSV for a spreadsheet: a header row and one row per group ([`CSV_COLUMNS`]), RFC 4180 (CRLF line
@@ -770,6 +854,36 @@ impl Document {
                         .map(|t| t.to_string())
                         .unwrap_or_default(),
                     text(g.next_expected_failure.as_deref()),
+                ],
+            );
+        }
+        // Near misses in the same columns: no failures, no failure times or age; the remediation starts
+        // with how close it came.
+        for g in &self.near_misses.groups {
+            let text = |v: Option<&str>| v.map(csv_text).unwrap_or_default();
+            csv_row(
+                &mut out,
+                [
+                    text(g.account.as_deref()),
+                    text(g.principal.as_deref()),
+                    text(g.session.as_deref()),
+                    g.verdict.to_string(),
+                    g.severity.to_string(),
+                    "0".to_owned(),
+                    String::new(),
+                    String::new(),
+                    csv_text(&g.issued_at),
+                    g.lease_seconds.to_string(),
+                    g.lease_source.to_string(),
+                    String::new(),
+                    g.credential_source.to_string(),
+                    g.client.to_string(),
+                    String::new(),
+                    csv_text(&format!("{}. {}", g.how_close, g.remediation)),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    text(g.next_expected.as_deref()),
                 ],
             );
         }
@@ -868,6 +982,7 @@ mod tests {
             skipped_records: 2,
             findings,
             workloads,
+            near_misses: Default::default(),
         };
         let made = Made {
             at: test_group().last,

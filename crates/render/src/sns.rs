@@ -631,6 +631,9 @@ pub fn headline(verdict: tokenwatch_core::Verdict) -> &'static str {
         }
         Verdict::WebIdentityTokenExpired => "An expired OIDC token or SAML assertion was presented to STS.",
         Verdict::Unknown => "Calls failed with expired credentials; the session's age could not be measured.",
+        Verdict::NearMiss => {
+            "A session signed calls after its client would have refreshed it: a copied credential that a longer run will see expire."
+        }
     }
 }
 

@@ -83,6 +83,7 @@ fn document(findings: Vec<Finding>) -> Document {
             skipped_records: 0,
             findings,
             workloads: Vec::new(),
+            near_misses: Default::default(),
         },
         tokenwatch_render::Made::at(1_793_700_000),
     )
