@@ -658,3 +658,87 @@ async fn hostile_values_arrive_well_formed_capped_and_without_secrets() {
     subscriber.delete(&sdk).await;
     delete_table(&sdk, &store).await;
 }
+
+/// Failure `n` of the session `job-<session>` of one role (each session its own group), at `t`.
+fn interleaved_event(session: usize, n: usize, t: Epoch, issued: Epoch) -> Vec<u8> {
+    let time = tokenwatch_core::time::format_time;
+    json!({"version": "0", "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "account": "123456789012",
+        "detail": {"eventTime": time(t), "eventSource": "s3.amazonaws.com", "eventName": "GetObject",
+            "errorCode": "ExpiredToken", "eventID": format!("interleaved-{session}-{n}"),
+            "recipientAccountId": "123456789012", "userAgent": "Boto3/1.34.0 Botocore/1.34.0",
+            "userIdentity": {"type": "AssumedRole", "principalId": format!("AROAEXAMPLE:job-{session}"),
+                "arn": format!("arn:aws:sts::123456789012:assumed-role/etl-role/job-{session}"),
+                "accessKeyId": format!("ASIAINTERLEAVED{session:05}"),
+                "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::123456789012:role/etl-role"},
+                    "attributes": {"creationDate": time(issued)}}}}})
+    .to_string()
+    .into_bytes()
+}
+
+/// Issue 14, item 3: each batch held one failure of each of ten sessions, and each group was read on its
+/// own (3.1 DynamoDB calls per failure event with 50 sessions). The batch's groups and sessions are now
+/// read at once: what remains is a write per group and batch, and each incident's page.
+#[tokio::test]
+async fn fifty_interleaved_sessions_cost_at_most_1_2_dynamodb_calls_per_failure_event() {
+    const SESSIONS: usize = 50;
+    const EACH: usize = 40;
+    let sdk = Emulator::Ministack.sdk().await;
+    let store = fresh_store(&sdk).await;
+    let subscriber = Subscriber::with_new_topic(&sdk).await;
+    let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn, style()));
+    let policy = policy();
+    let detector = Detector {
+        store: &store,
+        sink: &sink,
+        policy: &policy,
+    };
+    // Relative to the clock: ministack expires a group 30 days after its last failure.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as Epoch;
+    let issued = now - 3 * 3600;
+    let events: Vec<Vec<u8>> = (0..SESSIONS * EACH)
+        .map(|i| {
+            interleaved_event(
+                i % SESSIONS,
+                i / SESSIONS,
+                issued + 3700 + (i / SESSIONS) as Epoch,
+                issued,
+            )
+        })
+        .collect();
+    for batch in events.chunks(10) {
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        let out = detector.process(&refs, now).await;
+        assert!(out.retry.is_empty() && out.faults.is_empty(), "{out:?}");
+    }
+    let calls = store.calls();
+    let per_event = calls as f64 / events.len() as f64;
+    println!(
+        "{SESSIONS} sessions interleaved on ministack, {} failures in batches of 10: {calls} DynamoDB calls = \
+         {per_event:.3} per failure event; {} pages",
+        events.len(),
+        sink.published()
+    );
+    for session in 0..SESSIONS {
+        let key = group_key(
+            &Some("123456789012".into()),
+            &Some("etl-role".into()),
+            &Some(format!("job-{session}")),
+        );
+        let state = store.load(&key).await.unwrap();
+        assert_eq!(
+            state.map(|s| s.stats.failures),
+            Some(EACH as u64),
+            "job-{session}"
+        );
+    }
+    assert_eq!(sink.published(), SESSIONS, "one page per session's incident");
+    assert!(
+        per_event <= 1.2,
+        "{per_event:.3} DynamoDB calls per failure event, over the 1.2 budget"
+    );
+    subscriber.delete(&sdk).await;
+    delete_table(&sdk, &store).await;
+}

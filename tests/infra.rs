@@ -310,6 +310,7 @@ fn the_detector_role_grants_exactly_what_the_function_calls() {
     let queue = get_att(p.queue, "Arn").to_string();
     let expect: BTreeMap<&str, Vec<&String>> = BTreeMap::from([
         ("dynamodb:GetItem", vec![&table]),
+        ("dynamodb:BatchGetItem", vec![&table]),
         ("dynamodb:PutItem", vec![&table]),
         ("dynamodb:UpdateItem", vec![&table]),
         // The sweep queries the open-incidents index, never the table.
@@ -2297,6 +2298,7 @@ fn dynamodb_actions_of_the_store() -> BTreeSet<(&'static str, &'static str)> {
     for call in calls.captures_iter(source) {
         match &call[1] {
             "get_item" => actions.insert(("dynamodb:GetItem", "table")),
+            "batch_get_item" => actions.insert(("dynamodb:BatchGetItem", "table")),
             "update_item" => actions.insert(("dynamodb:UpdateItem", "table")),
             // Authorised per item: the store's transactions hold puts and updates only.
             "transact_write_items" => {

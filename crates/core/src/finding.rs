@@ -438,10 +438,20 @@ pub fn judge(evidence: Evidence<'_>, sessions: &impl Sessions) -> Finding {
 /// [`judge`] for a group held by a [`StateStore`]: reads the one session [`Evidence::failing_access_key`]
 /// names from the store first.
 pub async fn judge_stored<S: StateStore>(store: &S, state: &GroupState) -> Result<Finding, PortError> {
+    judge_read(store, state, &HashMap::new()).await
+}
+
+/// [`judge_stored`] taking the sessions in `read` ([`crate::ports::Preloaded::sessions`]) as the store's
+/// answer for their access keys, and asking the store for any other.
+pub async fn judge_read<S: StateStore>(
+    store: &S,
+    state: &GroupState,
+    read: &HashMap<String, Option<Issuance>>,
+) -> Result<Finding, PortError> {
     let evidence = state.evidence();
     let mut known = Known::default();
     if let Some(key) = evidence.failing_access_key()
-        && let Some(issuance) = store.session(key).await?
+        && let Some(issuance) = read_session(store, read, key).await?
     {
         known.by_key.insert(key.to_owned(), issuance);
     }
@@ -453,9 +463,21 @@ pub async fn judge_stored<S: StateStore>(store: &S, state: &GroupState) -> Resul
             .min_by_key(|(t, _)| (**t - created).abs())
             .map(|(_, k)| k.clone())
     {
-        known.near = store.session(&key).await?;
+        known.near = read_session(store, read, &key).await?;
     }
     Ok(judge(evidence, &known))
+}
+
+/// The session of `key`: from `read` when it holds the key, from the store otherwise.
+pub async fn read_session<S: StateStore>(
+    store: &S,
+    read: &HashMap<String, Option<Issuance>>,
+    key: &str,
+) -> Result<Option<Issuance>, PortError> {
+    match read.get(key) {
+        Some(known) => Ok(known.clone()),
+        None => store.session(key).await,
+    }
 }
 
 /// Report order: most severe first, then most failures, then by account, principal and session.

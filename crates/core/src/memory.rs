@@ -12,7 +12,9 @@ use crate::fleet::Fleet;
 use crate::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use crate::model::Severity;
 use crate::notice::Notice;
-use crate::ports::{AlertSink, Change, PAGE_LEASE, PortError, RecheckQueue, StateStore, merge_parts};
+use crate::ports::{
+    AlertSink, Change, PAGE_LEASE, PortError, Preloaded, RecheckQueue, StateStore, merge_parts,
+};
 use crate::recheck::Recheck;
 use crate::stats::GroupKey;
 use crate::time::Epoch;
@@ -102,6 +104,24 @@ impl MemoryStore {
 }
 
 impl StateStore for MemoryStore {
+    async fn preload(&self, groups: &[GroupKey], access_keys: &[String]) -> Result<Preloaded, PortError> {
+        let broken = self.broken.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let inner = self.enter()?;
+        Ok(Preloaded {
+            // A broken group is left out, as a batch read leaves out what it could not read: its own
+            // read then fails as it would have.
+            groups: groups
+                .iter()
+                .filter(|k| !broken.contains_key(*k))
+                .map(|k| (k.clone(), inner.groups.get(k).cloned()))
+                .collect(),
+            sessions: access_keys
+                .iter()
+                .map(|k| (k.clone(), inner.sessions.get(k).cloned()))
+                .collect(),
+        })
+    }
+
     async fn load(&self, key: &GroupKey) -> Result<Option<GroupState>, PortError> {
         Ok(self.enter_group(key)?.groups.get(key).cloned())
     }

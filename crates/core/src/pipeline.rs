@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::classify::{Failure, Issuance, Observation, classify};
 use crate::drill::{Refusal, drill_group, screen};
 use crate::envelope::{OpenError, Opened, open};
-use crate::finding::{Finding, judge_stored};
+use crate::finding::{Finding, judge_read, judge_stored, read_session};
 use crate::fleet::{self, Fleet, FleetTally, fleet_of};
 use crate::incident::{
     BatchSession, Decision, GroupState, IncidentId, OVER_CAP_SESSION, Placement, Policy, Withheld, decide,
@@ -22,7 +22,7 @@ use crate::incident::{
 };
 use crate::model::{Severity, Verdict};
 use crate::notice::{IncidentNotice, Notice, NoticeKind, Resolution};
-use crate::ports::{AlertSink, Change, PortError, RecheckQueue, StateStore};
+use crate::ports::{AlertSink, Change, PortError, Preloaded, RecheckQueue, StateStore};
 use crate::recheck::Recheck;
 use crate::record::{EnvelopeContext, Record};
 use crate::stats::{GroupKey, group_key};
@@ -354,11 +354,40 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 }
             }
         }
-        for (key, pending) in groups {
-            let indexes: BTreeSet<usize> = pending.iter().map(|p| p.index).collect();
-            match self.on_failures(&key, pending, now, &mut out.metrics).await {
-                Ok(()) => written += 1,
-                Err(e) => failed.push((indexes, e, Some(key))),
+        // The groups' states and their sessions in one read rather than one per group (after the
+        // issuing calls, which write groups and sessions). When it fails transiently the batch's failures
+        // are retried; a permanent fault of it leaves each group to be read on its own, as it was
+        // before, so that only a group whose own read fails is given up on.
+        let preloaded = if groups.is_empty() {
+            Some(Preloaded::default())
+        } else {
+            let keys: Vec<GroupKey> = groups.keys().cloned().collect();
+            let access_keys: BTreeSet<String> = groups
+                .values()
+                .flatten()
+                .filter_map(|p| p.failure.access_key_id.clone())
+                .collect();
+            let access_keys: Vec<String> = access_keys.into_iter().collect();
+            match self.store.preload(&keys, &access_keys).await {
+                Ok(p) => Some(p),
+                Err(e) if e.is_transient() => {
+                    let indexes = groups.values().flatten().map(|p| p.index).collect();
+                    failed.push((indexes, e, None));
+                    None
+                }
+                Err(_) => Some(Preloaded::default()),
+            }
+        };
+        if let Some(mut preloaded) = preloaded {
+            for (key, pending) in groups {
+                let indexes: BTreeSet<usize> = pending.iter().map(|p| p.index).collect();
+                match self
+                    .on_failures(&key, pending, now, &mut preloaded, &mut out.metrics)
+                    .await
+                {
+                    Ok(()) => written += 1,
+                    Err(e) => failed.push((indexes, e, Some(key))),
+                }
             }
         }
         // After the batch's failures, so that a re-check decides on them too; one per group however many
@@ -496,6 +525,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         key: &GroupKey,
         pending: Vec<Pending>,
         now: Epoch,
+        preloaded: &mut Preloaded,
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
         let mut seen = BTreeSet::new();
@@ -513,7 +543,9 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         for ((access_key_id, creation_date), mut failures) in sessions {
             let issued_at = match (creation_date, access_key_id.as_deref()) {
                 (Some(t), _) => Some(t),
-                (None, Some(k)) => self.store.session(k).await?.map(|i| i.issued_at),
+                (None, Some(k)) => read_session(self.store, &preloaded.sessions, k)
+                    .await?
+                    .map(|i| i.issued_at),
                 (None, None) => None,
             };
             // A session's failures a cool-down apart are two incidents, even when delivered together.
@@ -549,13 +581,13 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 earliest,
             };
             if !self
-                .record_session_failures(key, session, &failures, now, metrics)
+                .record_session_failures(key, session, &failures, now, preloaded, metrics)
                 .await?
             {
                 // The principal opened its hour's share of groups: these failures count in its
                 // over-the-cap group, which one page covers, rather than open a group and a page each.
                 let (_, over) = cap_scope(key);
-                self.record_session_failures(&over, session, &failures, now, metrics)
+                self.record_session_failures(&over, session, &failures, now, preloaded, metrics)
                     .await?;
             }
         }
@@ -568,12 +600,20 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         session: BatchSession<'_>,
         failures: &[Failure],
         now: Epoch,
+        preloaded: &mut Preloaded,
         metrics: &mut Metrics,
     ) -> Result<bool, PortError> {
         let new_id = incident_id(key, session.earliest);
         let mut admitted = !self.capped(key);
+        // The batch's read of the group serves its first write only: what this batch writes, and what a
+        // write that lost a race finds, is read again.
+        let mut read = preloaded.groups.remove(key);
         for _attempt in 0..3 {
-            let before = self.store.load(key).await?.unwrap_or_else(|| GroupState {
+            let stored = match read.take() {
+                Some(state) => state,
+                None => self.store.load(key).await?,
+            };
+            let before = stored.unwrap_or_else(|| GroupState {
                 key: key.clone(),
                 ..Default::default()
             });
@@ -637,7 +677,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                     self.joined_fleet(&fleet, &after, id, now).await?;
                 }
             }
-            let finding = judge_stored(self.store, &after).await?;
+            let finding = judge_read(self.store, &after, &preloaded.sessions).await?;
             *metrics.failures.entry(finding.verdict()).or_default() += applied.len() as u64;
             if restart {
                 *metrics.incidents_opened.entry(finding.verdict()).or_default() += 1;

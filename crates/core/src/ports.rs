@@ -6,7 +6,7 @@
 //! clippy's `async_fn_in_trait` holds; implementations may still be written as `async fn`.
 
 use crate::fleet::Fleet;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use crate::classify::{Failure, Issuance};
@@ -168,8 +168,28 @@ impl Change<'_> {
     }
 }
 
+/// What a batch's failures need read before they are recorded, read at once ([`StateStore::preload`]).
+/// A key that is present holds what the store held at the read (`None`: nothing stored); a key that is
+/// absent was not read, and is read on its own when needed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Preloaded {
+    /// Group states by key.
+    pub groups: HashMap<GroupKey, Option<GroupState>>,
+    /// Sessions by access key.
+    pub sessions: HashMap<String, Option<Issuance>>,
+}
+
 /// Where the detector keeps state between invocations.
 pub trait StateStore: Sync {
+    /// Reads the groups `groups` and the sessions `access_keys` in as few requests as the store can
+    /// (DynamoDB: `BatchGetItem`), so that a batch of many groups does not cost a read per group. What
+    /// could not be read is left out of the answer rather than failing it.
+    fn preload(
+        &self,
+        groups: &[GroupKey],
+        access_keys: &[String],
+    ) -> impl Future<Output = Result<Preloaded, PortError>> + Send;
+
     /// The group's state, `None` if nothing of it was ever recorded.
     fn load(&self, key: &GroupKey) -> impl Future<Output = Result<Option<GroupState>, PortError>> + Send;
 

@@ -75,7 +75,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
     Update,
 };
@@ -85,7 +85,7 @@ use tokenwatch_core::drill::DRILL_INTERVAL;
 use tokenwatch_core::fleet::Fleet;
 use tokenwatch_core::incident::{GroupState, IncidentId, MAX_HISTORY, MAX_ISSUED_TIMES};
 use tokenwatch_core::model::Severity;
-use tokenwatch_core::ports::{Change, MERGE_PART, PAGE_LEASE, PortError, StateStore, merge_parts};
+use tokenwatch_core::ports::{Change, MERGE_PART, PAGE_LEASE, PortError, Preloaded, StateStore, merge_parts};
 use tokenwatch_core::stats::{FailureStats, GroupKey};
 use tokenwatch_core::time::Epoch;
 use tracing::{debug, warn};
@@ -105,6 +105,12 @@ const MAX_VIEWS: usize = 512;
 
 /// Sessions a process keeps after reading them (a few hundred bytes each).
 const MAX_SESSIONS: usize = 4096;
+
+/// Keys per `BatchGetItem` request (DynamoDB's limit).
+const BATCH_GET_KEYS: usize = 100;
+/// Requests for the keys a `BatchGetItem` left unprocessed (throttling, or its 16 MB answer limit) before
+/// the rest are left to be read one by one.
+const BATCH_GET_ATTEMPTS: usize = 4;
 
 /// The [`StateStore`] of the detector: one DynamoDB table (see the module docs for its design).
 pub struct DynamoStore {
@@ -179,6 +185,53 @@ impl DynamoStore {
             .await
             .map_err(|e| from_sdk("dynamodb:GetItem", e))?;
         Ok(out.item)
+    }
+
+    /// Reads `keys` (pk, sk) with strongly consistent `BatchGetItem` requests of at most
+    /// [`BATCH_GET_KEYS`], asking again for what DynamoDB left unprocessed at most
+    /// [`BATCH_GET_ATTEMPTS`] times in all. Returns the items found and the keys read (found or not):
+    /// a key left unprocessed at the end is in neither.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<(Vec<Item>, HashSet<(String, String)>), PortError> {
+        let mut found = Vec::new();
+        let mut read = HashSet::new();
+        for chunk in keys.chunks(BATCH_GET_KEYS) {
+            let mut pending: Vec<Item> = chunk.to_vec();
+            for attempt in 0..BATCH_GET_ATTEMPTS {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                self.count();
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(pending.clone()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| PortError::permanent(format!("dynamodb: batch read not built: {e}")))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("dynamodb:BatchGetItem", e))?;
+                let unprocessed: Vec<Item> = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                let left: HashSet<(String, String)> = unprocessed.iter().filter_map(key_of).collect();
+                read.extend(pending.iter().filter_map(key_of).filter(|k| !left.contains(k)));
+                found.extend(
+                    out.responses
+                        .and_then(|mut r| r.remove(&self.table))
+                        .unwrap_or_default(),
+                );
+                pending = unprocessed;
+            }
+        }
+        Ok((found, read))
     }
 
     /// One conditional `UpdateItem` of a group; `false` when the condition failed (nothing written).
@@ -462,7 +515,71 @@ fn backoff(attempt: usize) -> Duration {
     Duration::from_millis(1 + random % ceiling)
 }
 
+/// An item's (pk, sk).
+fn key_of(item: &Item) -> Option<(String, String)> {
+    let pk = item.get("pk")?.as_s().ok()?;
+    let sk = item.get("sk")?.as_s().ok()?;
+    Some((pk.clone(), sk.clone()))
+}
+
 impl StateStore for DynamoStore {
+    async fn preload(&self, groups: &[GroupKey], access_keys: &[String]) -> Result<Preloaded, PortError> {
+        let mut preloaded = Preloaded::default();
+        // Sessions this process already read never change: only the others are asked for.
+        let unknown: Vec<&String> = {
+            let cache = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            access_keys
+                .iter()
+                .filter(|k| match cache.get(k.as_str()) {
+                    Some(s) => {
+                        preloaded.sessions.insert((*k).clone(), Some(s.clone()));
+                        false
+                    }
+                    None => true,
+                })
+                .collect()
+        };
+        let mut keys: Vec<Item> = groups.iter().map(|k| key(group_pk(k), GROUP_SK)).collect();
+        keys.extend(unknown.iter().map(|k| key(session_pk(k), SESSION_SK)));
+        let mut seen = HashSet::new();
+        keys.retain(|k| key_of(k).is_some_and(|k| seen.insert(k)));
+        if keys.is_empty() {
+            return Ok(preloaded);
+        }
+        let (found, read) = self.batch_get(keys).await?;
+        let found: HashMap<(String, String), Item> =
+            found.into_iter().filter_map(|i| Some((key_of(&i)?, i))).collect();
+        for group in groups {
+            let k = (group_pk(group), GROUP_SK.to_owned());
+            if !read.contains(&k) {
+                continue;
+            }
+            let state = found.get(&k).map(|item| {
+                let mut state = decode_group(item);
+                state.key = group.clone();
+                self.remember(&k.0, state.clone());
+                state
+            });
+            preloaded.groups.insert(group.clone(), state);
+        }
+        for access_key in unknown {
+            let k = (session_pk(access_key), SESSION_SK.to_owned());
+            if !read.contains(&k) {
+                continue;
+            }
+            let session = found.get(&k).and_then(decode_session);
+            if let Some(s) = &session {
+                let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                if sessions.len() >= MAX_SESSIONS {
+                    sessions.clear();
+                }
+                sessions.insert(access_key.clone(), s.clone());
+            }
+            preloaded.sessions.insert(access_key.clone(), session);
+        }
+        Ok(preloaded)
+    }
+
     async fn load(&self, key: &GroupKey) -> Result<Option<GroupState>, PortError> {
         let pk = group_pk(key);
         let Some(item) = self.get(pk.clone(), GROUP_SK).await? else {
