@@ -286,11 +286,14 @@ impl<R: Read> JsonSplitter<R> {
                             limit: MAX_VALUE,
                         });
                     }
-                    if !self.fill()? {
+                    if self.eof {
                         return Err(
                             self.syntax(self.end - self.pos, "unexpected end of input inside a value")
                         );
                     }
+                    // Scanned again even when this finds the end: a number is complete only once
+                    // nothing follows it, which a whole buffer knows from the start.
+                    self.fill()?;
                 }
             }
         }
@@ -729,6 +732,17 @@ mod tests {
             prop_assert_eq!(&streamed, &(want.clone(), None));
             let whole = drain(JsonSplitter::whole(stream.clone().into_bytes()), stream.len());
             prop_assert_eq!(&whole, &(want, None));
+        }
+    }
+
+    #[test]
+    fn a_stream_cut_after_an_array_and_a_stray_byte_ends_as_a_whole_buffer_does() {
+        // Found by the splitter's property test: `[-` read a byte at a time.
+        for sizes in [vec![1], vec![2], vec![1, 2]] {
+            let bytes = b"[-";
+            let streamed = drain(JsonSplitter::new(Trickle { bytes, sizes, n: 0 }), bytes.len());
+            let whole = drain(JsonSplitter::whole(bytes.to_vec()), bytes.len());
+            assert_eq!(whole, streamed);
         }
     }
 
