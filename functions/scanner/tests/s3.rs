@@ -42,7 +42,10 @@ fn is_log_file(bytes: &[u8]) -> bool {
     use std::io::Read;
     let mut text = Vec::new();
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::MultiGzDecoder::new(bytes).take(64).read_to_end(&mut text).unwrap();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .take(64)
+            .read_to_end(&mut text)
+            .unwrap();
     } else {
         text = bytes.iter().take(64).copied().collect();
     }
@@ -69,7 +72,10 @@ async fn batches_of_a_trail_merge_to_the_report_of_one_analyzer_with_the_faults_
     for dir in scenarios() {
         let scenario = dir.file_name().unwrap().to_string_lossy().into_owned();
         // The samples that are trail log files (the others are EventBridge events, lookup pages…).
-        for file in inputs(&dir).into_iter().filter(|f| is_log_file(&std::fs::read(f).unwrap())) {
+        for file in inputs(&dir)
+            .into_iter()
+            .filter(|f| is_log_file(&std::fs::read(f).unwrap()))
+        {
             let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
             objects.push((
                 format!("{DAY}{scenario}-{file_name}"),
