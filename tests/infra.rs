@@ -29,7 +29,7 @@ const ISSUING_CALLS: [&str; 5] = [
 ];
 
 /// Statements that must keep a `*` resource (or action): (template, resource, statement Sid, why).
-const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 3] = [
+const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 10] = [
     (
         "template.yaml",
         "TopicKey",
@@ -48,6 +48,48 @@ const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 3] = [
         "ReadOnlyProbes",
         "the probes' list calls are authorised only on \"*\" (the actions: \
          the_drill_role_may_make_exactly_the_probe_calls)",
+    ),
+    (
+        "template.yaml",
+        "ScannerRole",
+        "ReadTheTrailsLogFiles",
+        "the trail's log files: every object of the trail bucket the parameter names",
+    ),
+    (
+        "template.yaml",
+        "ScannerRole",
+        "WritePartials",
+        "the partials of runs: objects under tokenwatch-partials/ of the stack's own bucket",
+    ),
+    (
+        "template.yaml",
+        "BackfillStateMachineRole",
+        "ReadTheManifest",
+        "runs' manifests: objects under tokenwatch-partials/ of the stack's own bucket",
+    ),
+    (
+        "template.yaml",
+        "BackfillStateMachineRole",
+        "RunTheScanner",
+        "the scanner function and its versions",
+    ),
+    (
+        "template.yaml",
+        "BackfillStateMachineRole",
+        "WatchItsOwnChildExecutions",
+        "the executions of the stack's own state machine (a Distributed Map's children)",
+    ),
+    (
+        "template.yaml",
+        "BackfillStateMachineRole",
+        "Logs",
+        "vended log delivery is authorised only on \"*\" (the Step Functions documentation's policy)",
+    ),
+    (
+        "template.yaml",
+        "BackfillStateMachineRole",
+        "Tracing",
+        "X-Ray's calls are authorised only on \"*\"",
     ),
 ];
 
@@ -555,12 +597,12 @@ fn grants(t: &Value, role: &str) -> BTreeMap<String, BTreeSet<String>> {
     granted
 }
 
-/// The function that is not fed by the queue: the reporter.
+/// The function that is not fed by the queue and is not the back-fill's scanner: the reporter.
 fn reporter(t: &Value) -> (&str, &Value) {
     let detector = pipeline(t).function.0;
     let others: Vec<(&str, &Value)> = of_type(t, "AWS::Serverless::Function")
         .into_iter()
-        .filter(|(id, _)| *id != detector)
+        .filter(|(id, _)| *id != detector && *id != "ScannerFunction")
         .collect();
     assert_eq!(others.len(), 1, "the detector and the reporter");
     others[0]
@@ -703,7 +745,11 @@ fn config_variables(crate_dir: &Path) -> BTreeSet<String> {
 fn each_function_environment_is_what_its_configuration_reads() {
     let t = template("template.yaml");
     let functions = of_type(&t, "AWS::Serverless::Function");
-    assert_eq!(functions.len(), 2, "the detector and the reporter");
+    assert_eq!(
+        functions.len(),
+        3,
+        "the detector, the reporter and the back-fill's scanner"
+    );
     for (id, function) in functions {
         let props = &function["Properties"];
         let set: BTreeSet<String> = props["Environment"]["Variables"]
@@ -714,8 +760,14 @@ fn each_function_environment_is_what_its_configuration_reads() {
             .collect();
         let code = infra_dir().join(props["CodeUri"].as_str().unwrap());
         let read = config_variables(&code);
+        // The scanner reads the trail and writes partials: no state table, no topic.
+        let scanner = id == "ScannerFunction";
         assert!(
-            read.contains("TABLE_NAME") && read.contains("TOPIC_ARN"),
+            if scanner {
+                read.contains("TRAIL_BUCKET") && read.contains("PARTIALS_BUCKET")
+            } else {
+                read.contains("TABLE_NAME") && read.contains("TOPIC_ARN")
+            },
             "{id}: config.rs was not understood: {read:?}"
         );
         // The Lambda runtime sets AWS_REGION (and reserves it).
@@ -723,8 +775,12 @@ fn each_function_environment_is_what_its_configuration_reads() {
         let want: BTreeSet<String> = read.difference(&by_runtime).cloned().collect();
         assert_eq!(set, want, "{id}: template variables vs config.rs constants");
         let vars = &props["Environment"]["Variables"];
-        assert_eq!(vars["TABLE_NAME"], reference("StateTable"), "{id}");
-        assert_eq!(vars["TOPIC_ARN"], reference("AlertTopic"), "{id}");
+        if scanner {
+            assert_eq!(vars["PARTIALS_BUCKET"], reference("BackfillBucket"), "{id}");
+        } else {
+            assert_eq!(vars["TABLE_NAME"], reference("StateTable"), "{id}");
+            assert_eq!(vars["TOPIC_ARN"], reference("AlertTopic"), "{id}");
+        }
         // The build: the crate the template points at, and its binary.
         let manifest = std::fs::read_to_string(code.join("Cargo.toml")).unwrap();
         let binary = function["Metadata"]["BuildProperties"]["Binary"]
@@ -827,8 +883,11 @@ fn only_the_functions_and_the_stack_alarms_publish_to_the_topic() {
         .find(|s| s["Effect"] == "Deny")
         .expect("a deny for everyone else");
     assert_eq!(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"], roles);
-    // Each function's role is one of them.
+    // Each function's role is one of them, but the back-fill's scanner's, which publishes nothing.
     for (id, f) in of_type(&t, "AWS::Serverless::Function") {
+        if id == "ScannerFunction" {
+            continue;
+        }
         let role = get_att(f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap(), "Arn");
         assert!(roles.as_array().unwrap().contains(&role), "{id}");
     }
@@ -2376,6 +2435,13 @@ fn kms_problems(t: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     for (id, s) in statements(t) {
         if s["Sid"] == "AccountAdministersTheKey" {
+            continue;
+        }
+        // Reading the trail's log files decrypts only (the back-fill's scanner).
+        if s["Sid"] == "DecryptTheTrail" {
+            if s["Action"] != "kms:Decrypt" {
+                problems.push(format!("{id} DecryptTheTrail: {}", s["Action"]));
+            }
             continue;
         }
         let actions = as_list(&s["Action"]);

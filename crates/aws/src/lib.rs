@@ -29,6 +29,8 @@ pub mod error;
 pub mod eventbridge;
 #[cfg(feature = "backfill")]
 pub mod lookup;
+#[cfg(feature = "backfill")]
+pub mod partials;
 #[cfg(feature = "proving")]
 pub mod probe;
 pub mod sdk;

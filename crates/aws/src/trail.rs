@@ -248,6 +248,19 @@ impl fmt::Display for TrailError {
 
 impl std::error::Error for TrailError {}
 
+/// The S3 client the reader and the partial store take.
+pub type S3Client = Client;
+
+/// An S3 client of `sdk`. Addressing is path-style when an endpoint is overridden: emulators and
+/// S3-compatible stores do not resolve bucket subdomains.
+pub fn s3_client(sdk: &SdkConfig) -> Client {
+    let overridden = sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(overridden)
+        .build();
+    Client::from_conf(config)
+}
+
 /// Reads a trail's log files from S3 into an [`Analyzer`].
 pub struct TrailReader {
     client: Client,
@@ -261,11 +274,7 @@ impl TrailReader {
     /// [`crate::SdkOptions::endpoint_url`]): emulators and S3-compatible stores do not resolve bucket
     /// subdomains.
     pub fn new(sdk: &SdkConfig, location: TrailLocation) -> Self {
-        let overridden = sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let config = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(overridden)
-            .build();
-        Self::from_client(Client::from_conf(config), location)
+        Self::from_client(s3_client(sdk), location)
     }
 
     /// A reader of the trail at `location` through `client`.
@@ -356,6 +365,125 @@ impl TrailReader {
         }
         summary.errors.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(summary)
+    }
+
+    /// Reads the objects `keys` of the trail's bucket into `analyzer`, as [`TrailReader::read_into`]
+    /// reads the objects it lists: what a scanner given a batch of keys does. Objects that cannot be
+    /// read are in the summary's `errors`.
+    pub async fn read_keys_into(
+        &self,
+        analyzer: &mut Analyzer,
+        keys: Vec<String>,
+        progress: Arc<dyn TrailProgress>,
+    ) -> TrailSummary {
+        let mut summary = TrailSummary::default();
+        let mut keys = keys.into_iter();
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < self.downloads {
+                let Some(key) = keys.next() else { break };
+                summary.objects += 1;
+                running.spawn(read_object(
+                    self.client.clone(),
+                    self.location.clone(),
+                    key,
+                    analyzer.fork(),
+                    Arc::clone(&progress),
+                ));
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            match done {
+                Ok(done) => {
+                    summary.bytes += done.bytes;
+                    if let Some(worker) = done.analyzer {
+                        analyzer.merge(worker);
+                    }
+                    if let Err(reason) = done.result {
+                        summary.errors.push(ObjectError {
+                            name: done.name,
+                            reason,
+                        });
+                    }
+                }
+                Err(e) => summary.errors.push(ObjectError {
+                    name: self.location.to_string(),
+                    reason: format!("a download task failed: {e}"),
+                }),
+            }
+        }
+        summary.errors.sort_by(|a, b| a.name.cmp(&b.name));
+        summary
+    }
+
+    /// The keys of the log files under `prefix` (a day, account or region folder of the trail), digest
+    /// and insight files left out; listed in full, then sorted.
+    pub async fn keys_under(&self, prefix: &str) -> Result<Vec<String>, PortError> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.location.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk("s3:ListObjectsV2", e))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter(|k| !k.ends_with('/') && is_log_key(k))
+                    .map(str::to_owned),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The day folders of the window under every account and region the filter selects, each with its
+    /// objects' keys and sizes: the plan of a distributed back-fill, the same objects
+    /// [`TrailReader::read_into`] would read. Folders whose listing failed are in `errors`.
+    pub async fn plan(
+        &self,
+        filter: &TrailFilter,
+        now: Epoch,
+        errors: &mut Vec<ObjectError>,
+    ) -> Result<Vec<(String, u64)>, TrailError> {
+        let accounts = self.account_roots(filter, errors).await?;
+        let (tx, mut listed) = mpsc::channel(LISTED_AHEAD);
+        let sizes = Arc::new(SizeLog::default());
+        let walker = Walker {
+            client: self.client.clone(),
+            location: self.location.clone(),
+            filter: filter.clone(),
+            folders: filter.folders(now),
+            progress: Arc::clone(&sizes) as Arc<dyn TrailProgress>,
+            tx,
+        };
+        let walking = tokio::spawn(walker.walk(accounts));
+        let mut keys = Vec::new();
+        while let Some(item) = listed.recv().await {
+            match item {
+                Listed::Object(key) => keys.push(key),
+                Listed::Failed(e) => errors.push(e),
+            }
+        }
+        if let Err(e) = walking.await {
+            errors.push(ObjectError {
+                name: self.location.to_string(),
+                reason: format!("listing stopped: {e}"),
+            });
+        }
+        let sizes = std::mem::take(&mut *sizes.0.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok(keys.into_iter().zip(sizes).collect())
     }
 
     /// `…/AWSLogs/[O-ID/]ACCOUNT/CloudTrail/` of every account the filter wants.
@@ -525,6 +653,22 @@ async fn list_folders(client: &Client, bucket: &str, prefix: &str) -> Result<Vec
             _ => return Ok(out),
         }
     }
+}
+
+/// The sizes of listed objects, in the order they were listed (the walker sends keys in that order).
+#[derive(Default)]
+struct SizeLog(std::sync::Mutex<Vec<u64>>);
+
+impl TrailProgress for SizeLog {
+    fn listed(&self, size: u64) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(size);
+    }
+}
+
+/// A trail's log file rather than a digest or insight file: those live in folders of their own
+/// (`CloudTrail-Digest/`, `CloudTrail-Insight/`), which a prefix of a whole account may cover.
+fn is_log_key(key: &str) -> bool {
+    key.contains("/CloudTrail/")
 }
 
 /// `b` of `a/b/`.

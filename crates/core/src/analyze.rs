@@ -21,6 +21,7 @@ use crate::finding::{
     CREATION_DATE_JOIN, Evidence, Finding, IncidentBrief, Recurrence, Report, Sessions, judge, order,
 };
 use crate::model::{Client, StsCall};
+use crate::partial::{Counts, FailureLog, Issuances, Partial, Settings, Unread};
 use crate::reader::{JsonSplitter, ReadError};
 use crate::record::{EnvelopeContext, Record};
 use crate::stats::{FailureStats, GroupKey, group_key, principal_key};
@@ -40,7 +41,7 @@ static INTERESTING: LazyLock<AhoCorasick> = LazyLock::new(|| {
 });
 
 /// Which failures to count.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// Failures before this are ignored.
     pub since: Option<Epoch>,
@@ -69,6 +70,16 @@ pub struct Analyzer {
     strings: Interner,
     /// Every temporary key's last use, for near misses.
     usage: SessionUse,
+    /// Set by [`Analyzer::collecting`]: failures and issuing calls are kept as they came, for a
+    /// [`Partial`], rather than summed up.
+    collected: Option<Collected>,
+}
+
+/// What a collecting analyzer keeps instead of summing up.
+#[derive(Default)]
+struct Collected {
+    failures: Vec<Failure>,
+    issuances: Vec<Issuance>,
 }
 
 /// A string of [`Interner`]: account ids, principals, error codes and calls repeat across
@@ -404,6 +415,62 @@ impl Analyzer {
             sessions: HashMap::new(),
             strings: Interner::default(),
             usage: SessionUse::default(),
+            collected: None,
+        }
+    }
+
+    /// An analyzer that keeps what it reads as a [`Partial`] ([`Analyzer::into_partial`]), to be merged
+    /// with the partials of other objects read elsewhere.
+    pub fn collecting(window: Window, cooldown: Epoch) -> Self {
+        Analyzer {
+            collected: Some(Collected::default()),
+            ..Analyzer::with_cooldown(window, cooldown)
+        }
+    }
+
+    /// What this analyzer read, to merge with other partials; `None` unless it was made by
+    /// [`Analyzer::collecting`].
+    pub fn into_partial(self) -> Option<Partial> {
+        let collected = self.collected?;
+        let mut failures = FailureLog::default();
+        for f in collected.failures {
+            failures.insert(f);
+        }
+        Some(Partial {
+            format: crate::partial::FORMAT,
+            settings: Settings {
+                window: self.window,
+                cooldown: self.cooldown,
+            },
+            counts: Counts {
+                records: self.records,
+                skipped_records: self.skipped,
+            },
+            failures,
+            issuances: Issuances(collected.issuances),
+            unread: Unread::default(),
+            usage: self.usage,
+        })
+    }
+
+    /// Takes in what a partial read, as if its records had been read here: its failures count once per
+    /// eventID across every partial and record taken in.
+    pub fn absorb(&mut self, partial: Partial) {
+        self.usage.merge(partial.usage);
+        self.records += partial.counts.records;
+        self.skipped += partial.counts.skipped_records;
+        for i in partial.issuances.0 {
+            self.issued(i);
+        }
+        for f in partial.failures.into_iter() {
+            self.add_failure(f);
+        }
+    }
+
+    fn issued(&mut self, i: Issuance) {
+        match &mut self.collected {
+            Some(c) => c.issuances.push(i),
+            None => lock(&self.shared.index).insert(i),
         }
     }
 
@@ -420,12 +487,17 @@ impl Analyzer {
     pub fn fork(&self) -> Self {
         Analyzer {
             shared: Arc::clone(&self.shared),
+            collected: self.collected.as_ref().map(|_| Collected::default()),
             ..Analyzer::with_cooldown(self.window, self.cooldown)
         }
     }
 
     /// Folds a sibling's records in.
     pub fn merge(&mut self, other: Analyzer) {
+        if let (Some(mine), Some(theirs)) = (&mut self.collected, other.collected) {
+            mine.failures.extend(theirs.failures);
+            mine.issuances.extend(theirs.issuances);
+        }
         self.records += other.records;
         self.skipped += other.skipped;
         self.failures += other.failures;
@@ -498,7 +570,7 @@ impl Analyzer {
     pub fn observe(&mut self, rec: &Record, env: &EnvelopeContext) {
         match classify(rec, env) {
             Observation::Failure(f) => self.add_failure(f),
-            Observation::Issuance(i) => lock(&self.shared.index).insert(i),
+            Observation::Issuance(i) => self.issued(i),
             Observation::Other => {
                 if rec.event_time.get().and_then(crate::time::parse_time).is_none() {
                     self.skipped += 1;
@@ -517,6 +589,10 @@ impl Analyzer {
             return;
         }
         self.failures += 1;
+        if let Some(c) = &mut self.collected {
+            c.failures.push(f);
+            return;
+        }
         let key = SessionKey {
             account: f.account.as_deref().map(|s| self.strings.intern(s)),
             principal: f.principal.as_deref().map(|s| self.strings.intern(s)),
@@ -537,6 +613,13 @@ impl Analyzer {
 
     /// Joins, groups, splits each group into incidents and decides (docs/rules.md, "Incidents").
     pub fn report(self) -> Report {
+        if self.collected.is_some() {
+            let mut plain = Analyzer::with_cooldown(self.window, self.cooldown);
+            if let Some(partial) = self.into_partial() {
+                plain.absorb(partial);
+            }
+            return plain.report();
+        }
         let index = lock(&self.shared.index);
         // A session that failed is its failure's group, never a near miss.
         let failed: HashSet<&str> = self

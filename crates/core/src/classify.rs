@@ -23,7 +23,7 @@ pub enum Observation {
 }
 
 /// A call rejected for expired credentials, with what identifies its session.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
     /// `eventID`, used to count each failure once.
     pub event_id: Option<String>,
@@ -57,7 +57,7 @@ pub struct Failure {
 }
 
 /// Identity facts that decide the credential source.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdentityHints {
     /// `userIdentity.type`.
     pub identity_type: Option<IdentityType>,
@@ -68,7 +68,7 @@ pub struct IdentityHints {
 }
 
 /// An STS call that issued a session, keyed by the access key it handed out.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Issuance {
     /// `responseElements.credentials.accessKeyId`.
     pub access_key_id: String,

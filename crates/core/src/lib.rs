@@ -28,6 +28,7 @@ pub mod memory;
 pub mod model;
 pub mod nearmiss;
 pub mod notice;
+pub mod partial;
 pub mod pipeline;
 pub mod ports;
 pub mod query;

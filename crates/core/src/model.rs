@@ -209,6 +209,19 @@ impl IdentityType {
     }
 }
 
+impl Serialize for IdentityType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IdentityType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(IdentityType::parse(&text))
+    }
+}
+
 impl CredentialSource {
     /// The documented default lifetime of such a session, and the lease source naming it.
     pub fn default_lease(self) -> (u64, LeaseSource) {

@@ -1,0 +1,113 @@
+//! Where a distributed back-fill keeps its files in S3: the plan of a run (its manifest, the items the
+//! Distributed Map reads) and the partials the scanners write, under `PREFIX/RUN/`. The template expires
+//! the prefix by a lifecycle rule; the CLI deletes a run's files when it has merged them.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use tokenwatch_core::partial::Partial;
+use tokenwatch_core::ports::PortError;
+
+use crate::error::from_sdk;
+
+/// A bucket and prefix for runs' files.
+#[derive(Clone, Debug)]
+pub struct PartialStore {
+    client: Client,
+    /// The bucket.
+    pub bucket: String,
+    /// The prefix, ending in `/` (or empty).
+    pub prefix: String,
+}
+
+impl PartialStore {
+    /// The store under `prefix` of `bucket` (a `/` is added to a prefix without one).
+    pub fn new(client: Client, bucket: impl Into<String>, prefix: &str) -> PartialStore {
+        let prefix = prefix.trim_start_matches('/');
+        let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}/")
+        };
+        PartialStore {
+            client,
+            bucket: bucket.into(),
+            prefix,
+        }
+    }
+
+    /// The key of `name` in run `run`.
+    pub fn key(&self, run: &str, name: &str) -> String {
+        format!("{}{run}/{name}", self.prefix)
+    }
+
+    /// Writes `body` as `name` of run `run`; returns its key.
+    pub async fn put(&self, run: &str, name: &str, body: Vec<u8>) -> Result<String, PortError> {
+        let key = self.key(run, name);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| from_sdk("s3:PutObject", e))?;
+        Ok(key)
+    }
+
+    /// The body of `key` in the bucket.
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, PortError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| from_sdk("s3:GetObject", e))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PortError::transient(format!("s3:GetObject {key}: reading the body: {e}")))?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// The partial at `key`.
+    pub async fn partial(&self, key: &str) -> Result<Partial, PortError> {
+        let body = self.get(key).await?;
+        Partial::from_json(&body).map_err(|e| PortError::permanent(format!("{key}: {e}")))
+    }
+
+    /// Deletes every file of run `run`; returns how many.
+    pub async fn delete_run(&self, run: &str) -> Result<usize, PortError> {
+        let prefix = self.key(run, "");
+        let mut deleted = 0;
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk("s3:ListObjectsV2", e))?;
+            for key in page.contents().iter().filter_map(|o| o.key()) {
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("s3:DeleteObject", e))?;
+                deleted += 1;
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(deleted),
+            }
+        }
+    }
+}
