@@ -178,6 +178,7 @@ impl Partial {
             failures: FailureLog::default(),
             issuances: Issuances::default(),
             unread: Unread::default(),
+            usage: Default::default(),
         }
     }
 
