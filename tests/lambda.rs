@@ -242,6 +242,10 @@ impl Stack {
             self.resolve(&c[0]) == self.resolve(&c[1])
         } else if let Some(name) = condition.get("Condition").and_then(Value::as_str) {
             self.truth(&self.template["Conditions"][name])
+        } else if let Some(all) = condition.get("Fn::And").and_then(Value::as_array) {
+            all.iter().all(|c| self.truth(c))
+        } else if let Some(any) = condition.get("Fn::Or").and_then(Value::as_array) {
+            any.iter().any(|c| self.truth(c))
         } else {
             panic!("a condition this test does not evaluate: {condition}")
         }
@@ -768,8 +772,13 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
     };
 
     // The function, and what the template wires to it.
-    // The functions: the detector is the one the queue feeds; the other is the reporter.
-    let functions = of_type(&t, "AWS::Serverless::Function");
+    // The functions: the detector is the one the queue feeds; the other is the reporter. The back-fill's
+    // scanner is made only when a trail bucket is given (a condition off by default), and is not
+    // deployed here.
+    let functions: Vec<(&str, &Value)> = of_type(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .filter(|(_, f)| stack.holds(f))
+        .collect();
     assert_eq!(functions.len(), 2, "the detector and the reporter");
     let (function_id, function) = *functions
         .iter()
@@ -995,11 +1004,12 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
     let schedule_arn = schedule_of(function_id).expect("the sweep's schedule targets the detector");
     let digest_arn = schedule_of(reporter_id).expect("the digest's schedule targets the reporter");
 
-    // Every resource type is deployed or has its reason not to be.
+    // Every resource type the template makes by default is deployed or has its reason not to be.
     let all: BTreeSet<&str> = t["Resources"]
         .as_object()
         .unwrap()
         .values()
+        .filter(|r| stack.holds(r))
         .map(|r| r["Type"].as_str().unwrap())
         .collect();
     let skipped: BTreeSet<&str> = NOT_DEPLOYED.iter().map(|(kind, _)| *kind).collect();

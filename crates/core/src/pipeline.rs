@@ -670,7 +670,12 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
             if placement == Placement::Reopen {
                 after.incident.resolved_at = None;
             }
-            if restart || placement == Placement::Reopen {
+            // A redelivery that adds nothing is the retry of a batch that may have failed after the
+            // failures were recorded but before the member was counted in (its fleet's incident kept
+            // changing under concurrent members): counting in again is harmless, and without it the
+            // member would be left out of the fleet's page.
+            let redelivered = !failures.is_empty() && applied.is_empty();
+            if restart || placement == Placement::Reopen || redelivered {
                 // Counted into its fleet's incident now, so that the fleet's page, held or not, tallies
                 // every member recorded before it.
                 if let (Some(fleet), Some(id)) = (self.fleet_of(&after.key), after.incident.id.as_ref()) {
