@@ -29,7 +29,7 @@ pub struct LastUse {
     pub client: Option<Client>,
     /// `userIdentity.sessionContext.attributes.creationDate` of any call it signed: when it was issued.
     pub created: Option<Epoch>,
-    /// Index of its `userIdentity.arn` in [`SessionUse::identities`].
+    /// Index of its `userIdentity.arn` ([`SessionUse::identity`] gives it back).
     pub identity: Option<u32>,
 }
 
