@@ -13,10 +13,10 @@ use crate::assess::{Facts, Lease, credential_source, lease};
 use crate::classify::{AssumedRoleArn, IdentityHints, arn_account};
 use crate::finding::{Recurrence, Sessions};
 use crate::model::{Client, CredentialSource, IdentityType, LeaseSource, Severity, Verdict};
-use crate::stats::{GroupKey, MAX_LISTED, group_key, principal_key};
+use crate::stats::{GroupKey, MAX_LISTED, group_key};
 use crate::time::Epoch;
 use crate::usage::SessionUse;
-use crate::workload::{MAX_SESSIONS_LISTED, session_pattern};
+use crate::workload::{WorkloadKey, keep_fuller, list_session, session_pattern, workload_key};
 
 /// When a client's refreshing credential provider swaps a session for a new one, in seconds before the
 /// session's lease end, by default.
@@ -179,7 +179,7 @@ pub struct NearMissWorkload {
     pub session_pattern: Option<String>,
     /// Groups in it.
     pub groups: usize,
-    /// Up to [`MAX_SESSIONS_LISTED`] session names, in order.
+    /// Up to [`crate::workload::MAX_SESSIONS_LISTED`] session names, in order.
     pub sessions: Vec<String>,
     /// Near misses (sessions) of its groups.
     pub near_misses: u64,
@@ -307,12 +307,14 @@ pub fn near_misses(
 }
 
 fn workloads(groups: &[NearMissGroup]) -> Vec<NearMissWorkload> {
-    type Key = (Option<String>, Option<String>, Option<String>);
-    let mut by_key: BTreeMap<Key, (NearMissWorkload, BTreeSet<String>)> = BTreeMap::new();
+    let mut by_key: BTreeMap<WorkloadKey, (NearMissWorkload, BTreeSet<String>)> = BTreeMap::new();
     for g in groups {
-        let principal = g.principal.as_deref().map(|p| principal_key(p).to_owned());
         let (w, listed) = by_key
-            .entry((g.account.clone(), principal, g.workload.clone()))
+            .entry(workload_key(
+                g.account.as_deref(),
+                g.principal.as_deref(),
+                g.workload.as_deref(),
+            ))
             .or_insert_with(|| {
                 let w = NearMissWorkload {
                     account: g.account.clone(),
@@ -328,10 +330,7 @@ fn workloads(groups: &[NearMissGroup]) -> Vec<NearMissWorkload> {
                 (w, BTreeSet::new())
             });
         if let Some(s) = &g.session {
-            listed.insert(s.clone());
-            if listed.len() > MAX_SESSIONS_LISTED {
-                listed.pop_last();
-            }
+            list_session(listed, s);
         }
         w.groups += 1;
         w.near_misses += g.count;
@@ -342,9 +341,7 @@ fn workloads(groups: &[NearMissGroup]) -> Vec<NearMissWorkload> {
                 .closest_seconds_before_expiry
                 .min(o.near_miss.seconds_before_expiry);
         }
-        if g.principal.as_ref().map(String::len) > w.principal.as_ref().map(String::len) {
-            w.principal = g.principal.clone();
-        }
+        keep_fuller(&mut w.principal, g.principal.as_deref());
     }
     let mut out: Vec<NearMissWorkload> = by_key
         .into_values()

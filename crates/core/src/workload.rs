@@ -132,7 +132,38 @@ pub struct Workload {
 }
 
 /// What makes two findings one workload: account, principal (without its session) and session pattern.
-type WorkloadKey = (Option<String>, Option<String>, Option<String>);
+pub(crate) type WorkloadKey = (Option<String>, Option<String>, Option<String>);
+
+/// The workload key of an account, a principal (as spelt) and a session pattern.
+pub(crate) fn workload_key(
+    account: Option<&str>,
+    principal: Option<&str>,
+    pattern: Option<&str>,
+) -> WorkloadKey {
+    (
+        account.map(str::to_owned),
+        principal.map(|p| principal_key(p).to_owned()),
+        pattern.map(str::to_owned),
+    )
+}
+
+/// Offers a session name to a workload's list: the first [`MAX_SESSIONS_LISTED`] in order are kept, and
+/// no more are held.
+pub(crate) fn list_session(listed: &mut BTreeSet<String>, session: &str) {
+    if listed.len() < MAX_SESSIONS_LISTED || listed.last().is_some_and(|last| session < last.as_str()) {
+        listed.insert(session.to_owned());
+        if listed.len() > MAX_SESSIONS_LISTED {
+            listed.pop_last();
+        }
+    }
+}
+
+/// Keeps the fuller spelling of a workload's principal (a role ARN with its path over a bare name).
+pub(crate) fn keep_fuller(principal: &mut Option<String>, other: Option<&str>) {
+    if other.map(str::len) > principal.as_deref().map(str::len) {
+        *principal = other.map(str::to_owned);
+    }
+}
 
 /// A workload as its findings come: the first session names it lists, and its session pattern as its
 /// findings share it.
@@ -146,9 +177,12 @@ pub fn workloads(findings: &mut [Finding]) -> Vec<Workload> {
     let mut by_key: BTreeMap<WorkloadKey, Gathering> = BTreeMap::new();
     for f in findings.iter_mut() {
         let pattern = f.session().map(session_pattern);
-        let principal = f.principal.as_deref().map(|p| principal_key(p).to_owned());
         let (w, listed, shared) = by_key
-            .entry((f.account().map(str::to_owned), principal, pattern.clone()))
+            .entry(workload_key(
+                f.account(),
+                f.principal.as_deref(),
+                pattern.as_deref(),
+            ))
             .or_insert_with(|| {
                 let shared = pattern.as_deref().map(Arc::from);
                 let w = Workload {
@@ -166,13 +200,8 @@ pub fn workloads(findings: &mut [Finding]) -> Vec<Workload> {
                 (w, BTreeSet::new(), shared)
             });
         f.workload = shared.clone();
-        if let Some(s) = f.session()
-            && (listed.len() < MAX_SESSIONS_LISTED || listed.last().is_some_and(|last| s < last.as_str()))
-        {
-            listed.insert(s.to_owned());
-            if listed.len() > MAX_SESSIONS_LISTED {
-                listed.pop_last();
-            }
+        if let Some(s) = f.session() {
+            list_session(listed, s);
         }
         w.groups += 1;
         w.failures += f.failures;
@@ -180,9 +209,7 @@ pub fn workloads(findings: &mut [Finding]) -> Vec<Workload> {
         w.last_failure = w.last_failure.max(f.last_failure);
         *w.verdicts.entry(f.verdict()).or_default() += 1;
         w.severity = w.severity.max(f.severity());
-        if f.principal.as_ref().map(String::len) > w.principal.as_ref().map(String::len) {
-            w.principal = f.principal.clone();
-        }
+        keep_fuller(&mut w.principal, f.principal.as_deref());
     }
     let mut out: Vec<Workload> = by_key
         .into_values()
