@@ -20,6 +20,8 @@
 //! connection failures) or `Permanent` (validation, missing table or topic, access denied), with the
 //! SDK error kept as their source.
 
+#[cfg(feature = "backfill")]
+pub mod backfill;
 #[cfg(feature = "proving")]
 pub mod doctor;
 #[cfg(feature = "proving")]

@@ -79,6 +79,29 @@ impl PartialStore {
         Partial::from_json(&body).map_err(|e| PortError::permanent(format!("{key}: {e}")))
     }
 
+    /// The keys of every file of run `run`.
+    pub async fn keys(&self, run: &str) -> Result<Vec<String>, PortError> {
+        let prefix = self.key(run, "");
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk("s3:ListObjectsV2", e))?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_owned));
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
     /// Deletes every file of run `run`; returns how many.
     pub async fn delete_run(&self, run: &str) -> Result<usize, PortError> {
         let prefix = self.key(run, "");

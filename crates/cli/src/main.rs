@@ -1,5 +1,6 @@
 //! `tokenwatch`: find AWS credentials cached past their lease in CloudTrail.
 
+mod distributed;
 mod doctor;
 mod explain;
 mod inflate;

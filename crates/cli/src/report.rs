@@ -22,6 +22,7 @@ use tokenwatch_core::{Analyzer, Report, Severity, Verdict, Window};
 
 use tokenwatch_render::Made;
 
+use crate::distributed::DistributedArgs;
 use crate::output::Output;
 use crate::{ReportOutput, bound, now, usage};
 
@@ -91,12 +92,14 @@ pub(crate) struct ReportArgs {
     /// --from-trail: log files downloaded and decompressed at once.
     #[arg(long, default_value_t = tokenwatch_aws::trail::DEFAULT_DOWNLOADS)]
     downloads: usize,
+    #[command(flatten)]
+    distributed: DistributedArgs,
 }
 
 /// Something that could not be read, named for stderr.
-struct Unread {
-    name: String,
-    reason: String,
+pub(crate) struct Unread {
+    pub(crate) name: String,
+    pub(crate) reason: String,
 }
 
 /// Exit status: 0 everything was read, 1 nothing could be done, 2 the report is partial (some object,
@@ -139,6 +142,9 @@ pub(crate) fn run(args: ReportArgs, out: &Output) -> Result<ExitCode> {
     }
 
     let cooldown = args.cooldown.unwrap_or(crate::DEFAULT_COOLDOWN);
+    if let (true, Some(location)) = (args.distributed.distributed, &args.from_trail) {
+        return distributed(&args, location, query, Window { since, until }, cooldown, now, out);
+    }
     let mut analyzer = Analyzer::with_cooldown(Window { since, until }, cooldown);
     let mut unread = Vec::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -182,11 +188,47 @@ pub(crate) fn run(args: ReportArgs, out: &Output) -> Result<ExitCode> {
 
     let unread: Vec<(String, String)> = unread.into_iter().map(|u| (u.name, u.reason)).collect();
     let mut report = analyzer.report();
-    filter(&mut report, &query);
+    filter_report(&mut report, &query);
     let made = Made {
         at: now,
         window: Window { since, until },
     };
+    crate::write_report(&report, made, &args.out, out, &unread)
+}
+
+/// `--from-trail … --distributed`: the same report, read by the deployed back-fill.
+fn distributed(
+    args: &ReportArgs,
+    location: &TrailLocation,
+    query: Query,
+    window: Window,
+    cooldown: Epoch,
+    now: Epoch,
+    out: &Output,
+) -> Result<ExitCode> {
+    let filter = TrailFilter {
+        since: window.since,
+        until: window.until,
+        accounts: args.accounts.clone(),
+        regions: args.regions.clone(),
+    };
+    let settings = tokenwatch_core::partial::Settings { window, cooldown };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let read = runtime.block_on(crate::distributed::read(
+        &args.distributed,
+        location,
+        &filter,
+        settings,
+        now,
+        out,
+    ))?;
+    let unread: Vec<(String, String)> = read.unread.into_iter().map(|u| (u.name, u.reason)).collect();
+    let mut report = read.partial.report();
+    filter_report(&mut report, &query);
+    let made = Made { at: now, window };
     crate::write_report(&report, made, &args.out, out, &unread)
 }
 
@@ -199,7 +241,7 @@ pub(crate) fn aws_error(e: PortError) -> anyhow::Error {
 }
 
 /// Keeps the groups the query's filters select; totals follow.
-fn filter(report: &mut Report, query: &Query) {
+fn filter_report(report: &mut Report, query: &Query) {
     report.findings.retain(|g| query.matches(g));
     report.failures = report
         .findings

@@ -1,0 +1,454 @@
+//! `tokenwatch report --from-trail s3://… --distributed`: the same report as `--from-trail`, read by the
+//! deployed back-fill (Step Functions' Distributed Map running the scanner Lambda) instead of this
+//! machine. The CLI lists the window's log files as the local path would, writes them as the run's
+//! manifest, starts the state machine, follows its map run, merges the partials the scanners wrote, names
+//! what could not be read, and deletes the run's files.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use indicatif::ProgressBar;
+use serde_json::{Value, json};
+use tokenwatch_aws::backfill::{Execution, FailedItem, StateMachines};
+use tokenwatch_aws::partials::PartialStore;
+use tokenwatch_aws::trail::{ObjectError, TrailFilter, TrailLocation, TrailReader, s3_client};
+use tokenwatch_core::partial::{Partial, Settings};
+use tokenwatch_core::time::Epoch;
+
+use crate::output::Output;
+use crate::report::{Unread, aws_error};
+
+/// Where the back-fill's files go: the prefix the template's lifecycle rule expires and the state
+/// machine's role may read.
+pub(crate) const RUNS_PREFIX: &str = "tokenwatch-partials/";
+/// The manifest's name in a run's folder: every other file there is a partial.
+const MANIFEST: &str = "manifest.json";
+/// Default for `--timeout`.
+const DEFAULT_TIMEOUT: Epoch = 2 * 3600;
+
+/// Which deployed back-fill `--distributed` runs on.
+#[derive(Args, Debug, Default)]
+pub(crate) struct DistributedArgs {
+    /// --from-trail: read the trail with the deployed back-fill (Step Functions' Distributed Map running
+    /// the scanner Lambda, README "Scale") instead of on this machine. Needs --stack, or --state-machine
+    /// and --work-bucket.
+    #[arg(long, requires = "from_trail", conflicts_with = "lookup_events")]
+    pub(crate) distributed: bool,
+    /// --distributed: the stack deployed with BackfillTrailBucket set; its outputs name the state machine
+    /// and the bucket for the run's files.
+    #[arg(long, value_name = "NAME", requires = "distributed", conflicts_with = "state_machine")]
+    pub(crate) stack: Option<String>,
+    /// --distributed: the back-fill's state machine (the stack's BackfillStateMachineArn output), instead
+    /// of --stack.
+    #[arg(long, value_name = "ARN", requires_all = ["distributed", "work_bucket"])]
+    pub(crate) state_machine: Option<String>,
+    /// --distributed: the bucket for the run's manifest and partials (the stack's BackfillBucketName
+    /// output), with --state-machine.
+    #[arg(long, value_name = "BUCKET", requires = "state_machine")]
+    pub(crate) work_bucket: Option<String>,
+    /// --distributed: give up (and stop the execution) after this long: seconds, or 30m, 2h (default 2h).
+    #[arg(long, value_name = "SPAN", requires = "distributed", value_parser = span)]
+    pub(crate) timeout: Option<Epoch>,
+}
+
+fn span(raw: &str) -> Result<Epoch, String> {
+    raw.trim()
+        .parse::<Epoch>()
+        .ok()
+        .or_else(|| tokenwatch_core::time::parse_span(raw))
+        .filter(|s| *s > 0)
+        .ok_or_else(|| "expected seconds or a span like 30m, 2h".to_owned())
+}
+
+/// What the run reads: its state machine and work bucket.
+struct Target {
+    state_machine: String,
+    bucket: String,
+}
+
+/// A run's name: also the execution's, unique per state machine, and the folder of its files.
+fn run_name(now: Epoch) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("tw-{now}-{:x}{nanos:08x}", std::process::id())
+}
+
+/// The keys a failed item was to read, from its input (`{"Key"}` or `{"Items": [{"Key"}…]}`).
+fn keys_of(input: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<Value>(input) else {
+        return Vec::new();
+    };
+    let key = |i: &Value| i["Key"].as_str().or(i["Prefix"].as_str()).map(str::to_owned);
+    match v["Items"].as_array() {
+        Some(items) => items.iter().filter_map(key).collect(),
+        None => key(&v).into_iter().collect(),
+    }
+}
+
+/// A failed item as warnings: each object it was to read, with the item's error.
+fn unread_of(location: &TrailLocation, item: &FailedItem) -> Vec<Unread> {
+    // The cause of a Lambda error is its JSON error document; its message is what a reader wants.
+    let message = serde_json::from_str::<Value>(&item.cause)
+        .ok()
+        .and_then(|c| c["errorMessage"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| item.cause.clone());
+    let reason = format!("the scanner's item failed: {}: {message}", item.error);
+    let keys = keys_of(&item.input);
+    if keys.is_empty() {
+        return vec![Unread {
+            name: format!("{location}: an item of the back-fill"),
+            reason: format!("{reason} (input {})", item.input),
+        }];
+    }
+    keys.into_iter()
+        .map(|k| Unread {
+            name: location.url_of(&k),
+            reason: reason.clone(),
+        })
+        .collect()
+}
+
+async fn target(sdk: &aws_config::SdkConfig, args: &DistributedArgs, location: &TrailLocation) -> Result<Target> {
+    if let (Some(state_machine), Some(bucket)) = (&args.state_machine, &args.work_bucket) {
+        return Ok(Target {
+            state_machine: state_machine.clone(),
+            bucket: bucket.clone(),
+        });
+    }
+    let Some(name) = &args.stack else {
+        return Err(crate::usage(
+            "--distributed needs the deployed back-fill: --stack NAME, or --state-machine ARN and --work-bucket BUCKET",
+        ));
+    };
+    let prober = tokenwatch_aws::probe::Prober::new(sdk);
+    let credentials = tokenwatch_aws::drill::operator_credentials(sdk)
+        .await
+        .map_err(aws_error)?;
+    let stack = tokenwatch_aws::drill::describe_stack(&prober, &credentials, name)
+        .await
+        .map_err(|e| aws_error(e).context(format!("reading the stack {name} (CloudFormation DescribeStacks)")))?;
+    let output = |k: &str| stack.outputs.get(k).filter(|v| !v.is_empty()).cloned();
+    let (Some(state_machine), Some(bucket)) = (output("BackfillStateMachineArn"), output("BackfillBucketName")) else {
+        bail!(
+            "the stack {name} has no back-fill (no BackfillStateMachineArn output): deploy it with \
+             BackfillTrailBucket={} (README, \"Scale\")",
+            location.bucket
+        );
+    };
+    if let Some(trail) = stack.parameters.get("BackfillTrailBucket")
+        && *trail != location.bucket
+    {
+        bail!(
+            "the stack {name}'s back-fill reads the bucket {trail}, not {}: its scanner may read only \
+             that bucket (deploy it with BackfillTrailBucket={})",
+            location.bucket,
+            location.bucket
+        );
+    }
+    Ok(Target { state_machine, bucket })
+}
+
+/// What a distributed run read.
+pub(crate) struct Read {
+    /// The partials merged.
+    pub(crate) partial: Partial,
+    /// Objects, folders and items that could not be read.
+    pub(crate) unread: Vec<Unread>,
+}
+
+/// Reads the trail at `location` with the deployed back-fill.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn read(
+    args: &DistributedArgs,
+    location: &TrailLocation,
+    filter: &TrailFilter,
+    settings: Settings,
+    now: Epoch,
+    out: &Output,
+) -> Result<Read> {
+    let sdk = tokenwatch_aws::sdk_config(&tokenwatch_aws::SdkOptions::default()).await;
+    tokenwatch_aws::ready(&sdk).await?;
+    let target = target(&sdk, args, location).await?;
+    let started = Instant::now();
+
+    let mut errors: Vec<ObjectError> = Vec::new();
+    let reader = TrailReader::new(&sdk, location.clone());
+    let plan = reader
+        .plan(filter, now, &mut errors)
+        .await
+        .context("listing the trail")?;
+    let mut unread: Vec<Unread> = errors
+        .into_iter()
+        .map(|e| Unread {
+            name: e.name,
+            reason: e.reason,
+        })
+        .collect();
+    let bytes: u64 = plan.iter().map(|(_, size)| size).sum();
+    out.note(&format!(
+        "{location}: {} log files, {:.1} MB to read in the back-fill",
+        plan.len(),
+        bytes as f64 / 1e6
+    ));
+    let mut merged = Partial::empty(settings);
+    if plan.is_empty() {
+        return Ok(Read {
+            partial: merged,
+            unread,
+        });
+    }
+
+    let run = run_name(now);
+    let store = PartialStore::new(s3_client(&sdk), &target.bucket, RUNS_PREFIX);
+    let manifest: Vec<Value> = plan.iter().map(|(k, _)| json!({"Key": k})).collect();
+    let manifest_key = store
+        .put(&run, MANIFEST, serde_json::to_vec(&manifest)?)
+        .await
+        .map_err(|e| aws_error(e).context(format!("writing the run's manifest to s3://{}", target.bucket)))?;
+    let input = json!({
+        "ManifestBucket": target.bucket,
+        "ManifestKey": manifest_key,
+        "Job": {
+            "Bucket": location.bucket,
+            "Since": settings.window.since,
+            "Until": settings.window.until,
+            "Cooldown": settings.cooldown,
+            "Run": run,
+        },
+    });
+    let machines = StateMachines::new(&sdk);
+    let result = follow(&machines, &target, &run, input.to_string(), args, started, out).await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            cleanup(&store, &run, out).await;
+            return Err(e);
+        }
+    };
+
+    for item in &outcome.failed {
+        unread.extend(unread_of(location, item));
+    }
+    let keys = match store.keys(&run).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            cleanup(&store, &run, out).await;
+            return Err(aws_error(e).context("listing the run's partials"));
+        }
+    };
+    let mut partials = 0;
+    for key in keys.iter().filter(|k| !k.ends_with(&format!("/{MANIFEST}"))) {
+        match store.partial(key).await {
+            Ok(p) => match merged.merge(p) {
+                Ok(()) => partials += 1,
+                Err(e) => unread.push(Unread {
+                    name: format!("s3://{}/{key}", target.bucket),
+                    reason: e.to_string(),
+                }),
+            },
+            Err(e) => unread.push(Unread {
+                name: format!("s3://{}/{key}", target.bucket),
+                reason: format!("a partial that could not be read: {e}"),
+            }),
+        }
+    }
+    if (partials as i64) < outcome.batches {
+        // A scanner whose INLINE_LIMIT lets small partials come back in the map's results, which the
+        // state machine drops: those batches' records are missing from the report.
+        unread.push(Unread {
+            name: format!("{location}: {} batches of the back-fill", outcome.batches - partials as i64),
+            reason: format!(
+                "succeeded but wrote no partial to s3://{}/{RUNS_PREFIX}: deploy the scanner with INLINE_LIMIT=0 \
+                 (the template does)",
+                target.bucket
+            ),
+        });
+    }
+    unread.extend(std::mem::take(&mut merged.unread.0).into_iter().map(|(name, reason)| Unread { name, reason }));
+    let seconds = started.elapsed().as_secs_f64().max(1e-3);
+    out.note(&format!(
+        "back-fill {run}: {} items ({} failed), {partials} partials, {} records in {seconds:.1} s ({:.0} records/s)",
+        outcome.items,
+        outcome.failed.len(),
+        merged.counts.records,
+        merged.counts.records as f64 / seconds,
+    ));
+    cleanup(&store, &run, out).await;
+    Ok(Read {
+        partial: merged,
+        unread,
+    })
+}
+
+/// Deletes the run's manifest and partials; a failure is only noted (the lifecycle rule expires them).
+async fn cleanup(store: &PartialStore, run: &str, out: &Output) {
+    match store.delete_run(run).await {
+        Ok(n) => out.note(&format!("deleted the run's {n} files from s3://{}/{}{run}/", store.bucket, store.prefix)),
+        Err(e) => out.note(&format!(
+            "could not delete s3://{}/{}{run}/ ({e}); the bucket's lifecycle rule expires it",
+            store.bucket, store.prefix
+        )),
+    }
+}
+
+/// How the execution ended.
+struct Outcome {
+    items: i64,
+    batches: i64,
+    failed: Vec<FailedItem>,
+}
+
+/// Starts the execution and waits for its end, drawing its progress; an execution that did not succeed,
+/// or outlived `--timeout`, is an error.
+async fn follow(
+    machines: &StateMachines,
+    target: &Target,
+    run: &str,
+    input: String,
+    args: &DistributedArgs,
+    started: Instant,
+    out: &Output,
+) -> Result<Outcome> {
+    let execution = machines
+        .start(&target.state_machine, run, input)
+        .await
+        .map_err(|e| aws_error(e).context(format!("starting the back-fill {}", target.state_machine)))?;
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(DEFAULT_TIMEOUT).max(1) as u64);
+    let spinner = if out.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let mut map_run = None;
+    let mut pause = Duration::from_millis(500);
+    let mut last_line = Instant::now();
+    let status = loop {
+        let status: Execution = machines
+            .execution(&execution)
+            .await
+            .map_err(|e| aws_error(e).context(format!("following the execution {execution}")))?;
+        if map_run.is_none() {
+            map_run = machines.map_run(&execution).await.ok().flatten();
+        }
+        let counts = match &map_run {
+            Some(m) => machines.items(m).await.unwrap_or_default(),
+            None => Default::default(),
+        };
+        let line = format!(
+            "back-fill {run}: {}/{} items done, {} failed, {:.0} s",
+            counts.succeeded + counts.failed,
+            counts.total,
+            counts.failed,
+            started.elapsed().as_secs_f64()
+        );
+        spinner.set_message(line.clone());
+        // Without a terminal the spinner is hidden: a line now and then says the run is alive.
+        if spinner.is_hidden() && !out.quiet && last_line.elapsed() >= Duration::from_secs(30) {
+            out.note(&line);
+            last_line = Instant::now();
+        }
+        if !status.running() {
+            break (status, counts);
+        }
+        if started.elapsed() >= timeout {
+            spinner.finish_and_clear();
+            let stopped = machines.stop(&execution, "tokenwatch --timeout").await;
+            bail!(
+                "the back-fill did not finish within --timeout ({} s): {}; {line}",
+                timeout.as_secs(),
+                match stopped {
+                    Ok(()) => format!("its execution {execution} was stopped"),
+                    Err(e) => format!("stopping its execution {execution} failed too ({e})"),
+                }
+            );
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    };
+    spinner.finish_and_clear();
+    let (status, counts) = status;
+    let failed = match &map_run {
+        Some(m) => machines
+            .failed_items(m)
+            .await
+            .map_err(|e| aws_error(e).context("listing the back-fill's failed items"))?,
+        None => Vec::new(),
+    };
+    if status.status != "SUCCEEDED" {
+        let mut message = format!(
+            "the back-fill's execution {execution} ended {}: {} {}",
+            status.status,
+            status.error.unwrap_or_default(),
+            status.cause.unwrap_or_default()
+        );
+        for item in failed.iter().take(5) {
+            for u in unread_of(&TrailLocation { bucket: String::new(), prefix: String::new() }, item).iter().take(1) {
+                message.push_str(&format!("\n  {}: {}", u.name.trim_start_matches("s3:///"), u.reason));
+            }
+        }
+        if failed.len() > 5 {
+            message.push_str(&format!("\n  … and {} more failed items", failed.len() - 5));
+        }
+        return Err(anyhow!(message));
+    }
+    Ok(Outcome {
+        items: counts.total,
+        batches: counts.batches_succeeded,
+        failed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_item_names_each_key_it_was_to_read_with_the_lambda_message() {
+        let location = TrailLocation {
+            bucket: "org-trail".into(),
+            prefix: String::new(),
+        };
+        let item = FailedItem {
+            input: r#"{"Items":[{"Key":"AWSLogs/1/a.json.gz"},{"Key":"AWSLogs/1/b.json.gz"}]}"#.into(),
+            error: "ListFailed".into(),
+            cause: r#"{"errorType":"ListFailed","errorMessage":"listing s3://org-trail/x: AccessDenied"}"#.into(),
+        };
+        let u = unread_of(&location, &item);
+        assert_eq!(
+            u.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            ["s3://org-trail/AWSLogs/1/a.json.gz", "s3://org-trail/AWSLogs/1/b.json.gz"]
+        );
+        assert_eq!(
+            u[0].reason,
+            "the scanner's item failed: ListFailed: listing s3://org-trail/x: AccessDenied"
+        );
+    }
+
+    #[test]
+    fn an_item_without_keys_is_named_by_its_input() {
+        let location = TrailLocation {
+            bucket: "org-trail".into(),
+            prefix: String::new(),
+        };
+        let item = FailedItem {
+            input: "{}".into(),
+            error: "States.Timeout".into(),
+            cause: "plain".into(),
+        };
+        let u = unread_of(&location, &item);
+        assert_eq!(u.len(), 1);
+        assert!(u[0].reason.contains("States.Timeout: plain (input {})"), "{}", u[0].reason);
+        assert_eq!(keys_of(r#"{"Key":"k","Job":{}}"#), ["k"]);
+        assert!(keys_of("not json").is_empty());
+    }
+
+    #[test]
+    fn run_names_are_execution_names_and_scanner_runs() {
+        let name = run_name(1_790_000_000);
+        assert!(name.len() <= 80 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        assert!(span("0").is_err() && span("2h") == Ok(7200) && span("90") == Ok(90));
+    }
+}
