@@ -37,8 +37,9 @@ fi
 chromium --version 2>/dev/null
 
 step "tests"
-# The detector's and the reporter's debug bootstraps, which tests/lambda.rs deploys on ministack (they share the test build's artifacts).
-cargo build -p tokenwatch-detector -p tokenwatch-reporter --locked
+# The detector's, the reporter's and the scanner's debug bootstraps, which tests/lambda.rs and
+# tests/distributed.rs deploy on ministack, and the CLI the latter runs (they share the test build's artifacts).
+cargo build -p tokenwatch-detector -p tokenwatch-reporter -p tokenwatch-scanner -p tokenwatch --locked
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

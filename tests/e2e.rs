@@ -1,6 +1,7 @@
 //! End-to-end tests across crates: one test binary (see Cargo.toml).
 
 mod detector;
+mod distributed;
 mod emulated;
 mod golden;
 mod infra;

@@ -400,7 +400,7 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// A function's debug binary (`binary`, built from the crate in `crate_dir`), checked: there, built for
 /// this machine's architecture, and newer than the sources it is built from.
-fn checked_binary(binary: &str, crate_dir: &str) -> (PathBuf, Vec<u8>) {
+pub(crate) fn checked_binary(binary: &str, crate_dir: &str) -> (PathBuf, Vec<u8>) {
     let path = debug_binary(binary);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
@@ -450,7 +450,7 @@ fn checked_binary(binary: &str, crate_dir: &str) -> (PathBuf, Vec<u8>) {
 }
 
 /// A zip holding `binary` as `bootstrap` (executable), deflated.
-fn bootstrap_zip(binary: &[u8]) -> Vec<u8> {
+pub(crate) fn bootstrap_zip(binary: &[u8]) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     {
         let mut zip = zip::ZipWriter::new(&mut out);

@@ -133,7 +133,11 @@ impl StateMachines {
     /// (one `DescribeExecution` each: failures are expected to be few).
     pub async fn failed_items(&self, map_run: &str) -> Result<Vec<FailedItem>, PortError> {
         let mut failed = Vec::new();
-        for status in [ExecutionStatus::Failed, ExecutionStatus::TimedOut, ExecutionStatus::Aborted] {
+        for status in [
+            ExecutionStatus::Failed,
+            ExecutionStatus::TimedOut,
+            ExecutionStatus::Aborted,
+        ] {
             let mut token = None;
             loop {
                 let page = self

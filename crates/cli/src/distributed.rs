@@ -37,7 +37,12 @@ pub(crate) struct DistributedArgs {
     pub(crate) distributed: bool,
     /// --distributed: the stack deployed with BackfillTrailBucket set; its outputs name the state machine
     /// and the bucket for the run's files.
-    #[arg(long, value_name = "NAME", requires = "distributed", conflicts_with = "state_machine")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "distributed",
+        conflicts_with = "state_machine"
+    )]
     pub(crate) stack: Option<String>,
     /// --distributed: the back-fill's state machine (the stack's BackfillStateMachineArn output), instead
     /// of --stack.
@@ -110,7 +115,11 @@ fn unread_of(location: &TrailLocation, item: &FailedItem) -> Vec<Unread> {
         .collect()
 }
 
-async fn target(sdk: &aws_config::SdkConfig, args: &DistributedArgs, location: &TrailLocation) -> Result<Target> {
+async fn target(
+    sdk: &aws_config::SdkConfig,
+    args: &DistributedArgs,
+    location: &TrailLocation,
+) -> Result<Target> {
     if let (Some(state_machine), Some(bucket)) = (&args.state_machine, &args.work_bucket) {
         return Ok(Target {
             state_machine: state_machine.clone(),
@@ -128,9 +137,15 @@ async fn target(sdk: &aws_config::SdkConfig, args: &DistributedArgs, location: &
         .map_err(aws_error)?;
     let stack = tokenwatch_aws::drill::describe_stack(&prober, &credentials, name)
         .await
-        .map_err(|e| aws_error(e).context(format!("reading the stack {name} (CloudFormation DescribeStacks)")))?;
+        .map_err(|e| {
+            aws_error(e).context(format!(
+                "reading the stack {name} (CloudFormation DescribeStacks)"
+            ))
+        })?;
     let output = |k: &str| stack.outputs.get(k).filter(|v| !v.is_empty()).cloned();
-    let (Some(state_machine), Some(bucket)) = (output("BackfillStateMachineArn"), output("BackfillBucketName")) else {
+    let (Some(state_machine), Some(bucket)) =
+        (output("BackfillStateMachineArn"), output("BackfillBucketName"))
+    else {
         bail!(
             "the stack {name} has no back-fill (no BackfillStateMachineArn output): deploy it with \
              BackfillTrailBucket={} (README, \"Scale\")",
@@ -147,7 +162,10 @@ async fn target(sdk: &aws_config::SdkConfig, args: &DistributedArgs, location: &
             location.bucket
         );
     }
-    Ok(Target { state_machine, bucket })
+    Ok(Target {
+        state_machine,
+        bucket,
+    })
 }
 
 /// What a distributed run read.
@@ -266,7 +284,11 @@ pub(crate) async fn read(
             ),
         });
     }
-    unread.extend(std::mem::take(&mut merged.unread.0).into_iter().map(|(name, reason)| Unread { name, reason }));
+    unread.extend(
+        std::mem::take(&mut merged.unread.0)
+            .into_iter()
+            .map(|(name, reason)| Unread { name, reason }),
+    );
     let seconds = started.elapsed().as_secs_f64().max(1e-3);
     out.note(&format!(
         "back-fill {run}: {} items ({} failed), {partials} partials, {} records in {seconds:.1} s ({:.0} records/s)",
@@ -285,7 +307,10 @@ pub(crate) async fn read(
 /// Deletes the run's manifest and partials; a failure is only noted (the lifecycle rule expires them).
 async fn cleanup(store: &PartialStore, run: &str, out: &Output) {
     match store.delete_run(run).await {
-        Ok(n) => out.note(&format!("deleted the run's {n} files from s3://{}/{}{run}/", store.bucket, store.prefix)),
+        Ok(n) => out.note(&format!(
+            "deleted the run's {n} files from s3://{}/{}{run}/",
+            store.bucket, store.prefix
+        )),
         Err(e) => out.note(&format!(
             "could not delete s3://{}/{}{run}/ ({e}); the bucket's lifecycle rule expires it",
             store.bucket, store.prefix
@@ -385,8 +410,21 @@ async fn follow(
             status.cause.unwrap_or_default()
         );
         for item in failed.iter().take(5) {
-            for u in unread_of(&TrailLocation { bucket: String::new(), prefix: String::new() }, item).iter().take(1) {
-                message.push_str(&format!("\n  {}: {}", u.name.trim_start_matches("s3:///"), u.reason));
+            for u in unread_of(
+                &TrailLocation {
+                    bucket: String::new(),
+                    prefix: String::new(),
+                },
+                item,
+            )
+            .iter()
+            .take(1)
+            {
+                message.push_str(&format!(
+                    "\n  {}: {}",
+                    u.name.trim_start_matches("s3:///"),
+                    u.reason
+                ));
             }
         }
         if failed.len() > 5 {
@@ -414,12 +452,16 @@ mod tests {
         let item = FailedItem {
             input: r#"{"Items":[{"Key":"AWSLogs/1/a.json.gz"},{"Key":"AWSLogs/1/b.json.gz"}]}"#.into(),
             error: "ListFailed".into(),
-            cause: r#"{"errorType":"ListFailed","errorMessage":"listing s3://org-trail/x: AccessDenied"}"#.into(),
+            cause: r#"{"errorType":"ListFailed","errorMessage":"listing s3://org-trail/x: AccessDenied"}"#
+                .into(),
         };
         let u = unread_of(&location, &item);
         assert_eq!(
             u.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
-            ["s3://org-trail/AWSLogs/1/a.json.gz", "s3://org-trail/AWSLogs/1/b.json.gz"]
+            [
+                "s3://org-trail/AWSLogs/1/a.json.gz",
+                "s3://org-trail/AWSLogs/1/b.json.gz"
+            ]
         );
         assert_eq!(
             u[0].reason,
@@ -440,7 +482,11 @@ mod tests {
         };
         let u = unread_of(&location, &item);
         assert_eq!(u.len(), 1);
-        assert!(u[0].reason.contains("States.Timeout: plain (input {})"), "{}", u[0].reason);
+        assert!(
+            u[0].reason.contains("States.Timeout: plain (input {})"),
+            "{}",
+            u[0].reason
+        );
         assert_eq!(keys_of(r#"{"Key":"k","Job":{}}"#), ["k"]);
         assert!(keys_of("not json").is_empty());
     }

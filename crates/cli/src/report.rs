@@ -143,7 +143,15 @@ pub(crate) fn run(args: ReportArgs, out: &Output) -> Result<ExitCode> {
 
     let cooldown = args.cooldown.unwrap_or(crate::DEFAULT_COOLDOWN);
     if let (true, Some(location)) = (args.distributed.distributed, &args.from_trail) {
-        return distributed(&args, location, query, Window { since, until }, cooldown, now, out);
+        return distributed(
+            &args,
+            location,
+            query,
+            Window { since, until },
+            cooldown,
+            now,
+            out,
+        );
     }
     let mut analyzer = Analyzer::with_cooldown(Window { since, until }, cooldown);
     let mut unread = Vec::new();
