@@ -83,7 +83,11 @@ async fn deploy(stack: &str, trail: &str) -> Backfill {
     let binary_name = function["Metadata"]["BuildProperties"]["Binary"]
         .as_str()
         .unwrap();
-    let (_, binary) = checked_binary(binary_name, "functions/scanner");
+    // TOKENWATCH_SCANNER_BINARY: another build of the scanner (a release build, to measure it).
+    let binary = match std::env::var_os("TOKENWATCH_SCANNER_BINARY") {
+        Some(path) => std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", Path::new(&path).display())),
+        None => checked_binary(binary_name, "functions/scanner").1,
+    };
     let mut environment = Environment::builder();
     for (name, value) in fp["Environment"]["Variables"].as_object().unwrap() {
         let value = match value.get("Ref").and_then(Value::as_str) {
@@ -380,5 +384,140 @@ async fn a_back_fill_whose_items_all_fail_is_an_error_naming_them_and_leaves_no_
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("starting the back-fill"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(leftovers(&backfill.work).await.is_empty());
+}
+
+/// The scanner's own figures over every item of the state machine's last map run: (invocations,
+/// records, seconds spent reading), from each item's result.
+async fn scanner_figures(state_machine: &str) -> (usize, u64, f64) {
+    let sfn = aws_sdk_sfn::Client::new(&Emulator::Ministack.sdk_as(READER).await);
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(state_machine)
+        .send()
+        .await
+        .unwrap();
+    let execution = executions.executions()[0].execution_arn().to_owned();
+    let runs = sfn
+        .list_map_runs()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
+    let map_run = runs.map_runs()[0].map_run_arn().to_owned();
+    let (mut invocations, mut records, mut seconds) = (0, 0, 0.0);
+    let mut token = None;
+    loop {
+        let page = sfn
+            .list_executions()
+            .map_run_arn(&map_run)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .unwrap();
+        for item in page.executions() {
+            let out = sfn
+                .describe_execution()
+                .execution_arn(item.execution_arn())
+                .send()
+                .await
+                .unwrap();
+            let result: Value = serde_json::from_str(out.output().unwrap_or("null")).unwrap();
+            invocations += 1;
+            records += result["Records"].as_u64().unwrap_or(0);
+            seconds += result["Seconds"].as_f64().unwrap_or(0.0);
+        }
+        match page.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    (invocations, records, seconds)
+}
+
+/// The acceptance run over the simulated corpus of 1,000,000 records (`bench/corpus.sh` makes it under
+/// bench/corpus/1000000; TOKENWATCH_DIST_CORPUS names another). Opt-in, a few minutes:
+/// `cargo nextest run -p tokenwatch-e2e --run-ignored only a_million`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "minutes: the 1,000,000-record corpus on ministack (opt in with --run-ignored)"]
+async fn a_million_simulated_records_give_the_report_of_analyze() {
+    let corpus = std::env::var_os("TOKENWATCH_DIST_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/corpus/1000000"));
+    let mut files = Vec::new();
+    crate::lambda::files(&corpus, &mut files);
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "{}: no corpus; make it with bench/corpus.sh",
+        corpus.display()
+    );
+    let stack = unique("tw-dist-1m");
+    let trail = unique("tw-dist-1m-trail");
+    let owner = s3(OWNER).await;
+    owner.create_bucket().bucket(&trail).send().await.unwrap();
+    let started = Instant::now();
+    for file in &files {
+        let key = file.strip_prefix(&corpus).unwrap().to_string_lossy().into_owned();
+        owner
+            .put_object()
+            .bucket(&trail)
+            .key(key)
+            .body(ByteStream::from(std::fs::read(file).unwrap()))
+            .send()
+            .await
+            .unwrap();
+    }
+    eprintln!(
+        "uploaded {} files in {:.1} s",
+        files.len(),
+        started.elapsed().as_secs_f64()
+    );
+    owner
+        .put_bucket_policy()
+        .bucket(&trail)
+        .policy(
+            json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{READER}:root")},
+                 "Action": ["s3:ListBucket", "s3:GetObject"],
+                 "Resource": [format!("arn:aws:s3:::{trail}"), format!("arn:aws:s3:::{trail}/*")]}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let backfill = deploy(&stack, &trail).await;
+    let started = Instant::now();
+    let (code, stdout, stderr) = tokenwatch(&[
+        "report",
+        "--from-trail",
+        &format!("s3://{trail}"),
+        "--distributed",
+        "--state-machine",
+        &backfill.state_machine,
+        "--work-bucket",
+        &backfill.work,
+        "--timeout",
+        "3600",
+        "--format",
+        "json",
+    ]);
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(code, 0, "{stderr}");
+    let (_, expected, analyze_stderr) =
+        tokenwatch(&["analyze", "--format", "json", corpus.to_str().unwrap()]);
+    assert_eq!(
+        report_of(&stdout),
+        report_of(&expected),
+        "--distributed and analyze differ\n{stderr}\n{analyze_stderr}"
+    );
+    let (invocations, records, seconds) = scanner_figures(&backfill.state_machine).await;
+    eprintln!(
+        "--distributed over {} files in {wall:.1} s; {invocations} scanner invocations read {records} records \
+         in {seconds:.1} s of their own time: {:.0} records/s per invocation\n{stderr}",
+        files.len(),
+        records as f64 / seconds.max(1e-9)
+    );
+    assert_eq!(records, 1_000_000, "every record read once");
     assert!(leftovers(&backfill.work).await.is_empty());
 }

@@ -387,7 +387,7 @@ fn debug_binary(binary: &str) -> PathBuf {
 }
 
 /// Files under `dir`, recursively.
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {

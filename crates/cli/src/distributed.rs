@@ -350,11 +350,26 @@ async fn follow(
     let mut map_run = None;
     let mut pause = Duration::from_millis(500);
     let mut last_line = Instant::now();
+    let mut faults = 0;
     let status = loop {
-        let status: Execution = machines
-            .execution(&execution)
-            .await
-            .map_err(|e| aws_error(e).context(format!("following the execution {execution}")))?;
+        let status: Execution = match machines.execution(&execution).await {
+            Ok(status) => status,
+            // A busy endpoint or a dropped connection: the execution runs on regardless, so ask again
+            // (within --timeout) rather than abandon it.
+            Err(e) if e.is_transient() && started.elapsed() < timeout => {
+                faults += 1;
+                if faults == 1 || faults % 10 == 0 {
+                    out.note(&format!("following the execution (asking again): {e}"));
+                }
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            Err(e) => {
+                spinner.finish_and_clear();
+                let _ = machines.stop(&execution, "tokenwatch could not follow it").await;
+                return Err(aws_error(e).context(format!("following the execution {execution} (stopped)")));
+            }
+        };
         if map_run.is_none() {
             map_run = machines.map_run(&execution).await.ok().flatten();
         }
@@ -396,10 +411,19 @@ async fn follow(
     spinner.finish_and_clear();
     let (status, counts) = status;
     let failed = match &map_run {
-        Some(m) => machines
-            .failed_items(m)
-            .await
-            .map_err(|e| aws_error(e).context("listing the back-fill's failed items"))?,
+        Some(m) => {
+            let mut attempt = 0;
+            loop {
+                match machines.failed_items(m).await {
+                    Ok(failed) => break failed,
+                    Err(e) if e.is_transient() && attempt < 5 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_secs(attempt)).await;
+                    }
+                    Err(e) => return Err(aws_error(e).context("listing the back-fill's failed items")),
+                }
+            }
+        }
         None => Vec::new(),
     };
     if status.status != "SUCCEEDED" {
