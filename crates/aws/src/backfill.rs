@@ -65,6 +65,11 @@ impl StateMachines {
         }
     }
 
+    /// Over an existing client (tests give a mocked one).
+    pub fn from_client(client: Client) -> StateMachines {
+        StateMachines { client }
+    }
+
     /// Starts `state_machine` as execution `name` with `input`; returns the execution's ARN.
     pub async fn start(&self, state_machine: &str, name: &str, input: String) -> Result<String, PortError> {
         let out = self

@@ -515,6 +515,69 @@ mod tests {
         assert!(keys_of("not json").is_empty());
     }
 
+    /// Regression: a DescribeExecution that timed out on a busy endpoint ended the CLI with an error while
+    /// the back-fill of 1,000,000 records ran on, and its files were deleted under it.
+    #[tokio::test]
+    async fn a_transient_fault_while_following_the_execution_is_asked_again() {
+        use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+        use aws_sdk_sfn::operation::list_map_runs::ListMapRunsOutput;
+        use aws_sdk_sfn::operation::start_execution::StartExecutionOutput;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+        let start = mock!(aws_sdk_sfn::Client::start_execution).then_output(|| {
+            StartExecutionOutput::builder()
+                .execution_arn("arn:aws:states:us-east-1:1:execution:m:r")
+                .start_date(aws_smithy_types::DateTime::from_secs(0))
+                .build()
+                .unwrap()
+        });
+        let busy = mock!(aws_sdk_sfn::Client::describe_execution)
+            .sequence()
+            .http_status(503, None)
+            .times(2)
+            .build();
+        let done = mock!(aws_sdk_sfn::Client::describe_execution).then_output(|| {
+            DescribeExecutionOutput::builder()
+                .execution_arn("arn:aws:states:us-east-1:1:execution:m:r")
+                .state_machine_arn("arn:aws:states:us-east-1:1:stateMachine:m")
+                .status(aws_sdk_sfn::types::ExecutionStatus::Succeeded)
+                .start_date(aws_smithy_types::DateTime::from_secs(0))
+                .build()
+                .unwrap()
+        });
+        let runs = mock!(aws_sdk_sfn::Client::list_map_runs).then_output(|| {
+            ListMapRunsOutput::builder()
+                .set_map_runs(Some(Vec::new()))
+                .build()
+                .unwrap()
+        });
+        let client = mock_client!(
+            aws_sdk_sfn,
+            RuleMode::MatchAny,
+            [&start, &busy, &done, &runs],
+            |c| c.retry_config(aws_sdk_sfn::config::retry::RetryConfig::disabled())
+        );
+        let machines = StateMachines::from_client(client);
+        let target = Target {
+            state_machine: "arn:aws:states:us-east-1:1:stateMachine:m".into(),
+            bucket: "work".into(),
+        };
+        let args = DistributedArgs {
+            timeout: Some(60),
+            ..DistributedArgs::default()
+        };
+        let out = Output {
+            quiet: true,
+            ..Output::default()
+        };
+        let outcome = follow(&machines, &target, "r", "{}".into(), &args, Instant::now(), &out)
+            .await
+            .unwrap();
+        assert!(outcome.failed.is_empty());
+        assert_eq!(done.num_calls(), 1, "asked again after the faults");
+        assert_eq!(busy.num_calls(), 2);
+    }
+
     #[test]
     fn run_names_are_execution_names_and_scanner_runs() {
         let name = run_name(1_790_000_000);
