@@ -203,9 +203,20 @@ impl SessionUse {
 
     /// Folds in another scan's usage (of other files, or the same: the result is the same whatever the
     /// order and however the records were split).
-    pub fn merge(&mut self, other: SessionUse) {
-        let SessionUse { identities, keys, .. } = other;
-        for (key, theirs) in keys {
+    pub fn merge(&mut self, mut other: SessionUse) {
+        self.merge_from(&mut other);
+    }
+
+    /// As [`SessionUse::merge`], leaving `other` empty with its tables' room (and its memo of clients,
+    /// which does not change what is read) kept, so that the next file's scan does not grow them again.
+    pub fn merge_from(&mut self, other: &mut SessionUse) {
+        let SessionUse {
+            identities,
+            identity_ids,
+            keys,
+            ..
+        } = other;
+        for (key, theirs) in keys.drain() {
             let arn = theirs.identity.and_then(|i| identities.get(i as usize));
             let identity = arn.map(|a| self.intern(a));
             match self.keys.get_mut(&key) {
@@ -224,6 +235,8 @@ impl SessionUse {
                 }
             }
         }
+        identities.clear();
+        identity_ids.clear();
     }
 
     fn intern(&mut self, arn: &str) -> u32 {
@@ -645,6 +658,28 @@ mod tests {
         assert_eq!(merged, whole);
         a.merge(b);
         assert_eq!(a, whole);
+    }
+
+    #[test]
+    fn tables_emptied_by_a_merge_are_filled_again_from_nothing() {
+        let (one, two) = (
+            record("ASIAK1", "2026-11-02T08:10:00Z", "aws-cli/2.15.0 Python/3.11"),
+            record("ASIAK2", "2026-11-02T08:30:00Z", "aws-sdk-go-v2/1.24.0"),
+        );
+        let (mut total, mut file) = (SessionUse::default(), SessionUse::default());
+        file.scan(one.as_bytes());
+        total.merge_from(&mut file);
+        assert!(file.is_empty() && file.identities.is_empty());
+        // The next file's scan in the same tables holds only its own key, with its own identity.
+        file.scan(two.as_bytes());
+        let mut alone = SessionUse::default();
+        alone.scan(two.as_bytes());
+        assert_eq!(file, alone);
+        total.merge_from(&mut file);
+        let mut whole = SessionUse::default();
+        whole.scan(one.as_bytes());
+        whole.scan(two.as_bytes());
+        assert_eq!(total, whole);
     }
 
     proptest::proptest! {
