@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use memchr::memmem;
 use tokenwatch_core::Analyzer;
 use tokenwatch_core::reader::{JsonSplitter, ReadError};
+use tokenwatch_core::usage::SessionUse;
 
 use crate::inflate::{Inflater, Opened};
 
@@ -452,8 +453,9 @@ pub fn read_all(analyzer: &mut Analyzer, mut inputs: Vec<Input>, jobs: usize, er
     let forks: Vec<Analyzer> = (0..jobs).map(|_| analyzer.fork()).collect();
     let work = |mut worker: Analyzer| {
         let mut inflater = Inflater::default();
+        let mut usage = SessionUse::default();
         while let Some(input) = inputs.get(next.fetch_add(1, Ordering::Relaxed)) {
-            if let Err(reason) = read_one(&mut worker, &mut inflater, input, &bar) {
+            if let Err(reason) = read_one(&mut worker, &mut inflater, &mut usage, input, &bar) {
                 let mut failed = failed.lock().unwrap_or_else(|e| e.into_inner());
                 failed.push(InputError {
                     name: input.name(),
@@ -487,6 +489,7 @@ pub fn read_all(analyzer: &mut Analyzer, mut inputs: Vec<Input>, jobs: usize, er
 fn read_one(
     analyzer: &mut Analyzer,
     inflater: &mut Inflater,
+    usage: &mut SessionUse,
     input: &Input,
     bar: &ProgressBar,
 ) -> Result<(), String> {
@@ -499,7 +502,8 @@ fn read_one(
         bar: bar.clone(),
     };
     // Read apart, so that an input refused as not CloudTrail adds nothing to the report's counts.
-    let mut file = analyzer.fork();
+    // Its usage tables are the worker's spare ones, handed back emptied when it is merged.
+    let mut file = analyzer.fork_reusing(std::mem::take(usage));
     // A trail file comes whole (inflated in one call, split in place); anything else as a stream.
     let opened = inflater.open(src, input.size()).map_err(|e| e.to_string())?;
     let outcome = match opened {
@@ -519,11 +523,11 @@ fn read_one(
     };
     match outcome {
         Outcome::Read => {
-            analyzer.merge(file);
+            *usage = analyzer.merge_reusing(file);
             Ok(())
         }
         Outcome::Cut(reason) => {
-            analyzer.merge(file);
+            *usage = analyzer.merge_reusing(file);
             Err(reason)
         }
         Outcome::NotCloudTrail(reason) => Err(reason),

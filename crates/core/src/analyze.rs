@@ -492,6 +492,22 @@ impl Analyzer {
         }
     }
 
+    /// A [`Analyzer::fork`] that scans usage into `usage`'s tables (emptied by
+    /// [`Analyzer::merge_reusing`]), so that a reader of many files does not grow fresh ones for each.
+    pub fn fork_reusing(&self, usage: SessionUse) -> Self {
+        debug_assert!(usage.is_empty());
+        Analyzer { usage, ..self.fork() }
+    }
+
+    /// As [`Analyzer::merge`], and hands back the sibling's usage tables, empty, for the next
+    /// [`Analyzer::fork_reusing`].
+    pub fn merge_reusing(&mut self, mut other: Analyzer) -> SessionUse {
+        let mut usage = std::mem::take(&mut other.usage);
+        self.usage.merge_from(&mut usage);
+        self.merge(other);
+        usage
+    }
+
     /// Folds a sibling's records in.
     pub fn merge(&mut self, other: Analyzer) {
         if let (Some(mine), Some(theirs)) = (&mut self.collected, other.collected) {

@@ -203,9 +203,20 @@ impl SessionUse {
 
     /// Folds in another scan's usage (of other files, or the same: the result is the same whatever the
     /// order and however the records were split).
-    pub fn merge(&mut self, other: SessionUse) {
-        let SessionUse { identities, keys, .. } = other;
-        for (key, theirs) in keys {
+    pub fn merge(&mut self, mut other: SessionUse) {
+        self.merge_from(&mut other);
+    }
+
+    /// As [`SessionUse::merge`], leaving `other` empty with its tables' room (and its memo of clients,
+    /// which does not change what is read) kept, so that the next file's scan does not grow them again.
+    pub fn merge_from(&mut self, other: &mut SessionUse) {
+        let SessionUse {
+            identities,
+            identity_ids,
+            keys,
+            ..
+        } = other;
+        for (key, theirs) in keys.drain() {
             let arn = theirs.identity.and_then(|i| identities.get(i as usize));
             let identity = arn.map(|a| self.intern(a));
             match self.keys.get_mut(&key) {
@@ -224,6 +235,8 @@ impl SessionUse {
                 }
             }
         }
+        identities.clear();
+        identity_ids.clear();
     }
 
     fn intern(&mut self, arn: &str) -> u32 {
@@ -318,7 +331,9 @@ pub fn carries_identity(bytes: &[u8]) -> bool {
 /// other value.
 ///
 /// It relies on what the identity holds: IAM names, ARNs and key ids never contain braces, so the braces
-/// between two of its keys tell whether the second is still inside it without reading its strings.
+/// tell where the identity ends and how deep each of its keys is without reading its strings. One pass
+/// over them bounds every other search to the identity (or to what follows it), where a search over the
+/// rest of the record would only find keys of other objects.
 pub fn scan_use(bytes: &[u8]) -> Option<Use<'_>> {
     let keys = &*KEYS;
     let start = keys.user_identity.find(bytes)?;
@@ -326,40 +341,50 @@ pub fn scan_use(bytes: &[u8]) -> Option<Use<'_>> {
     if bytes.get(open) != Some(&b'{') {
         return None;
     }
-    let key_at = open + keys.access_key_id.find(&bytes[open..])?;
-    // Inside the identity: its braces between its start and the key balance at depth one or more.
-    if depth_after(&bytes[open..key_at], 0) != Some(1) {
-        // A key of a nested object of the identity, or past its end (the identity has none).
+    let braces = Braces::of(&bytes[open..])?;
+    let identity = &bytes[open..open + braces.end];
+    let key_at = keys.access_key_id.find(identity)?;
+    // A key of a nested object of the identity is not the identity's own.
+    if braces.depth_at(key_at) != 1 {
         return None;
     }
-    let key = string_value(bytes, key_at + 13)?;
+    let key = string_value(identity, key_at + 13)?;
     if !key.starts_with(b"ASIA") {
         return None;
     }
     let access_key_id = std::str::from_utf8(key).ok()?;
     // CloudTrail writes the identity's own `arn` before its `accessKeyId` (and the session issuer's after).
-    let head = &bytes[open..key_at];
+    let head = &identity[..key_at];
     let arn = keys
         .arn
         .find(head)
-        .filter(|&at| depth_after(&head[..at], 0) == Some(1))
+        .filter(|&at| braces.depth_at(at) == 1)
         .and_then(|at| string_value(head, at + 5));
     let after = key_at + 13;
-    let created = keys.creation_date.find(&bytes[after..]).and_then(|at| {
-        // Still inside the identity (its session context): the depth never fell below the identity's.
-        depth_after(&bytes[after..after + at], 1).and_then(|_| string_value(&bytes[after..], at + 14))
-    });
-    // `eventTime` and `userAgent` are top-level keys, which CloudTrail writes after the identity: looked for
-    // there first, then from the start.
-    let top = |finder: &memmem::Finder<'static>| {
-        let at = finder
-            .find(&bytes[after..])
-            .map(|i| after + i)
-            .or_else(|| finder.find(&bytes[..after]))?;
+    // In the identity's session context, after the key.
+    let created = keys
+        .creation_date
+        .find(&identity[after..])
+        .and_then(|at| string_value(identity, after + at + 14));
+    // `eventTime` and `userAgent` are top-level keys, which CloudTrail writes after the identity
+    // (`eventTime` right after it): looked for there first, then before it.
+    let end = open + braces.end;
+    let top = |finder: &memmem::Finder<'static>, name: &[u8]| {
+        let follows = bytes[end..]
+            .strip_prefix(b",")
+            .is_some_and(|rest| rest.starts_with(name));
+        let at = if follows {
+            end + 1
+        } else {
+            finder
+                .find(&bytes[end..])
+                .map(|i| end + i)
+                .or_else(|| finder.find(&bytes[..start]))?
+        };
         string_value(bytes, at + 11)
     };
-    let at = top(&keys.event_time).and_then(time_of)?;
-    let user_agent = top(&keys.user_agent);
+    let at = top(&keys.event_time, b"\"eventTime\"").and_then(time_of)?;
+    let user_agent = top(&keys.user_agent, b"\"userAgent\"");
     Some(Use {
         access_key_id,
         at,
@@ -369,17 +394,54 @@ pub fn scan_use(bytes: &[u8]) -> Option<Use<'_>> {
     })
 }
 
-/// The nesting depth at the end of `span`, starting from `base` (`{` +1, `}` −1); `None` once it reaches
-/// zero: the span left the object it started in.
-fn depth_after(span: &[u8], base: i64) -> Option<i64> {
-    let mut depth = base;
-    for i in memchr::memchr2_iter(b'{', b'}', span) {
-        depth += if span[i] == b'{' { 1 } else { -1 };
-        if depth <= 0 {
-            return None;
+/// The braces of an object, from its opening one: where it ends, and the depth at each of its first
+/// braces (an identity has a handful).
+struct Braces {
+    /// Offset of its closing brace.
+    end: usize,
+    /// `(offset, depth after it)` of each brace in order, the opening one first.
+    at: [(u32, u8); Braces::MAX],
+    len: usize,
+}
+
+impl Braces {
+    const MAX: usize = 48;
+
+    /// `None` when the object does not end, or has more braces than an identity.
+    fn of(object: &[u8]) -> Option<Braces> {
+        let mut braces = Braces {
+            end: 0,
+            at: [(0, 0); Braces::MAX],
+            len: 0,
+        };
+        let mut depth = 0u8;
+        for i in memchr::memchr2_iter(b'{', b'}', object) {
+            depth = if object[i] == b'{' {
+                depth.checked_add(1)?
+            } else {
+                depth - 1
+            };
+            if braces.len == Braces::MAX {
+                return None;
+            }
+            braces.at[braces.len] = (u32::try_from(i).ok()?, depth);
+            braces.len += 1;
+            if depth == 0 {
+                braces.end = i;
+                return Some(braces);
+            }
         }
+        None
     }
-    Some(depth)
+
+    /// The depth at offset `i` (inside the object: at least one).
+    fn depth_at(&self, i: usize) -> u8 {
+        self.at[..self.len]
+            .iter()
+            .take_while(|&&(b, _)| (b as usize) < i)
+            .last()
+            .map_or(0, |&(_, d)| d)
+    }
 }
 
 /// The raw content of the string value after a key ending at `after`.
@@ -500,6 +562,40 @@ mod tests {
     }
 
     #[test]
+    fn only_the_identitys_own_fields_are_read_and_the_top_level_ones_outside_it() {
+        // A session issuer's key and ARN and a creation date past the identity are not the session's.
+        let nested = r#"{"userIdentity":{"type":"AssumedRole","sessionContext":{"sessionIssuer":{
+            "arn":"arn:aws:iam::123456789012:role/etl","accessKeyId":"ASIANESTED"}}},
+            "eventTime":"2026-11-02T08:00:00Z","requestParameters":{"accessKeyId":"ASIAPARAM"}}"#;
+        assert_eq!(scan_use(nested.as_bytes()), None);
+        let late = r#"{"userIdentity":{"arn":"arn:aws:sts::1:assumed-role/etl/job","accessKeyId":"ASIAKEY"},
+            "eventTime":"2026-11-02T08:00:00Z","requestParameters":{"creationDate":"2026-11-01T00:00:00Z",
+            "userAgent":"not-the-callers"},"userAgent":"aws-cli/2.15.0"}"#;
+        let u = scan_use(late.as_bytes()).expect("a session's call");
+        assert_eq!(u.arn(), Some("arn:aws:sts::1:assumed-role/etl/job"));
+        assert_eq!(u.created, None);
+        assert_eq!(u.at, iso_z(b"2026-11-02T08:00:00Z").unwrap());
+        // The first `userAgent` after the identity, as before: nested ones are not told apart.
+        assert_eq!(u.user_agent, Some(&b"not-the-callers"[..]));
+        // Top-level fields written before the identity are found too.
+        let before = r#"{"userAgent":"aws-cli/2.15.0","eventTime":"2026-11-02T08:00:00Z",
+            "userIdentity":{"accessKeyId":"ASIAKEY"}}"#;
+        let u = scan_use(before.as_bytes()).expect("a session's call");
+        assert_eq!(
+            (u.at, u.user_agent),
+            (
+                iso_z(b"2026-11-02T08:00:00Z").unwrap(),
+                Some(&b"aws-cli/2.15.0"[..])
+            )
+        );
+        // An identity that never closes gives nothing.
+        assert_eq!(
+            scan_use(br#"{"userIdentity":{"accessKeyId":"ASIAKEY","eventTime":"2026-11-02T08:00:00Z""#),
+            None
+        );
+    }
+
+    #[test]
     fn pretty_printed_and_escaped_records_are_read() {
         let pretty = r#"{
           "userIdentity" : {
@@ -562,6 +658,28 @@ mod tests {
         assert_eq!(merged, whole);
         a.merge(b);
         assert_eq!(a, whole);
+    }
+
+    #[test]
+    fn tables_emptied_by_a_merge_are_filled_again_from_nothing() {
+        let (one, two) = (
+            record("ASIAK1", "2026-11-02T08:10:00Z", "aws-cli/2.15.0 Python/3.11"),
+            record("ASIAK2", "2026-11-02T08:30:00Z", "aws-sdk-go-v2/1.24.0"),
+        );
+        let (mut total, mut file) = (SessionUse::default(), SessionUse::default());
+        file.scan(one.as_bytes());
+        total.merge_from(&mut file);
+        assert!(file.is_empty() && file.identities.is_empty());
+        // The next file's scan in the same tables holds only its own key, with its own identity.
+        file.scan(two.as_bytes());
+        let mut alone = SessionUse::default();
+        alone.scan(two.as_bytes());
+        assert_eq!(file, alone);
+        total.merge_from(&mut file);
+        let mut whole = SessionUse::default();
+        whole.scan(one.as_bytes());
+        whole.scan(two.as_bytes());
+        assert_eq!(total, whole);
     }
 
     proptest::proptest! {
