@@ -741,6 +741,43 @@ mod tests {
         sniff.judge(read, analyzer.records())
     }
 
+    /// Each input's reader scans usage into the worker's spare tables: a refused input, or one that
+    /// cannot be opened, must leave the near misses of the inputs read before it as they were.
+    #[test]
+    fn a_refused_input_after_a_trail_file_keeps_its_near_misses() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../samples/29-boto3-copied-credentials-57-min")
+            .join("123456789012_CloudTrail_us-east-1_20261123T0200Z_uqUDdFzfuwDgViKG.json");
+        let tmp = tempfile::tempdir().unwrap();
+        let junk = tmp.path().join("notes.json");
+        std::fs::write(&junk, "just some words").unwrap();
+        let gone = tmp.path().join("gone.json");
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(1);
+        let near_misses = |inputs: Vec<Input>| {
+            let mut analyzer = Analyzer::default();
+            let mut errors = Vec::new();
+            read_all(&mut analyzer, inputs, 1, &mut errors);
+            let mut refused: Vec<_> = errors.iter().map(|e| e.reason.clone()).collect();
+            refused.sort();
+            (analyzer.report().near_misses, refused)
+        };
+        let (alone, none) = near_misses(vec![Input::File(sample.clone(), size(&sample))]);
+        assert!(none.is_empty(), "{none:?}");
+        assert_eq!(alone.workloads.len(), 1, "sample 29 has one near miss");
+        // The sample is the largest and is read first; the refused and the missing input come after it.
+        let (mixed, refused) = near_misses(vec![
+            Input::File(junk.clone(), size(&junk)),
+            Input::File(gone.clone(), 1),
+            Input::File(sample.clone(), size(&sample)),
+        ]);
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(
+            refused.iter().any(|r| r.starts_with("not CloudTrail")),
+            "{refused:?}"
+        );
+        assert_eq!(mixed, alone);
+    }
+
     #[test]
     fn two_links_back_to_an_ancestor_end_at_once_and_are_named() {
         let tmp = tempfile::tempdir().unwrap();
