@@ -28,6 +28,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes as Chunk;
 use tokenwatch_core::Analyzer;
+use tokenwatch_core::livescan::LiveWindow;
 use tokenwatch_core::reader::{ReadError, decompressing};
 use tokenwatch_core::time::{Epoch, format_time};
 use tokio::sync::mpsc;
@@ -535,6 +536,46 @@ impl TrailReader {
             });
         }
         Ok(wanted)
+    }
+
+    /// The keys of the log files a scheduled scan reads: those of every account and region of the trail
+    /// delivered within `window`, told by the delivery time in their names (older files are never
+    /// downloaded), from the day folders the window touches only. A region or day whose listing failed is
+    /// in `errors`; the others are listed in full. Sorted.
+    pub async fn recent_keys(
+        &self,
+        window: &LiveWindow,
+        errors: &mut Vec<ObjectError>,
+    ) -> Result<Vec<String>, TrailError> {
+        let accounts = self.account_roots(&TrailFilter::default(), errors).await?;
+        let days = window.days();
+        let mut keys = Vec::new();
+        for account in accounts {
+            let regions = match list_folders(&self.client, &self.location.bucket, &account).await {
+                Ok(regions) => regions,
+                Err(e) => {
+                    errors.push(ObjectError {
+                        name: self.location.url_of(&account),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            for region in regions {
+                for day in &days {
+                    let folder = format!("{region}{day}");
+                    match self.keys_under(&folder).await {
+                        Ok(found) => keys.extend(found.into_iter().filter(|k| window.reads(k))),
+                        Err(e) => errors.push(ObjectError {
+                            name: self.location.url_of(&folder),
+                            reason: e.to_string(),
+                        }),
+                    }
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
     }
 }
 

@@ -24,6 +24,7 @@ pub mod events;
 pub mod finding;
 pub mod fleet;
 pub mod incident;
+pub mod livescan;
 pub mod memory;
 pub mod model;
 pub mod nearmiss;
