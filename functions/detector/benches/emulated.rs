@@ -33,9 +33,51 @@ fn failure(i: usize, group: usize, tag: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A successful `AssumeRole` of role `role` issuing session `n` (each its own session and group) at `t`.
+fn issuance(n: usize, role: usize, t: i64) -> Vec<u8> {
+    json!({"version": "0", "detail-type": "AWS API Call via CloudTrail", "source": "aws.sts", "account": "123456789012",
+        "detail": {"eventVersion": "1.08", "eventTime": format_time(t), "eventSource": "sts.amazonaws.com",
+            "eventName": "AssumeRole", "eventID": format!("issue-{role}-{n}"), "recipientAccountId": "123456789012",
+            "userIdentity": {"type": "AWSService", "invokedBy": "ecs-tasks.amazonaws.com"},
+            "requestParameters": {"roleArn": format!("arn:aws:iam::123456789012:role/svc-{role}"),
+                "roleSessionName": format!("task-{n}")},
+            "responseElements": {"credentials": {"accessKeyId": format!("ASIAISSUE{role:03}{n:08}"),
+                "expiration": format_time(t + 3600)}}}})
+    .to_string()
+    .into_bytes()
+}
+
+/// Failure `n` of session `job-<session>` of one role at `t`, its session issued at `issued`.
+fn interleaved(session: usize, n: usize, t: i64, issued: i64) -> Vec<u8> {
+    json!({"version": "0", "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "account": "123456789012",
+        "detail": {"eventVersion": "1.09", "eventTime": format_time(t), "eventSource": "s3.amazonaws.com",
+            "eventName": "GetObject", "errorCode": "ExpiredToken", "eventID": format!("interleaved-{session}-{n}"),
+            "recipientAccountId": "123456789012", "userAgent": "Boto3/1.34.0 Botocore/1.34.0",
+            "userIdentity": {"type": "AssumedRole", "principalId": format!("AROAEXAMPLE:job-{session}"),
+                "arn": format!("arn:aws:sts::123456789012:assumed-role/etl-role/job-{session}"),
+                "accessKeyId": format!("ASIAINTERLEAVED{session:05}"),
+                "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::123456789012:role/etl-role"},
+                    "attributes": {"creationDate": format_time(issued)}}}}})
+    .to_string()
+    .into_bytes()
+}
+
+fn wall() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
 async fn run(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize) {
+    run_at(name, endpoint, events, tasks, BASE + 9000).await;
+}
+
+async fn run_at(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize, now: i64) {
     let sdk = sdk_config(&SdkOptions::emulator(endpoint)).await;
-    let table = format!("bench-{}-{}", std::process::id(), name.len() * 7 + tasks);
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let table = format!("bench-{}-{run}", std::process::id());
     create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
         .await
         .expect("table");
@@ -63,7 +105,7 @@ async fn run(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize) {
                 let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
                 let mut pending = refs;
                 for _ in 0..20 {
-                    let out = detector.process(&pending, BASE + 9000).await;
+                    let out = detector.process(&pending, now).await;
                     if out.retry.is_empty() {
                         break;
                     }
@@ -75,11 +117,13 @@ async fn run(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize) {
     let handles: Vec<_> = work.map(Box::pin).collect();
     join_all(handles).await;
     let secs = start.elapsed().as_secs_f64();
+    let per_event = |x: f64| x / events.len() as f64;
     println!(
-        "| {name:<46} | {:>6} | {tasks:>5} | {:>8.0} | {:>10.3} |",
+        "| {name:<52} | {:>6} | {tasks:>5} | {:>8.0} | {:>10.3} | {:>11.2} |",
         events.len(),
         events.len() as f64 / secs,
-        store.calls() as f64 / events.len() as f64
+        per_event(store.calls() as f64),
+        per_event(store.write_units()),
     );
 }
 
@@ -111,9 +155,11 @@ fn main() {
     let ministack = endpoint("TOKENWATCH_MINISTACK_ENDPOINT");
     let moto = endpoint("TOKENWATCH_MOTO_ENDPOINT");
     println!(
-        "| workload (batches of 10)                       | events | tasks | events/s | DynamoDB calls/event |"
+        "| workload (batches of 10)                             | events | tasks | events/s | DynamoDB calls/event | write units/event |"
     );
-    println!("|------------------------------------------------|--------|-------|----------|------------|");
+    println!(
+        "|------------------------------------------------------|--------|-------|----------|------------|-------------|"
+    );
     runtime.block_on(async {
         let storm: Vec<Vec<u8>> = (0..3000).map(|i| failure(i, 0, "a")).collect();
         run("storm, one session, ministack", &ministack, storm.clone(), 1).await;
@@ -125,6 +171,31 @@ fn main() {
             &ministack,
             spread,
             4,
+        )
+        .await;
+        // Issue 14, item 3: one failure of each of ten sessions per batch, 50 sessions (as in
+        // tests/emulated.rs), dated against the clock so that the emulator keeps the groups.
+        let now = wall();
+        let issued = now - 3 * 3600;
+        let interleaved: Vec<Vec<u8>> = (0..2000)
+            .map(|i| interleaved(i % 50, i / 50, issued + 3700 + (i / 50) as i64, issued))
+            .collect();
+        run_at(
+            "50 sessions interleaved, 1 task, ministack",
+            &ministack,
+            interleaved,
+            1,
+            now,
+        )
+        .await;
+        // Issue 14, item 4: successful issuing calls, each a new session (most of what an account sends).
+        let issuances: Vec<Vec<u8>> = (0..1000).map(|n| issuance(n, n % 5, now - 60)).collect();
+        run_at(
+            "issuing calls, a new session each, ministack",
+            &ministack,
+            issuances,
+            1,
+            now,
         )
         .await;
         let storm_moto: Vec<Vec<u8>> = (0..1000).map(|i| failure(i, 0, "c")).collect();

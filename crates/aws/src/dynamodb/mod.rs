@@ -64,7 +64,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -74,10 +74,10 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
-    Update,
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, ConsumedCapacity,
+    GlobalSecondaryIndex, KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokenwatch_core::classify::{Failure, Issuance};
@@ -124,6 +124,8 @@ pub struct DynamoStore {
     /// same failing keys batch after batch. Only found sessions are kept (one not yet recorded may be soon).
     sessions: Mutex<HashMap<String, Issuance>>,
     calls: AtomicUsize,
+    /// Write units the table reported for the writes that succeeded, in hundredths.
+    write_units: AtomicU64,
 }
 
 impl DynamoStore {
@@ -140,6 +142,7 @@ impl DynamoStore {
             views: Mutex::default(),
             sessions: Mutex::default(),
             calls: AtomicUsize::new(0),
+            write_units: AtomicU64::new(0),
         }
     }
 
@@ -155,6 +158,22 @@ impl DynamoStore {
 
     fn count(&self) {
         self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Write units DynamoDB reported consuming for the group, session and issuance writes that
+    /// succeeded so far (what on-demand bills; a write refused by its condition is billed too, and is
+    /// not in this sum). For the cost per event a benchmark prints.
+    pub fn write_units(&self) -> f64 {
+        self.write_units.load(Ordering::Relaxed) as f64 / 100.0
+    }
+
+    fn consumed<'c>(&self, capacity: impl IntoIterator<Item = &'c ConsumedCapacity>) {
+        let units: f64 = capacity
+            .into_iter()
+            .filter_map(ConsumedCapacity::capacity_units)
+            .sum();
+        self.write_units
+            .fetch_add((units * 100.0).round() as u64, Ordering::Relaxed);
     }
 
     fn view(&self, pk: &str) -> Option<GroupState> {
@@ -273,10 +292,14 @@ impl DynamoStore {
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
             .return_values(returning)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match result {
-            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Ok(out) => {
+                self.consumed(out.consumed_capacity());
+                Ok(Some(out.attributes.unwrap_or_default()))
+            }
             Err(err)
                 if err
                     .as_service_error()
@@ -296,9 +319,10 @@ impl DynamoStore {
         self.client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map(|_| ())
+            .map(|out| self.consumed(out.consumed_capacity()))
     }
 
     /// Records one transaction's worth of failures (`chunk` indexes `failures`, event ids unique).
