@@ -8,6 +8,7 @@ use tokenwatch_core::partial::Partial;
 use tokenwatch_core::ports::PortError;
 
 use crate::error::from_sdk;
+use crate::trail::list_keys;
 
 /// A bucket and prefix for runs' files.
 #[derive(Clone, Debug)]
@@ -81,56 +82,21 @@ impl PartialStore {
 
     /// The keys of every file of run `run`.
     pub async fn keys(&self, run: &str) -> Result<Vec<String>, PortError> {
-        let prefix = self.key(run, "");
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| from_sdk("s3:ListObjectsV2", e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_owned));
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => return Ok(keys),
-            }
-        }
+        list_keys(&self.client, &self.bucket, &self.key(run, "")).await
     }
 
     /// Deletes every file of run `run`; returns how many.
     pub async fn delete_run(&self, run: &str) -> Result<usize, PortError> {
-        let prefix = self.key(run, "");
-        let mut deleted = 0;
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
+        let keys = self.keys(run).await?;
+        for key in &keys {
+            self.client
+                .delete_object()
                 .bucket(&self.bucket)
-                .prefix(&prefix)
-                .set_continuation_token(token.take())
+                .key(key)
                 .send()
                 .await
-                .map_err(|e| from_sdk("s3:ListObjectsV2", e))?;
-            for key in page.contents().iter().filter_map(|o| o.key()) {
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| from_sdk("s3:DeleteObject", e))?;
-                deleted += 1;
-            }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => return Ok(deleted),
-            }
+                .map_err(|e| from_sdk("s3:DeleteObject", e))?;
         }
+        Ok(keys.len())
     }
 }

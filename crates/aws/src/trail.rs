@@ -421,30 +421,8 @@ impl TrailReader {
     /// The keys of the log files under `prefix` (a day, account or region folder of the trail), digest
     /// and insight files left out; listed in full, then sorted.
     pub async fn keys_under(&self, prefix: &str) -> Result<Vec<String>, PortError> {
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.location.bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| from_sdk("s3:ListObjectsV2", e))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key())
-                    .filter(|k| !k.ends_with('/') && is_log_key(k))
-                    .map(str::to_owned),
-            );
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
-                _ => break,
-            }
-        }
+        let mut keys = list_keys(&self.client, &self.location.bucket, prefix).await?;
+        keys.retain(|k| !k.ends_with('/') && is_log_key(k));
         keys.sort();
         Ok(keys)
     }
@@ -667,6 +645,27 @@ impl Walker {
             .send(Listed::Failed(ObjectError { name, reason }))
             .await
             .is_ok()
+    }
+}
+
+/// The keys of every object under `prefix`, every page of the listing, in the order S3 lists them.
+pub(crate) async fn list_keys(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, PortError> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| from_sdk("s3:ListObjectsV2", e))?;
+        keys.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_owned));
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+            _ => return Ok(keys),
+        }
     }
 }
 
