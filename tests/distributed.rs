@@ -296,20 +296,7 @@ async fn the_distributed_back_fill_gives_the_report_of_analyze_with_the_faults_n
     let backfill = deploy(&stack, &trail, &[]).await;
 
     let started = Instant::now();
-    let (code, stdout, stderr) = tokenwatch(&[
-        "report",
-        "--from-trail",
-        &format!("s3://{trail}"),
-        "--distributed",
-        "--state-machine",
-        &backfill.state_machine,
-        "--work-bucket",
-        &backfill.work,
-        "--timeout",
-        "600",
-        "--format",
-        "json",
-    ]);
+    let (code, stdout, stderr) = distributed(&trail, &backfill, "600");
     eprintln!(
         "--distributed: {:.1} s\n{stderr}",
         started.elapsed().as_secs_f64()
@@ -350,18 +337,7 @@ async fn a_back_fill_whose_items_all_fail_is_an_error_naming_them_and_leaves_no_
     let owner = s3(OWNER).await;
     owner.create_bucket().bucket(&trail).send().await.unwrap();
     let backfill = deploy(&stack, &trail, &[]).await;
-    let (code, _, stderr) = tokenwatch(&[
-        "report",
-        "--from-trail",
-        &format!("s3://{other}"),
-        "--distributed",
-        "--state-machine",
-        &backfill.state_machine,
-        "--work-bucket",
-        &backfill.work,
-        "--timeout",
-        "300",
-    ]);
+    let (code, _, stderr) = distributed(&other, &backfill, "300");
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("ended FAILED"), "{stderr}");
     assert!(
@@ -386,6 +362,25 @@ async fn a_back_fill_whose_items_all_fail_is_an_error_naming_them_and_leaves_no_
     assert!(stderr.contains("starting the back-fill"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(leftovers(&backfill.work).await.is_empty());
+}
+
+/// `tokenwatch report --from-trail s3://BUCKET --distributed` with `backfill`'s state machine and work
+/// bucket, giving up after `timeout` seconds, as JSON: (exit code, stdout, stderr).
+fn distributed(bucket: &str, backfill: &Backfill, timeout: &str) -> (i32, String, String) {
+    tokenwatch(&[
+        "report",
+        "--from-trail",
+        &format!("s3://{bucket}"),
+        "--distributed",
+        "--state-machine",
+        &backfill.state_machine,
+        "--work-bucket",
+        &backfill.work,
+        "--timeout",
+        timeout,
+        "--format",
+        "json",
+    ])
 }
 
 /// The scanner's own figures over every item of the state machine's last map run: (invocations,
@@ -491,20 +486,7 @@ async fn a_million_simulated_records_give_the_report_of_analyze() {
     // once, its S3 answers late enough for downloads to time out.
     let backfill = deploy(&stack, &trail, &[("BackfillMaxConcurrency", "4".into())]).await;
     let started = Instant::now();
-    let (code, stdout, stderr) = tokenwatch(&[
-        "report",
-        "--from-trail",
-        &format!("s3://{trail}"),
-        "--distributed",
-        "--state-machine",
-        &backfill.state_machine,
-        "--work-bucket",
-        &backfill.work,
-        "--timeout",
-        "3600",
-        "--format",
-        "json",
-    ]);
+    let (code, stdout, stderr) = distributed(&trail, &backfill, "3600");
     let wall = started.elapsed().as_secs_f64();
     assert_eq!(code, 0, "{stderr}");
     let (_, expected, analyze_stderr) =
