@@ -32,6 +32,8 @@ struct Inner {
     drills: HashMap<String, (Epoch, Option<String>)>,
     /// Per fleet: its incident and version.
     fleets: HashMap<String, (Fleet, u64)>,
+    /// Near misses by access key.
+    near_misses: HashMap<String, crate::nearmiss::SessionNearMiss>,
 }
 
 /// A [`StateStore`] in a mutex.
@@ -437,5 +439,41 @@ impl RecheckQueue for MemoryRechecks {
             .unwrap_or_else(|e| e.into_inner())
             .push((now + recheck.delay(now), recheck.to_json()));
         Ok(())
+    }
+}
+
+impl crate::ports::NearMissStore for MemoryStore {
+    async fn record_near_misses(
+        &self,
+        sessions: &[crate::nearmiss::SessionNearMiss],
+        _now: Epoch,
+    ) -> Result<crate::ports::NearMissesRecorded, PortError> {
+        let mut out = crate::ports::NearMissesRecorded::default();
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, s) in sessions.iter().enumerate() {
+            let key = s.occurrence.access_key_id.clone();
+            match inner.near_misses.get(&key) {
+                None => out.new.push(i),
+                Some(kept) if kept.occurrence.last_use < s.occurrence.last_use => out.later += 1,
+                Some(_) => {
+                    out.unchanged += 1;
+                    continue;
+                }
+            }
+            inner.near_misses.insert(key, s.clone());
+        }
+        Ok(out)
+    }
+
+    async fn near_misses(&self, since: Epoch) -> Result<Vec<crate::nearmiss::SessionNearMiss>, PortError> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = inner
+            .near_misses
+            .values()
+            .filter(|s| s.occurrence.last_use >= since)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.occurrence.access_key_id.cmp(&b.occurrence.access_key_id));
+        Ok(out)
     }
 }

@@ -362,6 +362,112 @@ fn workloads(groups: &[NearMissGroup]) -> Vec<NearMissWorkload> {
     out
 }
 
+/// One session's near miss, flat: what the live scan keeps of it in the state table (an item per session,
+/// so that scanning the same files again writes the same item) and what a report from the table is rebuilt
+/// from ([`NearMisses::from_sessions`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionNearMiss {
+    /// The account.
+    pub account: Option<String>,
+    /// The principal, as the group spelled it.
+    pub principal: Option<String>,
+    /// The session name.
+    pub session: Option<String>,
+    /// The client of its last use.
+    pub client: Client,
+    /// Where it came from.
+    pub credential_source: CredentialSource,
+    /// Its lease.
+    pub lease: Lease,
+    /// When and how close.
+    pub occurrence: Occurrence,
+}
+
+impl NearMisses {
+    /// Each session's near miss, flat, for the state table. A group's earlier sessions take the group's
+    /// client, source and lease source (a group's sessions are one job's runs, and the report keeps those
+    /// of its latest only); each keeps its own times.
+    pub fn sessions(&self) -> Vec<SessionNearMiss> {
+        self.groups
+            .iter()
+            .flat_map(|g| {
+                g.occurrences.iter().map(move |o| SessionNearMiss {
+                    account: g.account.clone(),
+                    principal: g.principal.clone(),
+                    session: g.session.clone(),
+                    client: g.client,
+                    credential_source: g.credential_source,
+                    lease: Lease {
+                        seconds: (o.lease_end - o.issued_at).max(0) as u64,
+                        source: g.lease.source,
+                    },
+                    occurrence: o.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The near misses of stored sessions: grouped, described and put into workloads as
+    /// [`near_misses`] does from records, so that a report from the table reads like one from the trail.
+    /// A session listed twice counts once (its latest use).
+    pub fn from_sessions(sessions: Vec<SessionNearMiss>) -> NearMisses {
+        let mut latest: BTreeMap<String, SessionNearMiss> = BTreeMap::new();
+        for s in sessions {
+            match latest.get(&s.occurrence.access_key_id) {
+                Some(kept) if kept.occurrence.last_use >= s.occurrence.last_use => {}
+                _ => {
+                    latest.insert(s.occurrence.access_key_id.clone(), s);
+                }
+            }
+        }
+        let mut by_group: BTreeMap<GroupKey, Vec<SessionNearMiss>> = BTreeMap::new();
+        for s in latest.into_values() {
+            by_group
+                .entry(group_key(&s.account, &s.principal, &s.session))
+                .or_default()
+                .push(s);
+        }
+        let mut groups: Vec<NearMissGroup> = by_group
+            .into_iter()
+            .filter_map(|(key, mut all)| {
+                all.sort_by(|a, b| {
+                    (a.occurrence.last_use, &a.occurrence.access_key_id)
+                        .cmp(&(b.occurrence.last_use, &b.occurrence.access_key_id))
+                });
+                let starts: Vec<Epoch> = all.iter().map(|s| s.occurrence.last_use).collect();
+                let principal = all
+                    .iter()
+                    .filter_map(|s| s.principal.clone())
+                    .max_by_key(|p| p.len());
+                let last = all.last()?.clone();
+                let skip = all.len().saturating_sub(MAX_LISTED);
+                Some(NearMissGroup {
+                    account: last.account.clone(),
+                    principal,
+                    workload: last.session.as_deref().map(session_pattern),
+                    session: last.session.clone(),
+                    key,
+                    verdict: Verdict::NearMiss,
+                    severity: Severity::Low,
+                    credential_source: last.credential_source,
+                    lease: last.lease,
+                    client: last.client,
+                    recurrence: Recurrence::of(&starts, last.occurrence.last_use),
+                    first: starts[0],
+                    count: all.len() as u64,
+                    latest: last.occurrence,
+                    occurrences: all.into_iter().skip(skip).map(|s| s.occurrence).collect(),
+                })
+            })
+            .collect();
+        groups.sort_by(|a, b| {
+            (&a.account, &a.principal, &a.session).cmp(&(&b.account, &b.principal, &b.session))
+        });
+        let workloads = workloads(&groups);
+        NearMisses { groups, workloads }
+    }
+}
+
 /// A session's near miss with what it was judged on: its client, source, lease and identity.
 type Judged = (Occurrence, Client, CredentialSource, Lease, Identity);
 
@@ -632,5 +738,56 @@ mod report_tests {
         let r = a.report();
         assert_eq!(r.records, 1);
         assert_eq!(r.near_misses.groups.len(), 1, "{:?}", r.near_misses);
+    }
+
+    #[test]
+    fn near_misses_flattened_for_the_table_and_rebuilt_read_the_same() {
+        let mut values = Vec::new();
+        for day in 2..=5 {
+            let created = format!("2026-11-0{day}T08:00:00Z");
+            let used = format!("2026-11-0{day}T08:57:00Z");
+            let key = format!("ASIANMDAY{day}EXAMPLE");
+            values.push(call(&key, "nightly", &used, BOTO3, None).replace("2026-11-02T08:00:00Z", &created));
+        }
+        values.push(call(
+            "ASIANMPOD1EXAMPLE",
+            "pod-7f9c4d8b6-x2k9q",
+            "2026-11-02T08:58:00Z",
+            BOTO3,
+            None,
+        ));
+        values.push(call(
+            "ASIANMPOD2EXAMPLE",
+            "pod-7f9c4d8b6-h7m3z",
+            "2026-11-02T08:59:00Z",
+            BOTO3,
+            None,
+        ));
+        let r = report(&values);
+        let sessions = r.near_misses.sessions();
+        assert_eq!(sessions.len(), 6);
+        let mut twice = sessions.clone();
+        twice.extend(sessions.iter().rev().cloned());
+        assert_eq!(super::NearMisses::from_sessions(twice), r.near_misses);
+    }
+
+    #[test]
+    fn a_session_stored_with_an_earlier_use_counts_once_at_its_latest() {
+        let r = report(&[call(
+            "ASIANM7EXAMPLE",
+            "nightly",
+            "2026-11-02T08:57:00Z",
+            BOTO3,
+            None,
+        )]);
+        let [latest] = &r.near_misses.sessions()[..] else {
+            panic!("{:?}", r.near_misses)
+        };
+        let mut earlier = latest.clone();
+        earlier.occurrence.last_use -= 60;
+        let rebuilt = super::NearMisses::from_sessions(vec![earlier, latest.clone()]);
+        assert_eq!(rebuilt.groups[0].count, 1);
+        assert_eq!(rebuilt.groups[0].latest, latest.occurrence);
+        assert!(super::NearMisses::from_sessions(Vec::new()).is_empty());
     }
 }

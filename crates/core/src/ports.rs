@@ -313,6 +313,35 @@ pub trait StateStore: Sync {
     fn groups(&self, since: Epoch) -> impl Future<Output = Result<Vec<GroupState>, PortError>> + Send;
 }
 
+/// What [`NearMissStore::record_near_misses`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NearMissesRecorded {
+    /// Indexes of the sessions stored for the first time.
+    pub new: Vec<usize>,
+    /// Sessions stored before whose use came later this time (their item now holds the later one).
+    pub later: usize,
+    /// Sessions stored already with a use at least as late: nothing written.
+    pub unchanged: usize,
+}
+
+/// Where the scheduled trail scan keeps near misses (docs/rules.md, "Near misses"), one per session, and
+/// where reports and the digest read them back. Writing the same session's near miss again writes
+/// nothing, so a scan that reads a file twice, or two scans of overlapping windows, add nothing twice.
+pub trait NearMissStore: Sync {
+    /// Stores each session's near miss unless that session's is stored with a use at least as late.
+    fn record_near_misses(
+        &self,
+        sessions: &[crate::nearmiss::SessionNearMiss],
+        now: Epoch,
+    ) -> impl Future<Output = Result<NearMissesRecorded, PortError>> + Send;
+
+    /// The stored near misses whose last use is at or after `since`.
+    fn near_misses(
+        &self,
+        since: Epoch,
+    ) -> impl Future<Output = Result<Vec<crate::nearmiss::SessionNearMiss>, PortError>> + Send;
+}
+
 /// Where notices go: the adapter renders each for its channel (SNS: `tokenwatch-render`).
 pub trait AlertSink: Sync {
     /// Publishes one notice.

@@ -9,7 +9,8 @@ use crate::finding::{
 };
 use crate::incident::{GroupState, wildcard};
 use crate::model::{Severity, Verdict};
-use crate::ports::{PortError, StateStore};
+use crate::nearmiss::NearMisses;
+use crate::ports::{NearMissStore, PortError, StateStore};
 use crate::time::Epoch;
 
 /// What a report asks for. The reporter Lambda takes it as its direct-invocation payload (JSON, every
@@ -281,6 +282,36 @@ pub async fn state_report<S: StateStore>(store: &S, query: &Query, now: Epoch) -
     })
 }
 
+/// The state table's report with its near misses (those the scheduled trail scan stored, last used since
+/// the query's start): [`state_report`]'s groups, then the near misses the query's filters let through (a
+/// near miss is `near-miss`, `low`).
+pub async fn report_with_near_misses<S: StateStore + NearMissStore>(
+    store: &S,
+    query: &Query,
+    now: Epoch,
+) -> Result<Report, PortError> {
+    let mut report = state_report(store, query, now).await?;
+    if query.verdict.is_some_and(|v| v != Verdict::NearMiss)
+        || query.min_severity.is_some_and(|s| s > Severity::Low)
+    {
+        return Ok(report);
+    }
+    let sessions = store
+        .near_misses(query.since_at(now))
+        .await?
+        .into_iter()
+        .filter(|s| {
+            query.principal.as_deref().is_none_or(|pattern| {
+                let arn = s.principal.as_deref().unwrap_or("");
+                let name = arn.rsplit(['/', ':']).next().unwrap_or(arn);
+                wildcard(pattern, arn) || wildcard(pattern, name)
+            })
+        })
+        .collect();
+    report.near_misses = NearMisses::from_sessions(sessions);
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +462,131 @@ mod tests {
         assert!(err.contains("yesterday-ish"), "{err}");
         assert!(q(r#"{"sinse":"24h"}"#).is_err());
         assert!(q(r#"{"verdict":"stale"}"#).is_err());
+    }
+
+    mod near_misses_from_the_table {
+        use super::*;
+        use crate::assess::Lease;
+        use crate::memory::MemoryStore;
+        use crate::model::{Client, CredentialSource, LeaseSource};
+        use crate::nearmiss::{Occurrence, SessionNearMiss, near_miss};
+
+        fn session(key: &str, role: &str, last_use: Epoch) -> SessionNearMiss {
+            let issued_at = last_use - 57 * 60;
+            let lease_end = issued_at + 3600;
+            SessionNearMiss {
+                account: Some("123456789012".into()),
+                principal: Some(format!("arn:aws:iam::123456789012:role/{role}")),
+                session: Some("nightly".into()),
+                client: Client::Boto3,
+                credential_source: CredentialSource::AssumeRole,
+                lease: Lease {
+                    seconds: 3600,
+                    source: LeaseSource::DefaultAssumeRole,
+                },
+                occurrence: Occurrence {
+                    access_key_id: key.into(),
+                    issued_at,
+                    last_use,
+                    lease_end,
+                    near_miss: near_miss(last_use, Client::Boto3, lease_end).unwrap(),
+                },
+            }
+        }
+
+        const NOW: Epoch = 1_793_000_000;
+
+        async fn store() -> MemoryStore {
+            let store = MemoryStore::default();
+            let recorded = store
+                .record_near_misses(
+                    &[
+                        session("ASIAETL1", "etl", NOW - 3600),
+                        session("ASIAWEB1", "web", NOW - 2 * 86_400),
+                    ],
+                    NOW,
+                )
+                .await
+                .unwrap();
+            assert_eq!(recorded.new, [0, 1]);
+            store
+        }
+
+        #[tokio::test]
+        async fn the_reports_near_misses_are_those_of_its_window_and_filters() {
+            let store = store().await;
+            let r = report_with_near_misses(&store, &Query::default(), NOW)
+                .await
+                .unwrap();
+            let roles: Vec<_> = r
+                .near_misses
+                .groups
+                .iter()
+                .map(|g| g.key.principal.clone())
+                .collect();
+            assert_eq!(roles, [Some("etl".to_owned())], "the day's only");
+            let week = Query {
+                since: Some(Since::Ago(7 * 86_400)),
+                ..Query::default()
+            };
+            assert_eq!(
+                report_with_near_misses(&store, &week, NOW)
+                    .await
+                    .unwrap()
+                    .near_misses
+                    .groups
+                    .len(),
+                2
+            );
+            for query in [
+                Query {
+                    verdict: Some(Verdict::StaleCache),
+                    ..Query::default()
+                },
+                Query {
+                    min_severity: Some(Severity::Medium),
+                    ..Query::default()
+                },
+                Query {
+                    principal: Some("web".into()),
+                    ..Query::default()
+                },
+            ] {
+                let r = report_with_near_misses(&store, &query, NOW).await.unwrap();
+                assert!(r.near_misses.is_empty(), "{query:?}");
+            }
+            let etl = Query {
+                principal: Some("etl*".into()),
+                verdict: Some(Verdict::NearMiss),
+                min_severity: Some(Severity::Low),
+                ..Query::default()
+            };
+            assert_eq!(
+                report_with_near_misses(&store, &etl, NOW)
+                    .await
+                    .unwrap()
+                    .near_misses
+                    .groups
+                    .len(),
+                1
+            );
+        }
+
+        #[tokio::test]
+        async fn recording_the_same_near_miss_again_writes_nothing_and_a_later_use_replaces_it() {
+            let store = store().await;
+            let again = store
+                .record_near_misses(&[session("ASIAETL1", "etl", NOW - 3600)], NOW)
+                .await
+                .unwrap();
+            assert_eq!((again.new.len(), again.later, again.unchanged), (0, 0, 1));
+            let later = store
+                .record_near_misses(&[session("ASIAETL1", "etl", NOW - 3000)], NOW)
+                .await
+                .unwrap();
+            assert_eq!((later.new.len(), later.later, later.unchanged), (0, 1, 0));
+            let all = store.near_misses(0).await.unwrap();
+            assert_eq!(all.len(), 2);
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! | `SESSION#<accessKeyId>` | `SESSION` | an issued session ([`Issuance`]) | 9 days after it was recorded |
 //! | `GROUP#<group id>` | `STATE` | a group's [`GroupState`] | 30 days after its last failure |
 //! | `DRILL#<account>` | `DRILL` | the account's synthetic-drill slot: `drill_at`, `drill_event` | a day after it was taken |
+//! | `NEARMISS#<accessKeyId>` | `NEARMISS` | a session's near miss, stored by the scheduled trail scan (`nearmiss.rs`) | 30 days after its last use |
 //!
 //! A group item holds its key parts (`key_account`, `key_principal`, `key_session`), its counters as
 //! top-level numbers so that `ADD` counts atomically (`failures`, `token_call_failures`,
@@ -58,6 +59,7 @@ mod evaluate;
 mod expr;
 mod fleet;
 mod item;
+mod nearmiss;
 mod plan;
 
 use std::collections::hash_map::RandomState;
