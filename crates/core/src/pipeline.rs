@@ -415,6 +415,66 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         out
     }
 
+    /// Records failures read from the trail rather than delivered as events (the scheduled trail scan's:
+    /// failures EventBridge may never have delivered) exactly as [`Detector::process`] records an event's:
+    /// each `eventID` is claimed once across both paths, into the same groups and incidents, paged by the
+    /// same rules, so a failure delivered both ways counts once. A failure without an `eventID` could not
+    /// be told from its live delivery and is left out (counted as dropped). The outcome's indexes are
+    /// those of `failures`; a fault is handled as in [`Detector::process`].
+    pub async fn process_failures(&self, failures: Vec<Failure>, now: Epoch) -> Outcome {
+        let mut out = Outcome::default();
+        let mut failed: Vec<(BTreeSet<usize>, PortError, Option<GroupKey>)> = Vec::new();
+        let mut written = 0usize;
+        let mut groups: BTreeMap<GroupKey, Vec<Pending>> = BTreeMap::new();
+        for (index, failure) in failures.into_iter().enumerate() {
+            if failure.event_id.is_none() {
+                *out.metrics.dropped.entry(DropReason::NotAnEvent).or_default() += 1;
+                out.skipped.push((index, DropReason::NotAnEvent));
+                continue;
+            }
+            match self.identify(failure).await {
+                Ok(failure) => {
+                    let key = group_key(&failure.account, &failure.principal, &failure.session);
+                    groups.entry(key).or_default().push(Pending { index, failure });
+                }
+                Err(e) => failed.push((BTreeSet::from([index]), e, None)),
+            }
+        }
+        let keys: Vec<GroupKey> = groups.keys().cloned().collect();
+        let access_keys: BTreeSet<String> = groups
+            .values()
+            .flatten()
+            .filter_map(|p| p.failure.access_key_id.clone())
+            .collect();
+        let access_keys: Vec<String> = access_keys.into_iter().collect();
+        let mut preloaded = if keys.is_empty() {
+            Preloaded::default()
+        } else {
+            self.store.preload(&keys, &access_keys).await.unwrap_or_default()
+        };
+        for (key, pending) in groups {
+            let indexes: BTreeSet<usize> = pending.iter().map(|p| p.index).collect();
+            match self
+                .on_failures(&key, pending, now, &mut preloaded, &mut out.metrics)
+                .await
+            {
+                Ok(()) => written += 1,
+                Err(e) => failed.push((indexes, e, Some(key))),
+            }
+        }
+        let stack_fault = written == 0;
+        for (indexes, error, key) in failed {
+            out.metrics.count_fault(&error);
+            if error.is_transient() || stack_fault {
+                out.retry.extend(indexes);
+            } else {
+                out.abandoned.extend(indexes);
+            }
+            out.faults.push(Fault::of(key.as_ref(), &error));
+        }
+        out
+    }
+
     /// The scheduled sweep: pages held incidents whose wait is over, and ends incidents quiet for the
     /// cool-down or whose failures stopped with a newer session.
     ///
@@ -1121,6 +1181,74 @@ mod tests {
     async fn run(rig: &Rig, events: &[Vec<u8>], now: Epoch) -> Outcome {
         let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
         rig.detector().process(&refs, now).await
+    }
+
+    /// A failure as the trail scan reads it from a log file (the record of `failure_event`).
+    fn trail_failure(id: &str, age: i64, session: &str) -> Failure {
+        let (rec, env) = decode(&failure_event(id, age, session)).unwrap().remove(0);
+        match classify(&rec, &env) {
+            Observation::Failure(f) => f,
+            _ => panic!("not a failure"),
+        }
+    }
+
+    async fn stored_failures(rig: &Rig) -> Vec<u64> {
+        rig.store
+            .groups(0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|g| g.stats.failures)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failure_eventbridge_never_delivered_becomes_an_incident_from_the_trail() {
+        let rig = Rig::new();
+        // The scan finds it some minutes late: past the wait a live page is held for.
+        let now = T0 + 3605 + 1200;
+        let out = rig
+            .detector()
+            .process_failures(vec![trail_failure("missed-1", 3605, "nightly")], now)
+            .await;
+        assert!(out.retry.is_empty() && out.faults.is_empty(), "{out:?}");
+        assert_eq!(out.metrics.incidents_opened.values().sum::<u64>(), 1);
+        assert_eq!(stored_failures(&rig).await, [1]);
+        let docs = rig.docs();
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        assert_eq!(docs[0]["verdict"], "stale-cache");
+    }
+
+    #[tokio::test]
+    async fn a_failure_delivered_live_and_found_in_the_trail_counts_once_and_a_second_scan_adds_nothing() {
+        let rig = Rig::new();
+        let now = T0 + 3700;
+        let out = run(&rig, &[failure_event("live-1", 3605, "nightly")], now).await;
+        assert!(out.retry.is_empty(), "{out:?}");
+        let scanned = || {
+            vec![
+                trail_failure("live-1", 3605, "nightly"),
+                trail_failure("missed-2", 3610, "nightly"),
+            ]
+        };
+        let out = rig.detector().process_failures(scanned(), now + 60).await;
+        assert_eq!(out.metrics.duplicates, 1);
+        assert_eq!(stored_failures(&rig).await, [2]);
+        let again = rig.detector().process_failures(scanned(), now + 900).await;
+        assert_eq!(again.metrics.duplicates, 2);
+        assert_eq!(stored_failures(&rig).await, [2]);
+        assert_eq!(rig.docs().len(), 1, "one page: {:?}", rig.docs());
+    }
+
+    #[tokio::test]
+    async fn a_trail_failure_without_an_event_id_is_left_out() {
+        let rig = Rig::new();
+        let mut f = trail_failure("x", 3605, "nightly");
+        f.event_id = None;
+        let out = rig.detector().process_failures(vec![f], T0 + 3700).await;
+        assert_eq!(out.skipped, [(0, DropReason::NotAnEvent)]);
+        assert!(stored_failures(&rig).await.is_empty());
+        assert!(rig.sink.notices().is_empty());
     }
 
     /// A failed AssumeRoleWithWebIdentity call of role `role`, asking for the session `name`.
