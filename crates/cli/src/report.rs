@@ -16,7 +16,7 @@ use tokenwatch_aws::lookup::{ISSUING_CALLS, Lookup, LookupError, LookupEvents};
 use tokenwatch_aws::trail::{TrailFilter, TrailLocation, TrailProgress, TrailReader};
 use tokenwatch_aws::{DynamoStore, SdkOptions, blocked, ready, sdk_config};
 use tokenwatch_core::ports::PortError;
-use tokenwatch_core::query::{Query, Since, state_report};
+use tokenwatch_core::query::{Query, Since, report_with_near_misses};
 use tokenwatch_core::time::Epoch;
 use tokenwatch_core::{Analyzer, Report, Severity, Verdict, Window};
 
@@ -291,7 +291,7 @@ fn from_table(args: &ReportArgs, mut query: Query, out: &Output) -> Result<ExitC
         let sdk = sdk_config(&SdkOptions::default()).await;
         ready(&sdk).await?;
         let store = DynamoStore::new(&sdk, table.clone());
-        state_report(&store, &query, now)
+        report_with_near_misses(&store, &query, now)
             .await
             .map_err(|e| aws_error(e).context(format!("reading the state table {table}")))
     })?;

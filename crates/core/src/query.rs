@@ -290,7 +290,8 @@ pub async fn report_with_near_misses<S: StateStore + NearMissStore>(
     query: &Query,
     now: Epoch,
 ) -> Result<Report, PortError> {
-    let mut report = state_report(store, query, now).await?;
+    // Boxed: the report's future is deep enough to pass a Lambda handler's type-layout recursion limit.
+    let mut report = Box::pin(state_report(store, query, now)).await?;
     if query.verdict.is_some_and(|v| v != Verdict::NearMiss)
         || query.min_severity.is_some_and(|s| s > Severity::Low)
     {

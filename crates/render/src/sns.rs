@@ -365,6 +365,106 @@ fn digest_items(report: &Document) -> Vec<(&Group, Option<&WorkloadEntry>)> {
         .collect()
 }
 
+/// The digest's near misses (docs/rules.md, "Near misses"): a line per workload, after the failures, with
+/// how close its latest session came and the fix; never in the subject, which pagers filter on.
+fn near_miss_lines(report: &Document, text: &mut String) {
+    let workloads = &report.near_misses.workloads;
+    if workloads.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        text,
+        "\nNear misses, not failures ({}): sessions used after their SDK would have refreshed them.",
+        crate::nearmiss::summary(&report.near_misses)
+    );
+    for w in workloads.iter().take(MAX_DIGEST_GROUPS) {
+        let latest = near_miss_group_of(report, w);
+        let principal = w
+            .principal
+            .as_deref()
+            .map(|p| p.rsplit(['/', ':']).next().unwrap_or(p))
+            .unwrap_or("(unknown principal)");
+        let label = match &w.session_pattern {
+            Some(pattern) => format!("{principal}/{pattern}"),
+            None => principal.to_owned(),
+        };
+        let label = match &w.account {
+            Some(account) => format!("{account} {label}"),
+            None => label,
+        };
+        let sessions = if w.groups == 1 {
+            "1 session".to_owned()
+        } else {
+            format!("{} sessions", w.groups)
+        };
+        let _ = write!(
+            text,
+            "\nLOW near-miss {}: {sessions}, {} near miss{}, last {}",
+            clean(&label, 160),
+            w.near_misses,
+            if w.near_misses == 1 { "" } else { "es" },
+            w.last_near_miss,
+        );
+        match latest {
+            Some(g) => {
+                let _ = writeln!(
+                    text,
+                    "; {}\n  Fix: {}",
+                    clean(&g.how_close, 200),
+                    clean(&g.fix, 300)
+                );
+            }
+            None => text.push('\n'),
+        }
+    }
+    if workloads.len() > MAX_DIGEST_GROUPS {
+        let _ = writeln!(
+            text,
+            "\n…and {} more near-miss workloads: `tokenwatch report` lists them all.",
+            workloads.len() - MAX_DIGEST_GROUPS
+        );
+    }
+}
+
+/// The latest near-miss group of workload `w`, which describes it.
+fn near_miss_group_of<'a>(
+    report: &'a Document,
+    w: &crate::nearmiss::NearMissWorkloadEntry,
+) -> Option<&'a crate::nearmiss::NearMissEntry> {
+    let principal = |p: &Option<String>| p.as_deref().map(|p| principal_key(p).to_owned());
+    report
+        .near_misses
+        .groups
+        .iter()
+        .filter(|g| {
+            g.account == w.account
+                && principal(&g.principal) == principal(&w.principal)
+                && g.workload == w.session_pattern
+        })
+        .max_by(|a, b| a.last_use.cmp(&b.last_use))
+}
+
+/// The digest document's near-miss workloads.
+fn near_miss_entries(report: &Document) -> serde_json::Value {
+    report
+        .near_misses
+        .workloads
+        .iter()
+        .take(MAX_DIGEST_GROUPS)
+        .map(|w| {
+            let latest = near_miss_group_of(report, w);
+            json!({
+                "account": w.account, "principal": w.principal, "session_pattern": w.session_pattern,
+                "sessions": w.groups, "near_misses": w.near_misses,
+                "first_near_miss": w.first_near_miss, "last_near_miss": w.last_near_miss,
+                "closest_seconds_before_expiry": w.closest_seconds_before_expiry,
+                "how_close": latest.map(|g| g.how_close.clone()),
+                "client": latest.map(|g| g.client),
+            })
+        })
+        .collect()
+}
+
 /// What a digest covers.
 struct Window {
     since: i64,
@@ -428,6 +528,7 @@ fn digest_message(
         }
         let _ = writeln!(text, "\n  Fix: {}", clean(&g.fix, 300));
     }
+    near_miss_lines(report, &mut text);
     if items.len() > listed {
         let _ = writeln!(
             text,
@@ -468,8 +569,12 @@ fn digest_message(
         "open_incidents": w.open,
         "failures": report.failures,
         "groups": entries,
-    })
-    .to_string();
+    });
+    let mut machine = machine;
+    if !report.near_misses.is_empty() {
+        machine["near_misses"] = near_miss_entries(report);
+    }
+    let machine = machine.to_string();
     let human = match ctx.format {
         AlertFormat::Standard => text.clone(),
         AlertFormat::Chatbot => json!({

@@ -9,8 +9,8 @@ pub mod config;
 use serde_json::{Value, json};
 use tokenwatch_core::Window;
 use tokenwatch_core::notice::{DigestNotice, Notice};
-use tokenwatch_core::ports::{AlertSink, PortError, StateStore};
-use tokenwatch_core::query::{Query, state_report};
+use tokenwatch_core::ports::{AlertSink, NearMissStore, PortError, StateStore};
+use tokenwatch_core::query::{Query, report_with_near_misses};
 use tokenwatch_core::time::{Epoch, format_time};
 use tokenwatch_render::{Document, Made};
 use tracing::info;
@@ -86,7 +86,7 @@ pub fn is_schedule(payload: &Value) -> bool {
 }
 
 /// Handles one invocation at time `now`.
-pub async fn handle<S: StateStore, A: AlertSink>(
+pub async fn handle<S: StateStore + NearMissStore, A: AlertSink>(
     payload: Value,
     reporter: &Reporter<'_, S, A>,
     now: Epoch,
@@ -103,7 +103,7 @@ pub async fn handle<S: StateStore, A: AlertSink>(
         }
         other => return Err(HandlerError::Query(format!("a JSON {}", kind(&other)))),
     };
-    let report = state_report(reporter.store, &query, now)
+    let report = report_with_near_misses(reporter.store, &query, now)
         .await
         .map_err(HandlerError::Store)?;
     info!(
@@ -137,7 +137,7 @@ fn kind(v: &Value) -> &'static str {
 ///
 /// Each attempt also prints a `DigestsPublished` or `DigestsFailed` metric line (EMF): the template alarms
 /// on failed digests only, so that a person's mistyped query, also a function error, pages nobody.
-async fn digest<S: StateStore, A: AlertSink>(
+async fn digest<S: StateStore + NearMissStore, A: AlertSink>(
     reporter: &Reporter<'_, S, A>,
     now: Epoch,
 ) -> Result<Value, HandlerError> {
@@ -154,15 +154,16 @@ async fn digest<S: StateStore, A: AlertSink>(
     outcome
 }
 
-async fn publish_digest<S: StateStore, A: AlertSink>(
+async fn publish_digest<S: StateStore + NearMissStore, A: AlertSink>(
     reporter: &Reporter<'_, S, A>,
     now: Epoch,
 ) -> Result<Value, HandlerError> {
     let since = reporter.digest.since_at(now);
-    let report = state_report(reporter.store, reporter.digest, now)
+    let report = report_with_near_misses(reporter.store, reporter.digest, now)
         .await
         .map_err(HandlerError::Store)?;
     let groups = report.findings.len();
+    let near_misses = report.near_misses.workloads.len();
     let notice = Notice::Digest(DigestNotice {
         report,
         since,
@@ -174,8 +175,8 @@ async fn publish_digest<S: StateStore, A: AlertSink>(
         .await
         .map_err(HandlerError::Publish)?;
     let alert_id = notice.alert_id();
-    info!(%alert_id, groups, "Digest published.");
-    Ok(json!({ "published": alert_id, "groups": groups }))
+    info!(%alert_id, groups, near_misses, "Digest published.");
+    Ok(json!({ "published": alert_id, "groups": groups, "near_miss_workloads": near_misses }))
 }
 
 #[cfg(test)]
@@ -284,7 +285,10 @@ mod tests {
         let published = published(&sink);
         assert_eq!(published.len(), 1);
         let alert = &published[0];
-        assert_eq!(out, json!({"published": alert.alert_id, "groups": 2}));
+        assert_eq!(
+            out,
+            json!({"published": alert.alert_id, "groups": 2, "near_miss_workloads": 0})
+        );
         assert_eq!(alert.attributes.get("kind").map(String::as_str), Some("digest"));
         assert!(
             !alert.attributes.contains_key("severity"),
@@ -396,5 +400,86 @@ mod tests {
         assert_eq!(lambda_runtime::Diagnostic::from(e).error_type, "Retryable");
         assert!(handle(schedule(), &r, 1_800_000_000).await.is_ok());
         assert_eq!(sink.notices().len(), 1);
+    }
+
+    /// A boto3 session of `role` copied out of its provider, last used 3 minutes before its lease end.
+    fn near_miss(key: &str, role: &str, last_use: Epoch) -> tokenwatch_core::nearmiss::SessionNearMiss {
+        use tokenwatch_core::assess::Lease;
+        use tokenwatch_core::nearmiss::{Occurrence, SessionNearMiss};
+        use tokenwatch_core::{Client, CredentialSource, LeaseSource};
+        let issued_at = last_use - 57 * 60;
+        SessionNearMiss {
+            account: Some("123456789012".into()),
+            principal: Some(format!("arn:aws:iam::123456789012:role/{role}")),
+            session: Some("nightly".into()),
+            client: Client::Boto3,
+            credential_source: CredentialSource::AssumeRole,
+            lease: Lease {
+                seconds: 3600,
+                source: LeaseSource::DefaultAssumeRole,
+            },
+            occurrence: Occurrence {
+                access_key_id: key.into(),
+                issued_at,
+                last_use,
+                lease_end: issued_at + 3600,
+                near_miss: tokenwatch_core::nearmiss::near_miss(last_use, Client::Boto3, issued_at + 3600)
+                    .unwrap(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn the_digest_has_a_line_per_near_miss_workload_of_its_day_and_pages_nobody() {
+        let store = filled_store().await;
+        let now = parse_time(NOW).unwrap();
+        store
+            .record_near_misses(
+                &[
+                    near_miss("ASIANM1", "nightly-etl", now - 3600),
+                    near_miss("ASIANM2", "weekly-etl", now - 3 * 86_400),
+                ],
+                now,
+            )
+            .await
+            .unwrap();
+        let sink = RecordingSink::default();
+        let digest = Query::default();
+        let r = reporter(&store, &sink, &digest);
+        let out = handle(schedule(), &r, now).await.unwrap();
+        assert_eq!(
+            (out["groups"].as_u64(), out["near_miss_workloads"].as_u64()),
+            (Some(2), Some(1))
+        );
+        let alerts = published(&sink);
+        let [alert] = &alerts[..] else {
+            panic!("{alerts:?}")
+        };
+        assert!(!alert.subject.contains("near"), "{}", alert.subject);
+        let message: Value = serde_json::from_str(&alert.message).unwrap();
+        let email = message["email"].as_str().unwrap();
+        let lines: Vec<&str> = email.lines().filter(|l| l.contains("near-miss")).collect();
+        assert_eq!(
+            lines,
+            [
+                "LOW near-miss 123456789012 nightly-etl/nightly: 1 session, 1 near miss, last 2026-11-02T09:00:00Z; used 3 min before expiry; botocore refreshes 10–15 min before"
+            ],
+            "{email}"
+        );
+        assert!(
+            !email.contains("weekly-etl"),
+            "older than the digest's day: {email}"
+        );
+        let machine: Value = serde_json::from_str(message["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(machine["near_misses"][0]["session_pattern"], "nightly");
+        // A digest without near misses has no such section.
+        let quiet = MemoryStore::default();
+        let sink = RecordingSink::default();
+        handle(schedule(), &reporter(&quiet, &sink, &digest), now)
+            .await
+            .unwrap();
+        let message: Value = serde_json::from_str(&published(&sink)[0].message).unwrap();
+        assert!(!message["email"].as_str().unwrap().contains("Near misses"));
+        assert!(message["sqs"].as_str().unwrap().find("near_misses").is_none());
     }
 }

@@ -9,6 +9,7 @@
 //! cannot be done at all: a listing or the partial's write failed.
 
 pub mod config;
+pub mod live;
 
 use std::sync::Arc;
 
