@@ -24,7 +24,7 @@ use tokenwatch_core::time::{Epoch, format_time};
 use tokenwatch_core::{Analyzer, Window};
 use tracing::{info, warn};
 
-use crate::config::LiveConfig;
+use tokenwatch_process::env::{ConfigError, Env};
 
 /// Why a scan failed as a whole (the next scheduled one tries again; nothing is lost meanwhile).
 #[derive(Debug, thiserror::Error)]
@@ -224,5 +224,151 @@ pub fn location(bucket: &str, prefix: &str) -> TrailLocation {
     TrailLocation {
         bucket: bucket.to_owned(),
         prefix: prefix.trim_matches('/').to_owned(),
+    }
+}
+
+/// Which work the function does: `backfill` (the default: items of the back-fill's Distributed Map) or
+/// `live` (the scheduled scan of the trail's last 2 hours, [`LiveConfig`]).
+pub const SCAN_MODE: &str = "SCAN_MODE";
+/// Live mode: the prefix the trail writes under (the part before `AWSLogs/`; empty for none).
+pub const TRAIL_PREFIX: &str = "TRAIL_PREFIX";
+/// Live mode: how far back each scan reads: seconds or a span (default 2h, 15m to 24h).
+pub const LIVE_SPAN: &str = "LIVE_SPAN";
+
+/// The function's mode, read from [`SCAN_MODE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Items of the back-fill.
+    Backfill,
+    /// The scheduled scan.
+    Live,
+}
+
+impl Mode {
+    /// Reads [`SCAN_MODE`] through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Mode, ConfigError> {
+        match Env(lookup).optional(SCAN_MODE).as_deref() {
+            None | Some("backfill") => Ok(Mode::Backfill),
+            Some("live") => Ok(Mode::Live),
+            Some(other) => Err(ConfigError {
+                variable: SCAN_MODE,
+                problem: format!("'{other}' is not a scan mode; expected backfill or live"),
+            }),
+        }
+    }
+}
+
+/// What the live mode is told: the trail, the window, and the detector's own configuration (state table,
+/// alert topic, paging floor, cool-down, suppressions), so that a failure the scan finds is decided as
+/// the detector decides one delivered live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveConfig {
+    /// The detector's variables.
+    pub detector: tokenwatch_detector::config::Config,
+    /// [`TRAIL_BUCKET`] and [`TRAIL_PREFIX`].
+    pub trail: tokenwatch_aws::trail::TrailLocation,
+    /// [`LIVE_SPAN`], in seconds.
+    pub span: tokenwatch_core::time::Epoch,
+    /// [`DOWNLOADS`].
+    pub downloads: usize,
+}
+
+impl LiveConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<LiveConfig, ConfigError> {
+        LiveConfig::from_lookup(|name| std::env::var(name).ok(), tokenwatch_process::now())
+    }
+
+    /// Reads variables through `lookup`; `now` dates suppressions given as spans.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        now: tokenwatch_core::time::Epoch,
+    ) -> Result<LiveConfig, ConfigError> {
+        let detector = tokenwatch_detector::config::Config::from_lookup(&lookup, now)?;
+        // The trail bucket's rule is the back-fill's; its other variables are not the live mode's.
+        let backfill = crate::config::Config::from_lookup(|name| match name {
+            crate::config::PARTIALS_BUCKET => Some("unused".to_owned()),
+            _ => lookup(name),
+        })?;
+        let env = Env(&lookup);
+        let prefix = env.optional(TRAIL_PREFIX).unwrap_or_default();
+        if prefix.contains("AWSLogs") || prefix.starts_with("s3:") {
+            return Err(ConfigError {
+                variable: TRAIL_PREFIX,
+                problem: format!(
+                    "'{prefix}' is not a trail's prefix; expected the part of its keys before AWSLogs/ (empty for none)"
+                ),
+            });
+        }
+        Ok(LiveConfig {
+            detector,
+            trail: location(&backfill.trail_bucket, &prefix),
+            span: env.span(
+                LIVE_SPAN,
+                tokenwatch_core::livescan::DEFAULT_SPAN,
+                (15 * 60, 86_400),
+            )?,
+            downloads: backfill.downloads,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TRAIL_BUCKET;
+    use std::collections::HashMap;
+
+    const NOW: i64 = 1_793_000_000;
+
+    fn config(vars: &[(&str, &str)]) -> Result<LiveConfig, ConfigError> {
+        let mut map: HashMap<String, String> = [
+            (TRAIL_BUCKET, "org-trail"),
+            ("TABLE_NAME", "tw-state"),
+            ("TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:tw-alerts"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in vars {
+            map.insert(k.to_string(), v.to_string());
+        }
+        LiveConfig::from_lookup(|k| map.get(k).cloned(), NOW)
+    }
+
+    #[test]
+    fn the_trail_and_the_detectors_variables_are_enough() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.trail.bucket, "org-trail");
+        assert_eq!(c.trail.prefix, "");
+        assert_eq!((c.span, c.downloads), (7200, 4));
+        assert_eq!(c.detector.common.table_name, "tw-state");
+        let c = config(&[(TRAIL_PREFIX, "org/"), (LIVE_SPAN, "3h")]).unwrap();
+        assert_eq!((c.trail.prefix.as_str(), c.span), ("org", 3 * 3600));
+    }
+
+    #[test]
+    fn a_bad_value_fails_the_cold_start_naming_its_variable() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[(TRAIL_BUCKET, "")], TRAIL_BUCKET),
+            (&[(TRAIL_PREFIX, "org/AWSLogs/")], TRAIL_PREFIX),
+            (&[(LIVE_SPAN, "5m")], LIVE_SPAN),
+            (&[("TABLE_NAME", "")], "TABLE_NAME"),
+            (&[("MIN_SEVERITY", "loud")], "MIN_SEVERITY"),
+        ];
+        for (vars, variable) in cases {
+            let e = config(vars).unwrap_err();
+            assert_eq!(e.variable, variable, "{e}");
+            assert!(e.to_string().starts_with(variable), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_mode_is_backfill_unless_told_live() {
+        assert_eq!(Mode::from_lookup(|_| None).unwrap(), Mode::Backfill);
+        assert_eq!(Mode::from_lookup(|_| Some("live".into())).unwrap(), Mode::Live);
+        let e = Mode::from_lookup(|_| Some("Live".into())).unwrap_err();
+        assert_eq!(e.variable, SCAN_MODE);
     }
 }

@@ -8,8 +8,8 @@ use tokenwatch_aws::partials::PartialStore;
 use tokenwatch_aws::trail::s3_client;
 use tokenwatch_aws::{DynamoStore, SdkOptions, SnsAlertSink, sdk_config};
 use tokenwatch_process::{init_logging, now};
-use tokenwatch_scanner::config::{Config, LiveConfig, Mode};
-use tokenwatch_scanner::live::{LiveScanner, scan};
+use tokenwatch_scanner::config::Config;
+use tokenwatch_scanner::live::{LiveConfig, LiveScanner, Mode, scan};
 use tokenwatch_scanner::{Scanner, handle};
 
 #[tokio::main]

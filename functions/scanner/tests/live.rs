@@ -18,7 +18,7 @@ use tokenwatch_core::ports::{NearMissStore, StateStore};
 use tokenwatch_core::query::{Query, report_with_near_misses};
 use tokenwatch_core::time::{Epoch, parse_time};
 use tokenwatch_reporter::{Reporter, handle as report};
-use tokenwatch_scanner::config::LiveConfig;
+use tokenwatch_scanner::live::LiveConfig;
 use tokenwatch_scanner::live::{LiveScanner, scan};
 use tokenwatch_testkit::{Emulator, unique};
 
