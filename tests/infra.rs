@@ -29,7 +29,7 @@ const ISSUING_CALLS: [&str; 5] = [
 ];
 
 /// Statements that must keep a `*` resource (or action): (template, resource, statement Sid, why).
-const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 10] = [
+const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 11] = [
     (
         "template.yaml",
         "TopicKey",
@@ -54,6 +54,12 @@ const WILDCARD_RESOURCES: [(&str, &str, &str, &str); 10] = [
         "ScannerRole",
         "ReadTheTrailsLogFiles",
         "the trail's log files: every object of the trail bucket the parameter names",
+    ),
+    (
+        "template.yaml",
+        "LiveScanRole",
+        "ReadTheTrailsLogFiles",
+        "the trail's log files: objects under AWSLogs/ (below the trail's prefix) of the bucket the parameter names",
     ),
     (
         "template.yaml",
@@ -602,7 +608,7 @@ fn reporter(t: &Value) -> (&str, &Value) {
     let detector = pipeline(t).function.0;
     let others: Vec<(&str, &Value)> = of_type(t, "AWS::Serverless::Function")
         .into_iter()
-        .filter(|(id, _)| *id != detector && *id != "ScannerFunction")
+        .filter(|(id, _)| *id != detector && *id != "ScannerFunction" && *id != "LiveScanFunction")
         .collect();
     assert_eq!(others.len(), 1, "the detector and the reporter");
     others[0]
@@ -741,17 +747,65 @@ fn config_variables(crate_dir: &Path) -> BTreeSet<String> {
     read
 }
 
+/// The trail scan is the scanner in live mode: its variables are those of functions/scanner/src/live.rs and
+/// the detector's (a missed failure is decided by the detector's rules, with the detector's values), but
+/// the re-check queue (held pages wait for the sweep), and the back-fill's trail bucket and downloads.
+fn live_scan_environment(function: &Value) {
+    let props = &function["Properties"];
+    let vars = &props["Environment"]["Variables"];
+    let set: BTreeSet<String> = vars.as_object().unwrap().keys().cloned().collect();
+    let scanner = infra_dir().join(props["CodeUri"].as_str().unwrap());
+    let source = std::fs::read_to_string(scanner.join("src/live.rs")).unwrap();
+    let own = regex::Regex::new(r#"(?m)^pub const [A-Z_]+: &str = "([A-Z_]+)";"#).unwrap();
+    let mut want: BTreeSet<String> = own.captures_iter(&source).map(|c| c[1].to_owned()).collect();
+    assert!(
+        want.contains("SCAN_MODE") && want.contains("LIVE_SPAN"),
+        "{want:?}"
+    );
+    want.extend(config_variables(&infra_dir().join("../functions/detector")));
+    want.extend(["TRAIL_BUCKET".to_owned(), "DOWNLOADS".to_owned()]);
+    for not_set in ["AWS_REGION", "RECHECK_QUEUE_URL"] {
+        want.remove(not_set);
+    }
+    assert_eq!(
+        set, want,
+        "LiveScanFunction: template variables vs live.rs and the detector's"
+    );
+    assert_eq!(vars["SCAN_MODE"], "live");
+    assert_eq!(vars["TABLE_NAME"], reference("StateTable"));
+    assert_eq!(vars["TOPIC_ARN"], reference("AlertTopic"));
+    // The same paging rules as the detector's.
+    let detector =
+        &template("template.yaml")["Resources"]["DetectorFunction"]["Properties"]["Environment"]["Variables"];
+    for shared in [
+        "MIN_SEVERITY",
+        "COOLDOWN",
+        "SUPPRESSIONS",
+        "ALERT_FORMAT",
+        "RUNBOOK_URL",
+        "DRILL_ROLE_ARN",
+        "DRILL_ACCOUNTS",
+    ] {
+        assert_eq!(vars[shared], detector[shared], "{shared}");
+    }
+    assert_eq!(function["Condition"], "LiveScans");
+}
+
 #[test]
 fn each_function_environment_is_what_its_configuration_reads() {
     let t = template("template.yaml");
     let functions = of_type(&t, "AWS::Serverless::Function");
     assert_eq!(
         functions.len(),
-        3,
-        "the detector, the reporter and the back-fill's scanner"
+        4,
+        "the detector, the reporter, the back-fill's scanner and the trail scan"
     );
     for (id, function) in functions {
         let props = &function["Properties"];
+        if id == "LiveScanFunction" {
+            live_scan_environment(function);
+            continue;
+        }
         let set: BTreeSet<String> = props["Environment"]["Variables"]
             .as_object()
             .unwrap()
@@ -875,7 +929,12 @@ fn only_the_functions_and_the_stack_alarms_publish_to_the_topic() {
     let s = as_list(&policy["Properties"]["PolicyDocument"]["Statement"]);
     let allows: Vec<&Value> = s.iter().filter(|s| s["Effect"] == "Allow").collect();
     assert_eq!(allows.len(), 2);
-    let roles = json!([get_att("DetectorRole", "Arn"), get_att("ReporterRole", "Arn")]);
+    let live_scan = json!({"Fn::If": ["LiveScans", get_att("LiveScanRole", "Arn"), {"Ref": "AWS::NoValue"}]});
+    let roles = json!([
+        get_att("DetectorRole", "Arn"),
+        get_att("ReporterRole", "Arn"),
+        live_scan
+    ]);
     assert_eq!(allows[0]["Principal"]["AWS"], roles);
     assert_eq!(allows[1]["Principal"]["Service"], "cloudwatch.amazonaws.com");
     let deny = s
@@ -889,6 +948,12 @@ fn only_the_functions_and_the_stack_alarms_publish_to_the_topic() {
             continue;
         }
         let role = get_att(f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap(), "Arn");
+        if id == "LiveScanFunction" {
+            // Its role exists only with the trail scan, and is listed only then.
+            assert_eq!(live_scan["Fn::If"][1], role, "{id}");
+            assert_eq!(f["Condition"], live_scan["Fn::If"][0], "{id}");
+            continue;
+        }
         assert!(roles.as_array().unwrap().contains(&role), "{id}");
     }
     for s in &s {
@@ -1875,8 +1940,8 @@ fn only_the_stack_schedules_may_invoke_the_functions() {
     assert_eq!(invoke_problems(&t), Vec::<String>::new());
     assert_eq!(
         of_type(&t, "AWS::Lambda::Permission").len(),
-        2,
-        "the sweep and the digest"
+        3,
+        "the sweep, the digest and the trail scan"
     );
     // A permission for everyone, one for the event rule (which feeds the queue, not the function), and a
     // function URL are all refused.
