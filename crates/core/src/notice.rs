@@ -85,6 +85,14 @@ pub struct DigestNotice {
     pub until: Epoch,
 }
 
+/// A near miss paged at `low` (docs/rules.md, "Near misses"): sent by the scheduled trail scan, once per
+/// session, only when the stack turns it on (they never page by default).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NearMissNotice {
+    /// The session's near miss.
+    pub near_miss: crate::nearmiss::SessionNearMiss,
+}
+
 /// One thing to publish.
 // Notices are a few per invocation and short-lived; a box would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -94,6 +102,8 @@ pub enum Notice {
     Incident(IncidentNotice),
     /// A digest.
     Digest(DigestNotice),
+    /// A near miss's page.
+    NearMiss(NearMissNotice),
 }
 
 impl Notice {
@@ -105,6 +115,10 @@ impl Notice {
                 printable(&format!("{}#{}#{}", n.incident, n.kind.as_str(), n.severity), 600)
             }
             Notice::Digest(d) => format!("digest@{}", d.until),
+            Notice::NearMiss(n) => printable(
+                &format!("near-miss#{}", n.near_miss.occurrence.access_key_id),
+                600,
+            ),
         }
     }
 
@@ -112,7 +126,7 @@ impl Notice {
     pub fn incident(&self) -> Option<&IncidentNotice> {
         match self {
             Notice::Incident(n) => Some(n),
-            Notice::Digest(_) => None,
+            Notice::Digest(_) | Notice::NearMiss(_) => None,
         }
     }
 }

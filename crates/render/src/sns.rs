@@ -11,7 +11,10 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 use tokenwatch_core::fleet::FleetTally;
-use tokenwatch_core::notice::{DigestNotice, IncidentNotice, Notice, NoticeKind, Resolution, printable};
+use tokenwatch_core::model::{Severity, Verdict};
+use tokenwatch_core::notice::{
+    DigestNotice, IncidentNotice, NearMissNotice, Notice, NoticeKind, Resolution, printable,
+};
 use tokenwatch_core::stats::principal_key;
 use tokenwatch_core::time::format_time;
 
@@ -149,6 +152,7 @@ pub fn render(notice: &Notice, style: &Style) -> Message {
             };
             render_digest(&Document::of(&d.report, made), d, alert_id, style)
         }
+        Notice::NearMiss(n) => render_near_miss(n, alert_id, style),
     }
 }
 
@@ -167,6 +171,134 @@ fn render_incident(n: &IncidentNotice, alert_id: String, style: &Style) -> Messa
         sessions: n.fleet.as_ref().map(|f| f.sessions),
     };
     render_group(&group, &page, alert_id, style)
+}
+
+/// A near miss's page (only when the stack makes near misses page): `low`, verdict `near-miss`, kind
+/// `open` so that a pager subscription filtering on kind or severity treats it as the page it was asked
+/// for. Nothing failed, and the text says so first.
+fn render_near_miss(n: &NearMissNotice, alert_id: String, ctx: &Style) -> Message {
+    let m = &n.near_miss;
+    let o = &m.occurrence;
+    let principal = m
+        .principal
+        .as_deref()
+        .map(|p| p.rsplit(['/', ':']).next().unwrap_or(p))
+        .unwrap_or("(unknown principal)");
+    let label = match &m.session {
+        Some(s) => format!("{principal}/{s}"),
+        None => principal.to_owned(),
+    };
+    let account = m
+        .account
+        .as_deref()
+        .map(|a| format!("{} ", ascii(a, 32)))
+        .unwrap_or_default();
+    let fixed = format!("[tokenwatch] LOW near-miss {account}");
+    let tail = format!(" ({} s before expiry)", o.near_miss.seconds_before_expiry);
+    let room = MAX_SUBJECT.saturating_sub(fixed.len() + tail.len());
+    let subject = ascii(&format!("{fixed}{}{tail}", ascii(&label, room)), MAX_SUBJECT);
+    let how = o.near_miss.describe();
+    let fix =
+        tokenwatch_core::remediation::remediation(Verdict::NearMiss, m.credential_source, Some(m.client))
+            .fix
+            .to_string();
+    let link = console_link(&ctx.region, &o.access_key_id);
+    let runbook = ctx.runbook_for(Verdict::NearMiss);
+    let mut text = format!("{subject}\n\n");
+    let _ = writeln!(
+        text,
+        "Nothing failed yet: {} was {how}. Its credentials were copied out of a refreshing provider; a run a \
+         little longer fails at the lease boundary.",
+        clean(&label, 160)
+    );
+    let _ = writeln!(text, "Fix: {}", clean(&fix, 300));
+    let _ = writeln!(
+        text,
+        "\nAccount {}, access key {}, client {}, credential source {}.",
+        clean(m.account.as_deref().unwrap_or("unknown"), 32),
+        clean(&o.access_key_id, 128),
+        m.client,
+        m.credential_source.as_str()
+    );
+    let _ = writeln!(
+        text,
+        "Issued {}, last used {}, lease end {} ({} s, {}).",
+        format_time(o.issued_at),
+        format_time(o.last_use),
+        format_time(o.lease_end),
+        m.lease.seconds,
+        m.lease.source.as_str()
+    );
+    if let Some(link) = &link {
+        let _ = writeln!(text, "CloudTrail: {link}");
+    }
+    if let Some(runbook) = &runbook {
+        let _ = writeln!(text, "Runbook: {runbook}");
+    }
+    let _ = writeln!(text, "Alert id: {alert_id}");
+    let machine = json!({
+        "schema": SCHEMA, "alert_id": alert_id, "kind": "open", "state": "open", "drill": false,
+        "verdict": Verdict::NearMiss, "severity": Severity::Low,
+        "account": m.account, "principal": m.principal, "session": m.session,
+        "client": m.client, "credential_source": m.credential_source,
+        "access_key_id": o.access_key_id, "issued_at": format_time(o.issued_at),
+        "last_use": format_time(o.last_use), "lease_end": format_time(o.lease_end),
+        "lease_seconds": m.lease.seconds, "lease_source": m.lease.source,
+        "seconds_before_expiry": o.near_miss.seconds_before_expiry, "how_close": how,
+        "remediation": fix,
+        "links": { "cloudtrail": link.iter().collect::<Vec<_>>(), "runbook": runbook },
+    })
+    .to_string();
+    let human = match ctx.format {
+        AlertFormat::Standard => text.clone(),
+        AlertFormat::Chatbot => json!({
+            "version": "1.0",
+            "source": "custom",
+            "id": alert_id,
+            "content": { "textType": "client-markdown", "title": subject, "description": md_lines(&clean_lines(text.split_once('\n').map_or("", |(_, rest)| rest).trim_start(), 3500)) },
+            "metadata": { "summary": subject, "eventType": "near-miss" },
+        })
+        .to_string(),
+    };
+    let https = if ctx.format == AlertFormat::Chatbot {
+        human.clone()
+    } else {
+        machine.clone()
+    };
+    let message = json!({
+        "default": human,
+        "email": text,
+        "sms": clean(&subject, MAX_SMS),
+        "sqs": machine,
+        "lambda": machine,
+        "https": https,
+    })
+    .to_string();
+    let attributes = BTreeMap::from([
+        ("alert_id".to_owned(), alert_id.clone()),
+        ("kind".to_owned(), "open".to_owned()),
+        ("severity".to_owned(), Severity::Low.as_str().to_owned()),
+        ("verdict".to_owned(), Verdict::NearMiss.as_str().to_owned()),
+        (
+            "account".to_owned(),
+            ascii(m.account.as_deref().unwrap_or("unknown"), 256),
+        ),
+        (
+            "principal".to_owned(),
+            ascii(m.principal.as_deref().unwrap_or("unknown"), 256),
+        ),
+        (
+            "credential_source".to_owned(),
+            m.credential_source.as_str().to_owned(),
+        ),
+        ("drill".to_owned(), "false".to_owned()),
+    ]);
+    Message {
+        alert_id,
+        subject,
+        message,
+        attributes,
+    }
 }
 
 /// A fleet's page names its workload, counts all its sessions and dates it from the workload's first
@@ -1404,5 +1536,67 @@ mod tests {
         assert_eq!(m["https"], m["default"], "Chatbot reads https subscriptions too");
         let machine: Value = serde_json::from_str(m["sqs"].as_str().unwrap()).unwrap();
         assert_eq!(machine["kind"], "digest");
+    }
+
+    fn near_miss_notice(session: &str) -> Notice {
+        use tokenwatch_core::assess::Lease;
+        use tokenwatch_core::nearmiss::{Occurrence, SessionNearMiss, near_miss};
+        let (issued_at, last_use) = (1_793_606_400, 1_793_606_400 + 3420);
+        Notice::NearMiss(NearMissNotice {
+            near_miss: SessionNearMiss {
+                account: Some("123456789012".into()),
+                principal: Some("arn:aws:iam::123456789012:role/etl".into()),
+                session: Some(session.into()),
+                client: Client::Boto3,
+                credential_source: CredentialSource::AssumeRole,
+                lease: Lease {
+                    seconds: 3600,
+                    source: LeaseSource::DefaultAssumeRole,
+                },
+                occurrence: Occurrence {
+                    access_key_id: "ASIANEARMISS0001".into(),
+                    issued_at,
+                    last_use,
+                    lease_end: issued_at + 3600,
+                    near_miss: near_miss(last_use, Client::Boto3, issued_at + 3600).unwrap(),
+                },
+            },
+        })
+    }
+
+    #[test]
+    fn a_near_miss_page_is_low_says_nothing_failed_and_escapes_its_session_name() {
+        let m = super::render(&near_miss_notice("nightly\n\u{1b}[31m\"}evil"), &Style::default());
+        assert!(m.subject.len() <= MAX_SUBJECT && m.subject.bytes().all(|b| (b' '..=b'~').contains(&b)));
+        assert!(
+            m.subject
+                .starts_with("[tokenwatch] LOW near-miss 123456789012 etl/nightly"),
+            "{}",
+            m.subject
+        );
+        assert_eq!(
+            (
+                m.attributes["severity"].as_str(),
+                m.attributes["verdict"].as_str(),
+                m.attributes["kind"].as_str()
+            ),
+            ("low", "near-miss", "open")
+        );
+        let message: Value = serde_json::from_str(&m.message).unwrap();
+        let email = message["email"].as_str().unwrap();
+        assert!(!email.contains('\u{1b}'), "{email}");
+        assert!(
+            email.contains("Nothing failed yet") && email.contains("used 3 min before expiry"),
+            "{email}"
+        );
+        let machine: Value = serde_json::from_str(message["sqs"].as_str().unwrap()).unwrap();
+        assert_eq!(machine["seconds_before_expiry"], 180);
+        assert_eq!(machine["verdict"], "near-miss");
+        assert_eq!(m.alert_id, "near-miss#ASIANEARMISS0001");
+        assert_eq!(
+            super::render(&near_miss_notice("nightly"), &Style::default()).alert_id,
+            m.alert_id,
+            "one id per session"
+        );
     }
 }

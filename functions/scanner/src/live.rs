@@ -17,6 +17,8 @@ use tokenwatch_aws::trail::{NoProgress, S3Client, TrailError, TrailLocation, Tra
 use tokenwatch_core::classify::Failure;
 use tokenwatch_core::incident::Policy;
 use tokenwatch_core::livescan::LiveWindow;
+use tokenwatch_core::model::Severity;
+use tokenwatch_core::notice::{NearMissNotice, Notice};
 use tokenwatch_core::pipeline::Detector;
 use tokenwatch_core::ports::{AlertSink, NearMissStore, PortError, StateStore};
 use tokenwatch_core::stats::group_key;
@@ -87,6 +89,8 @@ pub struct LiveOutcome {
     pub near_misses: usize,
     /// Of those, stored for the first time.
     pub near_misses_new: usize,
+    /// Near misses paged ([`NEAR_MISS_PAGES`]).
+    pub near_misses_paged: usize,
     /// Expiry failures in the files (each eventID once).
     pub failures: usize,
     /// Of those, not counted by the detector before this scan.
@@ -104,6 +108,7 @@ impl LiveOutcome {
             "Unread": self.unread.iter().map(|(n, r)| json!({"Name": n, "Reason": r})).collect::<Vec<_>>(),
             "NearMisses": self.near_misses,
             "NearMissesNew": self.near_misses_new,
+            "NearMissesPaged": self.near_misses_paged,
             "Failures": self.failures,
             "Missed": self.missed,
             "Recorded": self.recorded,
@@ -149,6 +154,28 @@ pub async fn scan<A: AlertSink>(live: &LiveScanner<'_, A>, now: Epoch) -> Result
         .await
         .map_err(LiveError::Store)?;
     out.near_misses_new = recorded.new.len();
+    if config.near_miss_pages && live.policy.min_severity <= Severity::Low {
+        for &i in &recorded.new {
+            let m = &sessions[i];
+            let key = group_key(&m.account, &m.principal, &m.session);
+            if live
+                .policy
+                .suppressions
+                .iter()
+                .any(|s| s.matches(&key, m.principal.as_deref(), now))
+            {
+                continue;
+            }
+            let notice = Notice::NearMiss(NearMissNotice { near_miss: m.clone() });
+            // Stored already, so a later scan will not page it: a page SNS refused is logged, not retried.
+            match live.sink.publish(&notice).await {
+                Ok(()) => out.near_misses_paged += 1,
+                Err(error) => {
+                    warn!(%error, alert_id = notice.alert_id(), "A near miss's page was not published.")
+                }
+            }
+        }
+    }
 
     // Only the failures no claim was stored for go to the detector: those it counted already would only
     // meet their claims (a write each), every scan, for the 2 hours they stay in the window.
@@ -211,6 +238,7 @@ pub async fn scan<A: AlertSink>(live: &LiveScanner<'_, A>, now: Epoch) -> Result
         unread = out.unread.len(),
         near_misses = out.near_misses,
         near_misses_new = out.near_misses_new,
+        near_misses_paged = out.near_misses_paged,
         failures = out.failures,
         missed = out.missed,
         recorded = out.recorded,
@@ -234,6 +262,10 @@ pub const SCAN_MODE: &str = "SCAN_MODE";
 pub const TRAIL_PREFIX: &str = "TRAIL_PREFIX";
 /// Live mode: how far back each scan reads: seconds or a span (default 2h, 15m to 24h).
 pub const LIVE_SPAN: &str = "LIVE_SPAN";
+
+/// Live mode: `true` makes a near miss found for the first time page at `low` (when the paging floor,
+/// `MIN_SEVERITY`, is `low` or below, and no suppression matches); `false`, the default: never a page.
+pub const NEAR_MISS_PAGES: &str = "NEAR_MISS_PAGES";
 
 /// The function's mode, read from [`SCAN_MODE`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,8 +301,10 @@ pub struct LiveConfig {
     pub trail: tokenwatch_aws::trail::TrailLocation,
     /// [`LIVE_SPAN`], in seconds.
     pub span: tokenwatch_core::time::Epoch,
-    /// [`DOWNLOADS`].
+    /// [`crate::config::DOWNLOADS`].
     pub downloads: usize,
+    /// [`NEAR_MISS_PAGES`].
+    pub near_miss_pages: bool,
 }
 
 impl LiveConfig {
@@ -300,7 +334,18 @@ impl LiveConfig {
                 ),
             });
         }
+        let near_miss_pages = match env.optional(NEAR_MISS_PAGES).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: NEAR_MISS_PAGES,
+                    problem: format!("'{other}' is not true or false"),
+                });
+            }
+        };
         Ok(LiveConfig {
+            near_miss_pages,
             detector,
             trail: location(&backfill.trail_bucket, &prefix),
             span: env.span(
@@ -342,15 +387,24 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.trail.bucket, "org-trail");
         assert_eq!(c.trail.prefix, "");
-        assert_eq!((c.span, c.downloads), (7200, 4));
+        assert_eq!((c.span, c.downloads, c.near_miss_pages), (7200, 4, false));
         assert_eq!(c.detector.common.table_name, "tw-state");
-        let c = config(&[(TRAIL_PREFIX, "org/"), (LIVE_SPAN, "3h")]).unwrap();
-        assert_eq!((c.trail.prefix.as_str(), c.span), ("org", 3 * 3600));
+        let c = config(&[
+            (TRAIL_PREFIX, "org/"),
+            (LIVE_SPAN, "3h"),
+            (NEAR_MISS_PAGES, "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.trail.prefix.as_str(), c.span, c.near_miss_pages),
+            ("org", 3 * 3600, true)
+        );
     }
 
     #[test]
     fn a_bad_value_fails_the_cold_start_naming_its_variable() {
-        let cases: [(&[(&str, &str)], &str); 5] = [
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[(NEAR_MISS_PAGES, "yes")], NEAR_MISS_PAGES),
             (&[(TRAIL_BUCKET, "")], TRAIL_BUCKET),
             (&[(TRAIL_PREFIX, "org/AWSLogs/")], TRAIL_PREFIX),
             (&[(LIVE_SPAN, "5m")], LIVE_SPAN),

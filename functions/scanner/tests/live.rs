@@ -75,7 +75,7 @@ struct Rig {
 }
 
 impl Rig {
-    async fn new() -> Rig {
+    async fn new(near_miss_pages: bool) -> Rig {
         let sdk = Emulator::Ministack.sdk().await;
         let s3 = s3_client(&sdk);
         let bucket = unique("tw-live-trail");
@@ -90,6 +90,7 @@ impl Rig {
                 "TABLE_NAME" => Some(table.clone()),
                 "TOPIC_ARN" => Some(format!("arn:aws:sns:us-east-1:{ACCOUNT}:tw-alerts")),
                 "AWS_REGION" => Some("us-east-1".into()),
+                "NEAR_MISS_PAGES" => Some(near_miss_pages.to_string()),
                 _ => None,
             },
             at(NOW),
@@ -144,7 +145,7 @@ const NOW: &str = "2026-11-02T10:00:00Z";
 
 #[tokio::test]
 async fn the_live_scan_records_near_misses_and_missed_failures_of_the_last_two_hours_once() {
-    let rig = Rig::new().await;
+    let rig = Rig::new(false).await;
     // Recent: a boto3 session copied out of its provider, used 3 minutes before its default hour ended
     // (a near miss); one used half-way (none); a Go v2 session to its last seconds (none: no early window).
     let near = call(
@@ -280,6 +281,13 @@ async fn the_live_scan_records_near_misses_and_missed_failures_of_the_last_two_h
     assert_eq!(rig.store.near_misses(0).await.unwrap(), stored);
     assert_eq!(groups(&rig.store).await, expected);
     assert_eq!(rig.pages(), ["delivered", "never-delivered"]);
+    assert!(
+        !rig.sink
+            .notices()
+            .iter()
+            .any(|n| matches!(n, Notice::NearMiss(_))),
+        "near misses never page by default"
+    );
 
     // The next digest has the near miss's line.
     let digest_sink = RecordingSink::default();
@@ -303,6 +311,53 @@ async fn the_live_scan_records_near_misses_and_missed_failures_of_the_last_two_h
     assert!(
         !email.contains("old-copy") && !email.contains("go-job") && !email.contains("refreshing"),
         "{email}"
+    );
+}
+
+#[tokio::test]
+async fn a_stack_that_pages_near_misses_pages_each_once_at_low() {
+    let rig = Rig::new(true).await;
+    let near = call(
+        "ASIANEARPAGE0001",
+        "nightly-copy",
+        "2026-11-02T08:58:00Z",
+        "2026-11-02T09:55:00Z",
+        BOTO3,
+        None,
+    );
+    let fine = call(
+        "ASIAFINEPAGE0001",
+        "refreshing",
+        "2026-11-02T09:00:00Z",
+        "2026-11-02T09:30:00Z",
+        BOTO3,
+        None,
+    );
+    rig.put(&log_key("20261102T0955Z"), gzip(&[near, fine])).await;
+    let now = at(NOW);
+    let first = rig.scan(now).await;
+    assert_eq!(
+        (first.near_misses_new, first.near_misses_paged),
+        (1, 1),
+        "{first:?}"
+    );
+    let second = rig.scan(now + 900).await;
+    assert_eq!(
+        (second.near_misses_new, second.near_misses_paged),
+        (0, 0),
+        "{second:?}"
+    );
+    let notices = rig.sink.notices();
+    let [Notice::NearMiss(page)] = &notices[..] else {
+        panic!("{notices:?}")
+    };
+    assert_eq!(page.near_miss.session.as_deref(), Some("nightly-copy"));
+    let message = tokenwatch_render::sns::render(&notices[0], &Default::default());
+    assert_eq!(message.attributes["severity"], "low");
+    assert_eq!(message.attributes["verdict"], "near-miss");
+    assert_eq!(
+        message.subject,
+        "[tokenwatch] LOW near-miss 123456789012 etl/nightly-copy (180 s before expiry)"
     );
 }
 
