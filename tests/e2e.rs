@@ -6,6 +6,7 @@ mod emulated;
 mod golden;
 mod infra;
 mod lambda;
+mod livescan;
 mod order;
 mod reporter;
 mod simulated;
