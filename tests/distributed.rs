@@ -313,7 +313,10 @@ async fn the_distributed_back_fill_gives_the_report_of_analyze_with_the_faults_n
     named(&faults[1], "CloudTrail");
     named(&faults[2], "AccessDenied");
     assert!(
-        stderr.contains(&format!("{} items (0 failed)", objects.len())),
+        stderr.contains(&format!(
+            "{} items (0 failed, 0 succeeded on a retry)",
+            objects.len()
+        )),
         "every object is an item:\n{stderr}"
     );
 

@@ -1234,7 +1234,11 @@ mod tests {
         )
         .await;
         let keys: Vec<&str> = errors.iter().map(|(k, _, _)| k.as_str()).collect();
-        assert_eq!(keys, ["archived", "denied", "gone", "not-a-log", "not-gzip"], "{errors:?}");
+        assert_eq!(
+            keys,
+            ["archived", "denied", "gone", "not-a-log", "not-gzip"],
+            "{errors:?}"
+        );
         for (key, kind, reason) in &errors {
             assert_eq!(*kind, ObjectErrorKind::Permanent, "{key}: {reason}");
         }
