@@ -116,10 +116,7 @@ pub enum ScanError {
 const NAMED_FAULTS: usize = 5;
 
 fn read_message(objects: &u64, errors: &[ObjectError]) -> String {
-    let mut m = format!(
-        "{} of {objects} objects met a fault a retry may not meet: ",
-        errors.len()
-    );
+    let mut m = format!("{} of {objects} objects met a transient fault: ", errors.len());
     let named: Vec<String> = errors
         .iter()
         .take(NAMED_FAULTS)
@@ -413,7 +410,9 @@ mod tests {
         let e = ScanError::Read { objects: 50, errors };
         let said = e.to_string();
         assert!(
-            said.starts_with("7 of 50 objects met a fault a retry may not meet: s3://org-trail/k0: s3:GetObject failed: SlowDown; "),
+            said.starts_with(
+                "7 of 50 objects met a transient fault: s3://org-trail/k0: s3:GetObject failed: SlowDown; "
+            ),
             "{said}"
         );
         assert!(

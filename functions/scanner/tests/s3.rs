@@ -279,7 +279,7 @@ async fn an_object_s3_cannot_serve_now_fails_the_item_as_retryable() {
     let said = e.to_string();
     assert!(
         said.starts_with(&format!(
-            "1 of 1 objects met a fault a retry may not meet: s3://tw-trail/{key}: "
+            "1 of 1 objects met a transient fault: s3://tw-trail/{key}: "
         )),
         "{said}"
     );
