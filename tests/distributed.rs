@@ -6,6 +6,11 @@
 //!
 //! ministack runs every item as its own invocation (it ignores `ItemBatcher`, so each item carries its
 //! job); the template's settings are otherwise as deployed.
+//!
+//! The map's Retry is met by the real scanner over real HTTP: its S3 requests go through a proxy in front
+//! of ministack's S3 that answers one object's `GET`s with `503 SlowDown` (S3's throttling) until the map
+//! has seen the item fail once, or on every attempt. `--stack NAME` reads a stack created on ministack's
+//! CloudFormation from the template's own back-fill bucket, condition and outputs.
 
 use std::path::Path;
 use std::process::Command;
@@ -920,8 +925,8 @@ async fn stack_names_the_back_fill_by_the_stack_s_outputs() {
     let stack = unique("tw-dist-stack");
     let trail = unique("tw-dist-trail");
     let (objects, faults) = upload_samples(&trail).await;
-    // The state machine first (the stack names it), writing to a bucket the stack makes: deployed
-    // once without partials bucket, then the stack, then the scanner with the stack's bucket.
+    // The stack first: it makes the work bucket the scanner then writes to, and names the state machine
+    // by the name the template gives it (`${AWS::StackName}-backfill`), which the deployment then makes.
     let placeholder = format!("arn:aws:states:us-east-1:{READER}:stateMachine:{stack}-backfill");
     let created = create_stack(&stack, &trail, &placeholder).await;
     let work = created.outputs["BackfillBucketName"].clone();
