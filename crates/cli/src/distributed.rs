@@ -290,16 +290,7 @@ pub(crate) async fn read(
         merged.counts.records,
         merged.counts.records as f64 / seconds,
     ));
-    match store.delete(&keys).await {
-        Ok(n) => out.note(&format!(
-            "deleted the run's {n} files from s3://{}/{}{run}/",
-            store.bucket, store.prefix
-        )),
-        Err(e) => out.note(&format!(
-            "could not delete s3://{}/{}{run}/ ({e}); the bucket's lifecycle rule expires it",
-            store.bucket, store.prefix
-        )),
-    }
+    note_deletion(&store, &run, store.delete(&keys).await, out);
     Ok(Read {
         partial: merged,
         unread,
@@ -355,7 +346,12 @@ async fn collect(store: &PartialStore, run: &str, settings: Settings) -> Result<
 
 /// Deletes the run's manifest and partials; a failure is only noted (the lifecycle rule expires them).
 async fn cleanup(store: &PartialStore, run: &str, out: &Output) {
-    match store.delete_run(run).await {
+    note_deletion(store, run, store.delete_run(run).await, out);
+}
+
+/// Says how deleting the run's files went.
+fn note_deletion(store: &PartialStore, run: &str, deleted: Result<usize, PortError>, out: &Output) {
+    match deleted {
         Ok(n) => out.note(&format!(
             "deleted the run's {n} files from s3://{}/{}{run}/",
             store.bucket, store.prefix

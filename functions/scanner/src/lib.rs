@@ -6,9 +6,8 @@
 //!
 //! Objects that cannot be read for a reason that will not go away (access denied, truncated gzip, not a
 //! CloudTrail log file) are named in the partial with their reason and the item succeeds. The item fails
-//! with the error type `Retryable`, and the map's Retry runs it again, when an object met a fault another
-//! attempt may not meet (throttling, a 5xx, a timeout, a dropped connection), or a listing or the
-//! partial's write failed so. The state machine passes the attempt (`$$.State.RetryCount`) with the batch,
+//! with the error type `Retryable`, and the map's Retry runs it again, when an object met a transient
+//! fault (throttling, a 5xx, a timeout, a dropped connection), or a listing or the partial's write did. The state machine passes the attempt (`$$.State.RetryCount`) with the batch,
 //! and the partial carries it, so the CLI counts the items that succeeded on a retry.
 
 pub mod config;
@@ -102,7 +101,8 @@ pub enum ScanError {
     /// The partial could not be written.
     #[error("writing the partial: {0}")]
     Write(#[source] PortError),
-    /// Objects met faults another attempt may not meet: the whole batch is read again.
+    /// Objects met transient faults (throttling, a 5xx, a timeout): the map's Retry reads the whole batch
+    /// again.
     #[error("{}", read_message(.objects, .errors))]
     Read {
         /// Objects of the batch.
@@ -274,7 +274,7 @@ pub async fn handle(payload: Value, scanner: &Scanner) -> Result<Value, ScanErro
             objects: summary.objects,
             errors: retryable,
         };
-        warn!(attempt, error = %error, "Item failed; the map retries it.");
+        warn!(attempt, error = %error, "Item failed; the map's Retry may run it again.");
         return Err(error);
     }
     let records = analyzer.records();
