@@ -39,6 +39,12 @@
 //! remove, when what it last saw is of that incident); a different incident id makes it return `None`
 //! with nothing written.
 //!
+//! `record_issuance` makes two `UpdateItem`s and no transaction: the session item, every fact
+//! `if_not_exists` (role chaining and a container's session set when a copy says so), so that replays and
+//! the two copies of a cross-account call leave the same item in any order; then the group's issue time
+//! (`ADD` to a set), which hands the group back (`ReturnValues`) for the detector to decide on. Either
+//! write alone leaves what a late delivery of the other would, and a retry redoes both.
+//!
 //! That the plans leave exactly what `FailureStats::merge` says, whatever a writer's view, is a property
 //! test (`evaluate.rs` applies them as DynamoDB would; `tests/adapters/merge.rs` records random histories
 //! on the emulators).
