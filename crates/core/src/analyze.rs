@@ -492,20 +492,22 @@ impl Analyzer {
         }
     }
 
-    /// A [`Analyzer::fork`] that scans usage into `usage`'s tables (emptied by
-    /// [`Analyzer::merge_reusing`]), so that a reader of many files does not grow fresh ones for each.
-    pub fn fork_reusing(&self, usage: SessionUse) -> Self {
-        debug_assert!(usage.is_empty());
-        Analyzer { usage, ..self.fork() }
+    /// A [`Analyzer::fork`] that reads one input on this analyzer's behalf with its usage of sessions,
+    /// lent: the input's calls add to it in place rather than to a table of their own merged after (on a
+    /// trail of short files, that growth and merge cost more than the scan). [`Analyzer::merge`] brings
+    /// it back, and so does [`Analyzer::drop_fork`] for an input that is refused.
+    pub fn fork_lending(&mut self) -> Self {
+        Analyzer {
+            usage: std::mem::take(&mut self.usage),
+            ..self.fork()
+        }
     }
 
-    /// As [`Analyzer::merge`], and hands back the sibling's usage tables, empty, for the next
-    /// [`Analyzer::fork_reusing`].
-    pub fn merge_reusing(&mut self, mut other: Analyzer) -> SessionUse {
-        let mut usage = std::mem::take(&mut other.usage);
-        self.usage.merge_from(&mut usage);
-        self.merge(other);
-        usage
+    /// Drops a [`Analyzer::fork_lending`] fork's records and takes back the usage it was lent. Only for
+    /// an input with no `eventTime` in it (refused as not CloudTrail): the usage scan counts a call by its
+    /// `eventTime`, so such an input added no use.
+    pub fn drop_fork(&mut self, fork: Analyzer) {
+        self.usage.merge(fork.usage);
     }
 
     /// Folds a sibling's records in.
@@ -568,8 +570,8 @@ impl Analyzer {
         // out for the call (moving it costs a few words) so the visitor can have the rest.
         let usage = std::cell::RefCell::new(std::mem::take(&mut self.usage));
         let keep = |v: &[u8]| {
-            usage.borrow_mut().scan(v);
-            INTERESTING.is_match(v) || crate::usage::carries_identity(v)
+            let carried = usage.borrow_mut().scan_value(v);
+            carried || INTERESTING.is_match(v)
         };
         open(bytes, &keep, &mut |opened| {
             self.records += 1;
