@@ -964,6 +964,30 @@ mod tests {
         assert_eq!(g.lease_seconds(), Some(3600));
     }
 
+    /// The fields the prefilter and the usage scan look for are found on either side of the identity, in
+    /// CloudTrail's order (identity first) as in any other.
+    #[test]
+    fn failures_and_issuing_calls_are_found_after_the_identity_as_before_it() {
+        let identity_first = |v: &str| {
+            let mut record: serde_json::Map<String, serde_json::Value> = serde_json::from_str(v).unwrap();
+            let identity = record.remove("userIdentity").unwrap();
+            let rest = serde_json::Value::Object(record).to_string();
+            format!(r#"{{"userIdentity":{identity},{}"#, &rest[1..])
+        };
+        let values = [
+            failure_json("f1", "2026-11-02T09:00:10Z", "ASIAKEY1"),
+            failure_json("f2", "2026-11-02T09:05:00Z", "ASIAKEY1"),
+            ISSUE.to_string(),
+        ];
+        let first: Vec<String> = values.iter().map(|v| identity_first(v)).collect();
+        assert!(first.iter().all(|v| v.starts_with(r#"{"userIdentity":"#)));
+        let (before, after) = (report_of(&values), report_of(&first));
+        assert_eq!((after.records, after.failures), (3, 2));
+        assert_eq!(after.findings[0].verdict(), Verdict::StaleCache);
+        assert_eq!(after.findings[0].lease_seconds(), Some(3600));
+        assert_eq!(format!("{:?}", after.findings), format!("{:?}", before.findings));
+    }
+
     #[test]
     fn a_repeated_event_id_counts_once_across_forks() {
         let mut a = Analyzer::default();
