@@ -6,6 +6,11 @@
 //!
 //! ministack runs every item as its own invocation (it ignores `ItemBatcher`, so each item carries its
 //! job); the template's settings are otherwise as deployed.
+//!
+//! The map's Retry is met by the real scanner over real HTTP: its S3 requests go through a proxy in front
+//! of ministack's S3 that answers one object's `GET`s with `503 SlowDown` (S3's throttling) until the map
+//! has seen the item fail once, or on every attempt. `--stack NAME` reads a stack created on ministack's
+//! CloudFormation from the template's own back-fill bucket, condition and outputs.
 
 use std::path::Path;
 use std::process::Command;
@@ -65,19 +70,38 @@ struct Backfill {
 /// Deploys the scanner (reading `trail`) and the state machine as the template defines them, with
 /// `parameters` overriding the defaults.
 async fn deploy(stack: &str, trail: &str, parameters: &[(&str, String)]) -> Backfill {
+    deploy_with(stack, trail, parameters, Around::default()).await
+}
+
+/// What a deployment has around it besides the template's settings.
+#[derive(Default)]
+struct Around {
+    /// The work bucket, made already (by a stack); `None`: make one.
+    work: Option<String>,
+    /// The scanner's S3 endpoint (`AWS_ENDPOINT_URL_S3`), when it is not ministack's.
+    s3_endpoint: Option<String>,
+}
+
+async fn deploy_with(stack: &str, trail: &str, parameters: &[(&str, String)], around: Around) -> Backfill {
     use aws_sdk_lambda::primitives::Blob;
     use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime, State};
 
     let sdk = Emulator::Ministack.sdk_as(READER).await;
     let template = crate::infra::template("template.yaml");
-    let work = unique("tw-dist-work");
-    s3(READER)
-        .await
-        .create_bucket()
-        .bucket(&work)
-        .send()
-        .await
-        .unwrap();
+    let work = match around.work {
+        Some(work) => work,
+        None => {
+            let work = unique("tw-dist-work");
+            s3(READER)
+                .await
+                .create_bucket()
+                .bucket(&work)
+                .send()
+                .await
+                .unwrap();
+            work
+        }
+    };
 
     let function = &template["Resources"]["ScannerFunction"];
     let fp = &function["Properties"];
@@ -100,6 +124,9 @@ async fn deploy(stack: &str, trail: &str, parameters: &[(&str, String)]) -> Back
         environment = environment.variables(name, value);
     }
     environment = environment.variables("AWS_ENDPOINT_URL", Emulator::Ministack.endpoint());
+    if let Some(endpoint) = around.s3_endpoint {
+        environment = environment.variables("AWS_ENDPOINT_URL_S3", endpoint);
+    }
     let architecture = match std::env::consts::ARCH {
         "aarch64" => Architecture::Arm64,
         _ => Architecture::X8664,
@@ -234,24 +261,33 @@ async fn upload_samples(trail: &str) -> (Vec<(String, Vec<u8>)>, [String; 3]) {
     (objects, faults)
 }
 
-/// Runs `tokenwatch` as the stack's account against ministack; returns (exit code, stdout, stderr).
-fn tokenwatch(args: &[&str]) -> (i32, String, String) {
+/// `tokenwatch ARGS` as the stack's account against ministack.
+fn tokenwatch_command(args: &[&str]) -> Command {
     let (path, _) = checked_binary("tokenwatch", "crates/cli");
-    let out = Command::new(path)
+    let mut command = Command::new(path);
+    command
         .args(args)
         .env("AWS_ENDPOINT_URL", Emulator::Ministack.endpoint())
         .env("AWS_ACCESS_KEY_ID", READER)
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
         .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .output()
-        .unwrap();
+        .env_remove("AWS_SESSION_TOKEN");
+    command
+}
+
+/// (exit code, stdout, stderr) of a finished `tokenwatch`.
+fn outcome(out: std::process::Output) -> (i32, String, String) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `tokenwatch` as the stack's account against ministack; returns (exit code, stdout, stderr).
+fn tokenwatch(args: &[&str]) -> (i32, String, String) {
+    outcome(tokenwatch_command(args).output().unwrap())
 }
 
 /// A report document without the time it was made.
@@ -313,7 +349,10 @@ async fn the_distributed_back_fill_gives_the_report_of_analyze_with_the_faults_n
     named(&faults[1], "CloudTrail");
     named(&faults[2], "AccessDenied");
     assert!(
-        stderr.contains(&format!("{} items (0 failed)", objects.len())),
+        stderr.contains(&format!(
+            "{} items (0 failed, 0 succeeded on a retry)",
+            objects.len()
+        )),
         "every object is an item:\n{stderr}"
     );
 
@@ -367,7 +406,12 @@ async fn a_back_fill_whose_items_all_fail_is_an_error_naming_them_and_leaves_no_
 /// `tokenwatch report --from-trail s3://BUCKET --distributed` with `backfill`'s state machine and work
 /// bucket, giving up after `timeout` seconds, as JSON: (exit code, stdout, stderr).
 fn distributed(bucket: &str, backfill: &Backfill, timeout: &str) -> (i32, String, String) {
-    tokenwatch(&[
+    outcome(distributed_command(bucket, backfill, timeout).output().unwrap())
+}
+
+/// The command [`distributed`] runs.
+fn distributed_command(bucket: &str, backfill: &Backfill, timeout: &str) -> Command {
+    tokenwatch_command(&[
         "report",
         "--from-trail",
         &format!("s3://{bucket}"),
@@ -505,4 +549,443 @@ async fn a_million_simulated_records_give_the_report_of_analyze() {
     );
     assert_eq!(records, 1_000_000, "every record read once");
     assert!(leftovers(&backfill.work).await.is_empty());
+}
+
+/// ministack's S3 as the scanner sees it through a proxy that answers every `GET` of one object with
+/// `503 SlowDown` while it is armed: the throttling S3 gives a hot prefix, met by the real scanner
+/// over real HTTP. Each request gets its own upstream connection (`Connection: close`), so each is seen.
+struct ThrottledS3 {
+    endpoint: String,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ThrottledS3 {
+    async fn start(key: &str) -> ThrottledS3 {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = Emulator::Ministack
+            .endpoint()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let armed = Arc::new(AtomicBool::new(true));
+        let throttled = Arc::new(AtomicUsize::new(0));
+        let (a, t, suffix) = (Arc::clone(&armed), Arc::clone(&throttled), format!("/{key}"));
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (armed, throttled, suffix, upstream) =
+                    (Arc::clone(&a), Arc::clone(&t), suffix.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let end = loop {
+                        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match client.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                    let mut words = head.split(' ');
+                    let (method, target) =
+                        (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+                    let path = target.split('?').next().unwrap_or_default();
+                    if method == "GET" && path.ends_with(&suffix) && armed.load(Ordering::SeqCst) {
+                        throttled.fetch_add(1, Ordering::SeqCst);
+                        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+                                    <Message>Please reduce your request rate.</Message></Error>";
+                        let response = format!(
+                            "HTTP/1.1 503 Slow Down\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\
+                             connection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = client.write_all(response.as_bytes()).await;
+                        return;
+                    }
+                    let mut rewritten: Vec<String> = head
+                        .trim_end()
+                        .split("\r\n")
+                        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                        .map(str::to_owned)
+                        .collect();
+                    rewritten.push("Connection: close".into());
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let mut out = (rewritten.join("\r\n") + "\r\n\r\n").into_bytes();
+                    out.extend_from_slice(&buffer[end..]);
+                    if server.write_all(&out).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        ThrottledS3 {
+            endpoint,
+            armed,
+            throttled,
+        }
+    }
+
+    fn heal(&self) {
+        self.armed.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn throttled(&self) -> usize {
+        self.throttled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The items (child executions) of the map run of `state_machine`'s newest execution, each with its
+/// input and the number of its scanner attempts that failed (`TaskFailed` in its history).
+async fn items_of(state_machine: &str) -> Vec<(String, String, usize)> {
+    let sfn = aws_sdk_sfn::Client::new(&Emulator::Ministack.sdk_as(READER).await);
+    let Ok(executions) = sfn
+        .list_executions()
+        .state_machine_arn(state_machine)
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let Some(execution) = executions.executions().first() else {
+        return Vec::new();
+    };
+    let Ok(runs) = sfn
+        .list_map_runs()
+        .execution_arn(execution.execution_arn())
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let Some(run) = runs.map_runs().first() else {
+        return Vec::new();
+    };
+    let mut items = Vec::new();
+    let Ok(children) = sfn.list_executions().map_run_arn(run.map_run_arn()).send().await else {
+        return Vec::new();
+    };
+    for child in children.executions() {
+        let arn = child.execution_arn();
+        let input = match sfn.describe_execution().execution_arn(arn).send().await {
+            Ok(d) => d.input().unwrap_or_default().to_owned(),
+            Err(_) => continue,
+        };
+        let failed = match sfn.get_execution_history().execution_arn(arn).send().await {
+            Ok(h) => h
+                .events()
+                .iter()
+                .filter(|e| e.r#type().as_str() == "TaskFailed")
+                .count(),
+            Err(_) => continue,
+        };
+        items.push((child.status().as_str().to_owned(), input, failed));
+    }
+    items
+}
+
+/// The template's Retry of the scanner's task for the error type `Retryable`: its MaxAttempts.
+fn retries_of_retryable() -> usize {
+    let template = crate::infra::template("template.yaml");
+    let definition =
+        template["Resources"]["BackfillStateMachine"]["Properties"]["DefinitionString"]["Fn::Sub"][0]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let definition: Value = serde_json::from_str(
+        &regex::Regex::new(r"\$\{[^}]+\}")
+            .unwrap()
+            .replace_all(&definition, "1"),
+    )
+    .unwrap();
+    let retry = &definition["States"]["Scan"]["ItemProcessor"]["States"]["ScanBatch"]["Retry"];
+    let retrier = retry
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["ErrorEquals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "Retryable")
+        })
+        .expect("the scanner's task retries Retryable");
+    assert!(retrier["BackoffRate"].as_f64().unwrap() > 1.0, "with backoff");
+    retrier["MaxAttempts"].as_u64().unwrap() as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_s3_throttles_once_is_retried_by_the_map_and_counted_and_the_report_is_analyze_s() {
+    let stack = unique("tw-dist-retry");
+    let trail = unique("tw-dist-trail");
+    let (objects, faults) = upload_samples(&trail).await;
+    let throttled_key = objects[0].0.clone();
+    let proxy = ThrottledS3::start(&throttled_key).await;
+    let backfill = deploy_with(
+        &stack,
+        &trail,
+        &[],
+        Around {
+            s3_endpoint: Some(proxy.endpoint.clone()),
+            ..Around::default()
+        },
+    )
+    .await;
+
+    let running = distributed_command(&trail, &backfill, "600")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // S3 throttles the object until the map has seen its item fail once; then the map's retry reads it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let items = items_of(&backfill.state_machine).await;
+        if items
+            .iter()
+            .any(|(_, input, failed)| input.contains(&throttled_key) && *failed >= 1)
+        {
+            proxy.heal();
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the throttled item never failed: {items:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, stdout, stderr) = outcome(
+        tokio::task::spawn_blocking(move || running.wait_with_output().unwrap())
+            .await
+            .unwrap(),
+    );
+    assert!(proxy.throttled() >= 1);
+    eprintln!(
+        "S3 throttled the object {} times
+{stderr}",
+        proxy.throttled()
+    );
+
+    assert_eq!(
+        code, 2,
+        "the three faults still make the report partial\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} items (0 failed, 1 succeeded on a retry)",
+            objects.len()
+        )),
+        "the retried item is counted:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains(&throttled_key),
+        "the retried object is not named:\n{stderr}"
+    );
+    let items = items_of(&backfill.state_machine).await;
+    let retried: Vec<_> = items.iter().filter(|(_, _, failed)| *failed > 0).collect();
+    assert_eq!(retried.len(), 1, "{items:?}");
+    assert!(
+        retried[0].1.contains(&throttled_key) && retried[0].0 == "SUCCEEDED",
+        "{retried:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let expected = analyze(&objects, &faults[2], dir.path());
+    assert_eq!(report_of(&stdout), expected, "--distributed and analyze differ");
+    assert!(leftovers(&backfill.work).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_s3_throttles_on_every_attempt_is_named_with_its_reason_after_the_map_s_retries() {
+    let stack = unique("tw-dist-throttled");
+    let trail = unique("tw-dist-trail");
+    let (objects, faults) = upload_samples(&trail).await;
+    let throttled_key = objects[0].0.clone();
+    let proxy = ThrottledS3::start(&throttled_key).await;
+    // One item of the samples' is more than the default 5 % the map tolerates; half lets the run end.
+    let backfill = deploy_with(
+        &stack,
+        &trail,
+        &[("BackfillToleratedFailurePercentage", "50".into())],
+        Around {
+            s3_endpoint: Some(proxy.endpoint.clone()),
+            ..Around::default()
+        },
+    )
+    .await;
+    let (code, stdout, stderr) = distributed(&trail, &backfill, "600");
+    eprintln!("S3 throttled the object {} times\n{stderr}", proxy.throttled());
+    assert_eq!(code, 2, "a failed item makes the report partial\n{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&format!(" s3://{trail}/{throttled_key}: ")))
+        .unwrap_or_else(|| panic!("the throttled object is not named:\n{stderr}"));
+    assert!(
+        line.contains("the scanner's item failed: Retryable: 1 of 1 objects met a transient fault")
+            && line.contains("SlowDown"),
+        "{line}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} items (1 failed, 0 succeeded on a retry)",
+            objects.len()
+        )),
+        "{stderr}"
+    );
+    let attempts = 1 + retries_of_retryable();
+    let items = items_of(&backfill.state_machine).await;
+    let failed: Vec<_> = items.iter().filter(|(_, _, failed)| *failed > 0).collect();
+    assert_eq!(failed.len(), 1, "{items:?}");
+    assert_eq!(
+        (failed[0].0.as_str(), failed[0].2),
+        ("FAILED", attempts),
+        "every attempt failed: {failed:?}"
+    );
+    assert!(proxy.throttled() >= attempts);
+
+    // The report is analyze's over the objects that were read.
+    let dir = tempfile::tempdir().unwrap();
+    let read: Vec<(String, Vec<u8>)> = objects
+        .iter()
+        .filter(|(k, _)| *k != throttled_key)
+        .cloned()
+        .collect();
+    let expected = analyze(&read, &faults[2], dir.path());
+    assert_eq!(report_of(&stdout), expected, "--distributed and analyze differ");
+    assert!(leftovers(&backfill.work).await.is_empty());
+}
+
+/// A stack on ministack's CloudFormation with the template's own back-fill bucket, its `Backfills`
+/// condition and its two back-fill outputs (the state machine stands in as a parameter named as the
+/// resource, so the output's `Ref` reads it): what `--stack` reads of a deployed stack.
+async fn create_stack(name: &str, trail: &str, state_machine: &str) -> tokenwatch_aws::probe::Stack {
+    let template = crate::infra::template("template.yaml");
+    let mut parameters = serde_json::Map::new();
+    for p in ["BackfillTrailBucket", "BackfillPartialsDays"] {
+        parameters.insert(p.into(), template["Parameters"][p].clone());
+    }
+    parameters.insert("BackfillStateMachine".into(), json!({"Type": "String"}));
+    let mut outputs = serde_json::Map::new();
+    for o in ["BackfillStateMachineArn", "BackfillBucketName"] {
+        outputs.insert(o.into(), template["Outputs"][o].clone());
+    }
+    let body = json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": parameters,
+        "Conditions": {"Backfills": template["Conditions"]["Backfills"].clone()},
+        "Resources": {"BackfillBucket": template["Resources"]["BackfillBucket"].clone()},
+        "Outputs": outputs,
+    })
+    .to_string();
+    let sdk = Emulator::Ministack.sdk_as(READER).await;
+    let prober = tokenwatch_aws::probe::Prober::new(&sdk);
+    let credentials = tokenwatch_aws::drill::operator_credentials(&sdk).await.unwrap();
+    use tokenwatch_aws::probe::QueryService::CloudFormation;
+    prober
+        .query(
+            CloudFormation,
+            "CreateStack",
+            &[
+                ("StackName", name),
+                ("TemplateBody", &body),
+                ("Parameters.member.1.ParameterKey", "BackfillTrailBucket"),
+                ("Parameters.member.1.ParameterValue", trail),
+                ("Parameters.member.2.ParameterKey", "BackfillStateMachine"),
+                ("Parameters.member.2.ParameterValue", state_machine),
+            ],
+            &credentials,
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stack = tokenwatch_aws::drill::describe_stack(&prober, &credentials, name)
+            .await
+            .unwrap();
+        if !stack.status.ends_with("_IN_PROGRESS") {
+            assert_eq!(stack.status, "CREATE_COMPLETE", "{stack:?}");
+            return stack;
+        }
+        assert!(Instant::now() < deadline, "{stack:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_names_the_back_fill_by_the_stack_s_outputs() {
+    let stack = unique("tw-dist-stack");
+    let trail = unique("tw-dist-trail");
+    let (objects, faults) = upload_samples(&trail).await;
+    // The stack first: it makes the work bucket the scanner then writes to, and names the state machine
+    // by the name the template gives it (`${AWS::StackName}-backfill`), which the deployment then makes.
+    let placeholder = format!("arn:aws:states:us-east-1:{READER}:stateMachine:{stack}-backfill");
+    let created = create_stack(&stack, &trail, &placeholder).await;
+    let work = created.outputs["BackfillBucketName"].clone();
+    let backfill = deploy_with(
+        &stack,
+        &trail,
+        &[],
+        Around {
+            work: Some(work.clone()),
+            ..Around::default()
+        },
+    )
+    .await;
+    assert_eq!(backfill.state_machine, created.outputs["BackfillStateMachineArn"]);
+
+    let args = |bucket: &str| {
+        tokenwatch(&[
+            "report",
+            "--from-trail",
+            &format!("s3://{bucket}"),
+            "--distributed",
+            "--stack",
+            &stack,
+            "--timeout",
+            "600",
+            "--format",
+            "json",
+        ])
+    };
+    let (code, stdout, stderr) = args(&trail);
+    assert_eq!(code, 2, "the faults make the report partial: exit 2\n{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        report_of(&stdout),
+        analyze(&objects, &faults[2], dir.path()),
+        "--distributed --stack and analyze differ"
+    );
+    assert!(
+        stderr.contains(&format!("s3://{work}/tokenwatch-partials/")),
+        "{stderr}"
+    );
+    assert!(leftovers(&work).await.is_empty());
+
+    // The stack's scanner reads only its own trail bucket: another is refused before anything runs.
+    let (code, _, stderr) = args("tw-some-other-trail");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("reads the bucket {trail}, not tw-some-other-trail")),
+        "{stderr}"
+    );
+    // A stack without the back-fill's outputs.
+    let (code, _, stderr) = tokenwatch(&[
+        "report",
+        "--from-trail",
+        &format!("s3://{trail}"),
+        "--distributed",
+        "--stack",
+        "tw-no-such-stack",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("tw-no-such-stack"), "{stderr}");
 }

@@ -742,3 +742,233 @@ async fn fifty_interleaved_sessions_cost_at_most_1_2_dynamodb_calls_per_failure_
     subscriber.delete(&sdk).await;
     delete_table(&sdk, &store).await;
 }
+
+// -----------------------------------------------------------------------------------------------------
+// Issuing calls on their own path: EventBridge's issuance rule invokes the function with one event
+// -----------------------------------------------------------------------------------------------------
+
+/// An event the issuance rule sends the function (infra/template.yaml, `IssuanceRule`): a successful STS
+/// call that issues a session. Everything else reaches it through the queue.
+fn issuing_call(e: &Value) -> bool {
+    let d = &e["detail"];
+    d["eventSource"] == "sts.amazonaws.com"
+        && tokenwatch_aws::lookup::ISSUING_CALLS.contains(&d["eventName"].as_str().unwrap_or(""))
+        && d.get("errorCode").is_none()
+}
+
+/// Delivers `event` as the issuance rule does: the function invoked with the event itself.
+async fn invoke_directly<S: StateStore, A: AlertSink>(
+    detector: &Detector<'_, S, A>,
+    event: &Value,
+    now: Epoch,
+) {
+    tokenwatch_detector::handle(event.clone(), detector, &(), now)
+        .await
+        .unwrap_or_else(|e| panic!("the invocation failed: {e}"));
+}
+
+/// A scenario routed as the template routes it: each issuing call a direct invocation of its own, and
+/// twice (EventBridge and Lambda deliver at least once), the failures in queue batches of 3.
+async fn feed_split<S: StateStore, A: AlertSink>(detector: &Detector<'_, S, A>, dir: &std::path::Path) {
+    let events = scenario_events(dir);
+    let last = events.iter().map(event_time).max().unwrap_or_default();
+    for chunk in events.chunks(3) {
+        let now = chunk.iter().map(event_time).max().unwrap_or_default() + 60;
+        let (issuances, others): (Vec<&Value>, Vec<&Value>) = chunk.iter().partition(|e| issuing_call(e));
+        for e in issuances {
+            invoke_directly(detector, e, now).await;
+            invoke_directly(detector, e, now).await;
+        }
+        if others.is_empty() {
+            continue;
+        }
+        let records: Vec<Value> = others
+            .iter()
+            .enumerate()
+            .map(|(i, e)| json!({"messageId": format!("m{i}"), "eventSource": "aws:sqs", "body": e.to_string()}))
+            .collect();
+        let out = tokenwatch_detector::handle(json!({ "Records": records }), detector, &(), now)
+            .await
+            .expect("a queue batch");
+        assert_eq!(out["batchItemFailures"], json!([]), "{}", dir.display());
+    }
+    detector.sweep(last + 700).await.unwrap();
+}
+
+#[tokio::test]
+async fn every_sample_with_its_issuing_calls_invoked_one_by_one_pages_what_its_expected_findings_imply() {
+    let sdk = Emulator::Moto.sdk().await;
+    let policy = policy();
+    let mut problems = Vec::new();
+    let mut issuing_calls = 0;
+    for dir in scenarios() {
+        issuing_calls += scenario_events(&dir).iter().filter(|e| issuing_call(e)).count();
+        let store = fresh_store(&sdk).await;
+        let subscriber = Subscriber::with_new_topic(&sdk).await;
+        let sink = Counted::new(SnsAlertSink::new(&sdk, &subscriber.topic_arn, style()));
+        let detector = Detector {
+            store: &store,
+            sink: &sink,
+            policy: &policy,
+        };
+        feed_split(&detector, &dir).await;
+        let received = subscriber.receive(sink.published(), DELIVERY).await;
+        let back: Vec<Alert> = received.iter().map(alert_of).collect();
+        problems.extend(check_pages(&dir, &back));
+        problems.extend(check_counts(&dir, &store).await);
+        subscriber.delete(&sdk).await;
+        delete_table(&sdk, &store).await;
+    }
+    assert!(
+        issuing_calls >= 20,
+        "the samples hold {issuing_calls} issuing calls"
+    );
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// An `AssumeRole` of `etl` issuing `key` at `t`, a session of 900 s, as EventBridge delivers it, with the
+/// duration in its request or not; `caller_account` is the account whose trail logged it (a cross-account
+/// call is logged in both).
+fn assume_role(key: &str, t: Epoch, duration: Option<u64>, caller_account: &str) -> Value {
+    let mut request = json!({"roleArn": "arn:aws:iam::123456789012:role/etl", "roleSessionName": "nightly"});
+    if let Some(d) = duration {
+        request["durationSeconds"] = json!(d);
+    }
+    json!({"version": "0", "id": format!("issue-{key}-{caller_account}"), "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.sts", "account": caller_account, "time": tokenwatch_core::time::format_time(t),
+        "region": "us-east-1", "resources": [],
+        "detail": {"eventVersion": "1.08", "eventTime": tokenwatch_core::time::format_time(t),
+            "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "eventID": format!("issue-{key}"),
+            "recipientAccountId": caller_account,
+            "userIdentity": {"type": "AssumedRole", "accountId": caller_account,
+                "arn": format!("arn:aws:sts::{caller_account}:assumed-role/ci/runner")},
+            "requestParameters": request,
+            "responseElements": {"credentials": {"accessKeyId": key,
+                "expiration": tokenwatch_core::time::format_time(t + 900)}}}})
+}
+
+/// A failure of the session `key` at `t`, naming only its access key and its issue time.
+fn failure_of(key: &str, id: &str, t: Epoch, issued: Epoch) -> Value {
+    json!({"version": "0", "id": id, "detail-type": "AWS API Call via CloudTrail", "source": "aws.s3",
+        "account": "123456789012", "time": tokenwatch_core::time::format_time(t), "region": "us-east-1", "resources": [],
+        "detail": {"eventVersion": "1.09", "eventTime": tokenwatch_core::time::format_time(t), "eventSource": "s3.amazonaws.com",
+            "eventName": "GetObject", "errorCode": "ExpiredToken", "eventID": id, "recipientAccountId": "123456789012",
+            "userAgent": "Boto3/1.34.0 Botocore/1.34.0",
+            "userIdentity": {"type": "AssumedRole", "principalId": "AROAEXAMPLE:nightly", "accessKeyId": key,
+                "arn": "arn:aws:sts::123456789012:assumed-role/etl/nightly",
+                "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::123456789012:role/etl"},
+                    "attributes": {"creationDate": tokenwatch_core::time::format_time(issued)}}}}})
+}
+
+#[tokio::test]
+async fn an_issuing_call_invoked_directly_gives_the_lease_its_session_s_failure_is_judged_at() {
+    let sdk = Emulator::Moto.sdk().await;
+    let policy = policy();
+    let t0: Epoch = 1_793_606_400;
+    let key = "ASIADIRECT0000000001";
+    // 930 s after a 900 s session was issued: past its lease, at the boundary. Without the issuing call
+    // the lease is AssumeRole's default hour, and the same failure is a clock skew.
+    let failure = failure_of(key, "direct-1", t0 + 930, t0);
+    let mut judged = Vec::new();
+    for with_issuance in [true, false] {
+        let store = fresh_store(&sdk).await;
+        let sink = tokenwatch_core::memory::RecordingSink::default();
+        let detector = Detector {
+            store: &store,
+            sink: &sink,
+            policy: &policy,
+        };
+        if with_issuance {
+            invoke_directly(
+                &detector,
+                &assume_role(key, t0, Some(900), "123456789012"),
+                t0 + 1,
+            )
+            .await;
+        }
+        let out = detector
+            .process(&[failure.to_string().as_bytes()], t0 + 940)
+            .await;
+        assert!(out.retry.is_empty(), "{out:?}");
+        let group = group_key(
+            &Some("123456789012".into()),
+            &Some("arn:aws:iam::123456789012:role/etl".into()),
+            &Some("nightly".into()),
+        );
+        let state = store.load(&group).await.unwrap().expect("the failure's group");
+        let finding = tokenwatch_core::finding::judge_stored(&store, &state)
+            .await
+            .unwrap();
+        judged.push((finding.verdict(), finding.lease_seconds()));
+        delete_table(&sdk, &store).await;
+    }
+    use tokenwatch_core::model::Verdict;
+    assert_eq!(
+        judged[0],
+        (Verdict::StaleCache, Some(900)),
+        "judged at the 900 s lease's end"
+    );
+    assert_eq!(
+        judged[1],
+        (Verdict::ClockSkew, Some(3600)),
+        "the control: no issuing call, the default lease"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_or_out_of_order_issuing_call_changes_nothing() {
+    let sdk = Emulator::Moto.sdk().await;
+    let policy = policy();
+    let t0: Epoch = 1_793_606_400;
+    let (older, newer) = ("ASIAORDER00000000001", "ASIAORDER00000000002");
+    // The caller's copy of a cross-account call says nothing of the duration; the role account's does.
+    let first = assume_role(older, t0, None, "111122223333");
+    let first_copy = assume_role(older, t0, Some(900), "123456789012");
+    let second = assume_role(newer, t0 + 850, Some(900), "123456789012");
+    let group = group_key(
+        &Some("123456789012".into()),
+        &Some("arn:aws:iam::123456789012:role/etl".into()),
+        &Some("nightly".into()),
+    );
+    let mut stored = Vec::new();
+    let orders: [Vec<&Value>; 3] = [
+        vec![&first, &first_copy, &second],
+        // Newest first, the copies the other way round, each delivered again.
+        vec![&second, &first_copy, &first, &second, &first_copy, &first],
+        vec![&first_copy, &second, &first, &first],
+    ];
+    for order in orders {
+        let store = fresh_store(&sdk).await;
+        let sink = tokenwatch_core::memory::RecordingSink::default();
+        let detector = Detector {
+            store: &store,
+            sink: &sink,
+            policy: &policy,
+        };
+        for e in order {
+            invoke_directly(&detector, e, t0 + 900).await;
+        }
+        let state = store.load(&group).await.unwrap().expect("the group");
+        let sessions = (
+            store.session(older).await.unwrap(),
+            store.session(newer).await.unwrap(),
+        );
+        // Read again by a store that kept nothing in memory.
+        let fresh = DynamoStore::from_client(aws_sdk_dynamodb::Client::new(&sdk), store.table());
+        assert_eq!(fresh.session(older).await.unwrap(), sessions.0);
+        stored.push((state.issued_times, state.issued_keys, sessions));
+        delete_table(&sdk, &store).await;
+    }
+    let (times, keys, (a, b)) = &stored[0];
+    assert_eq!(times.iter().copied().collect::<Vec<_>>(), [t0, t0 + 850]);
+    assert_eq!(keys.get(&t0).map(String::as_str), Some(older));
+    let a = a.as_ref().expect("the older session");
+    assert_eq!(
+        (a.issued_at, a.duration_seconds),
+        (t0, Some(900)),
+        "the copies combined"
+    );
+    assert!(b.is_some());
+    assert_eq!(stored[1], stored[0], "another order, replays");
+    assert_eq!(stored[2], stored[0], "another order, a replay");
+}

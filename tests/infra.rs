@@ -196,11 +196,13 @@ fn as_list(v: &Value) -> Vec<Value> {
     }
 }
 
-/// The function, the queue that feeds it and the rule that feeds the queue.
+/// The function, the queue that feeds it, the rule that feeds the queue (failures and drills) and the
+/// rule that invokes the function with each issuing call.
 struct Pipeline<'a> {
     function: (&'a str, &'a Value),
     queue: &'a str,
     rule: (&'a str, &'a Value),
+    issuance: (&'a str, &'a Value),
 }
 
 fn pipeline(t: &Value) -> Pipeline<'_> {
@@ -223,11 +225,25 @@ fn pipeline(t: &Value) -> Pipeline<'_> {
         .into_iter()
         .filter(|(_, r)| r["Properties"].get("EventPattern").is_some())
         .collect();
-    assert_eq!(rules.len(), 1, "one rule with an event pattern");
+    assert_eq!(rules.len(), 2, "two rules with an event pattern");
+    let targeting = |arn: Value| {
+        let found: Vec<(&str, &Value)> = rules
+            .iter()
+            .copied()
+            .filter(|(_, r)| {
+                as_list(&r["Properties"]["Targets"])
+                    .iter()
+                    .all(|t| t["Arn"] == arn)
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "one rule targets {arn}");
+        found[0]
+    };
     Pipeline {
         function,
         queue,
-        rule: rules[0],
+        rule: targeting(get_att(queue, "Arn")),
+        issuance: targeting(get_att(function.0, "Arn")),
     }
 }
 
@@ -356,6 +372,7 @@ fn the_detector_role_grants_exactly_what_the_function_calls() {
     let table = get_att("StateTable", "Arn").to_string();
     let index = json!({ "Fn::Sub": "${StateTable.Arn}/index/open-incidents" }).to_string();
     let queue = get_att(p.queue, "Arn").to_string();
+    let dlq = get_att("DeadLetterQueue", "Arn").to_string();
     let expect: BTreeMap<&str, Vec<&String>> = BTreeMap::from([
         ("dynamodb:GetItem", vec![&table]),
         ("dynamodb:BatchGetItem", vec![&table]),
@@ -367,8 +384,9 @@ fn the_detector_role_grants_exactly_what_the_function_calls() {
         ("sqs:DeleteMessage", vec![&queue]),
         ("sqs:ChangeMessageVisibility", vec![&queue]),
         ("sqs:GetQueueAttributes", vec![&queue]),
-        // Re-checks of held pages, to its own queue only.
-        ("sqs:SendMessage", vec![&queue]),
+        // Re-checks of held pages to its own queue; an issuing call whose invocations all failed to
+        // the dead-letter queue (Lambda sends it with the function's role).
+        ("sqs:SendMessage", vec![&queue, &dlq]),
     ]);
     for (action, want) in &expect {
         let got = granted
@@ -419,10 +437,28 @@ fn the_dead_letter_queue_is_wired() {
     // Lambda's guidance: visibility timeout ≥ 6 × function timeout (+ batching window).
     let timeout = p.function.1["Properties"]["Timeout"].as_i64().unwrap();
     assert!(queue["VisibilityTimeout"].as_i64().unwrap() >= 6 * timeout);
-    // Events EventBridge fails to deliver go there too, and the rule may send to both queues, nobody else.
+    // Events EventBridge fails to deliver go there too, from either rule, and the rule may send to both
+    // queues, nobody else.
     let target = &p.rule.1["Properties"]["Targets"][0];
     assert_eq!(target["Arn"], get_att(p.queue, "Arn"));
     assert_eq!(target["DeadLetterConfig"]["Arn"], get_att(dlq, "Arn"));
+    let direct = &p.issuance.1["Properties"]["Targets"][0];
+    assert_eq!(direct["Arn"], get_att(p.function.0, "Arn"));
+    assert_eq!(direct["DeadLetterConfig"]["Arn"], get_att(dlq, "Arn"));
+    assert_eq!(direct["RetryPolicy"]["MaximumEventAgeInSeconds"], 86_400);
+    // An issuing call whose handling failed: Lambda tries it again, then dead-letters it there too.
+    let f = &p.function.1["Properties"];
+    assert_eq!(
+        f["DeadLetterQueue"],
+        json!({"Type": "SQS", "TargetArn": get_att(dlq, "Arn")})
+    );
+    assert!(f["EventInvokeConfig"]["MaximumRetryAttempts"].as_i64().unwrap() >= 1);
+    assert!(
+        f["EventInvokeConfig"]["MaximumEventAgeInSeconds"]
+            .as_i64()
+            .unwrap()
+            >= 3600
+    );
     for q in [p.queue, dlq] {
         let policies: Vec<&Value> = of_type(&t, "AWS::SQS::QueuePolicy")
             .into_iter()
@@ -434,14 +470,16 @@ fn the_dead_letter_queue_is_wired() {
             .into_iter()
             .filter(|s| s["Effect"] == "Allow")
             .collect();
-        assert_eq!(s.len(), 1, "{q}: only the rule is granted");
+        assert_eq!(s.len(), 1, "{q}: only the rules are granted");
         assert_eq!(s[0]["Principal"], json!({"Service": "events.amazonaws.com"}));
         assert_eq!(s[0]["Action"], "sqs:SendMessage");
         assert_eq!(s[0]["Resource"], get_att(q, "Arn"));
-        assert_eq!(
-            s[0]["Condition"]["ArnEquals"]["aws:SourceArn"],
+        let rules = if q == dlq {
+            json!([get_att(p.rule.0, "Arn"), get_att(p.issuance.0, "Arn")])
+        } else {
             get_att(p.rule.0, "Arn")
-        );
+        };
+        assert_eq!(s[0]["Condition"]["ArnEquals"]["aws:SourceArn"], rules);
     }
     // And someone hears about it.
     let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
@@ -512,17 +550,41 @@ fn the_rule_sees_read_only_calls_and_the_forwarder_forwards_the_same_events() {
     let t = template("template.yaml");
     let p = pipeline(&t);
     assert_eq!(p.rule.1["Properties"]["State"], READ_ONLY_TOO);
-    let pattern = &p.rule.1["Properties"]["EventPattern"];
+    assert_eq!(p.issuance.1["Properties"]["State"], READ_ONLY_TOO);
+    let pattern = union(
+        &p.rule.1["Properties"]["EventPattern"],
+        &p.issuance.1["Properties"]["EventPattern"],
+    );
     let f = template("forwarder.yaml");
     let (_, forwarder) = only(&f, "AWS::Events::Rule");
     assert_eq!(forwarder["Properties"]["State"], READ_ONLY_TOO);
     assert_eq!(
-        &forwarder["Properties"]["EventPattern"], pattern,
-        "forwarder.yaml's pattern differs"
+        forwarder["Properties"]["EventPattern"], pattern,
+        "forwarder.yaml's pattern is not the two rules' together"
     );
     let target = &forwarder["Properties"]["Targets"][0];
     assert!(target["Arn"].to_string().contains(":event-bus/default"));
     assert!(target["RoleArn"].to_string().contains("ForwarderRole"));
+}
+
+/// The pattern that matches what either rule matches, written as the forwarder's rule has it: the
+/// issuance rule's `detail` one more alternative of the detector rule's AWS-source `detail`. Panics when
+/// the two differ anywhere else (their `detail-type`, the issuance rule's source).
+fn union(detector: &Value, issuance: &Value) -> Value {
+    assert_eq!(detector["detail-type"], issuance["detail-type"]);
+    assert_eq!(issuance["source"], json!([{"prefix": "aws."}]));
+    let mut both = detector.clone();
+    let aws = both["$or"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|b| b["source"] == issuance["source"])
+        .expect("the detector rule's AWS branch");
+    aws["detail"]["$or"]
+        .as_array_mut()
+        .unwrap()
+        .push(issuance["detail"].clone());
+    both
 }
 
 #[test]
@@ -554,11 +616,23 @@ fn the_queue_feeds_the_function_in_batches_and_retries_only_failed_messages() {
     let (schedule, rule) = schedules[0];
     assert_eq!(rule["Properties"]["ScheduleExpression"], "rate(5 minutes)");
     assert!(rule.get("Condition").is_none(), "the sweep always runs");
+    // Only that schedule and the issuance rule may invoke the function.
     let permissions = permissions_of(&t, p.function.0);
-    assert_eq!(permissions.len(), 1, "one permission to invoke the detector");
-    let permission = permissions[0];
-    assert_eq!(permission["Properties"]["SourceArn"], get_att(schedule, "Arn"));
-    assert_eq!(permission["Properties"]["Principal"], "events.amazonaws.com");
+    let sources: BTreeSet<String> = permissions
+        .iter()
+        .map(|permission| {
+            assert_eq!(permission["Properties"]["Principal"], "events.amazonaws.com");
+            permission["Properties"]["SourceArn"].to_string()
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        BTreeSet::from([
+            get_att(schedule, "Arn").to_string(),
+            get_att(p.issuance.0, "Arn").to_string()
+        ]),
+        "two permissions to invoke the detector"
+    );
 }
 
 /// The schedule rules whose target is `function`.
@@ -1035,14 +1109,32 @@ fn pattern_events() -> (Value, Vec<(String, bool, Value)>) {
     (doc["pattern"].clone(), events)
 }
 
+/// The bundled patterns of the stack's two rules, by resource id.
+fn bundled_rules() -> Value {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(infra_dir().join("pattern-events.json")).unwrap())
+            .unwrap();
+    doc["rules"].clone()
+}
+
 #[test]
 fn the_bundled_events_are_the_rule_s_own_and_marked_as_the_detector_needs_them() {
     let (pattern, events) = pattern_events();
     let t = template("template.yaml");
+    let p = pipeline(&t);
+    let rules = bundled_rules();
+    assert_eq!(
+        rules["DetectorRule"], p.rule.1["Properties"]["EventPattern"],
+        "infra/pattern-events.json holds the template's detector rule"
+    );
+    assert_eq!(
+        rules["IssuanceRule"], p.issuance.1["Properties"]["EventPattern"],
+        "infra/pattern-events.json holds the template's issuance rule"
+    );
     assert_eq!(
         pattern,
-        pipeline(&t).rule.1["Properties"]["EventPattern"],
-        "infra/pattern-events.json holds the template's pattern"
+        union(&rules["DetectorRule"], &rules["IssuanceRule"]),
+        "infra/pattern-events.json's pattern is the two rules' together"
     );
     let mut kinds = BTreeSet::new();
     for (name, must_match, event) in &events {
@@ -1111,18 +1203,27 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
     use aws_sdk_eventbridge::types::{PutEventsRequestEntry, RuleState, Target};
 
     let t = template("template.yaml");
-    let rule = pipeline(&t).rule.1["Properties"].clone();
-    let pattern = rule["EventPattern"].to_string();
-    assert!(
-        !pattern.contains("\"Ref\"") && !pattern.contains("Fn::"),
-        "the pattern is literal JSON"
-    );
-    // PutRule's limit on EventPattern.
-    assert!(
-        pattern.len() <= 4096,
-        "the pattern is {} characters",
-        pattern.len()
-    );
+    let p = pipeline(&t);
+    // Both rules on one bus, both to one queue: what arrives is what either passes, and an event that
+    // arrived twice would be one both pass (the rules must not overlap, or an issuing call would cost
+    // twice and a failure be handled twice).
+    let rules: Vec<(String, Value)> = [p.rule, p.issuance]
+        .iter()
+        .map(|(id, r)| (id.to_string(), r["Properties"].clone()))
+        .collect();
+    for (id, rule) in &rules {
+        let pattern = rule["EventPattern"].to_string();
+        assert!(
+            !pattern.contains("\"Ref\"") && !pattern.contains("Fn::"),
+            "{id}: the pattern is literal JSON"
+        );
+        // PutRule's limit on EventPattern.
+        assert!(
+            pattern.len() <= 4096,
+            "{id}: the pattern is {} characters",
+            pattern.len()
+        );
+    }
 
     // Every sample event, then the edge cases, each marked by its index in `resources` (which the pattern
     // does not look at).
@@ -1145,21 +1246,23 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
     let bus = unique("tokenwatch-infra");
     let queue = Queue::new(&config, "tokenwatch-infra").await;
     eb.create_event_bus().name(&bus).send().await.unwrap();
-    eb.put_rule()
-        .name(&bus)
-        .event_bus_name(&bus)
-        .event_pattern(&pattern)
-        .state(RuleState::from(rule["State"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    eb.put_targets()
-        .rule(&bus)
-        .event_bus_name(&bus)
-        .targets(Target::builder().id("queue").arn(&queue.arn).build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    for (id, rule) in &rules {
+        eb.put_rule()
+            .name(id)
+            .event_bus_name(&bus)
+            .event_pattern(rule["EventPattern"].to_string())
+            .state(RuleState::from(rule["State"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        eb.put_targets()
+            .rule(id)
+            .event_bus_name(&bus)
+            .targets(Target::builder().id("queue").arn(&queue.arn).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
 
     let indexed: Vec<(usize, &Value)> = events.iter().map(|(_, e)| e).enumerate().collect();
     for chunk in indexed.chunks(10) {
@@ -1240,19 +1343,21 @@ async fn the_rule_pattern_passes_exactly_what_the_detector_needs() {
         .collect();
     assert_eq!(kinds, BTreeSet::from(["drill", "failure", "issuance"]));
 
-    eb.remove_targets()
-        .rule(&bus)
-        .event_bus_name(&bus)
-        .ids("queue")
-        .send()
-        .await
-        .unwrap();
-    eb.delete_rule()
-        .name(&bus)
-        .event_bus_name(&bus)
-        .send()
-        .await
-        .unwrap();
+    for (id, _) in &rules {
+        eb.remove_targets()
+            .rule(id)
+            .event_bus_name(&bus)
+            .ids("queue")
+            .send()
+            .await
+            .unwrap();
+        eb.delete_rule()
+            .name(id)
+            .event_bus_name(&bus)
+            .send()
+            .await
+            .unwrap();
+    }
     eb.delete_event_bus().name(&bus).send().await.unwrap();
     queue
         .sqs
@@ -1661,6 +1766,7 @@ fn the_event_queue_and_its_dead_letters_deny_every_sender_but_the_rule() {
     let check = |t: Value| {
         let d = Deployed::new(t, &[]);
         let rule = d.arn_of("DetectorRule");
+        let issuance_rule = d.arn_of("IssuanceRule");
         let sends = |queue: &str, caller: Caller, source: Option<&str>| {
             let mut request = Request::new(caller, "sqs:SendMessage", &d.arn_of(queue));
             if let Some(arn) = source {
@@ -1674,11 +1780,16 @@ fn the_event_queue_and_its_dead_letters_deny_every_sender_but_the_rule() {
         let topic = format!("arn:aws:sns:{REGION}:{ACCOUNT}:someone-elses");
         let mut outcomes = BTreeMap::new();
         for queue in ["EventQueue", "DeadLetterQueue"] {
-            let cases: [(&str, Caller, Option<&str>); 7] = [
+            let cases: [(&str, Caller, Option<&str>); 8] = [
                 (
                     "the rule",
                     Caller::Service("events.amazonaws.com"),
                     Some(rule.as_str()),
+                ),
+                (
+                    "the issuance rule",
+                    Caller::Service("events.amazonaws.com"),
+                    Some(issuance_rule.as_str()),
                 ),
                 (
                     "another rule",
@@ -1710,6 +1821,8 @@ fn the_event_queue_and_its_dead_letters_deny_every_sender_but_the_rule() {
     assert_eq!(
         admitted,
         [
+            &("DeadLetterQueue", "the detector"),
+            &("DeadLetterQueue", "the issuance rule"),
             &("DeadLetterQueue", "the rule"),
             &("EventQueue", "the detector"),
             &("EventQueue", "the redrive role"),
@@ -1728,7 +1841,7 @@ fn the_event_queue_and_its_dead_letters_deny_every_sender_but_the_rule() {
         statements.retain(|s| s["Effect"] != "Deny");
     }
     let outcomes = check(open);
-    assert!(outcomes[&("EventQueue", "an admin")] && outcomes[&("DeadLetterQueue", "the detector")]);
+    assert!(outcomes[&("EventQueue", "an admin")] && outcomes[&("DeadLetterQueue", "an admin")]);
     assert!(
         !outcomes[&("EventQueue", "another account")],
         "the allow still names the rule only"
@@ -1896,8 +2009,9 @@ fn the_organization_bus_admits_only_forwarder_roles_with_the_forwarded_events() 
     assert_eq!(sources, [&json!(DRILL_SOURCE), &json!({"prefix": "aws."})]);
 }
 
-/// What is wrong with who may invoke the template's functions: only schedules of this stack that target
-/// the function, through the events service; no function URL, no other event source than the queue.
+/// What is wrong with who may invoke the template's functions: only rules of this stack that target the
+/// function (its schedules, the issuance rule), through the events service; no function URL, no other
+/// event source than the queue.
 fn invoke_problems(t: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     for (id, r) in resources(t) {
@@ -1924,10 +2038,15 @@ fn invoke_problems(t: &Value) -> Vec<String> {
         }
         let function = p["FunctionName"]["Ref"].as_str().unwrap_or("");
         let source = p["SourceArn"]["Fn::GetAtt"][0].as_str().unwrap_or("");
-        let is_its_schedule = schedules_of(t, function).iter().any(|(rule, _)| *rule == source);
-        if !is_its_schedule {
+        let targets_it = of_type(t, "AWS::Events::Rule").into_iter().any(|(rule, r)| {
+            rule == source
+                && as_list(&r["Properties"]["Targets"])
+                    .iter()
+                    .any(|target| target["Arn"] == get_att(function, "Arn"))
+        });
+        if !targets_it {
             problems.push(format!(
-                "{id}: {source:?} is not a schedule of {function:?} in this stack"
+                "{id}: {source:?} is not a rule of this stack that targets {function:?}"
             ));
         }
     }
@@ -1935,13 +2054,13 @@ fn invoke_problems(t: &Value) -> Vec<String> {
 }
 
 #[test]
-fn only_the_stack_schedules_may_invoke_the_functions() {
+fn only_the_stack_s_schedules_and_issuance_rule_may_invoke_the_functions() {
     let t = template("template.yaml");
     assert_eq!(invoke_problems(&t), Vec::<String>::new());
     assert_eq!(
         of_type(&t, "AWS::Lambda::Permission").len(),
-        3,
-        "the sweep, the digest and the trail scan"
+        4,
+        "the sweep, the digest, the issuance rule and the trail scan"
     );
     // A permission for everyone, one for the event rule (which feeds the queue, not the function), and a
     // function URL are all refused.

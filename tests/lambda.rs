@@ -1,7 +1,8 @@
 //! The detector deployed on ministack as infra/template.yaml declares it, proven end to end with the
-//! scenario samples: EventBridge `PutEvents` → the template's rule → the event queue → the real
-//! `tokenwatch-detector` binary (an SQS event source mapping with `ReportBatchItemFailures`) → the state
-//! table → the alert topic → an SQS queue subscribed to it, where the alerts are read back. Then the
+//! scenario samples: EventBridge `PutEvents` → the template's rules → the event queue (failures and
+//! drills) → the real `tokenwatch-detector` binary (an SQS event source mapping with
+//! `ReportBatchItemFailures`), and each issuing call straight to the same function (the issuance rule's
+//! target, an asynchronous invocation) → the state table → the alert topic → an SQS queue subscribed to it, where the alerts are read back. Then the
 //! real `tokenwatch-reporter` binary, deployed beside it, answers queries (`Invoke` with a query payload,
 //! as `aws lambda invoke --payload` does) with the groups the detector stored, and publishes its digest
 //! when invoked as its schedule invokes it: the digest reaches a subscription filtering on
@@ -22,8 +23,10 @@
 //!   (scripts/test.sh builds them before the tests), for this machine's architecture (x86_64 here)
 //!   instead of the template's arm64: ministack runs a `provided.al2023` bootstrap natively.
 //! - Their environment also carries `AWS_ENDPOINT_URL` = ministack: ministack does not inject it.
-//! - The rule's state is `ENABLED`: ministack never matches a rule in `ENABLED_WITH_ALL_CLOUDTRAIL_
+//! - The rules' state is `ENABLED`: ministack never matches a rule in `ENABLED_WITH_ALL_CLOUDTRAIL_
 //!   MANAGEMENT_EVENTS`.
+//! - The function's asynchronous retries and dead-letter queue (`EventInvokeConfig`, `DeadLetterQueue`)
+//!   are not configured: no invocation here fails, and they are `tests/infra.rs`'s to check.
 //! - ministack refuses `PutEvents` with an `aws.*` source (`NotAuthorizedForSourceException`, as AWS
 //!   does), so the samples are put with their source prefixed by a per-run prefix (`aws.kms` becomes
 //!   `<prefix>aws.kms`), and the pattern's `source: [{prefix: "aws."}]` becomes `[{prefix:
@@ -56,6 +59,7 @@ use tokenwatch_core::classify::is_expiry;
 use tokenwatch_core::events::drill_event;
 use tokenwatch_core::model::StsCall;
 use tokenwatch_core::pipeline::DRILL_SOURCE;
+use tokenwatch_core::ports::StateStore;
 use tokenwatch_core::time::{Epoch, format_time, parse_time};
 use tokenwatch_render::sns::Message as Alert;
 use tokenwatch_testkit::{Emulator, Received, Subscriber, queue_arn, samples_dir, unique};
@@ -801,10 +805,14 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
     let (table_id, _) = only(&t, "AWS::DynamoDB::Table");
     let (topic_id, topic) = only(&t, "AWS::SNS::Topic");
     let rules = of_type(&t, "AWS::Events::Rule");
-    let (rule_id, rule) = *rules
+    // The rule that feeds the queue (failures, drills) and the one that invokes the function with each
+    // issuing call.
+    let patterned: Vec<(&str, &Value)> = rules
         .iter()
-        .find(|(_, r)| r["Properties"].get("EventPattern").is_some())
-        .expect("a rule with an event pattern");
+        .copied()
+        .filter(|(_, r)| r["Properties"].get("EventPattern").is_some())
+        .collect();
+    assert_eq!(patterned.len(), 2, "two rules with an event pattern");
     let schedules: Vec<(&str, &Value)> = rules
         .iter()
         .copied()
@@ -879,67 +887,81 @@ async fn deploy(c: &Clients, endpoint: &str) -> Deployment {
     }
     let mapping = mapping.send().await.unwrap().uuid.unwrap();
 
-    // The rule that feeds the queue.
-    let rp = &rule["Properties"];
-    assert_eq!(rp["State"], "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS");
+    // The rules with a pattern: each to its target (the queue, or the function invoked with the event).
     let source_prefix = format!("{}.", stack.name);
-    let mut pattern = rp["EventPattern"].clone();
-    assert_eq!(
-        prefix_aws_sources(&mut pattern, &source_prefix),
-        1,
-        "the pattern admits aws.* sources in one place: {pattern}"
-    );
-    assert!(pattern.to_string().contains(&format!("\"{DRILL_SOURCE}\"")));
-    let rule_name = stack.physical_name(rule_id);
-    let rule_arn = c
-        .events
-        .put_rule()
-        .name(&rule_name)
-        .description(rp["Description"].as_str().unwrap_or_default())
-        .event_pattern(pattern.to_string())
-        // ministack never matches a rule in the template's state (docs/building.md).
-        .state(RuleState::Enabled)
-        .send()
-        .await
-        .unwrap()
-        .rule_arn
-        .unwrap();
-    stack.deployed(rule_id, rule_name.clone(), &[("Arn", rule_arn)]);
-    let mut target_ids = Vec::new();
-    for target in rp["Targets"].as_array().unwrap() {
-        let target = stack.resolve(target);
-        let retry = &target["RetryPolicy"];
-        let id = target["Id"].as_str().unwrap().to_owned();
-        let built = Target::builder()
-            .id(&id)
-            .arn(target["Arn"].as_str().unwrap())
-            .retry_policy(
-                RetryPolicy::builder()
-                    .maximum_retry_attempts(retry["MaximumRetryAttempts"].as_i64().unwrap() as i32)
-                    .maximum_event_age_in_seconds(retry["MaximumEventAgeInSeconds"].as_i64().unwrap() as i32)
-                    .build(),
-            )
-            .dead_letter_config(
-                DeadLetterConfig::builder()
-                    .arn(target["DeadLetterConfig"]["Arn"].as_str().unwrap())
-                    .build(),
-            )
-            .build()
-            .unwrap();
-        let out = c
+    let mut rules = Vec::new();
+    for (rule_id, rule) in patterned {
+        let rp = &rule["Properties"];
+        assert_eq!(rp["State"], "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS");
+        let mut pattern = rp["EventPattern"].clone();
+        assert_eq!(
+            prefix_aws_sources(&mut pattern, &source_prefix),
+            1,
+            "the pattern admits aws.* sources in one place: {pattern}"
+        );
+        let rule_name = stack.physical_name(rule_id);
+        let rule_arn = c
             .events
-            .put_targets()
-            .rule(&rule_name)
-            .targets(built)
+            .put_rule()
+            .name(&rule_name)
+            .description(rp["Description"].as_str().unwrap_or_default())
+            .event_pattern(pattern.to_string())
+            // ministack never matches a rule in the template's state (docs/building.md).
+            .state(RuleState::Enabled)
             .send()
             .await
+            .unwrap()
+            .rule_arn
             .unwrap();
-        assert_eq!(out.failed_entry_count, 0, "{:?}", out.failed_entries);
-        target_ids.push(id);
+        stack.deployed(rule_id, rule_name.clone(), &[("Arn", rule_arn)]);
+        let mut target_ids = Vec::new();
+        for target in rp["Targets"].as_array().unwrap() {
+            let target = stack.resolve(target);
+            let retry = &target["RetryPolicy"];
+            let id = target["Id"].as_str().unwrap().to_owned();
+            let built = Target::builder()
+                .id(&id)
+                .arn(target["Arn"].as_str().unwrap())
+                .retry_policy(
+                    RetryPolicy::builder()
+                        .maximum_retry_attempts(retry["MaximumRetryAttempts"].as_i64().unwrap() as i32)
+                        .maximum_event_age_in_seconds(
+                            retry["MaximumEventAgeInSeconds"].as_i64().unwrap() as i32
+                        )
+                        .build(),
+                )
+                .dead_letter_config(
+                    DeadLetterConfig::builder()
+                        .arn(target["DeadLetterConfig"]["Arn"].as_str().unwrap())
+                        .build(),
+                )
+                .build()
+                .unwrap();
+            let out = c
+                .events
+                .put_targets()
+                .rule(&rule_name)
+                .targets(built)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.failed_entry_count, 0, "{:?}", out.failed_entries);
+            target_ids.push(id);
+        }
+        rules.push((rule_name, target_ids));
     }
+    assert!(
+        rules.len() == 2
+            && stack.template["Resources"]
+                .as_object()
+                .unwrap()
+                .values()
+                .any(|r| r["Properties"]["EventPattern"]
+                    .to_string()
+                    .contains(&format!("\"{DRILL_SOURCE}\"")))
+    );
 
     // The schedules (the detector's sweep, the reporter's digest) and their permissions to invoke.
-    let mut rules = vec![(rule_name, target_ids)];
     let mut schedule_arns = BTreeMap::new();
     for (schedule_id, schedule) in schedules {
         if !stack.holds(schedule) {
@@ -1248,6 +1270,44 @@ async fn the_deployed_detector_pages_once_per_incident_from_eventbridge_to_the_t
             ));
             break;
         }
+        // The issuance rule invokes the function with each issuing call, beside the queue: each session
+        // is in the table once its invocation ran.
+        let issued: Vec<String> = events
+            .iter()
+            .filter(|e| {
+                e["detail"]["eventSource"] == "sts.amazonaws.com" && e["detail"].get("errorCode").is_none()
+            })
+            .filter_map(|e| e["detail"]["responseElements"]["credentials"]["accessKeyId"].as_str())
+            .map(str::to_owned)
+            .collect();
+        let deadline = Instant::now() + PROCESSING;
+        let mut unrecorded = issued.clone();
+        while !unrecorded.is_empty() && Instant::now() < deadline {
+            let mut still = Vec::new();
+            for key in unrecorded {
+                if DynamoStore::from_client(c.dynamodb.clone(), &d.table)
+                    .session(&key)
+                    .await
+                    .unwrap()
+                    .is_none()
+                {
+                    still.push(key);
+                }
+            }
+            unrecorded = still;
+            if !unrecorded.is_empty() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        if !unrecorded.is_empty() {
+            problems.push(format!(
+                "{name}: the issuing calls of {unrecorded:?} never reached the function"
+            ));
+        }
+        report.push(format!(
+            "{name}: {} issuing calls recorded",
+            issued.len() - unrecorded.len()
+        ));
         let want = expected_pages(&dir).len();
         let received = alerts.receive(want, Duration::from_secs(20)).await;
         let back: Vec<Alert> = received.iter().map(alert_of).collect();

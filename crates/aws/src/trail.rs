@@ -14,9 +14,10 @@
 //! session index, whatever the size of the trail; keys are listed just ahead of the downloads, not
 //! collected first.
 //!
-//! An object that cannot be read (access denied, archived, truncated gzip, not a CloudTrail log file) is
-//! named with its key and the reason in [`TrailSummary::errors`], with the records before the fault kept;
-//! the other objects are read in full.
+//! An object that cannot be read is named with its key and the reason in [`TrailSummary::errors`], with
+//! the records before the fault kept; the other objects are read in full. Each error says whether another
+//! attempt can succeed ([`ObjectErrorKind`]): throttling, a 5xx, a timeout or a dropped connection may
+//! not happen again; access denied, an archived object, a truncated gzip or not a CloudTrail log file will.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -178,13 +179,62 @@ pub struct NoProgress;
 
 impl TrailProgress for NoProgress {}
 
+/// Whether reading an object (or listing a folder) again can succeed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ObjectErrorKind {
+    /// It will fail again: access denied, no such key, an archived object, a truncated or corrupt gzip,
+    /// not a CloudTrail log file, a reading thread that panicked.
+    #[default]
+    Permanent,
+    /// Another attempt may succeed: throttling (`SlowDown`), a 5xx, a timeout, a connection that failed
+    /// before or during the body.
+    Transient,
+}
+
 /// An object (or a folder listing) that could not be read in full.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectError {
     /// `s3://bucket/key` of the object, or of the folder whose listing failed.
     pub name: String,
     /// Why, in words.
     pub reason: String,
+    /// Whether a retry can help: a back-fill's scanner fails its item (and the map retries it) for a
+    /// transient fault, and names a permanent one in its partial.
+    pub kind: ObjectErrorKind,
+}
+
+impl ObjectError {
+    /// A fault that will happen again.
+    pub fn permanent(name: impl Into<String>, reason: impl Into<String>) -> ObjectError {
+        ObjectError {
+            name: name.into(),
+            reason: reason.into(),
+            kind: ObjectErrorKind::Permanent,
+        }
+    }
+
+    /// A fault another attempt may not meet.
+    pub fn transient(name: impl Into<String>, reason: impl Into<String>) -> ObjectError {
+        ObjectError {
+            name: name.into(),
+            reason: reason.into(),
+            kind: ObjectErrorKind::Transient,
+        }
+    }
+
+    /// A failed S3 call on `name`, transient when the call's error is.
+    pub fn of_port(name: impl Into<String>, e: &PortError) -> ObjectError {
+        if e.is_transient() {
+            ObjectError::transient(name, e.to_string())
+        } else {
+            ObjectError::permanent(name, e.to_string())
+        }
+    }
+
+    /// Can a retry succeed?
+    pub fn is_transient(&self) -> bool {
+        self.kind == ObjectErrorKind::Transient
+    }
 }
 
 /// What a back-fill read.
@@ -346,23 +396,23 @@ impl TrailReader {
                         if let Some(worker) = done.analyzer {
                             analyzer.merge(worker);
                         }
-                        if let Err(reason) = done.result {
-                            summary.errors.push(ObjectError { name: done.name, reason });
+                        if let Err(e) = done.result {
+                            summary.errors.push(e);
                         }
                     }
                     // read_object catches its thread's panics; this is the task itself panicking.
-                    Err(e) => summary.errors.push(ObjectError {
-                        name: self.location.to_string(),
-                        reason: format!("a download task failed: {e}"),
-                    }),
+                    Err(e) => summary.errors.push(ObjectError::permanent(
+                        self.location.to_string(),
+                        format!("a download task failed: {e}"),
+                    )),
                 },
             }
         }
         if let Err(e) = walking.await {
-            summary.errors.push(ObjectError {
-                name: self.location.to_string(),
-                reason: format!("listing stopped: {e}"),
-            });
+            summary.errors.push(ObjectError::permanent(
+                self.location.to_string(),
+                format!("listing stopped: {e}"),
+            ));
         }
         summary.errors.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(summary)
@@ -401,17 +451,14 @@ impl TrailReader {
                     if let Some(worker) = done.analyzer {
                         analyzer.merge(worker);
                     }
-                    if let Err(reason) = done.result {
-                        summary.errors.push(ObjectError {
-                            name: done.name,
-                            reason,
-                        });
+                    if let Err(e) = done.result {
+                        summary.errors.push(e);
                     }
                 }
-                Err(e) => summary.errors.push(ObjectError {
-                    name: self.location.to_string(),
-                    reason: format!("a download task failed: {e}"),
-                }),
+                Err(e) => summary.errors.push(ObjectError::permanent(
+                    self.location.to_string(),
+                    format!("a download task failed: {e}"),
+                )),
             }
         }
         summary.errors.sort_by(|a, b| a.name.cmp(&b.name));
@@ -456,10 +503,10 @@ impl TrailReader {
             }
         }
         if let Err(e) = walking.await {
-            errors.push(ObjectError {
-                name: self.location.to_string(),
-                reason: format!("listing stopped: {e}"),
-            });
+            errors.push(ObjectError::permanent(
+                self.location.to_string(),
+                format!("listing stopped: {e}"),
+            ));
         }
         let sizes = std::mem::take(&mut *sizes.0.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(keys.into_iter().zip(sizes).collect())
@@ -487,10 +534,7 @@ impl TrailReader {
             } else if name.starts_with("o-") {
                 match list_folders(&self.client, &self.location.bucket, &folder).await {
                     Ok(inner) => accounts.extend(inner.into_iter().filter(|f| is_account(last_segment(f)))),
-                    Err(e) => errors.push(ObjectError {
-                        name: self.location.url_of(&folder),
-                        reason: e.to_string(),
-                    }),
+                    Err(e) => errors.push(ObjectError::of_port(self.location.url_of(&folder), &e)),
                 }
             }
         }
@@ -532,10 +576,7 @@ impl TrailReader {
             let regions = match list_folders(&self.client, &self.location.bucket, &account).await {
                 Ok(regions) => regions,
                 Err(e) => {
-                    errors.push(ObjectError {
-                        name: self.location.url_of(&account),
-                        reason: e.to_string(),
-                    });
+                    errors.push(ObjectError::of_port(self.location.url_of(&account), &e));
                     continue;
                 }
             };
@@ -544,10 +585,7 @@ impl TrailReader {
                     let folder = format!("{region}{day}");
                     match self.keys_under(&folder).await {
                         Ok(found) => keys.extend(found.into_iter().filter(|k| window.reads(k))),
-                        Err(e) => errors.push(ObjectError {
-                            name: self.location.url_of(&folder),
-                            reason: e.to_string(),
-                        }),
+                        Err(e) => errors.push(ObjectError::of_port(self.location.url_of(&folder), &e)),
                     }
                 }
             }
@@ -578,7 +616,7 @@ impl Walker {
             let regions = match list_folders(&self.client, &self.location.bucket, &account).await {
                 Ok(regions) => regions,
                 Err(e) => {
-                    if !self.fail(&account, e.to_string()).await {
+                    if !self.fail(&account, &e).await {
                         return;
                     }
                     continue;
@@ -616,9 +654,7 @@ impl Walker {
             let page = match page {
                 Ok(page) => page,
                 Err(e) => {
-                    return self
-                        .fail(prefix, from_sdk("s3:ListObjectsV2", e).to_string())
-                        .await;
+                    return self.fail(prefix, &from_sdk("s3:ListObjectsV2", e)).await;
                 }
             };
             for object in page.contents() {
@@ -639,12 +675,9 @@ impl Walker {
         }
     }
 
-    async fn fail(&self, prefix: &str, reason: String) -> bool {
-        let name = self.location.url_of(prefix);
-        self.tx
-            .send(Listed::Failed(ObjectError { name, reason }))
-            .await
-            .is_ok()
+    async fn fail(&self, prefix: &str, e: &PortError) -> bool {
+        let failed = ObjectError::of_port(self.location.url_of(prefix), e);
+        self.tx.send(Listed::Failed(failed)).await.is_ok()
     }
 }
 
@@ -726,11 +759,10 @@ fn is_account(name: &str) -> bool {
 
 /// How one object went.
 struct ObjectDone {
-    name: String,
     /// The fork that read it, with whatever it read before a fault; `None` if its thread panicked.
     analyzer: Option<Analyzer>,
     bytes: u64,
-    result: Result<(), String>,
+    result: Result<(), ObjectError>,
 }
 
 async fn read_object(
@@ -751,10 +783,9 @@ async fn read_object(
         Ok(response) => response.body,
         Err(e) => {
             return ObjectDone {
-                name,
                 analyzer: Some(worker),
                 bytes: 0,
-                result: Err(from_sdk("s3:GetObject", e).to_string()),
+                result: Err(ObjectError::of_port(name, &from_sdk("s3:GetObject", e))),
             };
         }
     };
@@ -764,30 +795,42 @@ async fn read_object(
         let result = read_log_file(&mut worker, ChannelReader::new(rx));
         (worker, result)
     });
-    let bytes = pump(body, tx, progress.as_ref()).await;
+    let (bytes, cut) = pump(body, tx, progress.as_ref()).await;
     match reading.await {
+        // The reader's error says what it met; the download's failure says whether a retry can help.
         Ok((worker, result)) => ObjectDone {
-            name,
             analyzer: Some(worker),
             bytes,
-            result,
+            result: result.map_err(|reason| match cut {
+                Cut::Failed => ObjectError::transient(name, reason),
+                Cut::Whole => ObjectError::permanent(name, reason),
+            }),
         },
         Err(e) => ObjectDone {
-            name,
             analyzer: None,
             bytes,
-            result: Err(format!("reading stopped: {e}")),
+            result: Err(ObjectError::permanent(name, format!("reading stopped: {e}"))),
         },
     }
 }
 
+/// How a body's download ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// It arrived whole, or the reader stopped taking it.
+    Whole,
+    /// The connection failed before its end (a timeout, a reset): another attempt may get it.
+    Failed,
+}
+
 /// Moves the body's chunks to the reading thread until the body ends, fails, or the reader stops
-/// (after a fault: dropping the body then closes the connection). Returns the bytes moved.
+/// (after a fault: dropping the body then closes the connection). Returns the bytes moved and whether the
+/// download failed.
 async fn pump(
     mut body: ByteStream,
     tx: mpsc::Sender<io::Result<Chunk>>,
     progress: &dyn TrailProgress,
-) -> u64 {
+) -> (u64, Cut) {
     let mut moved = 0;
     loop {
         match body.next().await {
@@ -795,16 +838,16 @@ async fn pump(
                 moved += chunk.len() as u64;
                 progress.downloaded(chunk.len() as u64);
                 if tx.send(Ok(chunk)).await.is_err() {
-                    return moved;
+                    return (moved, Cut::Whole);
                 }
             }
             Some(Err(e)) => {
                 let _ = tx
                     .send(Err(io::Error::other(format!("download failed: {e}"))))
                     .await;
-                return moved;
+                return (moved, Cut::Failed);
             }
-            None => return moved,
+            None => return (moved, Cut::Whole),
         }
     }
 }
@@ -1047,6 +1090,170 @@ mod tests {
             0x2f, 0x4a, 0x29, 0x56, 0xb2, 0x8a, 0x8e, 0xad, 0x05, 0x00, 0x22, 0x0a, 0xe2, 0x96, 0x0e, 0x00,
             0x00, 0x00,
         ]
+    }
+
+    /// What a scripted S3 answers a `GET` of a key with.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// A whole response: status, S3 error code (or none), body.
+        Full(u16, Option<&'static str>, &'static [u8]),
+        /// A 200 that promises 1,000 bytes and closes the connection after a few.
+        CutShort,
+    }
+
+    /// A loopback S3 that answers each `GET /bucket/KEY` as `answer(KEY)` says, one request per
+    /// connection; returns its endpoint.
+    async fn scripted_s3(answer: fn(&str) -> Answer) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split(' ').nth(1).unwrap_or_default();
+                    let key = path.split('?').next().unwrap_or_default().splitn(3, '/').nth(2);
+                    let response = match answer(key.unwrap_or_default()) {
+                        Answer::Full(status, code, body) => {
+                            let body = match code {
+                                Some(code) => format!(
+                                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>\
+                                     <Message>scripted</Message></Error>"
+                                )
+                                .into_bytes(),
+                                None => body.to_vec(),
+                            };
+                            let mut r = format!(
+                                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .into_bytes();
+                            r.extend(body);
+                            r
+                        }
+                        Answer::CutShort => {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n\x1f\x8b\x08\x00"
+                                .to_vec()
+                        }
+                    };
+                    let _ = socket.write_all(&response).await;
+                });
+            }
+        });
+        url
+    }
+
+    /// A reader of bucket `b` at `endpoint`, one attempt per call (the SDK's own retries would only
+    /// repeat the scripted answer).
+    fn reader_at(endpoint: &str) -> TrailReader {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+            .force_path_style(true)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build();
+        TrailReader::from_client(
+            Client::from_conf(config),
+            TrailLocation {
+                bucket: "b".into(),
+                prefix: String::new(),
+            },
+        )
+    }
+
+    /// Each object's error as (key, kind), after reading `keys` from a scripted S3.
+    async fn kinds(endpoint: &str, keys: &[&str]) -> Vec<(String, ObjectErrorKind, String)> {
+        let mut analyzer = Analyzer::default();
+        let summary = reader_at(endpoint)
+            .read_keys_into(
+                &mut analyzer,
+                keys.iter().map(|k| (*k).to_owned()).collect(),
+                Arc::new(NoProgress),
+            )
+            .await;
+        summary
+            .errors
+            .into_iter()
+            .map(|e| (e.name.trim_start_matches("s3://b/").to_owned(), e.kind, e.reason))
+            .collect()
+    }
+
+    fn script(key: &str) -> Answer {
+        match key {
+            "slow-down" => Answer::Full(503, Some("SlowDown"), b""),
+            "internal-error" => Answer::Full(500, Some("InternalError"), b""),
+            "cut-short" => Answer::CutShort,
+            "denied" => Answer::Full(403, Some("AccessDenied"), b""),
+            "gone" => Answer::Full(404, Some("NoSuchKey"), b""),
+            "archived" => Answer::Full(403, Some("InvalidObjectState"), b""),
+            "not-gzip" => Answer::Full(200, None, b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage"),
+            "not-a-log" => Answer::Full(200, None, br#"{"hello":"world"}"#),
+            _ => Answer::Full(200, None, br#"{"Records":[]}"#),
+        }
+    }
+
+    #[tokio::test]
+    async fn throttling_a_5xx_and_a_cut_download_are_transient() {
+        let endpoint = scripted_s3(script).await;
+        let errors = kinds(&endpoint, &["slow-down", "internal-error", "cut-short", "fine"]).await;
+        let keys: Vec<&str> = errors.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(keys, ["cut-short", "internal-error", "slow-down"], "{errors:?}");
+        for (key, kind, reason) in &errors {
+            assert_eq!(*kind, ObjectErrorKind::Transient, "{key}: {reason}");
+        }
+        assert!(errors[2].2.contains("SlowDown"), "{errors:?}");
+        assert!(errors[0].2.contains("download failed"), "{errors:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_transient() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let errors = kinds(&endpoint, &["any"]).await;
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].1, ObjectErrorKind::Transient, "{}", errors[0].2);
+    }
+
+    #[tokio::test]
+    async fn denied_missing_archived_not_gzip_and_not_a_log_file_are_permanent() {
+        let endpoint = scripted_s3(script).await;
+        let errors = kinds(
+            &endpoint,
+            &["denied", "gone", "archived", "not-gzip", "not-a-log", "fine"],
+        )
+        .await;
+        let keys: Vec<&str> = errors.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["archived", "denied", "gone", "not-a-log", "not-gzip"],
+            "{errors:?}"
+        );
+        for (key, kind, reason) in &errors {
+            assert_eq!(*kind, ObjectErrorKind::Permanent, "{key}: {reason}");
+        }
+        assert!(errors[1].2.contains("AccessDenied"), "{errors:?}");
+        assert!(errors[3].2.starts_with("not a CloudTrail log file"), "{errors:?}");
+        assert!(errors[4].2.contains("gzip"), "{errors:?}");
+    }
+
+    #[test]
+    fn an_object_error_says_whether_a_retry_can_help() {
+        assert!(ObjectError::transient("s3://b/k", "SlowDown").is_transient());
+        assert!(!ObjectError::permanent("s3://b/k", "AccessDenied").is_transient());
+        assert!(ObjectError::of_port("k", &PortError::transient("503")).is_transient());
+        assert!(!ObjectError::of_port("k", &PortError::permanent("403")).is_transient());
+        assert_eq!(ObjectError::default().kind, ObjectErrorKind::Permanent);
     }
 
     #[test]

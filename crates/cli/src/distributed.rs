@@ -14,6 +14,7 @@ use tokenwatch_aws::backfill::{Execution, FailedItem, StateMachines};
 use tokenwatch_aws::partials::PartialStore;
 use tokenwatch_aws::trail::{ObjectError, TrailFilter, TrailLocation, TrailReader, s3_client};
 use tokenwatch_core::partial::{Partial, Settings};
+use tokenwatch_core::ports::PortError;
 use tokenwatch_core::time::Epoch;
 
 use crate::output::Output;
@@ -210,10 +211,9 @@ pub(crate) async fn read(
         plan.len(),
         bytes as f64 / 1e6
     ));
-    let mut merged = Partial::empty(settings);
     if plan.is_empty() {
         return Ok(Read {
-            partial: merged,
+            partial: Partial::empty(settings),
             unread,
         });
     }
@@ -249,29 +249,21 @@ pub(crate) async fn read(
     for item in &outcome.failed {
         unread.extend(unread_of(location, item));
     }
-    let keys = match store.keys(&run).await {
-        Ok(keys) => keys,
+    let collected = match collect(&store, &run, settings).await {
+        Ok(collected) => collected,
         Err(e) => {
             cleanup(&store, &run, out).await;
             return Err(aws_error(e).context("listing the run's partials"));
         }
     };
-    let mut partials = 0;
-    for key in keys.iter().filter(|k| !k.ends_with(&format!("/{MANIFEST}"))) {
-        match store.partial(key).await {
-            Ok(p) => match merged.merge(p) {
-                Ok(()) => partials += 1,
-                Err(e) => unread.push(Unread {
-                    name: format!("s3://{}/{key}", target.bucket),
-                    reason: e.to_string(),
-                }),
-            },
-            Err(e) => unread.push(Unread {
-                name: format!("s3://{}/{key}", target.bucket),
-                reason: format!("a partial that could not be read: {e}"),
-            }),
-        }
-    }
+    let Collected {
+        mut merged,
+        partials,
+        retried,
+        unread: unmerged,
+        keys,
+    } = collected;
+    unread.extend(unmerged);
     if (partials as i64) < outcome.batches {
         // A scanner whose INLINE_LIMIT lets small partials come back in the map's results, which the
         // state machine drops: those batches' records are missing from the report.
@@ -291,22 +283,75 @@ pub(crate) async fn read(
     );
     let seconds = started.elapsed().as_secs_f64().max(1e-3);
     out.note(&format!(
-        "back-fill {run}: {} items ({} failed), {partials} partials, {} records in {seconds:.1} s ({:.0} records/s)",
+        "back-fill {run}: {} items ({} failed, {retried} succeeded on a retry), {partials} partials, {} records \
+         in {seconds:.1} s ({:.0} records/s)",
         outcome.items,
         outcome.failed.len(),
         merged.counts.records,
         merged.counts.records as f64 / seconds,
     ));
-    cleanup(&store, &run, out).await;
+    note_deletion(&store, &run, store.delete(&keys).await, out);
     Ok(Read {
         partial: merged,
         unread,
     })
 }
 
+/// What a finished run left in its folder, merged.
+struct Collected {
+    /// The partials, merged.
+    merged: Partial,
+    /// How many were merged.
+    partials: usize,
+    /// How many were written by a retry of their item (the map's Retry after a transient fault).
+    retried: usize,
+    /// Partials that could not be read or merged.
+    unread: Vec<Unread>,
+    /// Every file of the run (the manifest too): what to delete.
+    keys: Vec<String>,
+}
+
+/// Lists the run's files once and merges its partials; the listing also serves their deletion.
+async fn collect(store: &PartialStore, run: &str, settings: Settings) -> Result<Collected, PortError> {
+    let keys = store.keys(run).await?;
+    let mut collected = Collected {
+        merged: Partial::empty(settings),
+        partials: 0,
+        retried: 0,
+        unread: Vec::new(),
+        keys: Vec::new(),
+    };
+    for key in keys.iter().filter(|k| !k.ends_with(&format!("/{MANIFEST}"))) {
+        let name = format!("s3://{}/{key}", store.bucket);
+        match store.partial_of_attempt(key).await {
+            Ok((p, attempt)) => match collected.merged.merge(p) {
+                Ok(()) => {
+                    collected.partials += 1;
+                    collected.retried += usize::from(attempt > 0);
+                }
+                Err(e) => collected.unread.push(Unread {
+                    name,
+                    reason: e.to_string(),
+                }),
+            },
+            Err(e) => collected.unread.push(Unread {
+                name,
+                reason: format!("a partial that could not be read: {e}"),
+            }),
+        }
+    }
+    collected.keys = keys;
+    Ok(collected)
+}
+
 /// Deletes the run's manifest and partials; a failure is only noted (the lifecycle rule expires them).
 async fn cleanup(store: &PartialStore, run: &str, out: &Output) {
-    match store.delete_run(run).await {
+    note_deletion(store, run, store.delete_run(run).await, out);
+}
+
+/// Says how deleting the run's files went.
+fn note_deletion(store: &PartialStore, run: &str, deleted: Result<usize, PortError>, out: &Output) {
+    match deleted {
         Ok(n) => out.note(&format!(
             "deleted the run's {n} files from s3://{}/{}{run}/",
             store.bucket, store.prefix
@@ -576,6 +621,85 @@ mod tests {
         assert!(outcome.failed.is_empty());
         assert_eq!(done.num_calls(), 1, "asked again after the faults");
         assert_eq!(busy.num_calls(), 2);
+    }
+
+    /// Regression: the run's folder was listed twice, once to merge its partials and once to delete its
+    /// files; one listing now serves both, and the partials a retry wrote are counted.
+    #[tokio::test]
+    async fn the_run_s_files_are_listed_once_to_merge_and_to_delete_and_retries_are_counted() {
+        use aws_sdk_s3::operation::delete_object::DeleteObjectOutput;
+        use aws_sdk_s3::operation::get_object::GetObjectOutput;
+        use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+        use aws_sdk_s3::primitives::ByteStream;
+        use aws_sdk_s3::types::Object;
+        use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, create_mock_http_client, mock};
+        use tokenwatch_core::Window;
+
+        let settings = Settings {
+            window: Window::default(),
+            cooldown: 3600,
+        };
+        let body = Partial::empty(settings).to_json();
+        let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_output(|| {
+            ListObjectsV2Output::builder()
+                .set_contents(Some(
+                    ["manifest.json", "a.json", "b.json"]
+                        .iter()
+                        .map(|n| {
+                            Object::builder()
+                                .key(format!("tokenwatch-partials/r/{n}"))
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .build()
+        });
+        let first = {
+            let body = body.clone();
+            mock!(aws_sdk_s3::Client::get_object)
+                .match_requests(|r| r.key() == Some("tokenwatch-partials/r/a.json"))
+                .then_output(move || {
+                    GetObjectOutput::builder()
+                        .body(ByteStream::from(body.clone()))
+                        .build()
+                })
+        };
+        let retried = mock!(aws_sdk_s3::Client::get_object)
+            .match_requests(|r| r.key() == Some("tokenwatch-partials/r/b.json"))
+            .then_output(move || {
+                GetObjectOutput::builder()
+                    .metadata("attempt", "1")
+                    .body(ByteStream::from(body.clone()))
+                    .build()
+            });
+        let delete =
+            mock!(aws_sdk_s3::Client::delete_object).then_output(|| DeleteObjectOutput::builder().build());
+        // mock_client! needs the S3 SDK's test-util feature, which would rebuild it for every build
+        // (Cargo.toml): the same client, set up by hand.
+        let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+        for rule in [&list, &first, &retried, &delete] {
+            interceptor = interceptor.with_rule(rule);
+        }
+        let client = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+                .http_client(create_mock_http_client())
+                .interceptor(interceptor)
+                .build(),
+        );
+        let store = PartialStore::new(client, "work", RUNS_PREFIX);
+
+        let c = collect(&store, "r", settings).await.unwrap();
+        assert_eq!((c.partials, c.retried, c.unread.len()), (2, 1, 0));
+        assert_eq!(
+            store.delete(&c.keys).await.unwrap(),
+            3,
+            "the manifest is deleted too"
+        );
+        assert_eq!(list.num_calls(), 1, "listed once");
+        assert_eq!(delete.num_calls(), 3);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use tokenwatch_core::time::Epoch;
 
 use crate::table;
 
-/// The detector rule's pattern and the events it must and must not match: the same file the template's
-/// tests put through a local EventBridge (tests/infra.rs).
+/// The patterns of the stack's rules and the events they must and must not match: the same file the
+/// template's tests put through a local EventBridge (tests/infra.rs).
 pub(crate) const PATTERN_EVENTS: &str = include_str!("../../../infra/pattern-events.json");
 
 /// The rule state that lets read-only calls through (docs/eventbridge.md).
@@ -28,8 +28,9 @@ pub(crate) const SWEEP_WITHIN: Epoch = 10 * 60;
 /// The forwarder's rule name (infra/forwarder.yaml).
 const FORWARDER_RULE: &str = "tokenwatch-forwarder";
 /// The outputs the checks need.
-const NEEDED_OUTPUTS: [&str; 6] = [
+const NEEDED_OUTPUTS: [&str; 7] = [
     "DetectorRuleArn",
+    "IssuanceRuleArn",
     "DeadLetterQueueUrl",
     "DetectorLogGroupName",
     "AlertTopicArn",
@@ -43,8 +44,8 @@ Examples:
   tokenwatch doctor --stack tokenwatch --regions eu-west-1,ap-southeast-2
 
 Checks, in the stack's region (AWS_REGION): the stack and its outputs; the detector rule's state
-(ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS) and pattern (the template's); the pattern tested on
-EventBridge itself (TestEventPattern) against events it must and must not match; a logging trail that
+(ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS) and pattern (the template's), and the issuance rule's; the
+patterns tested on EventBridge itself (TestEventPattern) against events they must and must not match; a logging trail that
 covers the region with management events, read and write; the dead-letter queue empty; the detector's sweep
 ran in the last 10 minutes; no alarm of the stack in ALARM; at least one confirmed subscription, and which
 alerts reach no subscriber through the filter policies; with --regions, each forwarder's rule and target.
@@ -150,7 +151,17 @@ pub(crate) struct PatternEvent {
     pub event: Value,
 }
 
-/// The bundled pattern and events.
+/// The bundled patterns of the stack's two rules: the detector rule's (failures and drills, to the
+/// queue) and the issuance rule's (successful STS issuing calls, to the function).
+pub(crate) fn bundled_rules() -> (Value, Value) {
+    let doc: Value = serde_json::from_str(PATTERN_EVENTS).unwrap_or_default();
+    (
+        doc["rules"]["DetectorRule"].clone(),
+        doc["rules"]["IssuanceRule"].clone(),
+    )
+}
+
+/// The bundled pattern (the two rules' together, which a forwarder's rule has) and events.
 pub(crate) fn bundled() -> (Value, Vec<PatternEvent>) {
     let doc: Value = serde_json::from_str(PATTERN_EVENTS).unwrap_or_default();
     let events = doc["events"]
@@ -259,6 +270,39 @@ pub(crate) fn check_rule_pattern(rule: &Result<Option<Rule>, PortError>, templat
             "deploy this version's infra/template.yaml (sam build && sam deploy)",
         )
     }
+}
+
+/// The issuance rule: the detector rule's state, and the template's pattern. Without it no session is
+/// indexed, and every failure is judged without its issuing call.
+pub(crate) fn check_issuance_rule(rule: &Result<Option<Rule>, PortError>, template: &Value) -> Check {
+    const CHECK: &str = "issuance rule";
+    let r = match rule {
+        Err(e) => return unreadable(CHECK, e, "events:DescribeRule"),
+        Ok(None) => {
+            return fail(
+                CHECK,
+                "the issuance rule does not exist: no issuing call reaches the detector",
+                "deploy this version's infra/template.yaml (sam build && sam deploy)",
+            );
+        }
+        Ok(Some(r)) => r,
+    };
+    if r.state != READ_ONLY_TOO {
+        return fail(
+            CHECK,
+            format!("state {}, not {READ_ONLY_TOO}", r.state),
+            "deploy the stack again; something changed the rule",
+        );
+    }
+    let deployed: Option<Value> = r.pattern.as_deref().and_then(|p| serde_json::from_str(p).ok());
+    if deployed.as_ref() != Some(template) {
+        return fail(
+            CHECK,
+            "not the template's pattern: some issuing calls may never reach the detector",
+            "deploy this version's infra/template.yaml (sam build && sam deploy)",
+        );
+    }
+    ok(CHECK, format!("{READ_ONLY_TOO}, the template's pattern"))
 }
 
 /// The bundled events through EventBridge's own matcher: (event, must match, what EventBridge said).
@@ -761,6 +805,7 @@ pub(crate) struct Clients {
 pub(crate) async fn examine(stack_name: &str, region: &str, c: &Clients, now: Epoch) -> Vec<Check> {
     use tokenwatch_aws::doctor as read;
     let (pattern, events) = bundled();
+    let (detector_pattern, issuance_pattern) = bundled_rules();
     let stack = tokenwatch_aws::drill::describe_stack(&c.prober, &c.credentials, stack_name).await;
     let mut checks = vec![check_stack(stack_name, &stack)];
     let Ok(stack) = stack else {
@@ -773,16 +818,32 @@ pub(crate) async fn examine(stack_name: &str, region: &str, c: &Clients, now: Ep
     } else {
         read::rule(&c.events, &rule_arn).await
     };
+    let issuance_arn = out("IssuanceRuleArn");
+    let issuance = if issuance_arn.is_empty() {
+        Ok(None)
+    } else {
+        read::rule(&c.events, &issuance_arn).await
+    };
     checks.push(check_rule_state(&rule));
-    checks.push(check_rule_pattern(&rule, &pattern));
+    checks.push(check_rule_pattern(&rule, &detector_pattern));
+    checks.push(check_issuance_rule(&issuance, &issuance_pattern));
     let mut results = Vec::new();
     if let Ok(Some(Rule {
         pattern: Some(deployed),
         ..
     })) = &rule
     {
+        let other = match &issuance {
+            Ok(Some(Rule { pattern: Some(p), .. })) => Some(p),
+            _ => None,
+        };
+        // An event reaches the detector when either rule matches it.
         for e in &events {
-            results.push((e, read::matches(&c.pattern_tester, deployed, &e.event).await));
+            let mut matched = read::matches(&c.pattern_tester, deployed, &e.event).await;
+            if let (Ok(false), Some(other)) = (&matched, other) {
+                matched = read::matches(&c.pattern_tester, other, &e.event).await;
+            }
+            results.push((e, matched));
         }
     }
     checks.push(check_pattern_tests(&results));
@@ -987,6 +1048,18 @@ mod tests {
             check_rule_pattern(&rule(READ_ONLY_TOO, &older, &[]), &pattern).status,
             Status::Fail
         );
+    }
+
+    #[test]
+    fn the_issuance_rule_check() {
+        let (union, _) = bundled();
+        let (_, issuance) = bundled_rules();
+        assert!(issuance.get("detail").is_some());
+        let checked = |r| check_issuance_rule(&r, &issuance).status;
+        assert_eq!(checked(rule(READ_ONLY_TOO, &issuance, &[])), Status::Ok);
+        assert_eq!(checked(Ok(None)), Status::Fail, "an older stack without it");
+        assert_eq!(checked(rule("ENABLED", &issuance, &[])), Status::Fail);
+        assert_eq!(checked(rule(READ_ONLY_TOO, &union, &[])), Status::Fail);
     }
 
     #[test]
@@ -1325,16 +1398,27 @@ mod tests {
             .unwrap();
         let events = aws_sdk_eventbridge::Client::new(&sdk);
         let (pattern, _) = bundled();
+        let (detector_pattern, issuance_pattern) = bundled_rules();
         let rule_name = format!("{name}-rule");
         let put_rule = |state: RuleState| {
             events
                 .put_rule()
                 .name(&rule_name)
-                .event_pattern(pattern.to_string())
+                .event_pattern(detector_pattern.to_string())
                 .state(state)
                 .send()
         };
         let rule_arn = put_rule(RuleState::EnabledWithAllCloudtrailManagementEvents)
+            .await
+            .unwrap()
+            .rule_arn
+            .unwrap();
+        let issuance_arn = events
+            .put_rule()
+            .name(format!("{name}-issuances"))
+            .event_pattern(issuance_pattern.to_string())
+            .state(RuleState::EnabledWithAllCloudtrailManagementEvents)
+            .send()
             .await
             .unwrap()
             .rule_arn
@@ -1416,7 +1500,7 @@ mod tests {
             .await
             .unwrap();
         let outputs = json!({
-            "DetectorRuleArn": rule_arn, "DeadLetterQueueUrl": dlq, "DetectorLogGroupName": group,
+            "DetectorRuleArn": rule_arn, "IssuanceRuleArn": issuance_arn, "DeadLetterQueueUrl": dlq, "DetectorLogGroupName": group,
             "AlertTopicArn": topic, "StateTableName": format!("{name}-state"), "EventQueueUrl": inbox,
             "DrillRoleArn": "arn:aws:iam::123456789012:role/tokenwatch-drill-us-east-1",
             "DeadLetterQueueArn": queue_arn(&sqs, &dlq).await,
@@ -1466,18 +1550,23 @@ mod tests {
             .await
             .unwrap();
 
-        let deployed = pattern.to_string();
+        let (detector, issuances) = (detector_pattern.to_string(), issuance_pattern.to_string());
         let tested = mock!(aws_sdk_eventbridge::Client::test_event_pattern).then_compute_output(move |req| {
-            assert_eq!(
-                req.event_pattern(),
-                Some(deployed.as_str()),
-                "the deployed rule's pattern"
+            let asked = req.event_pattern().unwrap_or_default();
+            assert!(
+                asked == detector || asked == issuances,
+                "a deployed rule's pattern"
             );
             let event: Value = serde_json::from_str(req.event().unwrap()).unwrap();
+            // Each rule takes its share: the issuance rule the successful STS calls, the other the rest.
+            let issuing = event["detail"]["eventSource"] == "sts.amazonaws.com"
+                && event["detail"].get("errorCode").is_none()
+                && event["source"] != "tokenwatch.drill";
             let expected = bundled()
                 .1
                 .iter()
-                .any(|e| e.event["id"] == event["id"] && e.must_match);
+                .any(|e| e.event["id"] == event["id"] && e.must_match)
+                && issuing == (asked == issuances);
             TestEventPatternOutput::builder().result(expected).build()
         });
         let pattern_tester = aws_sdk_eventbridge::Client::from_conf(
@@ -1511,7 +1600,7 @@ mod tests {
             "{}",
             render_table(&checks, 160)
         );
-        assert_eq!(checks.len(), 11, "{status:?}");
+        assert_eq!(checks.len(), 12, "{status:?}");
         assert_eq!(exit_status(&checks), 0);
 
         // Break what an operator can break: a dead letter, an alarm firing, the rule's state, and ten

@@ -13,7 +13,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use memchr::memmem;
 use tokenwatch_core::Analyzer;
 use tokenwatch_core::reader::{JsonSplitter, ReadError};
-use tokenwatch_core::usage::SessionUse;
 
 use crate::inflate::{Inflater, Opened};
 
@@ -453,9 +452,8 @@ pub fn read_all(analyzer: &mut Analyzer, mut inputs: Vec<Input>, jobs: usize, er
     let forks: Vec<Analyzer> = (0..jobs).map(|_| analyzer.fork()).collect();
     let work = |mut worker: Analyzer| {
         let mut inflater = Inflater::default();
-        let mut usage = SessionUse::default();
         while let Some(input) = inputs.get(next.fetch_add(1, Ordering::Relaxed)) {
-            if let Err(reason) = read_one(&mut worker, &mut inflater, &mut usage, input, &bar) {
+            if let Err(reason) = read_one(&mut worker, &mut inflater, input, &bar) {
                 let mut failed = failed.lock().unwrap_or_else(|e| e.into_inner());
                 failed.push(InputError {
                     name: input.name(),
@@ -489,7 +487,6 @@ pub fn read_all(analyzer: &mut Analyzer, mut inputs: Vec<Input>, jobs: usize, er
 fn read_one(
     analyzer: &mut Analyzer,
     inflater: &mut Inflater,
-    usage: &mut SessionUse,
     input: &Input,
     bar: &ProgressBar,
 ) -> Result<(), String> {
@@ -501,11 +498,11 @@ fn read_one(
         inner: src,
         bar: bar.clone(),
     };
-    // Read apart, so that an input refused as not CloudTrail adds nothing to the report's counts.
-    // Its usage tables are the worker's spare ones, handed back emptied when it is merged.
-    let mut file = analyzer.fork_reusing(std::mem::take(usage));
     // A trail file comes whole (inflated in one call, split in place); anything else as a stream.
     let opened = inflater.open(src, input.size()).map_err(|e| e.to_string())?;
+    // Read apart, so that an input refused as not CloudTrail adds nothing to the report's counts; the
+    // worker's usage of sessions is lent to it, and comes back either way.
+    let mut file = analyzer.fork_lending();
     let outcome = match opened {
         Opened::Whole(json) => {
             let mut sniff = Sniff::new(io::empty());
@@ -523,14 +520,17 @@ fn read_one(
     };
     match outcome {
         Outcome::Read => {
-            *usage = analyzer.merge_reusing(file);
+            analyzer.merge(file);
             Ok(())
         }
         Outcome::Cut(reason) => {
-            *usage = analyzer.merge_reusing(file);
+            analyzer.merge(file);
             Err(reason)
         }
-        Outcome::NotCloudTrail(reason) => Err(reason),
+        Outcome::NotCloudTrail(reason) => {
+            analyzer.drop_fork(file);
+            Err(reason)
+        }
     }
 }
 
@@ -741,8 +741,8 @@ mod tests {
         sniff.judge(read, analyzer.records())
     }
 
-    /// Each input's reader scans usage into the worker's spare tables: a refused input, or one that
-    /// cannot be opened, must leave the near misses of the inputs read before it as they were.
+    /// Each input's reader is lent the worker's usage of sessions: a refused input, one that cannot be
+    /// opened, or one whose first read fails (a folder given as a file) must hand it back as it was.
     #[test]
     fn a_refused_input_after_a_trail_file_keeps_its_near_misses() {
         let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -768,9 +768,10 @@ mod tests {
         let (mixed, refused) = near_misses(vec![
             Input::File(junk.clone(), size(&junk)),
             Input::File(gone.clone(), 1),
+            Input::File(tmp.path().to_path_buf(), 1),
             Input::File(sample.clone(), size(&sample)),
         ]);
-        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert_eq!(refused.len(), 3, "{refused:?}");
         assert!(
             refused.iter().any(|r| r.starts_with("not CloudTrail")),
             "{refused:?}"

@@ -492,20 +492,22 @@ impl Analyzer {
         }
     }
 
-    /// A [`Analyzer::fork`] that scans usage into `usage`'s tables (emptied by
-    /// [`Analyzer::merge_reusing`]), so that a reader of many files does not grow fresh ones for each.
-    pub fn fork_reusing(&self, usage: SessionUse) -> Self {
-        debug_assert!(usage.is_empty());
-        Analyzer { usage, ..self.fork() }
+    /// A [`Analyzer::fork`] that reads one input on this analyzer's behalf with its usage of sessions,
+    /// lent: the input's calls add to it in place rather than to a table of their own merged after (on a
+    /// trail of short files, that growth and merge cost more than the scan). [`Analyzer::merge`] brings
+    /// it back, and so does [`Analyzer::drop_fork`] for an input that is refused.
+    pub fn fork_lending(&mut self) -> Self {
+        Analyzer {
+            usage: std::mem::take(&mut self.usage),
+            ..self.fork()
+        }
     }
 
-    /// As [`Analyzer::merge`], and hands back the sibling's usage tables, empty, for the next
-    /// [`Analyzer::fork_reusing`].
-    pub fn merge_reusing(&mut self, mut other: Analyzer) -> SessionUse {
-        let mut usage = std::mem::take(&mut other.usage);
-        self.usage.merge_from(&mut usage);
-        self.merge(other);
-        usage
+    /// Drops a [`Analyzer::fork_lending`] fork's records and takes back the usage it was lent. Only for
+    /// an input with no `eventTime` in it (refused as not CloudTrail): the usage scan counts a call by its
+    /// `eventTime`, so such an input added no use.
+    pub fn drop_fork(&mut self, fork: Analyzer) {
+        self.usage.merge(fork.usage);
     }
 
     /// Folds a sibling's records in.
@@ -568,8 +570,8 @@ impl Analyzer {
         // out for the call (moving it costs a few words) so the visitor can have the rest.
         let usage = std::cell::RefCell::new(std::mem::take(&mut self.usage));
         let keep = |v: &[u8]| {
-            usage.borrow_mut().scan(v);
-            INTERESTING.is_match(v) || crate::usage::carries_identity(v)
+            let carried = usage.borrow_mut().scan_value(v);
+            carried || INTERESTING.is_match(v)
         };
         open(bytes, &keep, &mut |opened| {
             self.records += 1;
@@ -960,6 +962,30 @@ mod tests {
         assert_eq!(g.verdict(), Verdict::StaleCache);
         assert_eq!(g.assessment.age_at_first_failure, Some(3610));
         assert_eq!(g.lease_seconds(), Some(3600));
+    }
+
+    /// The fields the prefilter and the usage scan look for are found on either side of the identity, in
+    /// CloudTrail's order (identity first) as in any other.
+    #[test]
+    fn failures_and_issuing_calls_are_found_after_the_identity_as_before_it() {
+        let identity_first = |v: &str| {
+            let mut record: serde_json::Map<String, serde_json::Value> = serde_json::from_str(v).unwrap();
+            let identity = record.remove("userIdentity").unwrap();
+            let rest = serde_json::Value::Object(record).to_string();
+            format!(r#"{{"userIdentity":{identity},{}"#, &rest[1..])
+        };
+        let values = [
+            failure_json("f1", "2026-11-02T09:00:10Z", "ASIAKEY1"),
+            failure_json("f2", "2026-11-02T09:05:00Z", "ASIAKEY1"),
+            ISSUE.to_string(),
+        ];
+        let first: Vec<String> = values.iter().map(|v| identity_first(v)).collect();
+        assert!(first.iter().all(|v| v.starts_with(r#"{"userIdentity":"#)));
+        let (before, after) = (report_of(&values), report_of(&first));
+        assert_eq!((after.records, after.failures), (3, 2));
+        assert_eq!(after.findings[0].verdict(), Verdict::StaleCache);
+        assert_eq!(after.findings[0].lease_seconds(), Some(3600));
+        assert_eq!(format!("{:?}", after.findings), format!("{:?}", before.findings));
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl StateStore for MemoryStore {
         Ok(Some(applied))
     }
 
-    async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<(), PortError> {
+    async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<GroupState, PortError> {
         let mut inner = self.enter_group(key)?;
         inner
             .sessions
@@ -186,7 +186,7 @@ impl StateStore for MemoryStore {
                 }
             })
             .or_insert_with(|| key.clone());
-        Ok(())
+        Ok(group.clone())
     }
 
     async fn session(&self, access_key_id: &str) -> Result<Option<Issuance>, PortError> {

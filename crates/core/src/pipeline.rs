@@ -564,11 +564,9 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
         metrics: &mut Metrics,
     ) -> Result<(), PortError> {
         let key = group_key(&issuance.account, &issuance.principal, &issuance.session);
-        self.store.record_issuance(&key, issuance).await?;
+        // The write hands back the group's state: an issuing call costs no read.
+        let mut state = self.store.record_issuance(&key, issuance).await?;
         metrics.issuances += 1;
-        let Some(mut state) = self.store.load(&key).await? else {
-            return Ok(());
-        };
         if !state.is_open() {
             return Ok(());
         }

@@ -207,12 +207,16 @@ pub trait StateStore: Sync {
         change: Change<'_>,
     ) -> impl Future<Output = Result<Option<Vec<usize>>, PortError>> + Send;
 
-    /// Indexes an issued session by its access key and adds its issue time to its group.
+    /// Indexes an issued session by its access key and adds its issue time to its group; returns the
+    /// group's state after the write. Idempotent, and the two copies of a cross-account call leave the
+    /// same session in either order ([`crate::memory::combine_copies`]). Need not be atomic: a fault
+    /// between the session and the group leaves what a late delivery of one of them leaves too, and the
+    /// retry completes it.
     fn record_issuance(
         &self,
         key: &GroupKey,
         issuance: &Issuance,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    ) -> impl Future<Output = Result<GroupState, PortError>> + Send;
 
     /// The session issued with this access key, if its issuing call was recorded.
     fn session(

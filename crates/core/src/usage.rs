@@ -103,24 +103,42 @@ pub struct Use<'a> {
     pub at: Epoch,
     /// `userAgent`, raw (as the JSON text has it).
     pub user_agent: Option<&'a [u8]>,
-    /// `userIdentity.arn`, raw.
-    pub arn: Option<&'a [u8]>,
-    /// `creationDate`, raw.
-    pub created: Option<&'a [u8]>,
+    /// The identity object, braces included.
+    identity: &'a [u8],
+    /// Where its `accessKeyId` key starts in it.
+    key_at: usize,
 }
 
 impl Use<'_> {
-    /// `userIdentity.arn`, if it is text.
+    /// `userIdentity.arn`, if it is text. Read on demand: only a key's first call needs it, and most
+    /// calls are not a key's first.
     pub fn arn(&self) -> Option<&str> {
-        self.arn
+        // CloudTrail writes the identity's own `arn` before its `accessKeyId` (and the session issuer's
+        // after); the braces before it tell whether it is the identity's own.
+        let head = &self.identity[..self.key_at];
+        let at = KEYS.arn.find(head)?;
+        if depth(&head[..at]) != 1 {
+            return None;
+        }
+        string_value(head, at + 5)
             .and_then(|a| std::str::from_utf8(a).ok())
             .filter(|a| !a.is_empty())
     }
 
-    /// `creationDate` as a time.
+    /// `creationDate` (in the identity's session context, after the key) as a time; read on demand as
+    /// the ARN is.
     pub fn created(&self) -> Option<Epoch> {
-        self.created.and_then(time_of)
+        let after = self.key_at + 13;
+        KEYS.creation_date
+            .find(&self.identity[after..])
+            .and_then(|at| string_value(self.identity, after + at + 14))
+            .and_then(time_of)
     }
+}
+
+/// How deep the end of `bytes`, the start of an identity, is in it (strings in an identity hold no brace).
+fn depth(bytes: &[u8]) -> isize {
+    memchr::memchr2_iter(b'{', b'}', bytes).fold(0, |d, i| if bytes[i] == b'{' { d + 1 } else { d - 1 })
 }
 
 impl SessionUse {
@@ -158,6 +176,21 @@ impl SessionUse {
                 true
             }
             None => false,
+        }
+    }
+
+    /// [`SessionUse::scan`], telling instead whether the value may carry records as JSON in a string
+    /// (a lookup-events result, an SQS or SNS message: no `userIdentity` of its own, an escaped one
+    /// inside) for the caller to open. One search for the identity serves both.
+    pub fn scan_value(&mut self, bytes: &[u8]) -> bool {
+        match KEYS.user_identity.find(bytes) {
+            Some(start) => {
+                if let Some(u) = use_at(bytes, start) {
+                    self.add(u);
+                }
+                false
+            }
+            None => KEYS.escaped_identity.find(bytes).is_some(),
         }
     }
 
@@ -203,20 +236,14 @@ impl SessionUse {
 
     /// Folds in another scan's usage (of other files, or the same: the result is the same whatever the
     /// order and however the records were split).
-    pub fn merge(&mut self, mut other: SessionUse) {
-        self.merge_from(&mut other);
-    }
-
-    /// As [`SessionUse::merge`], leaving `other` empty with its tables' room (and its memo of clients,
-    /// which does not change what is read) kept, so that the next file's scan does not grow them again.
-    pub fn merge_from(&mut self, other: &mut SessionUse) {
-        let SessionUse {
-            identities,
-            identity_ids,
-            keys,
-            ..
-        } = other;
-        for (key, theirs) in keys.drain() {
+    pub fn merge(&mut self, other: SessionUse) {
+        if self.keys.is_empty() {
+            // A usage lent to a reader coming back ([`crate::Analyzer::fork_lending`]): taken whole.
+            *self = other;
+            return;
+        }
+        let SessionUse { identities, keys, .. } = other;
+        for (key, theirs) in keys {
             let arn = theirs.identity.and_then(|i| identities.get(i as usize));
             let identity = arn.map(|a| self.intern(a));
             match self.keys.get_mut(&key) {
@@ -235,8 +262,6 @@ impl SessionUse {
                 }
             }
         }
-        identities.clear();
-        identity_ids.clear();
     }
 
     fn intern(&mut self, arn: &str) -> u32 {
@@ -321,12 +346,6 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     escaped_identity: memmem::Finder::new(b"\\\"userIdentity\\\""),
 });
 
-/// Whether a value without a `userIdentity` of its own may carry records as JSON in a string (a
-/// lookup-events result, an SQS or SNS message), whose identities are escaped.
-pub fn carries_identity(bytes: &[u8]) -> bool {
-    KEYS.user_identity.find(bytes).is_none() && KEYS.escaped_identity.find(bytes).is_some()
-}
-
 /// The fields of a call signed by a temporary key, read without decoding the record; `None` for any
 /// other value.
 ///
@@ -335,8 +354,12 @@ pub fn carries_identity(bytes: &[u8]) -> bool {
 /// over them bounds every other search to the identity (or to what follows it), where a search over the
 /// rest of the record would only find keys of other objects.
 pub fn scan_use(bytes: &[u8]) -> Option<Use<'_>> {
+    use_at(bytes, KEYS.user_identity.find(bytes)?)
+}
+
+/// [`scan_use`] with the `"userIdentity"` key found at `start`.
+fn use_at(bytes: &[u8], start: usize) -> Option<Use<'_>> {
     let keys = &*KEYS;
-    let start = keys.user_identity.find(bytes)?;
     let open = start + 14 + value_start(&bytes[start + 14..])?;
     if bytes.get(open) != Some(&b'{') {
         return None;
@@ -353,19 +376,6 @@ pub fn scan_use(bytes: &[u8]) -> Option<Use<'_>> {
         return None;
     }
     let access_key_id = std::str::from_utf8(key).ok()?;
-    // CloudTrail writes the identity's own `arn` before its `accessKeyId` (and the session issuer's after).
-    let head = &identity[..key_at];
-    let arn = keys
-        .arn
-        .find(head)
-        .filter(|&at| braces.depth_at(at) == 1)
-        .and_then(|at| string_value(head, at + 5));
-    let after = key_at + 13;
-    // In the identity's session context, after the key.
-    let created = keys
-        .creation_date
-        .find(&identity[after..])
-        .and_then(|at| string_value(identity, after + at + 14));
     // `eventTime` and `userAgent` are top-level keys, which CloudTrail writes after the identity
     // (`eventTime` right after it): looked for there first, then before it.
     let end = open + braces.end;
@@ -389,8 +399,8 @@ pub fn scan_use(bytes: &[u8]) -> Option<Use<'_>> {
         access_key_id,
         at,
         user_agent,
-        arn,
-        created,
+        identity,
+        key_at,
     })
 }
 
@@ -573,7 +583,7 @@ mod tests {
             "userAgent":"not-the-callers"},"userAgent":"aws-cli/2.15.0"}"#;
         let u = scan_use(late.as_bytes()).expect("a session's call");
         assert_eq!(u.arn(), Some("arn:aws:sts::1:assumed-role/etl/job"));
-        assert_eq!(u.created, None);
+        assert_eq!(u.created(), None);
         assert_eq!(u.at, iso_z(b"2026-11-02T08:00:00Z").unwrap());
         // The first `userAgent` after the identity, as before: nested ones are not told apart.
         assert_eq!(u.user_agent, Some(&b"not-the-callers"[..]));
@@ -661,25 +671,50 @@ mod tests {
     }
 
     #[test]
-    fn tables_emptied_by_a_merge_are_filled_again_from_nothing() {
+    fn a_usage_merged_into_an_empty_one_is_taken_whole_and_later_merges_still_add_up() {
         let (one, two) = (
             record("ASIAK1", "2026-11-02T08:10:00Z", "aws-cli/2.15.0 Python/3.11"),
-            record("ASIAK2", "2026-11-02T08:30:00Z", "aws-sdk-go-v2/1.24.0"),
+            record("ASIAK2", "2026-11-02T08:30:00Z", "aws-sdk-go-v2/1.24.0")
+                .replace("assumed-role/etl/job", "assumed-role/report/nightly"),
         );
-        let (mut total, mut file) = (SessionUse::default(), SessionUse::default());
-        file.scan(one.as_bytes());
-        total.merge_from(&mut file);
-        assert!(file.is_empty() && file.identities.is_empty());
-        // The next file's scan in the same tables holds only its own key, with its own identity.
-        file.scan(two.as_bytes());
-        let mut alone = SessionUse::default();
-        alone.scan(two.as_bytes());
-        assert_eq!(file, alone);
-        total.merge_from(&mut file);
+        let (mut total, mut first) = (SessionUse::default(), SessionUse::default());
+        first.scan(one.as_bytes());
+        total.merge(first.clone());
+        assert_eq!(total, first);
+        let mut second = SessionUse::default();
+        second.scan(two.as_bytes());
+        total.merge(second);
         let mut whole = SessionUse::default();
         whole.scan(one.as_bytes());
         whole.scan(two.as_bytes());
         assert_eq!(total, whole);
+        let arn = |u: &SessionUse, k: &str| {
+            u.get(k)
+                .and_then(|l| l.identity)
+                .and_then(|i| u.identity(i))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            arn(&total, "ASIAK2").as_deref(),
+            Some("arn:aws:sts::123456789012:assumed-role/report/nightly")
+        );
+        assert_eq!(
+            arn(&total, "ASIAK1").as_deref(),
+            Some("arn:aws:sts::123456789012:assumed-role/etl/job")
+        );
+    }
+
+    #[test]
+    fn a_value_without_an_identity_of_its_own_may_carry_one_escaped() {
+        let mut usage = SessionUse::default();
+        let wrapped = serde_json::json!({ "Events": [{ "CloudTrailEvent": record("ASIAK1", "2026-11-02T08:10:00Z", "aws-cli/2.15.0") }] })
+            .to_string();
+        assert!(usage.scan_value(wrapped.as_bytes()));
+        assert!(usage.is_empty());
+        let plain = record("ASIAK1", "2026-11-02T08:10:00Z", "aws-cli/2.15.0");
+        assert!(!usage.scan_value(plain.as_bytes()));
+        assert!(usage.get("ASIAK1").is_some());
+        assert!(!usage.scan_value(br#"{"eventTime":"2026-11-02T08:00:00Z"}"#));
     }
 
     proptest::proptest! {

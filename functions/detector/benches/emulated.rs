@@ -70,10 +70,12 @@ fn wall() -> i64 {
 }
 
 async fn run(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize) {
-    run_at(name, endpoint, events, tasks, BASE + 9000).await;
+    run_at(name, endpoint, events, tasks, BASE + 9000, 10).await;
 }
 
-async fn run_at(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize, now: i64) {
+/// `batch` events per `process` call: 10 as the queue hands them over, 1 as the issuance rule invokes
+/// the function (one event per invocation).
+async fn run_at(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize, now: i64, batch: usize) {
     let sdk = sdk_config(&SdkOptions::emulator(endpoint)).await;
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -95,7 +97,7 @@ async fn run_at(name: &str, endpoint: &str, events: Vec<Vec<u8>>, tasks: usize, 
         sink: &sink,
         policy: &policy,
     };
-    let chunks: Vec<&[Vec<u8>]> = events.chunks(10).collect();
+    let chunks: Vec<&[Vec<u8>]> = events.chunks(batch).collect();
     let per_task = chunks.len().div_ceil(tasks);
     let start = Instant::now();
     let work = chunks.chunks(per_task).map(|mine| {
@@ -186,6 +188,7 @@ fn main() {
             interleaved,
             1,
             now,
+            10,
         )
         .await;
         // Issue 14, item 4: successful issuing calls, each a new session (most of what an account sends).
@@ -193,9 +196,58 @@ fn main() {
         run_at(
             "issuing calls, a new session each, ministack",
             &ministack,
-            issuances,
+            issuances.clone(),
             1,
             now,
+            10,
+        )
+        .await;
+        // The issuance rule's path: EventBridge invokes the function with one event.
+        run_at(
+            "issuing calls, one per invocation, ministack",
+            &ministack,
+            issuances.clone(),
+            1,
+            now,
+            1,
+        )
+        .await;
+        run_at(
+            "issuing calls, one per invocation, moto",
+            &moto,
+            issuances.clone(),
+            1,
+            now,
+            1,
+        )
+        .await;
+        // Each delivered twice (a redelivery, or the other account's copy of a cross-account call).
+        let twice: Vec<Vec<u8>> = issuances.iter().flat_map(|e| [e.clone(), e.clone()]).collect();
+        run_at(
+            "issuing calls delivered twice, one per invocation, ministack",
+            &ministack,
+            twice,
+            1,
+            now,
+            1,
+        )
+        .await;
+        // One session name re-issued over and over (an instance's or a job's role): its group's issue
+        // times grow the group item, and a write is billed per KB of the item.
+        let busy: Vec<Vec<u8>> = (0..300)
+            .map(|n| {
+                let e = issuance(n, 0, now - 3600 + n as i64);
+                let text = String::from_utf8(e).expect("utf-8");
+                text.replace(&format!("\"task-{n}\""), "\"task\"").into_bytes()
+            })
+            .collect();
+        run_at(
+            "issuing calls, one session name re-issued 300 times, ministack",
+            &ministack,
+            busy,
+            1,
+            now,
+            1,
         )
         .await;
         let storm_moto: Vec<Vec<u8>> = (0..1000).map(|i| failure(i, 0, "c")).collect();

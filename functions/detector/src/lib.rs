@@ -200,6 +200,15 @@ fn log_drops<'a>(out: &Outcome, id: impl Fn(usize) -> &'a str) {
     }
 }
 
+/// Nothing but issuing calls recorded, without a fault, a drop or a decision.
+fn only_issuances(metrics: &Metrics) -> bool {
+    *metrics
+        == Metrics {
+            issuances: metrics.issuances,
+            ..Metrics::default()
+        }
+}
+
 /// A line per port fault, naming its group: a transient one is retried (the message, or the next sweep),
 /// a permanent one also raises the `PermanentFaults` alarm.
 fn log_faults(faults: &[Fault]) {
@@ -214,6 +223,12 @@ fn log_faults(faults: &[Fault]) {
 }
 
 fn emit(metrics: &Metrics, faults: &[Fault], now: Epoch) {
+    if only_issuances(metrics) && faults.is_empty() {
+        // Most invocations are one issuing call each (the issuance rule's): a metric line apiece would
+        // cost more in log ingestion than the rest of the call together. Lambda's own Invocations
+        // metric counts them.
+        return;
+    }
     for line in emf::lines(metrics, faults, now) {
         // Embedded metric format must be a line of its own on stdout, outside the tracing layer.
         println!("{line}");
@@ -406,6 +421,27 @@ mod tests {
             assert_eq!(sink.notices().len(), 1, "paged by the re-check");
         })
         .await;
+    }
+
+    #[test]
+    fn an_invocation_that_only_recorded_issuing_calls_prints_no_metric_line() {
+        let quiet = Metrics {
+            issuances: 1,
+            ..Metrics::default()
+        };
+        assert!(only_issuances(&quiet));
+        let held = Metrics {
+            issuances: 1,
+            alerts_withheld: [(tokenwatch_core::incident::Withheld::HeldForRefreshWindow, 1)].into(),
+            ..Metrics::default()
+        };
+        assert!(!only_issuances(&held), "a decision it took is counted");
+        let faulted = Metrics {
+            issuances: 1,
+            transient_faults: 1,
+            ..Metrics::default()
+        };
+        assert!(!only_issuances(&faulted));
     }
 
     #[test]

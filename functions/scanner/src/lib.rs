@@ -4,9 +4,11 @@
 //! ([`tokenwatch_core::partial::Partial`]): in its result when small, else written to the partials prefix
 //! and named by its key. `main.rs` only wires configuration, clients and this handler.
 //!
-//! Objects that cannot be read (access denied, truncated gzip, not a CloudTrail log file) are named in the
-//! partial with their reason and the item succeeds; the item fails (and the map retries it) only when it
-//! cannot be done at all: a listing or the partial's write failed.
+//! Objects that cannot be read for a reason that will not go away (access denied, truncated gzip, not a
+//! CloudTrail log file) are named in the partial with their reason and the item succeeds. The item fails
+//! with the error type `Retryable`, and the map's Retry runs it again, when an object met a transient
+//! fault (throttling, a 5xx, a timeout, a dropped connection), or a listing or the partial's write did. The state machine passes the attempt (`$$.State.RetryCount`) with the batch,
+//! and the partial carries it, so the CLI counts the items that succeeded on a retry.
 
 pub mod config;
 pub mod live;
@@ -17,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokenwatch_aws::partials::PartialStore;
-use tokenwatch_aws::trail::{NoProgress, TrailLocation, TrailReader};
+use tokenwatch_aws::trail::{NoProgress, ObjectError, TrailLocation, TrailReader};
 use tokenwatch_core::partial::Unread;
 use tokenwatch_core::ports::PortError;
 use tokenwatch_core::time::Epoch;
 use tokenwatch_core::{Analyzer, Window};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 
@@ -100,6 +102,32 @@ pub enum ScanError {
     /// The partial could not be written.
     #[error("writing the partial: {0}")]
     Write(#[source] PortError),
+    /// Objects met transient faults (throttling, a 5xx, a timeout): the map's Retry reads the whole batch
+    /// again.
+    #[error("{}", read_message(.objects, .errors))]
+    Read {
+        /// Objects of the batch.
+        objects: u64,
+        /// The transient faults, by object.
+        errors: Vec<ObjectError>,
+    },
+}
+
+/// Faults named in full in a failed item's message; Step Functions keeps 32,768 characters of a cause.
+const NAMED_FAULTS: usize = 5;
+
+fn read_message(objects: &u64, errors: &[ObjectError]) -> String {
+    let mut m = format!("{} of {objects} objects met a transient fault: ", errors.len());
+    let named: Vec<String> = errors
+        .iter()
+        .take(NAMED_FAULTS)
+        .map(|e| format!("{}: {}", e.name, e.reason))
+        .collect();
+    m.push_str(&named.join("; "));
+    if errors.len() > NAMED_FAULTS {
+        m.push_str(&format!("; and {} more", errors.len() - NAMED_FAULTS));
+    }
+    m
 }
 
 impl From<ScanError> for lambda_runtime::Diagnostic {
@@ -107,6 +135,7 @@ impl From<ScanError> for lambda_runtime::Diagnostic {
         // The map's Retry matches on the type: a transient fault is retried, a bad item is not.
         let error_type = match &e {
             ScanError::Request(_) => "InvalidItem",
+            ScanError::Read { .. } => "Retryable",
             ScanError::List { source, .. } | ScanError::Write(source) if source.is_transient() => "Retryable",
             ScanError::List { .. } => "ListFailed",
             ScanError::Write(_) => "WriteFailed",
@@ -118,9 +147,23 @@ impl From<ScanError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// The item `payload` asks for.
+/// The attempt of the item `payload` is: 0 for the first, 1 for the map's first retry, and so on. The
+/// state machine passes it as `{"Batch": <the item>, "Attempt": $$.State.RetryCount}`; a payload without
+/// it is a first attempt.
+pub fn attempt_of(payload: &Value) -> u32 {
+    payload
+        .get("Attempt")
+        .and_then(Value::as_u64)
+        .map_or(0, |a| u32::try_from(a).unwrap_or(u32::MAX))
+}
+
+/// The item `payload` asks for (bare, or as the `Batch` of `{"Batch", "Attempt"}`).
 pub fn work_of(payload: Value, config: &Config) -> Result<Work, ScanError> {
     let bad = |m: String| ScanError::Request(m);
+    let payload = match payload {
+        Value::Object(mut o) if o.contains_key("Batch") => o.remove("Batch").unwrap_or(Value::Null),
+        other => other,
+    };
     let request: Request = serde_json::from_value(payload).map_err(|e| bad(e.to_string()))?;
     let mut items = request.items;
     if request.single.key.is_some() || request.single.prefix.is_some() || request.single.job.is_some() {
@@ -194,6 +237,7 @@ pub struct Scanner {
 
 /// Reads one item and returns its result: counts and the partial, or the key it was written to.
 pub async fn handle(payload: Value, scanner: &Scanner) -> Result<Value, ScanError> {
+    let attempt = attempt_of(&payload);
     let work = work_of(payload, &scanner.config)?;
     let job = &work.job;
     let location = TrailLocation {
@@ -224,11 +268,21 @@ pub async fn handle(payload: Value, scanner: &Scanner) -> Result<Value, ScanErro
         .read_keys_into(&mut analyzer, keys, Arc::new(NoProgress))
         .await;
     let seconds = started.elapsed().as_secs_f64();
+    let (retryable, permanent): (Vec<ObjectError>, Vec<ObjectError>) =
+        summary.errors.into_iter().partition(ObjectError::is_transient);
+    if !retryable.is_empty() {
+        let error = ScanError::Read {
+            objects: summary.objects,
+            errors: retryable,
+        };
+        warn!(attempt, error = %error, "Item failed; the map's Retry may run it again.");
+        return Err(error);
+    }
     let records = analyzer.records();
     let Some(mut partial) = analyzer.into_partial() else {
         return Err(ScanError::Request("the analyzer kept no partial".to_owned()));
     };
-    partial.unread = Unread(summary.errors.into_iter().map(|e| (e.name, e.reason)).collect());
+    partial.unread = Unread(permanent.into_iter().map(|e| (e.name, e.reason)).collect());
     let (failures, unread) = (partial.failures.len(), partial.unread.0.len());
     let text = partial.to_json();
     info!(
@@ -238,6 +292,7 @@ pub async fn handle(payload: Value, scanner: &Scanner) -> Result<Value, ScanErro
         failures,
         unread,
         seconds,
+        attempt,
         partial_bytes = text.len(),
         "Item read."
     );
@@ -248,13 +303,14 @@ pub async fn handle(payload: Value, scanner: &Scanner) -> Result<Value, ScanErro
         "Failures": failures,
         "Unread": unread,
         "Seconds": seconds,
+        "Attempt": attempt,
     });
     if text.len() <= scanner.config.inline_limit {
         out["Partial"] = serde_json::from_slice(&text).unwrap_or(Value::Null);
     } else {
         let key = scanner
             .partials
-            .put(&job.run, &partial_name(&work), text)
+            .put_attempt(&job.run, &partial_name(&work), text, attempt)
             .await
             .map_err(ScanError::Write)?;
         out["PartialBucket"] = json!(scanner.partials.bucket);
@@ -335,6 +391,39 @@ mod tests {
             let d: lambda_runtime::Diagnostic = e.into();
             assert_eq!(d.error_type, "InvalidItem");
         }
+    }
+
+    #[test]
+    fn the_state_machine_s_batch_and_attempt_are_unwrapped() {
+        let payload = json!({"Batch": {"Items": [{"Key": "k", "Job": job()}]}, "Attempt": 2});
+        assert_eq!(attempt_of(&payload), 2);
+        assert_eq!(work_of(payload, &config()).unwrap().keys, ["k"]);
+        let bare = json!({"Key": "k", "Job": job()});
+        assert_eq!(attempt_of(&bare), 0);
+        assert_eq!(work_of(bare, &config()).unwrap().keys, ["k"]);
+    }
+
+    #[test]
+    fn transient_faults_fail_the_item_as_retryable_and_name_the_first_few() {
+        let errors: Vec<ObjectError> = (0..7)
+            .map(|i| ObjectError::transient(format!("s3://org-trail/k{i}"), "s3:GetObject failed: SlowDown"))
+            .collect();
+        let e = ScanError::Read { objects: 50, errors };
+        let said = e.to_string();
+        assert!(
+            said.starts_with(
+                "7 of 50 objects met a transient fault: s3://org-trail/k0: s3:GetObject failed: SlowDown; "
+            ),
+            "{said}"
+        );
+        assert!(
+            said.contains("k4") && !said.contains("k5") && said.ends_with("; and 2 more"),
+            "{said}"
+        );
+        let d: lambda_runtime::Diagnostic = e.into();
+        assert_eq!(d.error_type, "Retryable");
+        let d: lambda_runtime::Diagnostic = ScanError::Write(PortError::permanent("AccessDenied")).into();
+        assert_eq!(d.error_type, "WriteFailed", "a permanent fault is not retried");
     }
 
     #[test]

@@ -242,3 +242,77 @@ async fn a_prefix_that_cannot_be_listed_fails_the_item_for_the_map_to_retry_or_c
         "{e}"
     );
 }
+
+/// A scanner of `trail` writing every partial to `work` in ministack, through `client`.
+fn scanner_of(client: aws_sdk_s3::Client, trail: &str, work: &str) -> Scanner {
+    let (trail, work) = (trail.to_owned(), work.to_owned());
+    let config = Config::from_lookup(|k| match k {
+        "TRAIL_BUCKET" => Some(trail.clone()),
+        "PARTIALS_BUCKET" => Some(work.clone()),
+        "INLINE_LIMIT" => Some("0".into()),
+        _ => None,
+    })
+    .unwrap();
+    Scanner {
+        partials: PartialStore::new(client.clone(), &work, "p/"),
+        client,
+        config,
+    }
+}
+
+#[tokio::test]
+async fn an_object_s3_cannot_serve_now_fails_the_item_as_retryable() {
+    // Nothing listens on this port: every attempt of the SDK is refused, as an S3 that is unreachable
+    // for a moment would be.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let sdk = tokenwatch_aws::sdk_config(&tokenwatch_aws::SdkOptions::emulator(endpoint)).await;
+    let scanner = scanner_of(tokenwatch_aws::trail::s3_client(&sdk), "tw-trail", "tw-work");
+    let key = format!("{DAY}a.json.gz");
+    let e = handle(
+        json!({"Batch": {"Items": [{"Key": key, "Job": {"Bucket": "tw-trail", "Cooldown": 3600, "Run": "r"}}]}, "Attempt": 0}),
+        &scanner,
+    )
+    .await
+    .unwrap_err();
+    let said = e.to_string();
+    assert!(
+        said.starts_with(&format!(
+            "1 of 1 objects met a transient fault: s3://tw-trail/{key}: "
+        )),
+        "{said}"
+    );
+    let d: lambda_runtime::Diagnostic = e.into();
+    assert_eq!(d.error_type, "Retryable", "the map's Retry matches this type");
+}
+
+#[tokio::test]
+async fn a_missing_object_is_named_in_the_partial_of_the_attempt_that_wrote_it() {
+    let reader = s3(READER).await;
+    let (trail, work) = (name("trail"), name("work"));
+    for bucket in [&trail, &work] {
+        reader.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    let scanner = scanner_of(reader, &trail, &work);
+    let key = format!("{DAY}gone.json.gz");
+    let out = handle(
+        json!({"Batch": {"Items": [{"Key": key, "Job": {"Bucket": trail, "Cooldown": 3600, "Run": "r"}}]}, "Attempt": 2}),
+        &scanner,
+    )
+    .await
+    .expect("a permanent fault is named, not retried");
+    assert_eq!(
+        (out["Unread"].as_u64(), out["Attempt"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let (partial, attempt) = scanner
+        .partials
+        .partial_of_attempt(out["PartialKey"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(attempt, 2, "the partial says which attempt wrote it");
+    let (name, reason) = partial.unread.0.iter().next().unwrap();
+    assert_eq!(name, &format!("s3://{trail}/{key}"));
+    assert!(reason.contains("NoSuchKey"), "{reason}");
+}

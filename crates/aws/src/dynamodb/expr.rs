@@ -45,11 +45,6 @@ impl Expr {
         self.value(AttributeValue::S(s.into()))
     }
 
-    /// Nothing to update.
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.add.is_empty() && self.delete.is_empty() && self.remove.is_empty()
-    }
-
     /// `SET name = value`.
     pub fn set(&mut self, name: &str, value: AttributeValue) {
         let (n, v) = (self.name(name), self.value(value));

@@ -253,6 +253,7 @@ pub(crate) fn get_ns(item: &Item, name: &str) -> BTreeSet<Epoch> {
         .unwrap_or_default()
 }
 
+#[cfg(test)]
 pub(crate) fn encode_session(issuance: &Issuance, expires_at: Epoch) -> Item {
     let mut item = key(session_pk(&issuance.access_key_id), SESSION_SK);
     item.insert(ACCESS_KEY_ID.into(), s(&issuance.access_key_id));

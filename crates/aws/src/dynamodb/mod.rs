@@ -40,6 +40,12 @@
 //! remove, when what it last saw is of that incident); a different incident id makes it return `None`
 //! with nothing written.
 //!
+//! `record_issuance` makes two `UpdateItem`s and no transaction: the session item, every fact
+//! `if_not_exists` (role chaining and a container's session set when a copy says so), so that replays and
+//! the two copies of a cross-account call leave the same item in any order; then the group's issue time
+//! (`ADD` to a set), which hands the group back (`ReturnValues`) for the detector to decide on. Either
+//! write alone leaves what a late delivery of the other would, and a retry redoes both.
+//!
 //! That the plans leave exactly what `FailureStats::merge` says, whatever a writer's view, is a property
 //! test (`evaluate.rs` applies them as DynamoDB would; `tests/adapters/merge.rs` records random histories
 //! on the emulators).
@@ -493,40 +499,6 @@ fn stats_of<'a>(failures: impl Iterator<Item = &'a Failure>) -> FailureStats {
     stats
 }
 
-/// Exponential from 10 ms to 320 ms, with full jitter so that writers that collided spread out.
-impl DynamoStore {
-    /// Folds another copy of a recorded issuing call into its session item (see
-    /// [`tokenwatch_core::memory::combine_copies`]).
-    async fn combine_session_copy(&self, copy: &Issuance) -> Result<(), PortError> {
-        let mut e = Expr::default();
-        if copy.chained {
-            e.set(CHAINED, AttributeValue::Bool(true));
-        }
-        if copy.for_container {
-            e.set(FOR_CONTAINER, AttributeValue::Bool(true));
-        }
-        if let Some(d) = copy.duration_seconds {
-            e.set_if_absent(DURATION_SECONDS, n(d));
-        }
-        if let Some(t) = copy.expiration {
-            e.set_if_absent(EXPIRATION, n(t));
-        }
-        if e.is_empty() {
-            return Ok(());
-        }
-        let pk = session_pk(&copy.access_key_id);
-        let key_name = e.name("pk");
-        e.require(format!("attribute_exists({key_name})"));
-        let result = self.update_item(pk, SESSION_SK, e, ReturnValue::None).await;
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&copy.access_key_id);
-        // A session item that is gone (expired) has nothing to combine into.
-        result.map(|_| ())
-    }
-}
-
 /// The wall clock, for TTLs only: what the engine decides never depends on it.
 fn now() -> Epoch {
     std::time::SystemTime::now()
@@ -535,6 +507,7 @@ fn now() -> Epoch {
         .unwrap_or_default()
 }
 
+/// Exponential from 10 ms to 320 ms, with full jitter so that writers that collided spread out.
 fn backoff(attempt: usize) -> Duration {
     let ceiling = 10u64 << attempt.min(5);
     let random = RandomState::new().build_hasher().finish();
@@ -640,75 +613,53 @@ impl StateStore for DynamoStore {
         Ok(Some(applied))
     }
 
-    async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<(), PortError> {
-        let session = || {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(encode_session(
-                    issuance,
-                    now().max(issuance.issued_at) + SESSION_TTL,
-                )))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| PortError::permanent(format!("dynamodb: session not built: {e}")))
-        };
-        let group = |capped: bool| {
-            let e = issuance_update(key, issuance, capped);
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(item::key(group_pk(key), GROUP_SK)))
-                .update_expression(e.update_expression())
-                .set_condition_expression(e.condition_expression())
-                .set_expression_attribute_names(e.names())
-                .set_expression_attribute_values(e.values())
-                .build()
-                .map_err(|e| PortError::permanent(format!("dynamodb: group update not built: {e}")))
-        };
-        let both = |capped: bool| -> Result<Vec<TransactWriteItem>, PortError> {
-            Ok(vec![
-                TransactWriteItem::builder().put(session()?).build(),
-                TransactWriteItem::builder().update(group(capped)?).build(),
-            ])
-        };
-        let failed = |reasons: &[CancellationReason], i: usize| {
-            reasons.get(i).and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
-        };
-        let err = match self.transact(both(true)?).await {
-            Ok(()) => return Ok(()),
-            Err(err) => err,
-        };
-        let Some(reasons) = cancellation_reasons(&err) else {
-            return Err(from_sdk("dynamodb:TransactWriteItems", err));
-        };
-        let (session_known, group_full) = (failed(reasons, 0), failed(reasons, 1));
-        if !session_known && group_full {
-            // The group's issue times reached their cap: start the set again from this one (only recent
-            // issuances decide anything), recording the session in the same transaction.
-            return match self.transact(both(false)?).await {
-                Ok(()) => Ok(()),
-                Err(e) if cancellation_reasons(&e).is_some_and(|r| failed(r, 0)) => self
-                    .update_group(key, issuance_update(key, issuance, false))
-                    .await
-                    .map(|_| ()),
-                Err(e) => Err(from_sdk("dynamodb:TransactWriteItems", e)),
-            };
+    async fn record_issuance(&self, key: &GroupKey, issuance: &Issuance) -> Result<GroupState, PortError> {
+        // Two single-item writes, no transaction: each is idempotent and commutes with the other copy of
+        // the same call, and either one alone is a state a late delivery of the other leaves too (a
+        // session whose group has not yet seen its issue time, or the reverse), which every decision
+        // already waits for (crates/core/src/incident.rs, `hold_ends`). A retry after a fault between
+        // them redoes both to the same items. A transaction would cost twice the write units.
+        let session = self
+            .update_item(
+                session_pk(&issuance.access_key_id),
+                SESSION_SK,
+                session_upsert(issuance, now().max(issuance.issued_at) + SESSION_TTL),
+                ReturnValue::AllNew,
+            )
+            .await?
+            .as_ref()
+            .and_then(decode_session);
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            match session {
+                Some(s) => {
+                    if sessions.len() >= MAX_SESSIONS {
+                        sessions.clear();
+                    }
+                    sessions.insert(issuance.access_key_id.clone(), s);
+                }
+                None => {
+                    sessions.remove(&issuance.access_key_id);
+                }
+            }
         }
-        if !session_known {
-            return Err(from_sdk("dynamodb:TransactWriteItems", err));
-        }
-        // The session was recorded before: a redelivery, or the other account's copy of a cross-account
-        // AssumeRole. The copies are combined as MemoryStore combines them (role chaining if either says so,
-        // facts one copy lacks from the other); the issue time still goes to the group (a set, so adding it
-        // again changes nothing).
-        self.combine_session_copy(issuance).await?;
-        if !self
-            .update_group(key, issuance_update(key, issuance, true))
+        // The group's state comes back with its write (no read units): the detector decides on it.
+        let item = match self
+            .update_group_returning(key, issuance_update(key, issuance, true), ReturnValue::AllNew)
             .await?
         {
-            self.update_group(key, issuance_update(key, issuance, false))
-                .await?;
-        }
-        Ok(())
+            Some(item) => item,
+            // The group's issue times reached their cap: start the set again from this one (only recent
+            // issuances decide anything).
+            None => self
+                .update_group_returning(key, issuance_update(key, issuance, false), ReturnValue::AllNew)
+                .await?
+                .ok_or_else(|| PortError::transient("dynamodb: the group's issue times changed meanwhile"))?,
+        };
+        let mut state = decode_group(&item);
+        state.key = key.clone();
+        self.remember(&group_pk(key), state.clone());
+        Ok(state)
     }
 
     async fn session(&self, access_key_id: &str) -> Result<Option<Issuance>, PortError> {
@@ -1029,6 +980,42 @@ fn stored_key(item: &Item, key: &GroupKey) -> Option<GroupKey> {
         session: absent(&key.session),
     };
     (group_pk(&legacy) == *pk).then_some(legacy)
+}
+
+/// The write of an issued session that needs no read: the first copy of the call creates the item, and
+/// either copy of a cross-account `AssumeRole` (the caller's account and the role's each log one), in
+/// either order and however often delivered, leaves the same item: role chaining or a container's
+/// session if either copy says so, every other fact the first copy that has it gives (the copies are of
+/// one call, so two that both have a fact agree on it), as `MemoryStore` combines them.
+fn session_upsert(issuance: &Issuance, expires_at: Epoch) -> Expr {
+    let mut e = Expr::default();
+    e.set_if_absent(ACCESS_KEY_ID, s(&issuance.access_key_id));
+    e.set_if_absent(ISSUED_AT, n(issuance.issued_at));
+    e.set_if_absent(CALL, s(issuance.call.as_str()));
+    for (name, yes) in [
+        (CHAINED, issuance.chained),
+        (FOR_CONTAINER, issuance.for_container),
+    ] {
+        if yes {
+            e.set(name, AttributeValue::Bool(true));
+        } else {
+            e.set_if_absent(name, AttributeValue::Bool(false));
+        }
+    }
+    e.set_if_absent(EXPIRES_AT, n(expires_at));
+    let optional = [
+        (ACCOUNT, issuance.account.as_ref().map(s)),
+        (PRINCIPAL, issuance.principal.as_ref().map(s)),
+        (SESSION, issuance.session.as_ref().map(s)),
+        (DURATION_SECONDS, issuance.duration_seconds.map(n)),
+        (EXPIRATION, issuance.expiration.map(n)),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            e.set_if_absent(name, v);
+        }
+    }
+    e
 }
 
 /// The group update for an issuance: `capped` adds its time to the set while it holds fewer than

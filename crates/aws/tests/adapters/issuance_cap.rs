@@ -43,3 +43,24 @@ async fn a_busy_role_keeps_its_issue_times_capped_and_the_newest() {
         );
     }
 }
+
+/// Regression (issue 14, item 4): an issuing call was a two-item transaction (4 write units) and a read
+/// of its group. Now: two single-item writes, one unit each for items under 1 KB, and the group's state
+/// comes back with its write; a repeat costs the same and changes nothing.
+#[tokio::test]
+async fn an_issuing_call_is_two_single_item_writes_and_no_read() {
+    let store = fresh_store(Emulator::Ministack).await;
+    let group = key("nightly-etl");
+    let first = issuance("ASIAWRITES0000000001", 1_793_606_400);
+    let state = store.record_issuance(&group, &first).await.unwrap();
+    assert_eq!((store.calls(), store.write_units()), (2, 2.0));
+    assert_eq!(
+        Some(&state),
+        store.load(&group).await.unwrap().as_ref(),
+        "the state it hands back is the stored one"
+    );
+    let calls = store.calls();
+    let again = store.record_issuance(&group, &first).await.unwrap();
+    assert_eq!((store.calls() - calls, store.write_units()), (2, 4.0));
+    assert_eq!(again, state, "a repeat changes nothing");
+}
