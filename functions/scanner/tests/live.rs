@@ -378,3 +378,91 @@ async fn groups(store: &DynamoStore) -> Vec<(String, u64, bool)> {
     g.sort();
     g
 }
+
+/// The near-miss samples through the live path. Each sample's records are cut into the hourly log files
+/// CloudTrail would have delivered, and the trail is scanned a quarter of an hour after each delivery, as
+/// the schedule would: the table's report then has the near misses `analyze` finds in the sample (none
+/// where it finds none, and each night's one of a recurring job), and the next digest a near-miss line
+/// per workload.
+#[tokio::test]
+async fn each_near_miss_sample_gives_the_table_and_the_digest_what_analyze_finds() {
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let mut with_near_misses = Vec::new();
+    for sample in [
+        "29-boto3-copied-credentials-57-min",
+        "30-boto3-role-profile-refreshes",
+        "31-go-v2-cache-to-the-last-second",
+        "32-java-v2-provider-prefetches",
+        "33-pod-fleet-copied-credentials",
+    ] {
+        let rig = Rig::new(false).await;
+        let mut analyzer = tokenwatch_core::Analyzer::default();
+        // Delivery time -> the records of the hour before it.
+        let mut files: std::collections::BTreeMap<Epoch, Vec<Value>> = Default::default();
+        for entry in std::fs::read_dir(samples.join(sample)).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().contains("_CloudTrail_") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            analyzer.read(&bytes[..]).unwrap();
+            let log: Value = serde_json::from_slice(&bytes).unwrap();
+            for record in log["Records"].as_array().unwrap() {
+                let t = at(record["eventTime"].as_str().unwrap());
+                files.entry(t - t % 3600 + 3600).or_default().push(record.clone());
+            }
+        }
+        let offline = analyzer.report().near_misses;
+        let mut now = 0;
+        for (delivered, records) in &files {
+            let t = tokenwatch_core::time::format_time(*delivered);
+            let stamp = format!(
+                "{}{}{}T{}{}Z",
+                &t[0..4],
+                &t[5..7],
+                &t[8..10],
+                &t[11..13],
+                &t[14..16]
+            );
+            rig.put(&log_key(&stamp), gzip(records)).await;
+            now = delivered + 900;
+            let scanned = rig.scan(now).await;
+            assert!(scanned.unread.is_empty(), "{sample}: {scanned:?}");
+        }
+        // `tokenwatch report --table --since` the sample's first night.
+        let all = Query {
+            since: Some(tokenwatch_core::query::Since::At(0)),
+            ..Query::default()
+        };
+        let table = report_with_near_misses(&rig.store, &all, now)
+            .await
+            .unwrap()
+            .near_misses;
+        assert_eq!(table, offline, "{sample}: the table's near misses are analyze's");
+        if !offline.workloads.is_empty() {
+            with_near_misses.push(sample);
+        }
+
+        let digest_sink = RecordingSink::default();
+        let digest = Query::default();
+        let reporter = Reporter {
+            store: &rig.store,
+            sink: &digest_sink,
+            digest: &digest,
+        };
+        let schedule = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        let out = report(schedule, &reporter, now + 60).await.unwrap();
+        assert_eq!(
+            out["near_miss_workloads"],
+            offline.workloads.len(),
+            "{sample}: {out}"
+        );
+    }
+    assert_eq!(
+        with_near_misses,
+        [
+            "29-boto3-copied-credentials-57-min",
+            "33-pod-fleet-copied-credentials"
+        ]
+    );
+}
