@@ -297,7 +297,7 @@ impl Mode {
 pub struct LiveConfig {
     /// The detector's variables.
     pub detector: tokenwatch_detector::config::Config,
-    /// [`TRAIL_BUCKET`] and [`TRAIL_PREFIX`].
+    /// [`crate::config::TRAIL_BUCKET`] and [`TRAIL_PREFIX`].
     pub trail: tokenwatch_aws::trail::TrailLocation,
     /// [`LIVE_SPAN`], in seconds.
     pub span: tokenwatch_core::time::Epoch,
