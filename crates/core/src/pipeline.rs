@@ -229,6 +229,27 @@ pub struct Outcome {
     pub metrics: Metrics,
 }
 
+/// A group whose writes failed: the indexes of the events that touched it, the error, and the group.
+type FailedGroup = (BTreeSet<usize>, PortError, Option<GroupKey>);
+
+impl Outcome {
+    /// Sorts the failed groups' events into retried and abandoned ones, each fault counted and named. A
+    /// transient error is retried; so is every failure when no group at all could be written (`written`
+    /// is 0), which is the stack's fault (a missing table, a denied role) rather than the events'.
+    fn settle(&mut self, failed: Vec<FailedGroup>, written: usize) {
+        let stack_fault = written == 0;
+        for (indexes, error, key) in failed {
+            self.metrics.count_fault(&error);
+            if error.is_transient() || stack_fault {
+                self.retry.extend(indexes);
+            } else {
+                self.abandoned.extend(indexes);
+            }
+            self.faults.push(Fault::of(key.as_ref(), &error));
+        }
+    }
+}
+
 /// Asks `queue` for a re-check of every group `metrics` says was held, each at the end of its wait.
 /// A re-check that could not be scheduled is a fault of its group (returned, and counted in
 /// `metrics`): its page then waits for the sweep, nothing is lost.
@@ -279,7 +300,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
     /// them for a redrive once it is fixed. Either way it is counted (`permanent_faults`) at once.
     pub async fn process(&self, events: &[&[u8]], now: Epoch) -> Outcome {
         let mut out = Outcome::default();
-        let mut failed: Vec<(BTreeSet<usize>, PortError, Option<GroupKey>)> = Vec::new();
+        let mut failed: Vec<FailedGroup> = Vec::new();
         let mut written = 0usize;
         let mut groups: BTreeMap<GroupKey, Vec<Pending>> = BTreeMap::new();
         let mut issuances: Vec<(usize, Issuance)> = Vec::new();
@@ -398,16 +419,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 Err(e) => failed.push((indexes, e, Some(key))),
             }
         }
-        let stack_fault = written == 0;
-        for (indexes, error, key) in failed {
-            out.metrics.count_fault(&error);
-            if error.is_transient() || stack_fault {
-                out.retry.extend(indexes);
-            } else {
-                out.abandoned.extend(indexes);
-            }
-            out.faults.push(Fault::of(key.as_ref(), &error));
-        }
+        out.settle(failed, written);
         // An event another group still needs is retried whole: its failures of the broken group are then
         // refused again, and its other ones counted once (claims are per eventID).
         let retry = &out.retry;
@@ -423,7 +435,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
     /// those of `failures`; a fault is handled as in [`Detector::process`].
     pub async fn process_failures(&self, failures: Vec<Failure>, now: Epoch) -> Outcome {
         let mut out = Outcome::default();
-        let mut failed: Vec<(BTreeSet<usize>, PortError, Option<GroupKey>)> = Vec::new();
+        let mut failed: Vec<FailedGroup> = Vec::new();
         let mut written = 0usize;
         let mut groups: BTreeMap<GroupKey, Vec<Pending>> = BTreeMap::new();
         for (index, failure) in failures.into_iter().enumerate() {
@@ -462,16 +474,7 @@ impl<S: StateStore, A: AlertSink> Detector<'_, S, A> {
                 Err(e) => failed.push((indexes, e, Some(key))),
             }
         }
-        let stack_fault = written == 0;
-        for (indexes, error, key) in failed {
-            out.metrics.count_fault(&error);
-            if error.is_transient() || stack_fault {
-                out.retry.extend(indexes);
-            } else {
-                out.abandoned.extend(indexes);
-            }
-            out.faults.push(Fault::of(key.as_ref(), &error));
-        }
+        out.settle(failed, written);
         out
     }
 
